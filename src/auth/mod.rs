@@ -1,0 +1,5 @@
+//! The embedded AM-compatible auth node.
+
+pub mod quota;
+pub mod session;
+pub mod totp;

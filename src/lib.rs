@@ -1,0 +1,5 @@
+//! tether: a sticky sidecar load balancer for AM-style auth clusters.
+#![forbid(unsafe_code)]
+
+pub mod auth;
+pub mod token;
