@@ -2,4 +2,5 @@
 #![forbid(unsafe_code)]
 
 pub mod auth;
+pub mod config;
 pub mod token;

@@ -3,3 +3,4 @@
 pub mod quota;
 pub mod session;
 pub mod totp;
+pub mod user;
