@@ -1,0 +1,149 @@
+//! Errors of the proxy layer and their one mapping to an HTTP answer.
+//!
+//! Every synthetic answer has AM's CREST error shape, `{"code":N,"reason":"...","message":"..."}` with
+//! `Content-Type: application/json`, so AM clients (which parse every error body) see what AM would send.
+//! Failover asks an error whether a retry is allowed ([`ProxyError::retryable`]) instead of matching
+//! strings.
+
+use http::header::{CACHE_CONTROL, CONTENT_TYPE, HeaderValue};
+use http::{Response, StatusCode};
+
+use crate::body::{Body, full};
+use crate::config::BackendId;
+
+/// What can go wrong while proxying one request.
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    /// No `[[route]]` matched.
+    #[error("no route matches this request")]
+    NoRoute,
+    /// The pool has no node that can take the request.
+    #[error("no backend of pool {pool:?} is available")]
+    NoBackend {
+        /// Pool name.
+        pool: String,
+    },
+    /// The client is pinned to a node that is down, and the pool is `on_down = "strict"`.
+    #[error("backend {backend} holding this client's session is unavailable")]
+    PinnedDown {
+        /// The pinned node.
+        backend: BackendId,
+    },
+    /// The connection to the node failed before any byte of the request was sent.
+    #[error("cannot connect to backend {backend}: {reason}")]
+    Connect {
+        /// The node.
+        backend: BackendId,
+        /// Why.
+        reason: String,
+    },
+    /// The node failed after the request (or part of it) was sent.
+    #[error("backend {backend} failed: {reason}")]
+    Upstream {
+        /// The node.
+        backend: BackendId,
+        /// Why.
+        reason: String,
+    },
+    /// The node sent no response headers in time.
+    #[error("backend {backend} sent no response within {timeout_ms} ms")]
+    Timeout {
+        /// The node.
+        backend: BackendId,
+        /// The configured bound.
+        timeout_ms: u128,
+    },
+    /// The request cannot be forwarded as it is.
+    #[error("{0}")]
+    BadRequest(String),
+}
+
+impl ProxyError {
+    /// The status of the synthetic answer.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::NoRoute => StatusCode::NOT_FOUND,
+            Self::NoBackend { .. } | Self::PinnedDown { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Connect { .. } | Self::Upstream { .. } => StatusCode::BAD_GATEWAY,
+            Self::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+            Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+        }
+    }
+
+    /// Whether the request may be sent again to another node: only when nothing reached the first one
+    /// (SPEC 4.5). The caller still checks that the body can be replayed.
+    pub fn retryable(&self) -> bool {
+        matches!(self, Self::Connect { .. })
+    }
+
+    /// Whether the failure says something about the node's health (passive checks).
+    pub fn blames_backend(&self) -> Option<&BackendId> {
+        match self {
+            Self::Connect { backend, .. } | Self::Timeout { backend, .. } => Some(backend),
+            _ => None,
+        }
+    }
+
+    /// The AM-shaped answer.
+    pub fn to_response(&self) -> Response<Body> {
+        am_error(self.status(), &self.to_string())
+    }
+}
+
+/// An AM CREST error answer: `{"code":N,"reason":"...","message":"..."}`.
+pub fn am_error(status: StatusCode, message: &str) -> Response<Body> {
+    am_error_with(status, message, None)
+}
+
+/// An AM CREST error answer with a `detail` object.
+pub fn am_error_with(status: StatusCode, message: &str, detail: Option<serde_json::Value>) -> Response<Body> {
+    let mut body = serde_json::json!({
+        "code": status.as_u16(),
+        "reason": reason(status),
+        "message": message,
+    });
+    if let Some(detail) = detail {
+        body["detail"] = detail;
+    }
+    json_response(status, &body)
+}
+
+/// A JSON answer with `Content-Type: application/json` and `Cache-Control: no-store`.
+pub fn json_response(status: StatusCode, body: &serde_json::Value) -> Response<Body> {
+    let mut resp = Response::new(full(body.to_string()));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp.headers_mut().insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
+}
+
+/// AM's `reason` strings are the standard reason phrases.
+fn reason(status: StatusCode) -> &'static str {
+    status.canonical_reason().unwrap_or("Error")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt;
+
+    #[tokio::test]
+    async fn errors_have_am_shape_and_json_type() {
+        let resp = ProxyError::NoBackend { pool: "am".into() }.to_response();
+        assert_eq!(resp.status(), 503);
+        assert_eq!(resp.headers()[CONTENT_TYPE], "application/json");
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(v["code"], 503);
+        assert_eq!(v["reason"], "Service Unavailable");
+        assert!(v["message"].as_str().unwrap().contains("am"));
+    }
+
+    #[test]
+    fn only_connect_failures_are_retryable() {
+        let id = BackendId::new("01").unwrap();
+        assert!(ProxyError::Connect { backend: id.clone(), reason: "refused".into() }.retryable());
+        assert!(!ProxyError::Upstream { backend: id.clone(), reason: "reset".into() }.retryable());
+        assert!(!ProxyError::Timeout { backend: id, timeout_ms: 1 }.retryable());
+    }
+}

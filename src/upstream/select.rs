@@ -1,0 +1,225 @@
+//! Choosing the node for a request (SPEC 4.1, 4.4): the pinned node when it can serve, else the pool's
+//! balance over the serving tier.
+//!
+//! The serving tier is the active nodes that take new clients, or, when none does, the passive ones
+//! (HAProxy's `backup` servers). A pinned node that is down is left per `on_down`: `redispatch` balances
+//! and marks the answer for a cookie rewrite, `strict` refuses. A client pinned to a passive node moves to
+//! an active one only with `failback = "primary"`; with `"sticky"` it stays, so its in-memory journey on
+//! that node survives (the fix for HAProxy #2729 is a choice, not a surprise).
+
+use super::Pool;
+use super::sticky::Hints;
+use crate::config::{Balance, Failback, OnDown, Role};
+use crate::error::ProxyError;
+
+/// How the affinity decision went, for metrics and logs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// A hint named a node that served.
+    Hit,
+    /// No hint: balanced.
+    Miss,
+    /// A hint named no configured node: balanced.
+    Invalid,
+    /// The named node could not serve (or failback moved the client): served elsewhere.
+    Redispatch,
+}
+
+impl Outcome {
+    /// Label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Hit => "hit",
+            Self::Miss => "miss",
+            Self::Invalid => "invalid",
+            Self::Redispatch => "redispatch",
+        }
+    }
+}
+
+/// The chosen node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Choice {
+    /// Index into the pool's backends.
+    pub index: usize,
+    /// How the decision went.
+    pub outcome: Outcome,
+}
+
+/// Chooses a node. `exclude` is a node that already failed this request (a retry never goes back to it).
+pub fn choose(pool: &Pool, hints: &Hints, exclude: Option<usize>) -> Result<Choice, ProxyError> {
+    if let Some((pinned, _)) = hints.pinned {
+        let backend = &pool.backends[pinned];
+        let usable = Some(pinned) != exclude && backend.state.takes_pinned();
+        if usable {
+            let fail_back = backend.role == Role::Passive
+                && pool.affinity.failback == Failback::Primary
+                && tier_has(pool, Role::Active, exclude);
+            if !fail_back {
+                return Ok(Choice { index: pinned, outcome: Outcome::Hit });
+            }
+        } else if pool.affinity.on_down == OnDown::Strict {
+            return Err(ProxyError::PinnedDown { backend: backend.id.clone() });
+        }
+        return balance(pool, exclude).map(|index| Choice { index, outcome: Outcome::Redispatch });
+    }
+    let outcome = if hints.invalid { Outcome::Invalid } else { Outcome::Miss };
+    balance(pool, exclude).map(|index| Choice { index, outcome })
+}
+
+fn takes_new(pool: &Pool, i: usize, role: Role, exclude: Option<usize>) -> bool {
+    let b = &pool.backends[i];
+    b.role == role && Some(i) != exclude && b.state.takes_new()
+}
+
+fn tier_has(pool: &Pool, role: Role, exclude: Option<usize>) -> bool {
+    (0..pool.backends.len()).any(|i| takes_new(pool, i, role, exclude))
+}
+
+/// The pool's balance over its serving tier, without allocating.
+fn balance(pool: &Pool, exclude: Option<usize>) -> Result<usize, ProxyError> {
+    let role = if tier_has(pool, Role::Active, exclude) { Role::Active } else { Role::Passive };
+    let n = pool.backends.len();
+    let candidates = || (0..n).filter(move |&i| takes_new(pool, i, role, exclude));
+    let count = candidates().count();
+    if count == 0 {
+        return Err(ProxyError::NoBackend { pool: pool.name.clone() });
+    }
+    let ticket = pool.next_ticket();
+    let chosen = match pool.balance {
+        Balance::RoundRobin => candidates().nth(ticket % count),
+        // Fewest in flight; the rotating start spreads ties instead of always picking the first.
+        Balance::LeastConn => candidates()
+            .cycle()
+            .skip(ticket % count)
+            .take(count)
+            .min_by_key(|&i| pool.backends[i].state.in_flight()),
+    };
+    chosen.ok_or_else(|| ProxyError::NoBackend { pool: pool.name.clone() })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{HintSource, parse};
+    use crate::upstream::{AdminState, StateRegistry, Upstreams};
+    use std::time::Duration;
+
+    fn pools(extra: &str) -> Upstreams {
+        let text = format!(
+            r#"
+[proxy]
+listen = "127.0.0.1:0"
+admin_listen = "127.0.0.1:0"
+[[pool]]
+name = "am"
+{extra}
+  [[pool.backend]]
+  id = "01"
+  url = "http://127.0.0.1:1"
+  [[pool.backend]]
+  id = "02"
+  url = "http://127.0.0.1:2"
+  [[pool.backend]]
+  id = "03"
+  url = "http://127.0.0.1:3"
+  role = "passive"
+[[route]]
+path_prefix = "/"
+pool = "am"
+"#
+        );
+        Upstreams::build(&parse(&text).unwrap(), &StateRegistry::default())
+    }
+
+    fn pinned(i: usize) -> Hints {
+        Hints { pinned: Some((i, HintSource::Cookie)), cookie: Some(i), invalid: false }
+    }
+
+    #[test]
+    fn round_robin_spreads_over_actives_only() {
+        let u = pools("");
+        let pool = &u.pools[0];
+        let picks: Vec<usize> =
+            (0..4).map(|_| choose(pool, &Hints::default(), None).unwrap().index).collect();
+        assert_eq!(picks, [0, 1, 0, 1]);
+    }
+
+    #[test]
+    fn passive_serves_only_when_no_active_can() {
+        let u = pools("");
+        let pool = &u.pools[0];
+        pool.backends[0].state.mark_failed(Duration::from_secs(60));
+        pool.backends[1].state.set_admin(AdminState::Maint);
+        let c = choose(pool, &Hints::default(), None).unwrap();
+        assert_eq!((c.index, c.outcome), (2, Outcome::Miss));
+    }
+
+    #[test]
+    fn pinned_node_is_kept_and_redispatched_when_down() {
+        let u = pools("");
+        let pool = &u.pools[0];
+        assert_eq!(choose(pool, &pinned(1), None).unwrap(), Choice { index: 1, outcome: Outcome::Hit });
+        pool.backends[1].state.mark_failed(Duration::from_secs(60));
+        assert_eq!(choose(pool, &pinned(1), None).unwrap(), Choice { index: 0, outcome: Outcome::Redispatch });
+    }
+
+    #[test]
+    fn strict_pool_refuses_a_pinned_client_whose_node_is_down() {
+        let u = pools("[pool.affinity]\non_down = \"strict\"");
+        let pool = &u.pools[0];
+        pool.backends[1].state.mark_failed(Duration::from_secs(60));
+        assert!(matches!(choose(pool, &pinned(1), None), Err(ProxyError::PinnedDown { .. })));
+    }
+
+    #[test]
+    fn draining_node_keeps_pinned_clients_but_takes_no_new_ones() {
+        let u = pools("");
+        let pool = &u.pools[0];
+        pool.backends[0].state.set_admin(AdminState::Drain);
+        assert_eq!(choose(pool, &pinned(0), None).unwrap().outcome, Outcome::Hit);
+        for _ in 0..4 {
+            assert_eq!(choose(pool, &Hints::default(), None).unwrap().index, 1);
+        }
+    }
+
+    #[test]
+    fn failback_policy_decides_whether_passive_pins_move_back() {
+        let sticky = pools("");
+        assert_eq!(choose(&sticky.pools[0], &pinned(2), None).unwrap().outcome, Outcome::Hit);
+        let primary = pools("[pool.affinity]\nfailback = \"primary\"");
+        let c = choose(&primary.pools[0], &pinned(2), None).unwrap();
+        assert_eq!(c.outcome, Outcome::Redispatch);
+        assert!(c.index < 2);
+    }
+
+    #[test]
+    fn a_retry_never_returns_to_the_failed_node() {
+        let u = pools("");
+        let pool = &u.pools[0];
+        for _ in 0..4 {
+            assert_eq!(choose(pool, &Hints::default(), Some(0)).unwrap().index, 1);
+        }
+        assert_eq!(choose(pool, &pinned(0), Some(0)).unwrap().outcome, Outcome::Redispatch);
+    }
+
+    #[test]
+    fn least_conn_prefers_the_idlest_node() {
+        let u = pools("balance = \"least-conn\"");
+        let pool = &u.pools[0];
+        let _busy = pool.backends[0].state.begin();
+        for _ in 0..3 {
+            assert_eq!(choose(pool, &Hints::default(), None).unwrap().index, 1);
+        }
+    }
+
+    #[test]
+    fn no_node_at_all_is_no_backend() {
+        let u = pools("");
+        let pool = &u.pools[0];
+        for b in &pool.backends {
+            b.state.set_admin(AdminState::Maint);
+        }
+        assert!(matches!(choose(pool, &Hints::default(), None), Err(ProxyError::NoBackend { .. })));
+    }
+}
