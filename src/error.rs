@@ -112,8 +112,10 @@ pub fn am_error_with(status: StatusCode, message: &str, detail: Option<serde_jso
 pub fn json_response(status: StatusCode, body: &serde_json::Value) -> Response<Body> {
     let mut resp = Response::new(full(body.to_string()));
     *resp.status_mut() = status;
-    resp.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    resp.headers_mut().insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp.headers_mut()
+        .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
     resp
 }
 
@@ -142,8 +144,26 @@ mod tests {
     #[test]
     fn only_connect_failures_are_retryable() {
         let id = BackendId::new("01").unwrap();
-        assert!(ProxyError::Connect { backend: id.clone(), reason: "refused".into() }.retryable());
-        assert!(!ProxyError::Upstream { backend: id.clone(), reason: "reset".into() }.retryable());
-        assert!(!ProxyError::Timeout { backend: id, timeout_ms: 1 }.retryable());
+        assert!(
+            ProxyError::Connect {
+                backend: id.clone(),
+                reason: "refused".into()
+            }
+            .retryable()
+        );
+        assert!(
+            !ProxyError::Upstream {
+                backend: id.clone(),
+                reason: "reset".into()
+            }
+            .retryable()
+        );
+        assert!(
+            !ProxyError::Timeout {
+                backend: id,
+                timeout_ms: 1
+            }
+            .retryable()
+        );
     }
 }

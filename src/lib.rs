@@ -1,6 +1,142 @@
-//! tether: a sticky sidecar load balancer for AM-style auth clusters.
+//! tether: a sticky sidecar load balancer for AM-style auth clusters, with an embedded AM-compatible
+//! auth node so a whole cluster runs from one command.
+//!
+//! # Request flow
+//! ```text
+//! client ──► server (accept, h1/h2c, drain) ──► proxy::route (rules → pool | status)
+//!             │                                      │
+//!             │                      upstream::sticky (hints → node ID: cookie, authId, session token)
+//!             │                                      │
+//!             │                      upstream::select (tier, balance, health, admin state)
+//!             │                                      │
+//!             │                      proxy::forward (headers, pooled client, retry, Set-Cookie)
+//!             │                                      ▼
+//!             │                         auth node (embedded or remote): auth::node
+//!             └──► admin (healthz, readyz)
+//! ```
+//! [`start`] binds every listener of a [`config::Config`] and returns their addresses; [`run`] serves
+//! until the shutdown token fires, then drains.
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
+pub mod admin;
 pub mod auth;
+pub mod body;
 pub mod config;
+pub mod error;
+pub mod proxy;
+pub mod server;
 pub mod token;
+pub mod upstream;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::Config;
+use crate::proxy::Proxy;
+use crate::server::ServeOptions;
+
+/// Why tether could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// A listener could not bind.
+    #[error("cannot listen on {addr} for the {what}: {source}")]
+    Bind {
+        /// Which listener.
+        what: &'static str,
+        /// Where.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The config asks for something this build cannot do.
+    #[error("{0}")]
+    Unsupported(String),
+}
+
+/// A started tether: its bound addresses and the tasks serving them.
+pub struct Running {
+    /// Public listener address (the real port when the config said `:0`).
+    pub listen: SocketAddr,
+    /// Admin listener address.
+    pub admin: SocketAddr,
+    /// The proxy, for in-process inspection.
+    pub proxy: Arc<Proxy>,
+    tasks: TaskTracker,
+}
+
+impl Running {
+    /// Waits until every listener has drained after the shutdown token fired.
+    pub async fn wait(self) {
+        self.tasks.close();
+        self.tasks.wait().await;
+    }
+}
+
+/// Binds every listener of `config` and starts serving; returns once all are bound.
+pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Running, StartError> {
+    let embedded: Vec<String> = config
+        .backends()
+        .filter(|(_, b)| b.embedded)
+        .map(|(_, b)| b.id.to_string())
+        .collect();
+    if !embedded.is_empty() {
+        return Err(StartError::Unsupported(format!(
+            "backends {} are marked `embedded = true`, but embedded auth nodes are not available in this build yet; \
+             run them as separate servers and remove `embedded`",
+            embedded.join(", ")
+        )));
+    }
+    let public = server::bind("public listener", config.proxy.listen).await?;
+    let admin = server::bind("admin listener", config.proxy.admin_listen).await?;
+    let addr_of = |l: &tokio::net::TcpListener, fallback| l.local_addr().unwrap_or(fallback);
+    let (listen, admin_addr) = (
+        addr_of(&public, config.proxy.listen),
+        addr_of(&admin, config.proxy.admin_listen),
+    );
+
+    let opts = |name| ServeOptions {
+        name,
+        header_timeout: config.proxy.request_header_timeout,
+        grace: config.proxy.shutdown_grace,
+    };
+    let (public_opts, admin_opts) = (opts("public"), opts("admin"));
+    let proxy = Arc::new(Proxy::new(Arc::new(config)));
+    let tasks = TaskTracker::new();
+    tasks.spawn(server::serve(
+        public,
+        Arc::clone(&proxy),
+        public_opts,
+        shutdown.clone(),
+    ));
+    tasks.spawn(server::serve(
+        admin,
+        Arc::new(admin::Admin::new(Arc::clone(&proxy))),
+        admin_opts,
+        shutdown,
+    ));
+    tracing::info!(%listen, admin = %admin_addr, "tether is serving");
+    Ok(Running {
+        listen,
+        admin: admin_addr,
+        proxy,
+        tasks,
+    })
+}
+
+/// Serves `config` until `shutdown` fires, then drains in-flight requests and returns.
+pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), StartError> {
+    start(config, shutdown).await?.wait().await;
+    Ok(())
+}
+
+/// Runs the auth node of backend `id` alone, on the host:port of its url, until `shutdown` fires.
+pub async fn run_node(config: Config, id: &str, shutdown: CancellationToken) -> Result<(), StartError> {
+    let _ = (config, id, shutdown);
+    Err(StartError::Unsupported(
+        "auth nodes are not available in this build yet".into(),
+    ))
+}

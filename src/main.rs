@@ -1,1 +1,152 @@
-fn main() {}
+//! The `tether` binary: parse the command line, set up logs, load the config, call the library.
+#![forbid(unsafe_code)]
+
+use std::io::Read;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand, ValueEnum};
+use tokio_util::sync::CancellationToken;
+use tracing_subscriber::EnvFilter;
+
+#[derive(Parser)]
+#[command(
+    name = "tether",
+    version,
+    about = "Sticky load balancer and AM-compatible auth node"
+)]
+struct Cli {
+    /// Log line format on stderr (RUST_LOG filters, default info).
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the proxy, the admin listener and every `embedded = true` auth node.
+    Run {
+        /// Config file.
+        #[arg(short, long, default_value = "proxy.toml")]
+        config: PathBuf,
+    },
+    /// Run one auth node alone: the backend with this ID, on the host:port of its url.
+    Node {
+        /// Server ID of the backend to run.
+        #[arg(long)]
+        id: String,
+        /// Config file.
+        #[arg(short, long, default_value = "proxy.toml")]
+        config: PathBuf,
+    },
+    /// Validate the config file and report every problem.
+    Check {
+        /// Config file.
+        #[arg(short, long, default_value = "proxy.toml")]
+        config: PathBuf,
+    },
+    /// Read a password on stdin and print its argon2id PHC hash for `[[auth.user]] password`.
+    HashPassword,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing(cli.log_format);
+    match execute(cli.command) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("tether: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_tracing(format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+    }
+}
+
+fn execute(command: Command) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Check { config } => Ok(match tether::config::load(&config) {
+            Ok(c) => {
+                println!("{}: ok: {}", config.display(), c.summary());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                ExitCode::FAILURE
+            }
+        }),
+        Command::HashPassword => {
+            let mut input = String::new();
+            std::io::stdin()
+                .read_to_string(&mut input)
+                .context("reading the password from stdin")?;
+            let password = input
+                .strip_suffix('\n')
+                .map(|p| p.strip_suffix('\r').unwrap_or(p))
+                .unwrap_or(&input);
+            anyhow::ensure!(!password.is_empty(), "the password on stdin is empty");
+            println!(
+                "{}",
+                tether::auth::user::hash_password(password).map_err(anyhow::Error::msg)?
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Run { config } => {
+            let config = tether::config::load(&config)?;
+            runtime()?.block_on(async {
+                let shutdown = CancellationToken::new();
+                tokio::spawn(on_signals(shutdown.clone()));
+                tether::run(config, shutdown).await
+            })?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Node { id, config } => {
+            let config = tether::config::load(&config)?;
+            runtime()?.block_on(async {
+                let shutdown = CancellationToken::new();
+                tokio::spawn(on_signals(shutdown.clone()));
+                tether::run_node(config, &id, shutdown).await
+            })?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the tokio runtime")
+}
+
+/// SIGTERM and SIGINT start a graceful drain.
+async fn on_signals(shutdown: CancellationToken) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt()))
+    else {
+        tracing::error!("cannot install signal handlers");
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM: draining"),
+        _ = int.recv() => tracing::info!("SIGINT: draining"),
+    }
+    shutdown.cancel();
+}

@@ -17,7 +17,7 @@ use http::HeaderValue;
 use http::uri::{Authority, Scheme};
 use tokio::time::Instant;
 
-use crate::config::{Affinity, Balance, BackendId, Config, HealthConfig, Role};
+use crate::config::{Affinity, BackendId, Balance, Config, HealthConfig, Role};
 
 /// Health as seen by the proxy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -87,7 +87,9 @@ impl BackendState {
     /// Current health. A node marked down by a refused connection counts as up again once its
     /// half-open window has passed, so the next request probes it.
     pub fn health(&self) -> Health {
-        if self.health.load(Ordering::Relaxed) == 0 || self.now_ms() >= self.retry_at_ms.load(Ordering::Relaxed) {
+        if self.health.load(Ordering::Relaxed) == 0
+            || self.now_ms() >= self.retry_at_ms.load(Ordering::Relaxed)
+        {
             Health::Up
         } else {
             Health::Down
@@ -97,7 +99,9 @@ impl BackendState {
     /// Records a passive failure (connect refused or timed out): down for `window`.
     pub fn mark_failed(&self, window: Duration) {
         self.failures.fetch_add(1, Ordering::Relaxed);
-        let until = self.now_ms().saturating_add(u64::try_from(window.as_millis()).unwrap_or(u64::MAX));
+        let until = self
+            .now_ms()
+            .saturating_add(u64::try_from(window.as_millis()).unwrap_or(u64::MAX));
         self.retry_at_ms.store(until, Ordering::Relaxed);
         if self.health.swap(1, Ordering::Relaxed) == 0 {
             tracing::warn!(backend = %self.id, "backend marked down: connection failed");
@@ -176,7 +180,10 @@ impl StateRegistry {
     /// The state of `id`, created on first use.
     pub fn get(&self, id: &BackendId) -> Arc<BackendState> {
         let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        Arc::clone(map.entry(id.clone()).or_insert_with(|| Arc::new(BackendState::new(id.clone()))))
+        Arc::clone(
+            map.entry(id.clone())
+                .or_insert_with(|| Arc::new(BackendState::new(id.clone()))),
+        )
     }
 }
 
@@ -239,8 +246,10 @@ pub struct Upstreams {
 impl Upstreams {
     /// Builds the pools of `config`, reusing node state from `registry`.
     pub fn build(config: &Config, registry: &StateRegistry) -> Self {
-        let session_cookie =
-            config.auth.as_ref().map_or_else(|| "iPlanetDirectoryPro".to_string(), |a| a.session_cookie.clone());
+        let session_cookie = config
+            .auth
+            .as_ref()
+            .map_or_else(|| "iPlanetDirectoryPro".to_string(), |a| a.session_cookie.clone());
         let pools = config
             .pools
             .iter()
@@ -271,7 +280,10 @@ impl Upstreams {
 
     /// The node with this server ID, in any pool.
     pub fn backend(&self, id: &str) -> Option<&Backend> {
-        self.pools.iter().flat_map(|p| &p.backends).find(|b| b.id.as_str() == id)
+        self.pools
+            .iter()
+            .flat_map(|p| &p.backends)
+            .find(|b| b.id.as_str() == id)
     }
 }
 

@@ -1,0 +1,313 @@
+//! Sending one request to a pool: hints, node choice, the pooled client, one retry, the cookie rules.
+//!
+//! Bodies stream both ways. The one exception is the bounded auth-body peek: a JSON request body whose
+//! size is known and at most [`PEEK_LIMIT`] is read first, so its `authId` can name the node (SPEC 4.1) and
+//! so the request can be sent again if the first node refused the connection (SPEC 4.5). Every other body
+//! goes upstream as it arrives and is never retried.
+
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http::header::{CONTENT_TYPE, HOST, SET_COOKIE};
+use http::request::Parts;
+use http::uri::PathAndQuery;
+use http::{HeaderMap, HeaderValue, Request, Response, Uri, Version};
+use http_body::{Body as _, Frame, SizeHint};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+
+use super::Snapshot;
+use super::headers;
+use crate::body::{self, Body, BoxError};
+use crate::config::AffinityMode;
+use crate::error::ProxyError;
+use crate::upstream::select::{self, Choice};
+use crate::upstream::sticky::{self, Hints};
+use crate::upstream::{InFlight, Pool};
+
+/// Largest request body read before forwarding (SPEC 4.1: auth bodies of at most 64 KiB).
+pub const PEEK_LIMIT: u64 = 64 * 1024;
+
+/// Who sent the request.
+#[derive(Debug, Clone, Copy)]
+pub struct Peer {
+    /// Client address.
+    pub addr: SocketAddr,
+    /// Arrived over TLS.
+    pub tls: bool,
+}
+
+/// What the proxy decided for one request, for logs and metrics.
+#[derive(Debug, Clone, Default)]
+pub struct Trace {
+    /// Affinity outcome and the hint that decided, when a node was chosen.
+    pub choice: Option<Choice>,
+    /// Hints read.
+    pub hints: Hints,
+    /// Retries made.
+    pub retries: u32,
+}
+
+/// The request body as it will be sent.
+enum Outgoing {
+    /// No body: can be sent any number of times.
+    Empty,
+    /// A peeked body: can be sent again.
+    Buffered(Bytes),
+    /// A streamed body: can be sent once.
+    Stream(Incoming),
+}
+
+impl Outgoing {
+    async fn prepare(headers: &HeaderMap, body: Incoming) -> Result<Self, ProxyError> {
+        if body.is_end_stream() {
+            return Ok(Self::Empty);
+        }
+        let small = body.size_hint().upper().is_some_and(|n| n <= PEEK_LIMIT);
+        if small && is_json(headers) {
+            let limit = usize::try_from(PEEK_LIMIT).unwrap_or(usize::MAX);
+            let bytes = Limited::new(body, limit)
+                .collect()
+                .await
+                .map_err(|e| ProxyError::BadRequest(format!("reading the request body failed: {e}")))?
+                .to_bytes();
+            return Ok(Self::Buffered(bytes));
+        }
+        Ok(Self::Stream(body))
+    }
+
+    fn peeked(&self) -> Option<&[u8]> {
+        match self {
+            Self::Buffered(b) => Some(b),
+            _ => None,
+        }
+    }
+
+    fn replayable(&self) -> bool {
+        !matches!(self, Self::Stream(_))
+    }
+
+    /// The body for one attempt; a stream is handed over once.
+    fn take(&mut self) -> Body {
+        match std::mem::replace(self, Self::Empty) {
+            Self::Empty => body::empty(),
+            Self::Buffered(b) => {
+                let out = body::full(b.clone());
+                *self = Self::Buffered(b);
+                out
+            }
+            Self::Stream(s) => body::stream(s),
+        }
+    }
+}
+
+fn is_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| {
+            let essence = ct.split(';').next().unwrap_or("").trim();
+            essence.eq_ignore_ascii_case("application/json")
+                || essence.to_ascii_lowercase().ends_with("+json")
+        })
+}
+
+/// Forwards a request to `pool`, retrying once on another node when nothing was sent.
+pub async fn to_pool(
+    snap: &Snapshot,
+    pool: &Pool,
+    req: Request<Incoming>,
+    peer: Peer,
+    trace: &mut Trace,
+) -> Result<Response<Body>, ProxyError> {
+    let (mut parts, body) = req.into_parts();
+    let mut outgoing = Outgoing::prepare(&parts.headers, body).await?;
+    trace.hints = sticky::read(pool, &parts.headers, parts.uri.query(), outgoing.peeked());
+    prepare_headers(&mut parts, peer);
+
+    let mut exclude = None;
+    let mut first_error = None;
+    loop {
+        let choice = match (select::choose(pool, &trace.hints, exclude), first_error) {
+            (Ok(choice), _) => choice,
+            // No other node for the retry: the client learns what went wrong with the first one.
+            (Err(_), Some(first)) => return Err(first),
+            (Err(e), None) => return Err(e),
+        };
+        trace.choice = Some(choice);
+        let backend = &pool.backends[choice.index];
+        // Only a replayable request keeps a copy of its head for a second attempt.
+        let keep = (outgoing.replayable() && trace.retries == 0).then(|| head_copy(&parts));
+        let attempt = upstream_request(&parts, backend, outgoing.take());
+        let guard = backend.state.begin();
+        match send(snap, backend, attempt).await {
+            Ok(resp) => {
+                backend.state.mark_ok();
+                return Ok(finish(resp, pool, choice, &trace.hints, peer, guard));
+            }
+            Err(err) => {
+                if err.blames_backend().is_some() {
+                    backend.state.mark_failed(pool.health.interval);
+                }
+                match keep {
+                    Some(head) if err.retryable() => {
+                        tracing::info!(backend = %backend.id, error = %err, "retrying on another node: nothing was sent");
+                        parts = head;
+                        exclude = Some(choice.index);
+                        trace.retries += 1;
+                        first_error = Some(err);
+                    }
+                    _ => return Err(err),
+                }
+            }
+        }
+    }
+}
+
+/// Strips hop-by-hop fields and adds forwarding headers, once per request.
+fn prepare_headers(parts: &mut Parts, peer: Peer) {
+    let host = super::route::request_host(&parts.headers, &parts.uri).map(str::to_owned);
+    let original_host = parts.headers.get(HOST).cloned().or_else(|| {
+        parts
+            .uri
+            .authority()
+            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+    });
+    headers::strip_hop_by_hop(&mut parts.headers);
+    headers::add_forwarded(&mut parts.headers, peer.addr.ip(), peer.tls, host.as_deref());
+    // HTTP/2 carries the host in `:authority`; the HTTP/1.1 hop upstream needs it as `Host`.
+    if let Some(h) = original_host {
+        parts.headers.insert(HOST, h);
+    }
+}
+
+fn head_copy(parts: &Parts) -> Parts {
+    let mut head = Request::new(()).into_parts().0;
+    head.method = parts.method.clone();
+    head.uri = parts.uri.clone();
+    head.version = parts.version;
+    head.headers = parts.headers.clone();
+    head
+}
+
+fn upstream_request(parts: &Parts, backend: &crate::upstream::Backend, body: Body) -> Request<Body> {
+    let path = parts
+        .uri
+        .path_and_query()
+        .cloned()
+        .unwrap_or_else(|| PathAndQuery::from_static("/"));
+    let uri = Uri::builder()
+        .scheme(backend.scheme.clone())
+        .authority(backend.authority.clone())
+        .path_and_query(path)
+        .build()
+        .unwrap_or_default();
+    let mut req = Request::new(body);
+    *req.method_mut() = parts.method.clone();
+    *req.uri_mut() = uri;
+    // Nodes speak HTTP/1.1; a request that came in over h2 must not keep its version.
+    *req.version_mut() = Version::HTTP_11;
+    *req.headers_mut() = parts.headers.clone();
+    req
+}
+
+async fn send(
+    snap: &Snapshot,
+    backend: &crate::upstream::Backend,
+    req: Request<Body>,
+) -> Result<Response<Incoming>, ProxyError> {
+    let timeout = snap.config.proxy.response_timeout;
+    match tokio::time::timeout(timeout, snap.client.request(req)).await {
+        Ok(Ok(resp)) => Ok(resp),
+        Ok(Err(e)) if e.is_connect() => Err(ProxyError::Connect {
+            backend: backend.id.clone(),
+            reason: error_chain(&e),
+        }),
+        Ok(Err(e)) => Err(ProxyError::Upstream {
+            backend: backend.id.clone(),
+            reason: error_chain(&e),
+        }),
+        Err(_) => Err(ProxyError::Timeout {
+            backend: backend.id.clone(),
+            timeout_ms: timeout.as_millis(),
+        }),
+    }
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}
+
+/// Response side: hop-by-hop stripping and the `Set-Cookie` rules of SPEC 4.3.
+fn finish(
+    resp: Response<Incoming>,
+    pool: &Pool,
+    choice: Choice,
+    hints: &Hints,
+    peer: Peer,
+    guard: InFlight,
+) -> Response<Body> {
+    let (mut parts, incoming) = resp.into_parts();
+    headers::strip_hop_by_hop(&mut parts.headers);
+    let served = choice.index;
+    let wants_cookie = match pool.affinity.mode {
+        AffinityMode::Insert => hints.cookie != Some(served),
+        AffinityMode::Observe => hints.cookie.is_some_and(|named| named != served),
+    };
+    if wants_cookie && !headers::sets_cookie(&parts.headers, &pool.affinity.cookie) {
+        let backend = &pool.backends[served];
+        let value = if peer.tls {
+            &backend.set_cookie_secure
+        } else {
+            &backend.set_cookie
+        };
+        parts.headers.append(SET_COOKIE, value.clone());
+    }
+    let body = if incoming.is_end_stream() {
+        drop(guard);
+        body::empty()
+    } else {
+        Tracked {
+            inner: incoming,
+            _guard: guard,
+        }
+        .boxed()
+    };
+    Response::from_parts(parts, body)
+}
+
+/// A streamed response body that keeps its node's in-flight count until the last byte (or the client
+/// going away), so `least-conn` sees long downloads.
+struct Tracked {
+    inner: Incoming,
+    _guard: InFlight,
+}
+
+impl http_body::Body for Tracked {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        Pin::new(&mut self.inner).poll_frame(cx).map_err(Into::into)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}

@@ -1,0 +1,83 @@
+//! `[[route]]` matching: the first route whose every matcher fits wins (SPEC 3); none is 404.
+
+use http::{HeaderMap, Method, Uri};
+
+use crate::config::{HostMatch, RouteAction, RouteConfig};
+
+/// The action of the first matching route, if any.
+pub fn find<'a>(
+    routes: &'a [RouteConfig],
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+) -> Option<&'a RouteAction> {
+    let host = request_host(headers, uri);
+    routes
+        .iter()
+        .find(|r| matches(r, host, uri.path(), method))
+        .map(|r| &r.action)
+}
+
+fn matches(route: &RouteConfig, host: Option<&str>, path: &str, method: &Method) -> bool {
+    let host_ok = match (&route.host, host) {
+        (None, _) => true,
+        (Some(_), None) => false,
+        (Some(HostMatch::Exact(want)), Some(h)) => h.eq_ignore_ascii_case(want),
+        (Some(HostMatch::Suffix(suffix)), Some(h)) => {
+            h.len() > suffix.len()
+                && h.get(h.len() - suffix.len()..)
+                    .is_some_and(|tail| tail.eq_ignore_ascii_case(suffix))
+        }
+    };
+    host_ok
+        && route.path_prefix.as_deref().is_none_or(|p| path.starts_with(p))
+        && route.methods.as_deref().is_none_or(|ms| ms.contains(method))
+}
+
+/// The host the client asked for, without port: `Host` (HTTP/1.1) or the `:authority` (HTTP/2).
+pub fn request_host<'a>(headers: &'a HeaderMap, uri: &'a Uri) -> Option<&'a str> {
+    let raw = headers
+        .get(http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| uri.authority().map(|a| a.as_str()))?;
+    Some(strip_port(raw))
+}
+
+fn strip_port(host: &str) -> &str {
+    if host.starts_with('[') {
+        return host
+            .split_once(']')
+            .map_or(host, |(h, _)| h.get(1..).unwrap_or(h));
+    }
+    host.rsplit_once(':')
+        .filter(|(_, p)| p.bytes().all(|b| b.is_ascii_digit()))
+        .map_or(host, |(h, _)| h)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::Request;
+
+    fn host_of(uri: &str, host: Option<&str>) -> Option<String> {
+        let mut b = Request::builder().uri(uri);
+        if let Some(h) = host {
+            b = b.header("host", h);
+        }
+        let req = b.body(()).unwrap();
+        request_host(req.headers(), req.uri()).map(str::to_owned)
+    }
+
+    #[test]
+    fn host_port_is_ignored_and_case_folded() {
+        assert_eq!(
+            host_of("/", Some("Login.Example.com:8080")).as_deref(),
+            Some("Login.Example.com")
+        );
+        assert_eq!(
+            host_of("http://h2.example/x", None).as_deref(),
+            Some("h2.example")
+        );
+        assert_eq!(host_of("/", Some("[::1]:80")).as_deref(), Some("::1"));
+    }
+}

@@ -1,0 +1,107 @@
+//! Listeners: accept, HTTP/1.1 and HTTP/2 (h2c by prior knowledge) on one port, graceful drain.
+//!
+//! Every listener of tether (public, admin, embedded auth nodes) runs this loop with its own [`Handler`].
+//! On shutdown the listener is dropped first, so new connections are refused at once, then in-flight
+//! requests get the grace period to finish (hyper-util's `GracefulShutdown`: idle keep-alive connections
+//! close, HTTP/2 connections get a GOAWAY).
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{Request, Response};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::body::Body;
+use crate::proxy::Peer;
+
+/// A service run by a listener.
+pub trait Handler: Send + Sync + 'static {
+    /// Answers one request. Errors are answers too: there is no failure path.
+    fn call(&self, req: Request<Incoming>, peer: Peer) -> impl Future<Output = Response<Body>> + Send;
+}
+
+/// Listener settings.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    /// Listener name for logs.
+    pub name: &'static str,
+    /// Time a client has for its request headers (HTTP/1).
+    pub header_timeout: Duration,
+    /// Time in-flight requests get after shutdown starts.
+    pub grace: Duration,
+}
+
+/// Binds `addr`, naming the listener in the error.
+pub async fn bind(name: &'static str, addr: SocketAddr) -> Result<TcpListener, crate::StartError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| crate::StartError::Bind {
+            what: name,
+            addr,
+            source,
+        })
+}
+
+/// Serves `listener` until `shutdown` fires, then drains.
+pub async fn serve<H: Handler>(
+    listener: TcpListener,
+    handler: Arc<H>,
+    opts: ServeOptions,
+    shutdown: CancellationToken,
+) {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(opts.header_timeout);
+    builder.http2().timer(TokioTimer::new());
+    let graceful = GracefulShutdown::new();
+    loop {
+        let (stream, addr) = tokio::select! {
+            () = shutdown.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(e) => {
+                    // EMFILE and friends: back off a little instead of spinning.
+                    tracing::warn!(listener = opts.name, error = %e, "accept failed");
+                    tokio::select! {
+                        () = shutdown.cancelled() => break,
+                        () = tokio::time::sleep(Duration::from_millis(20)) => continue,
+                    }
+                }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        let peer = Peer { addr, tls: false };
+        let handler = Arc::clone(&handler);
+        let service = service_fn(move |req| {
+            let handler = Arc::clone(&handler);
+            async move { Ok::<_, Infallible>(handler.call(req, peer).await) }
+        });
+        let conn = builder
+            .serve_connection_with_upgrades(TokioIo::new(stream), service)
+            .into_owned();
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(peer = %addr, error = %e, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    tokio::select! {
+        () = graceful.shutdown() => tracing::debug!(listener = opts.name, "drained"),
+        () = tokio::time::sleep(opts.grace) => {
+            tracing::warn!(listener = opts.name, grace_s = opts.grace.as_secs(), "grace period over: closing connections with requests still in flight");
+        }
+    }
+}

@@ -1,0 +1,393 @@
+//! The proxy core over real sockets: stickiness on the affinity cookie, cookie insertion, bad cookies,
+//! header hygiene, routes and the connect-failure retry (issue 2).
+
+mod support;
+
+use std::collections::HashMap;
+
+use support::{BackendOptions, ProxyHandle, TestBackend, client, h2c_client, proxy_toml, served_by};
+
+async fn three_nodes() -> (Vec<support::BackendHandle>, String) {
+    let nodes = vec![
+        TestBackend::start("01").await,
+        TestBackend::start("02").await,
+        TestBackend::start("03").await,
+    ];
+    let refs: Vec<&support::BackendHandle> = nodes.iter().collect();
+    let toml = proxy_toml(&refs, &["03"], "", None);
+    (nodes, toml)
+}
+
+#[tokio::test]
+async fn cookie_pins_every_request_and_cookieless_ones_spread_over_actives_only() {
+    let (nodes, toml) = three_nodes().await;
+    let proxy = ProxyHandle::start(&toml).await;
+    let http = client();
+    for _ in 0..200 {
+        let resp = http
+            .get(proxy.url("/am/json/x"))
+            .header("cookie", "amlbcookie=02")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        assert_eq!(served_by(resp).await, "02");
+    }
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    for _ in 0..100 {
+        let resp = http.get(proxy.url("/")).send().await.unwrap();
+        *seen.entry(served_by(resp).await).or_default() += 1;
+    }
+    assert_eq!(
+        seen.get("03"),
+        None,
+        "the passive node served while actives were up: {seen:?}"
+    );
+    assert_eq!(
+        (seen["01"], seen["02"]),
+        (50, 50),
+        "round-robin over the actives: {seen:?}"
+    );
+    assert_eq!(nodes[2].hits(), 0);
+}
+
+#[tokio::test]
+async fn h2c_requests_are_pinned_and_forwarded_as_http1() {
+    let (_nodes, toml) = three_nodes().await;
+    let proxy = ProxyHandle::start(&toml).await;
+    let resp = h2c_client()
+        .get(proxy.url("/x"))
+        .header("cookie", "amlbcookie=01")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.version(), http::Version::HTTP_2);
+    let v: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(v["backend"], "01");
+    assert_eq!(v["version"], "HTTP/1.1");
+    assert_eq!(
+        v["headers"]["host"][0],
+        proxy.addr.to_string(),
+        "the client's authority reaches the node as Host"
+    );
+}
+
+#[tokio::test]
+async fn insert_mode_sets_exactly_one_cookie_with_the_configured_attributes() {
+    let nodes = vec![TestBackend::start("01").await, TestBackend::start("02").await];
+    let refs: Vec<&support::BackendHandle> = nodes.iter().collect();
+    let affinity = "mode = \"insert\"\npath = \"/am\"\nhttp_only = true\nsecure = true\nsame_site = \"Strict\"\ndomain = \"example.test\"";
+    let proxy = ProxyHandle::start(&proxy_toml(&refs, &[], affinity, None)).await;
+    let http = client();
+
+    let resp = http.get(proxy.url("/am/json/x")).send().await.unwrap();
+    let cookies: Vec<String> = resp
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_string())
+        .collect();
+    assert_eq!(cookies.len(), 1, "{cookies:?}");
+    let node = served_by(resp).await;
+    let c = &cookies[0];
+    assert!(c.starts_with(&format!("amlbcookie={node};")), "{c}");
+    for attr in [
+        "Path=/am",
+        "HttpOnly",
+        "Secure",
+        "SameSite=Strict",
+        "Domain=example.test",
+    ] {
+        assert!(c.contains(attr), "{attr} missing from {c}");
+    }
+
+    for _ in 0..10 {
+        let resp = http
+            .get(proxy.url("/am/json/x"))
+            .header("cookie", format!("amlbcookie={node}"))
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            resp.headers().get("set-cookie").is_none(),
+            "a valid cookie is not set again"
+        );
+        assert_eq!(served_by(resp).await, node);
+    }
+}
+
+#[tokio::test]
+async fn a_node_that_sets_the_cookie_itself_gets_no_second_one() {
+    let n1 = TestBackend::start_with(
+        "01",
+        BackendOptions {
+            set_cookie: Some("amlbcookie=01; Path=/".into()),
+            ..Default::default()
+        },
+    )
+    .await;
+    let n2 = TestBackend::start_with(
+        "02",
+        BackendOptions {
+            set_cookie: Some("amlbcookie=02; Path=/".into()),
+            ..Default::default()
+        },
+    )
+    .await;
+    for mode in ["insert", "observe"] {
+        let toml = proxy_toml(&[&n1, &n2], &[], &format!("mode = \"{mode}\""), None);
+        let proxy = ProxyHandle::start(&toml).await;
+        let http = client();
+        let resp = http.get(proxy.url("/")).send().await.unwrap();
+        let cookies: Vec<_> = resp.headers().get_all("set-cookie").iter().cloned().collect();
+        assert_eq!(cookies.len(), 1, "{mode}: {cookies:?}");
+        let node = served_by(resp).await;
+        assert_eq!(cookies[0].to_str().unwrap(), format!("amlbcookie={node}; Path=/"));
+        // The node's own cookie is honoured on the way back in.
+        for _ in 0..5 {
+            let resp = http
+                .get(proxy.url("/"))
+                .header("cookie", format!("amlbcookie={node}"))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(served_by(resp).await, node, "{mode}");
+        }
+        proxy.shutdown().await;
+    }
+}
+
+#[tokio::test]
+async fn observe_mode_leaves_cookieless_answers_alone() {
+    let (_nodes, toml) = three_nodes().await;
+    let proxy = ProxyHandle::start(&toml).await;
+    let resp = client().get(proxy.url("/")).send().await.unwrap();
+    assert!(resp.headers().get("set-cookie").is_none());
+}
+
+#[tokio::test]
+async fn malformed_and_unknown_cookies_are_treated_as_no_cookie() {
+    let (_nodes, toml) = three_nodes().await;
+    let proxy = ProxyHandle::start(&toml).await;
+    let http = client();
+    let long = "7".repeat(8 * 1024);
+    let values: Vec<Vec<u8>> = vec![
+        b"amlbcookie=99".to_vec(),
+        b"amlbcookie=".to_vec(),
+        b"amlbcookie=../x".to_vec(),
+        format!("amlbcookie={long}").into_bytes(),
+        "amlbcookie=\u{00e9}\u{4e2d}".as_bytes().to_vec(),
+        b"amlbcookie=\xff\xfe".to_vec(),
+        b"amlbcookie=99; amlbcookie=02".to_vec(),
+        b";;amlbcookie;=;".to_vec(),
+    ];
+    for value in values {
+        let header = http::HeaderValue::from_bytes(&value).unwrap();
+        let resp = http
+            .get(proxy.url("/"))
+            .header("cookie", header)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200, "cookie {:?}", String::from_utf8_lossy(&value));
+        let node = served_by(resp).await;
+        assert!(["01", "02"].contains(&node.as_str()), "served by {node}");
+    }
+    // Of two cookies, the one naming a configured node wins.
+    let resp = http
+        .get(proxy.url("/"))
+        .header("cookie", "amlbcookie=99; amlbcookie=02")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(served_by(resp).await, "02");
+}
+
+#[tokio::test]
+async fn hop_by_hop_headers_are_stripped_both_ways_and_forwarding_headers_added() {
+    let node = TestBackend::start_with(
+        "01",
+        BackendOptions {
+            headers: vec![
+                ("connection".into(), "x-node-secret".into()),
+                ("x-node-secret".into(), "1".into()),
+                ("keep-alive".into(), "timeout=5".into()),
+                ("proxy-authenticate".into(), "Basic".into()),
+                ("x-node-kept".into(), "1".into()),
+            ],
+            ..Default::default()
+        },
+    )
+    .await;
+    let proxy = ProxyHandle::start(&proxy_toml(&[&node], &[], "", None)).await;
+    let resp = client()
+        .get(proxy.url("/"))
+        .header("connection", "x-client-secret")
+        .header("x-client-secret", "1")
+        .header("proxy-authorization", "Basic eA==")
+        .header("te", "trailers")
+        .header("x-forwarded-for", "203.0.113.7")
+        .header("x-client-kept", "1")
+        .send()
+        .await
+        .unwrap();
+    for gone in ["x-node-secret", "keep-alive", "proxy-authenticate"] {
+        assert!(resp.headers().get(gone).is_none(), "{gone} reached the client");
+    }
+    assert_eq!(resp.headers()["x-node-kept"], "1");
+    let v: serde_json::Value = resp.json().await.unwrap();
+    let h = &v["headers"];
+    for gone in ["x-client-secret", "proxy-authorization", "te"] {
+        assert!(h.get(gone).is_none(), "{gone} reached the node: {h}");
+    }
+    assert_eq!(h["x-client-kept"][0], "1");
+    assert_eq!(h["x-forwarded-for"][0], "203.0.113.7, 127.0.0.1");
+    assert_eq!(h["x-forwarded-proto"][0], "http");
+    assert_eq!(h["x-forwarded-host"][0], "127.0.0.1");
+}
+
+#[tokio::test]
+async fn routes_first_match_wins_with_host_method_and_status() {
+    let a = TestBackend::start("01").await;
+    let b = TestBackend::start("02").await;
+    let toml = format!(
+        r#"
+[proxy]
+listen = "127.0.0.1:0"
+admin_listen = "127.0.0.1:0"
+[[pool]]
+name = "a"
+  [[pool.backend]]
+  id = "01"
+  url = "{}"
+[[pool]]
+name = "b"
+  [[pool.backend]]
+  id = "02"
+  url = "{}"
+[[route]]
+path_prefix = "/am/console"
+status = 403
+[[route]]
+host = "b.example"
+pool = "b"
+[[route]]
+path_prefix = "/am/"
+methods = ["POST"]
+pool = "b"
+[[route]]
+path_prefix = "/am/"
+pool = "a"
+"#,
+        a.url(),
+        b.url()
+    );
+    let proxy = ProxyHandle::start(&toml).await;
+    let http = client();
+
+    let resp = http
+        .get(proxy.url("/am/console/x"))
+        .header("host", "b.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        resp.status(),
+        403,
+        "the first matching route wins over the later host route"
+    );
+    assert_eq!(resp.headers()["content-type"], "application/json");
+    let v: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(v["code"], 403);
+
+    let resp = http
+        .get(proxy.url("/anything"))
+        .header("host", "B.Example:8080")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(served_by(resp).await, "02", "host matcher, case and port ignored");
+    let resp = http
+        .post(proxy.url("/am/json/authenticate"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(served_by(resp).await, "02", "method matcher");
+    let resp = http.get(proxy.url("/am/json/authenticate")).send().await.unwrap();
+    assert_eq!(served_by(resp).await, "01");
+
+    let resp = http.get(proxy.url("/elsewhere")).send().await.unwrap();
+    assert_eq!(resp.status(), 404);
+    let v: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(
+        (v["code"].as_u64(), v["reason"].as_str()),
+        (Some(404), Some("Not Found"))
+    );
+}
+
+#[tokio::test]
+async fn a_refused_connection_is_retried_once_on_another_node() {
+    let dead = TestBackend::start("01").await;
+    let live = TestBackend::start("02").await;
+    let toml = proxy_toml(&[&dead, &live], &[], "", None);
+    dead.shutdown();
+    support::eventually(
+        "the dead node refuses connections",
+        std::time::Duration::from_secs(5),
+        async || tokio::net::TcpStream::connect(dead.addr).await.is_err(),
+    )
+    .await;
+    let proxy = ProxyHandle::start(&toml).await;
+    let http = client();
+    // Pinned to the dead node: the first attempt goes there, is refused, and is retried.
+    let resp = http
+        .get(proxy.url("/x"))
+        .header("cookie", "amlbcookie=01")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let set = resp
+        .headers()
+        .get("set-cookie")
+        .map(|v| v.to_str().unwrap().to_string());
+    assert_eq!(served_by(resp).await, "02");
+    assert!(
+        set.unwrap_or_default().starts_with("amlbcookie=02"),
+        "the cookie follows the serving node"
+    );
+    // A JSON body of an auth request is kept and sent again.
+    let resp = http
+        .post(proxy.url("/am/json/authenticate"))
+        .header("cookie", "amlbcookie=01")
+        .json(&serde_json::json!({"authId": "x"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    for _ in 0..10 {
+        let resp = http.get(proxy.url("/x")).send().await.unwrap();
+        assert_eq!(resp.status(), 200);
+    }
+    assert_eq!(live.hits(), 12);
+}
+
+#[tokio::test]
+async fn all_nodes_refusing_is_a_502_in_am_shape() {
+    let dead = TestBackend::start("01").await;
+    let toml = proxy_toml(&[&dead], &[], "", None);
+    dead.shutdown();
+    support::eventually(
+        "the node refuses connections",
+        std::time::Duration::from_secs(5),
+        async || tokio::net::TcpStream::connect(dead.addr).await.is_err(),
+    )
+    .await;
+    let proxy = ProxyHandle::start(&toml).await;
+    let resp = client().get(proxy.url("/")).send().await.unwrap();
+    assert_eq!(resp.status(), 502);
+    assert_eq!(resp.headers()["content-type"], "application/json");
+    // Marked down by the refusal: the next request finds no node at all.
+    let resp = client().get(proxy.url("/")).send().await.unwrap();
+    assert_eq!(resp.status(), 503);
+}
