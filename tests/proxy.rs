@@ -74,7 +74,7 @@ async fn h2c_requests_are_pinned_and_forwarded_as_http1() {
 
 #[tokio::test]
 async fn insert_mode_sets_exactly_one_cookie_with_the_configured_attributes() {
-    let nodes = vec![TestBackend::start("01").await, TestBackend::start("02").await];
+    let nodes = [TestBackend::start("01").await, TestBackend::start("02").await];
     let refs: Vec<&support::BackendHandle> = nodes.iter().collect();
     let affinity = "mode = \"insert\"\npath = \"/am\"\nhttp_only = true\nsecure = true\nsame_site = \"Strict\"\ndomain = \"example.test\"";
     let proxy = ProxyHandle::start(&proxy_toml(&refs, &[], affinity, None)).await;
@@ -390,4 +390,44 @@ async fn all_nodes_refusing_is_a_502_in_am_shape() {
     // Marked down by the refusal: the next request finds no node at all.
     let resp = client().get(proxy.url("/")).send().await.unwrap();
     assert_eq!(resp.status(), 503);
+}
+
+#[tokio::test]
+async fn readyz_reports_pools_without_a_node_and_healthz_stays_up() {
+    let node = TestBackend::start("01").await;
+    let proxy = ProxyHandle::start(&proxy_toml(&[&node], &[], "", None)).await;
+    let http = client();
+    assert_eq!(
+        http.get(proxy.admin_url("/healthz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let ready = http.get(proxy.admin_url("/readyz")).send().await.unwrap();
+    assert_eq!(ready.status(), 200);
+
+    node.shutdown();
+    support::eventually(
+        "the node refuses connections",
+        std::time::Duration::from_secs(5),
+        async || tokio::net::TcpStream::connect(node.addr).await.is_err(),
+    )
+    .await;
+    assert_eq!(http.get(proxy.url("/")).send().await.unwrap().status(), 502);
+    let resp = http.get(proxy.admin_url("/readyz")).send().await.unwrap();
+    assert_eq!(resp.status(), 503);
+    let v: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(v["pools_without_node"], serde_json::json!(["am"]));
+    assert_eq!(v["down"][0]["backend"], "01");
+    assert_eq!(v["down"][0]["health"], "down");
+    assert_eq!(
+        http.get(proxy.admin_url("/healthz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
 }

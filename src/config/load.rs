@@ -142,7 +142,7 @@ fn parse_in(text: &str, base_dir: &Path) -> Result<Config, ConfigError> {
                 let unknown = e.message().starts_with("unknown field");
                 let removed = match (&span, unknown) {
                     (Some(span), true) if problems.len() < MAX_UNKNOWN_KEYS => {
-                        remove_key_at(tree.get_mut(), span.start, &mut String::new())
+                        remove_key_at(tree.get_mut(), span.start, "")
                     }
                     _ => None,
                 };
@@ -175,7 +175,7 @@ fn parse_in(text: &str, base_dir: &Path) -> Result<Config, ConfigError> {
 }
 
 /// Removes the table entry whose key starts at byte `at`, returning its key path.
-fn remove_key_at(table: &mut DeTable<'_>, at: usize, path: &mut String) -> Option<String> {
+fn remove_key_at(table: &mut DeTable<'_>, at: usize, path: &str) -> Option<String> {
     if let Some(k) = table
         .iter()
         .map(|(k, _)| k)
@@ -186,21 +186,21 @@ fn remove_key_at(table: &mut DeTable<'_>, at: usize, path: &mut String) -> Optio
         return Some(join_key(path, k.get_ref()));
     }
     for (k, v) in table.iter_mut() {
-        let mut sub = join_key(path, k.get_ref());
-        if let Some(p) = remove_in_value(v.get_mut(), at, &mut sub) {
+        let sub = join_key(path, k.get_ref());
+        if let Some(p) = remove_in_value(v.get_mut(), at, &sub) {
             return Some(p);
         }
     }
     None
 }
 
-fn remove_in_value(value: &mut DeValue<'_>, at: usize, path: &mut String) -> Option<String> {
+fn remove_in_value(value: &mut DeValue<'_>, at: usize, path: &str) -> Option<String> {
     match value {
         DeValue::Table(t) => remove_key_at(t, at, path),
-        DeValue::Array(items) => items.iter_mut().enumerate().find_map(|(i, item)| {
-            let mut sub = format!("{path}[{i}]");
-            remove_in_value(item.get_mut(), at, &mut sub)
-        }),
+        DeValue::Array(items) => items
+            .iter_mut()
+            .enumerate()
+            .find_map(|(i, item)| remove_in_value(item.get_mut(), at, &format!("{path}[{i}]"))),
         _ => None,
     }
 }
@@ -222,9 +222,7 @@ fn span_of(table: &DeTable<'_>, segs: &[Seg]) -> Option<Range<usize>> {
 }
 
 fn span_in_value(value: &Spanned<DeValue<'_>>, segs: &[Seg]) -> Option<Range<usize>> {
-    let Some((first, rest)) = segs.split_first() else {
-        return None;
-    };
+    let (first, rest) = segs.split_first()?;
     match (first, value.get_ref()) {
         (Seg::Key(_), DeValue::Table(t)) => span_of(t, segs),
         (Seg::Index(i), DeValue::Array(items)) => {
