@@ -2,5 +2,7 @@
 #![forbid(unsafe_code)]
 
 pub mod auth;
+pub mod body;
 pub mod config;
+pub mod error;
 pub mod token;
