@@ -22,6 +22,7 @@
 pub mod admin;
 pub mod auth;
 pub mod body;
+pub mod cluster;
 pub mod config;
 pub mod error;
 pub mod proxy;
@@ -65,6 +66,8 @@ pub struct Running {
     pub admin: SocketAddr,
     /// The proxy, for in-process inspection.
     pub proxy: Arc<Proxy>,
+    /// Embedded auth nodes.
+    pub nodes: Vec<cluster::NodeHandle>,
     tasks: TaskTracker,
 }
 
@@ -77,19 +80,10 @@ impl Running {
 }
 
 /// Binds every listener of `config` and starts serving; returns once all are bound.
-pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Running, StartError> {
-    let embedded: Vec<String> = config
-        .backends()
-        .filter(|(_, b)| b.embedded)
-        .map(|(_, b)| b.id.to_string())
-        .collect();
-    if !embedded.is_empty() {
-        return Err(StartError::Unsupported(format!(
-            "backends {} are marked `embedded = true`, but embedded auth nodes are not available in this build yet; \
-             run them as separate servers and remove `embedded`",
-            embedded.join(", ")
-        )));
-    }
+pub async fn start(mut config: Config, shutdown: CancellationToken) -> Result<Running, StartError> {
+    let tasks = TaskTracker::new();
+    // Nodes first: a `:0` url gets its real port before the proxy reads the backend set.
+    let nodes = cluster::start_embedded(&mut config, &shutdown, &tasks).await?;
     let public = server::bind("public listener", config.proxy.listen).await?;
     let admin = server::bind("admin listener", config.proxy.admin_listen).await?;
     let addr_of = |l: &tokio::net::TcpListener, fallback| l.local_addr().unwrap_or(fallback);
@@ -105,7 +99,6 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
     };
     let (public_opts, admin_opts) = (opts("public"), opts("admin"));
     let proxy = Arc::new(Proxy::new(Arc::new(config)));
-    let tasks = TaskTracker::new();
     tasks.spawn(server::serve(
         public,
         Arc::clone(&proxy),
@@ -118,11 +111,16 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
         admin_opts,
         shutdown,
     ));
-    tracing::info!(%listen, admin = %admin_addr, "tether is serving");
+    let node_addrs: Vec<String> = nodes
+        .iter()
+        .map(|n| format!("{}={}", n.node.id(), n.addr))
+        .collect();
+    tracing::info!(%listen, admin = %admin_addr, nodes = %node_addrs.join(" "), "tether is serving");
     Ok(Running {
         listen,
         admin: admin_addr,
         proxy,
+        nodes,
         tasks,
     })
 }
@@ -135,8 +133,5 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Star
 
 /// Runs the auth node of backend `id` alone, on the host:port of its url, until `shutdown` fires.
 pub async fn run_node(config: Config, id: &str, shutdown: CancellationToken) -> Result<(), StartError> {
-    let _ = (config, id, shutdown);
-    Err(StartError::Unsupported(
-        "auth nodes are not available in this build yet".into(),
-    ))
+    cluster::run_node(config, id, shutdown).await
 }

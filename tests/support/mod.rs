@@ -308,6 +308,8 @@ pub struct ProxyHandle {
     pub admin: SocketAddr,
     /// The library's handle.
     pub proxy: Arc<tether::proxy::Proxy>,
+    /// Embedded auth nodes.
+    pub nodes: Vec<tether::cluster::NodeHandle>,
     shutdown: CancellationToken,
     running: Option<tether::Running>,
 }
@@ -317,13 +319,15 @@ impl ProxyHandle {
     pub async fn start(toml: &str) -> Self {
         let config = tether::config::parse(toml).unwrap_or_else(|e| panic!("test config invalid: {e}"));
         let shutdown = CancellationToken::new();
-        let running = tether::start(config, shutdown.clone())
+        let mut running = tether::start(config, shutdown.clone())
             .await
             .expect("tether starts");
+        let nodes = std::mem::take(&mut running.nodes);
         Self {
             addr: running.listen,
             admin: running.admin,
             proxy: running.proxy.clone(),
+            nodes,
             shutdown,
             running: Some(running),
         }
@@ -397,4 +401,278 @@ pub fn proxy_toml(
 pub async fn served_by(resp: reqwest::Response) -> String {
     let v: serde_json::Value = resp.json().await.expect("json answer");
     v["backend"].as_str().expect("backend field").to_string()
+}
+
+/// An argon2id PHC hash with cheap parameters, so logins in debug tests stay fast.
+pub fn cheap_hash(password: &str) -> String {
+    use argon2::password_hash::PasswordHasher;
+    let params = argon2::Params::new(8, 1, 1, None).unwrap();
+    argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params)
+        .hash_password_with_salt(password.as_bytes(), b"tether-test-salt")
+        .unwrap()
+        .to_string()
+}
+
+/// The demo TOTP secret (RFC 4648 base32) and its key.
+pub const TOTP_SECRET: &str = "JBSWY3DPEHPK3PXP";
+
+/// The current TOTP code for [`TOTP_SECRET`].
+pub fn totp_now() -> String {
+    let key = tether::auth::totp::decode_base32(TOTP_SECRET).unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    format!("{:06}", tether::auth::totp::totp(&key, now, 30, 6))
+}
+
+/// `[auth]` for tests: user `demo`/`secret` with the TOTP secret, chains `ldapService` and `mfa`.
+pub fn auth_toml(auth_sessions: &str, sessions: &str, extra: &str) -> String {
+    format!(
+        r#"
+[auth]
+context_path = "/am"
+auth_sessions = "{auth_sessions}"
+sessions = "{sessions}"
+{extra}
+  [[auth.chain]]
+  name = "ldapService"
+  modules = ["DataStore"]
+  [[auth.chain]]
+  name = "mfa"
+  modules = ["DataStore", "TOTP"]
+  [[auth.user]]
+  username = "demo"
+  password = "{}"
+  totp_secret = "{TOTP_SECRET}"
+"#,
+        cheap_hash("secret")
+    )
+}
+
+/// A cluster config: embedded nodes on ephemeral ports behind one proxy. `ids` with a `!` suffix are
+/// passive.
+pub fn cluster_toml(ids: &[&str], affinity: &str, auth: &str) -> String {
+    let backends: String = ids
+        .iter()
+        .map(|id| {
+            let (id, role) = id.strip_suffix('!').map_or((*id, "active"), |i| (i, "passive"));
+            format!("  [[pool.backend]]\n  id = \"{id}\"\n  url = \"http://127.0.0.1:0\"\n  role = \"{role}\"\n  embedded = true\n")
+        })
+        .collect();
+    format!(
+        "[proxy]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n\n[[pool]]\nname = \"am\"\n  [pool.affinity]\n{affinity}\n{backends}\n[[route]]\npath_prefix = \"/am/\"\npool = \"am\"\n{auth}"
+    )
+}
+
+/// One client's view of an AM login: keeps cookies (or not) and walks the callbacks.
+pub struct Journey {
+    http: reqwest::Client,
+    base: String,
+    /// Cookies set so far (name → value); empty when `keep_cookies` is off.
+    pub cookies: BTreeMap<String, String>,
+    keep_cookies: bool,
+}
+
+impl Journey {
+    /// A login against `base` (e.g. `http://127.0.0.1:8080`).
+    pub fn new(base: impl Into<String>, keep_cookies: bool) -> Self {
+        Self {
+            http: client(),
+            base: base.into(),
+            cookies: BTreeMap::new(),
+            keep_cookies,
+        }
+    }
+
+    /// Points the next requests elsewhere (to send a step straight to another node).
+    pub fn retarget(&mut self, base: impl Into<String>) {
+        self.base = base.into();
+    }
+
+    /// POSTs `body` (or an empty JSON body) to `path`, returning status and JSON.
+    pub async fn post(&mut self, path: &str, body: Option<&serde_json::Value>) -> (u16, serde_json::Value) {
+        let mut req = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .header("content-type", "application/json");
+        if !self.cookies.is_empty() {
+            let jar: Vec<String> = self.cookies.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            req = req.header("cookie", jar.join("; "));
+        }
+        req = match body {
+            Some(b) => req.body(b.to_string()),
+            None => req.body(""),
+        };
+        let resp = req.send().await.expect("request");
+        let status = resp.status().as_u16();
+        if self.keep_cookies {
+            for c in resp.headers().get_all("set-cookie") {
+                let c = c.to_str().unwrap();
+                let pair = c.split(';').next().unwrap();
+                if let Some((k, v)) = pair.split_once('=') {
+                    self.cookies.insert(k.trim().to_string(), v.trim().to_string());
+                }
+            }
+        }
+        let json = resp.json().await.unwrap_or(serde_json::Value::Null);
+        (status, json)
+    }
+
+    /// Starts a login of `chain`.
+    pub async fn start(&mut self, chain: &str) -> (u16, serde_json::Value) {
+        self.post(
+            &format!("/am/json/realms/root/authenticate?authIndexType=service&authIndexValue={chain}"),
+            None,
+        )
+        .await
+    }
+
+    /// Fills the step's callbacks in order with `answers` and sends it to `chain`'s endpoint.
+    pub async fn answer(
+        &mut self,
+        chain: &str,
+        mut step: serde_json::Value,
+        answers: &[&str],
+    ) -> (u16, serde_json::Value) {
+        let callbacks = step["callbacks"].as_array_mut().expect("callbacks");
+        for (cb, answer) in callbacks.iter_mut().zip(answers) {
+            cb["input"][0]["value"] = serde_json::Value::String(answer.to_string());
+        }
+        self.post(
+            &format!("/am/json/realms/root/authenticate?authIndexType=service&authIndexValue={chain}"),
+            Some(&step),
+        )
+        .await
+    }
+
+    /// A whole `mfa` login as `demo`/`secret`; returns the tokenId.
+    pub async fn mfa_login(&mut self, password: &str) -> String {
+        let (status, step) = self.start("mfa").await;
+        assert_eq!(status, 200, "{step}");
+        let (status, step) = self.answer("mfa", step, &["demo", password]).await;
+        assert_eq!(status, 200, "{step}");
+        let (status, done) = self.answer("mfa", step, &[&totp_now()]).await;
+        assert_eq!(status, 200, "{done}");
+        done["tokenId"].as_str().expect("tokenId").to_string()
+    }
+
+    /// `sessions?_action=validate` with the token in the query.
+    pub async fn validate(&mut self, token: &str) -> serde_json::Value {
+        let (status, v) = self
+            .post(
+                &format!("/am/json/realms/root/sessions?_action=validate&tokenId={token}"),
+                None,
+            )
+            .await;
+        assert_eq!(status, 200, "{v}");
+        v
+    }
+}
+
+/// Auth nodes in-process, called directly (for paused-time tests, where real sockets would let the
+/// paused clock run ahead). They share one store when `shared`.
+pub struct LocalNodes {
+    /// The nodes, `01`, `02`, … in order.
+    pub nodes: Vec<Arc<tether::auth::AuthNode>>,
+    /// The store of node `01` (the only one when shared).
+    pub store: Arc<dyn tether::auth::session::SessionStore>,
+}
+
+impl LocalNodes {
+    /// `count` nodes over the `[auth]` of [`auth_toml`] (`extra` lines go into `[auth]`).
+    pub fn new(count: usize, auth_sessions: &str, shared: bool, extra: &str) -> Self {
+        let ids: Vec<String> = (1..=count).map(|i| format!("{i:02}")).collect();
+        let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+        let toml = cluster_toml(
+            &refs,
+            "",
+            &auth_toml(auth_sessions, if shared { "shared" } else { "local" }, extra),
+        );
+        let config = tether::config::parse(&toml).unwrap_or_else(|e| panic!("{e}"));
+        let auth = Arc::new(config.auth.unwrap());
+        let keys = tether::token::Keys::derive(b"test secret shared by every node");
+        let shared_store: Arc<dyn tether::auth::session::SessionStore> =
+            Arc::new(tether::auth::session::MemoryStore::new());
+        let spent = Arc::new(tether::auth::SpentOtks::new());
+        let nodes = ids
+            .iter()
+            .map(|id| {
+                let store: Arc<dyn tether::auth::session::SessionStore> = if shared {
+                    shared_store.clone()
+                } else {
+                    Arc::new(tether::auth::session::MemoryStore::new())
+                };
+                Arc::new(tether::auth::AuthNode::new(
+                    tether::config::BackendId::new(id).unwrap(),
+                    auth.clone(),
+                    keys.clone(),
+                    store,
+                    spent.clone(),
+                ))
+            })
+            .collect();
+        Self {
+            nodes,
+            store: shared_store,
+        }
+    }
+}
+
+/// One in-process request: `(status, json, headers)`.
+pub async fn call(
+    node: &tether::auth::AuthNode,
+    uri: &str,
+    headers: &[(&str, &str)],
+    body: Option<serde_json::Value>,
+) -> (u16, serde_json::Value, http::HeaderMap) {
+    let mut req = Request::builder()
+        .method("POST")
+        .uri(uri)
+        .header("content-type", "application/json");
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let body = body.map(|b| b.to_string()).unwrap_or_default();
+    let resp = node.handle(req.body(Full::new(Bytes::from(body))).unwrap()).await;
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null),
+        headers,
+    )
+}
+
+/// Fills a step's callbacks in order.
+pub fn fill(mut step: serde_json::Value, answers: &[&str]) -> serde_json::Value {
+    for (cb, answer) in step["callbacks"]
+        .as_array_mut()
+        .expect("callbacks")
+        .iter_mut()
+        .zip(answers)
+    {
+        cb["input"][0]["value"] = serde_json::Value::String(answer.to_string());
+    }
+    step
+}
+
+/// The authenticate URI of `chain`.
+pub fn authenticate(chain: &str) -> String {
+    format!("/am/json/realms/root/authenticate?authIndexType=service&authIndexValue={chain}")
+}
+
+/// A complete `ldapService` login on `node`; returns the tokenId.
+pub async fn login(node: &tether::auth::AuthNode) -> String {
+    let (_, step, _) = call(node, &authenticate("ldapService"), &[], None).await;
+    let (status, done, _) = call(
+        node,
+        &authenticate("ldapService"),
+        &[],
+        Some(fill(step, &["demo", "secret"])),
+    )
+    .await;
+    assert_eq!(status, 200, "{done}");
+    done["tokenId"].as_str().unwrap().to_string()
 }
