@@ -248,8 +248,13 @@ impl SessionStore for MemoryStore {
         inner.unlink(&session.token);
 
         // The user's sessions that still exist; the expired ones are dropped without being "evicted".
+        // Without a quota nothing is counted, so the scan is skipped: creating stays O(1) for a user
+        // with many sessions (the sweep and every lookup drop expired ones anyway).
         let mut tokens = inner.by_user.remove(&session.username).unwrap_or_default();
         tokens.retain(|token| {
+            if quota.is_none() {
+                return true;
+            }
             let live = inner.by_token.get(token).is_some_and(|s| s.is_live(now));
             if !live {
                 inner.by_token.remove(token);
@@ -283,11 +288,11 @@ impl SessionStore for MemoryStore {
         };
 
         let evicted: Vec<String> = evict.iter().map(|&i| tokens[i].clone()).collect();
-        for token in &evicted {
-            inner.by_token.remove(token);
-        }
-        tokens.retain(|t| inner.by_token.contains_key(t));
         if !evicted.is_empty() {
+            for token in &evicted {
+                inner.by_token.remove(token);
+            }
+            tokens.retain(|t| inner.by_token.contains_key(t));
             tracing::debug!(
                 user = %session.username,
                 evicted = evicted.len(),

@@ -582,13 +582,18 @@ pub struct LocalNodes {
 impl LocalNodes {
     /// `count` nodes over the `[auth]` of [`auth_toml`] (`extra` lines go into `[auth]`).
     pub fn new(count: usize, auth_sessions: &str, shared: bool, extra: &str) -> Self {
+        Self::with_auth(
+            count,
+            shared,
+            &auth_toml(auth_sessions, if shared { "shared" } else { "local" }, extra),
+        )
+    }
+
+    /// `count` nodes over this `[auth]` text.
+    pub fn with_auth(count: usize, shared: bool, auth: &str) -> Self {
         let ids: Vec<String> = (1..=count).map(|i| format!("{i:02}")).collect();
         let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
-        let toml = cluster_toml(
-            &refs,
-            "",
-            &auth_toml(auth_sessions, if shared { "shared" } else { "local" }, extra),
-        );
+        let toml = cluster_toml(&refs, "", auth);
         let config = tether::config::parse(&toml).unwrap_or_else(|e| panic!("{e}"));
         let auth = Arc::new(config.auth.unwrap());
         let keys = tether::token::Keys::derive(b"test secret shared by every node");
@@ -663,16 +668,32 @@ pub fn authenticate(chain: &str) -> String {
     format!("/am/json/realms/root/authenticate?authIndexType=service&authIndexValue={chain}")
 }
 
-/// A complete `ldapService` login on `node`; returns the tokenId.
+/// A complete `ldapService` login of `demo` on `node`; returns the tokenId.
 pub async fn login(node: &tether::auth::AuthNode) -> String {
+    let (status, done) = try_login(node, "demo", "secret").await;
+    assert_eq!(status, 200, "{done}");
+    done["tokenId"].as_str().unwrap().to_string()
+}
+
+/// An `ldapService` login of `user`; returns the final status and answer.
+pub async fn try_login(
+    node: &tether::auth::AuthNode,
+    user: &str,
+    password: &str,
+) -> (u16, serde_json::Value) {
     let (_, step, _) = call(node, &authenticate("ldapService"), &[], None).await;
     let (status, done, _) = call(
         node,
         &authenticate("ldapService"),
         &[],
-        Some(fill(step, &["demo", "secret"])),
+        Some(fill(step, &[user, password])),
     )
     .await;
-    assert_eq!(status, 200, "{done}");
-    done["tokenId"].as_str().unwrap().to_string()
+    (status, done)
+}
+
+/// Whether `token` is a live session according to `node`.
+pub async fn is_valid(node: &tether::auth::AuthNode, token: &str) -> bool {
+    let uri = format!("/am/json/realms/root/sessions?_action=validate&tokenId={token}");
+    call(node, &uri, &[], None).await.1["valid"] == true
 }
