@@ -70,10 +70,16 @@ impl ProxyError {
         }
     }
 
-    /// Whether the request may be sent again to another node: only when nothing reached the first one
-    /// (SPEC 4.5). The caller still checks that the body can be replayed.
-    pub fn retryable(&self) -> bool {
-        matches!(self, Self::Connect { .. })
+    /// Whether the request may be sent again to another node (SPEC 4.5): always when nothing reached the
+    /// first one; after bytes were sent only for idempotent methods, and only when the node failed before
+    /// answering (a slow node that timed out is not given the same work twice). The caller still checks
+    /// that the body can be replayed.
+    pub fn retryable(&self, idempotent: bool) -> bool {
+        match self {
+            Self::Connect { .. } => true,
+            Self::Upstream { .. } => idempotent,
+            _ => false,
+        }
     }
 
     /// Whether the failure says something about the node's health (passive checks).
@@ -142,28 +148,22 @@ mod tests {
     }
 
     #[test]
-    fn only_connect_failures_are_retryable() {
+    fn connect_failures_and_idempotent_upstream_failures_are_retryable() {
         let id = BackendId::new("01").unwrap();
-        assert!(
-            ProxyError::Connect {
-                backend: id.clone(),
-                reason: "refused".into()
-            }
-            .retryable()
-        );
-        assert!(
-            !ProxyError::Upstream {
-                backend: id.clone(),
-                reason: "reset".into()
-            }
-            .retryable()
-        );
-        assert!(
-            !ProxyError::Timeout {
-                backend: id,
-                timeout_ms: 1
-            }
-            .retryable()
-        );
+        let connect = ProxyError::Connect {
+            backend: id.clone(),
+            reason: "refused".into(),
+        };
+        let upstream = ProxyError::Upstream {
+            backend: id.clone(),
+            reason: "reset".into(),
+        };
+        let timeout = ProxyError::Timeout {
+            backend: id,
+            timeout_ms: 1,
+        };
+        assert!(connect.retryable(false) && connect.retryable(true));
+        assert!(upstream.retryable(true) && !upstream.retryable(false));
+        assert!(!timeout.retryable(true));
     }
 }

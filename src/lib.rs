@@ -99,6 +99,8 @@ pub async fn start(mut config: Config, shutdown: CancellationToken) -> Result<Ru
     };
     let (public_opts, admin_opts) = (opts("public"), opts("admin"));
     let proxy = Arc::new(Proxy::new(Arc::new(config)));
+    let checkers = Arc::new(upstream::health::Checkers::new(shutdown.clone(), tasks.clone()));
+    checkers.sync(&proxy.snapshot().upstreams);
     tasks.spawn(server::serve(
         public,
         Arc::clone(&proxy),

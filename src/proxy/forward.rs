@@ -144,16 +144,18 @@ pub async fn to_pool(
         let guard = backend.state.begin();
         match send(snap, backend, attempt).await {
             Ok(resp) => {
-                backend.state.mark_ok();
+                backend.state.record_success(&pool.health);
                 return Ok(finish(resp, pool, choice, &trace.hints, peer, guard));
             }
             Err(err) => {
                 if err.blames_backend().is_some() {
-                    backend.state.mark_failed(pool.health.interval);
+                    backend
+                        .state
+                        .record_passive_failure(&pool.health, &err.to_string());
                 }
                 match keep {
-                    Some(head) if err.retryable() => {
-                        tracing::info!(backend = %backend.id, error = %err, "retrying on another node: nothing was sent");
+                    Some(head) if err.retryable(idempotent(&head.method)) => {
+                        tracing::info!(backend = %backend.id, error = %err, "retrying on another node");
                         parts = head;
                         exclude = Some(choice.index);
                         trace.retries += 1;
@@ -310,4 +312,13 @@ impl http_body::Body for Tracked {
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
     }
+}
+
+/// Methods RFC 9110 §9.2.2 calls idempotent: safe to send again after a node failed mid-request.
+fn idempotent(method: &http::Method) -> bool {
+    use http::Method;
+    matches!(
+        *method,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
+    )
 }

@@ -4,13 +4,14 @@
 //! `Arc` that is keyed by server ID in a [`StateRegistry`], so a reload that keeps an ID keeps its state
 //! and its in-flight counts. Everything a request needs is reachable from one [`Upstreams`] snapshot.
 
+pub mod health;
 pub mod select;
 pub mod sticky;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use cookie::Cookie;
 use http::HeaderValue;
@@ -18,6 +19,7 @@ use http::uri::{Authority, Scheme};
 use tokio::time::Instant;
 
 use crate::config::{Affinity, BackendId, Balance, Config, HealthConfig, Role};
+use health::{CheckResult, HealthMachine, Transition};
 
 /// Health as seen by the proxy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,28 +53,50 @@ impl AdminState {
 }
 
 /// Live state of one node, shared by every snapshot that contains its ID.
+///
+/// The request path reads only atomics; the health machine and the last check result sit behind a
+/// small mutex taken by the checker, by passive failures, and by a success that follows a failure.
 #[derive(Debug)]
 pub struct BackendState {
     /// Server ID.
     pub id: BackendId,
-    health: AtomicU8,
+    up: AtomicBool,
+    /// A failure streak is open, so the next success must close it.
+    suspect: AtomicBool,
+    health: Mutex<HealthInfo>,
     admin: AtomicU8,
-    /// Until health checks run, a node that refused a connection is retried after this many ms of
-    /// process time (a half-open window), so it is not lost for good.
-    retry_at_ms: AtomicU64,
+    /// Milliseconds after `epoch` when a drain stops keeping pinned clients; `u64::MAX` = never.
+    drain_until_ms: AtomicU64,
     in_flight: AtomicUsize,
     requests: AtomicU64,
     failures: AtomicU64,
     epoch: Instant,
 }
 
+/// Health details for the status page.
+#[derive(Debug, Default, Clone)]
+pub struct HealthInfo {
+    /// The rise/fall machine.
+    pub machine: HealthMachine,
+    /// The last active check.
+    pub last_check: Option<CheckResult>,
+    /// Transitions so far.
+    pub transitions: u64,
+    /// Active checks run so far.
+    pub checks: u64,
+    /// The reason of the last transition.
+    pub last_reason: Option<String>,
+}
+
 impl BackendState {
     fn new(id: BackendId) -> Self {
         Self {
             id,
-            health: AtomicU8::new(0),
+            up: AtomicBool::new(true),
+            suspect: AtomicBool::new(false),
+            health: Mutex::default(),
             admin: AtomicU8::new(0),
-            retry_at_ms: AtomicU64::new(0),
+            drain_until_ms: AtomicU64::new(u64::MAX),
             in_flight: AtomicUsize::new(0),
             requests: AtomicU64::new(0),
             failures: AtomicU64::new(0),
@@ -84,34 +108,66 @@ impl BackendState {
         u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
 
-    /// Current health. A node marked down by a refused connection counts as up again once its
-    /// half-open window has passed, so the next request probes it.
+    /// Current health.
     pub fn health(&self) -> Health {
-        if self.health.load(Ordering::Relaxed) == 0
-            || self.now_ms() >= self.retry_at_ms.load(Ordering::Relaxed)
-        {
+        if self.up.load(Ordering::Relaxed) {
             Health::Up
         } else {
             Health::Down
         }
     }
 
-    /// Records a passive failure (connect refused or timed out): down for `window`.
-    pub fn mark_failed(&self, window: Duration) {
-        self.failures.fetch_add(1, Ordering::Relaxed);
-        let until = self
-            .now_ms()
-            .saturating_add(u64::try_from(window.as_millis()).unwrap_or(u64::MAX));
-        self.retry_at_ms.store(until, Ordering::Relaxed);
-        if self.health.swap(1, Ordering::Relaxed) == 0 {
-            tracing::warn!(backend = %self.id, "backend marked down: connection failed");
+    /// A copy of the health details.
+    pub fn health_info(&self) -> HealthInfo {
+        self.health.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn observe(&self, pass: bool, rise: u32, fall: u32, reason: impl FnOnce(&HealthMachine) -> String) {
+        let mut info = self.health.lock().unwrap_or_else(|p| p.into_inner());
+        let transition = info.machine.observe(pass, rise, fall);
+        self.suspect.store(info.machine.streak() > 0, Ordering::Relaxed);
+        if let Some(t) = transition {
+            let why = reason(&info.machine);
+            self.up.store(t == Transition::Up, Ordering::Relaxed);
+            info.transitions += 1;
+            health::log_transition(self, t, &why);
+            info.last_reason = Some(why);
         }
     }
 
-    /// Records a success: up.
-    pub fn mark_ok(&self) {
-        if self.health.swap(0, Ordering::Relaxed) == 1 {
-            tracing::info!(backend = %self.id, "backend up again: request succeeded");
+    /// Feeds an active check result.
+    pub fn record_check(&self, pass: bool, detail: String, rise: u32, fall: u32) {
+        let reason = |_: &HealthMachine| {
+            if pass {
+                format!("{rise} check(s) passed in a row (last: {detail})")
+            } else {
+                format!("{fall} check(s) failed in a row (last: {detail})")
+            }
+        };
+        self.observe(pass, rise, fall, reason);
+        let mut info = self.health.lock().unwrap_or_else(|p| p.into_inner());
+        info.checks += 1;
+        info.last_check = Some(CheckResult {
+            at: SystemTime::now(),
+            pass,
+            detail,
+        });
+    }
+
+    /// Records a failure seen on real traffic (connect refused or timed out): it counts as a failed
+    /// check at once.
+    pub fn record_passive_failure(&self, health: &HealthConfig, what: &str) {
+        self.failures.fetch_add(1, Ordering::Relaxed);
+        let fall = health.fall;
+        self.observe(false, health.rise, fall, |_| {
+            format!("{fall} failure(s) in a row on live traffic (last: {what})")
+        });
+    }
+
+    /// Records a success on real traffic: it ends an open failure streak (cheap when there is none).
+    pub fn record_success(&self, health: &HealthConfig) {
+        if self.suspect.load(Ordering::Relaxed) && self.health() == Health::Up {
+            self.observe(true, health.rise, health.fall, |_| String::new());
         }
     }
 
@@ -124,9 +180,24 @@ impl BackendState {
         }
     }
 
-    /// Sets the operator state.
-    pub fn set_admin(&self, state: AdminState) {
+    /// Sets the operator state; a drain may end its hold on pinned clients after `drain_deadline`.
+    pub fn set_admin(&self, state: AdminState, drain_deadline: Option<Duration>) {
+        let until = match (state, drain_deadline) {
+            (AdminState::Drain, Some(d)) => self
+                .now_ms()
+                .saturating_add(u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+            _ => u64::MAX,
+        };
+        self.drain_until_ms.store(until, Ordering::Relaxed);
         self.admin.store(state as u8, Ordering::Relaxed);
+        tracing::info!(backend = %self.id, state = state.as_str(), deadline_ms = ?drain_deadline.map(|d| d.as_millis()), "admin state changed");
+    }
+
+    /// Seconds left before a drain releases its pinned clients.
+    pub fn drain_left(&self) -> Option<Duration> {
+        let until = self.drain_until_ms.load(Ordering::Relaxed);
+        (self.admin() == AdminState::Drain && until != u64::MAX)
+            .then(|| Duration::from_millis(until.saturating_sub(self.now_ms())))
     }
 
     /// May take new clients.
@@ -134,9 +205,14 @@ impl BackendState {
         self.health() == Health::Up && self.admin() == AdminState::Ready
     }
 
-    /// May keep serving clients pinned to it (draining nodes do).
+    /// May keep serving clients pinned to it: draining nodes do until their deadline.
     pub fn takes_pinned(&self) -> bool {
-        self.health() == Health::Up && self.admin() != AdminState::Maint
+        self.health() == Health::Up
+            && match self.admin() {
+                AdminState::Ready => true,
+                AdminState::Maint => false,
+                AdminState::Drain => self.now_ms() < self.drain_until_ms.load(Ordering::Relaxed),
+            }
     }
 
     /// Requests in flight now.
@@ -188,7 +264,7 @@ impl StateRegistry {
 }
 
 /// One node as a request sees it.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Backend {
     /// Server ID.
     pub id: BackendId,

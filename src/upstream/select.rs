@@ -7,8 +7,8 @@
 //! an active one only with `failback = "primary"`; with `"sticky"` it stays, so its in-memory journey on
 //! that node survives (the fix for HAProxy #2729 is a choice, not a surprise).
 
-use super::Pool;
 use super::sticky::Hints;
+use super::{Health, Pool};
 use crate::config::{Balance, Failback, OnDown, Role};
 use crate::error::ProxyError;
 
@@ -61,7 +61,9 @@ pub fn choose(pool: &Pool, hints: &Hints, exclude: Option<usize>) -> Result<Choi
                     outcome: Outcome::Hit,
                 });
             }
-        } else if pool.affinity.on_down == OnDown::Strict {
+        } else if pool.affinity.on_down == OnDown::Strict && backend.state.health() == Health::Down {
+            // `strict` is about failures; a node the operator put in maint, or whose drain deadline
+            // passed, hands its clients over.
             return Err(ProxyError::PinnedDown {
                 backend: backend.id.clone(),
             });
@@ -174,8 +176,8 @@ pool = "am"
     fn passive_serves_only_when_no_active_can() {
         let u = pools("");
         let pool = &u.pools[0];
-        pool.backends[0].state.mark_failed(Duration::from_secs(60));
-        pool.backends[1].state.set_admin(AdminState::Maint);
+        pool.backends[0].state.record_check(false, "test".into(), 1, 1);
+        pool.backends[1].state.set_admin(AdminState::Maint, None);
         let c = choose(pool, &Hints::default(), None).unwrap();
         assert_eq!((c.index, c.outcome), (2, Outcome::Miss));
     }
@@ -191,7 +193,7 @@ pool = "am"
                 outcome: Outcome::Hit
             }
         );
-        pool.backends[1].state.mark_failed(Duration::from_secs(60));
+        pool.backends[1].state.record_check(false, "test".into(), 1, 1);
         assert_eq!(
             choose(pool, &pinned(1), None).unwrap(),
             Choice {
@@ -205,7 +207,7 @@ pool = "am"
     fn strict_pool_refuses_a_pinned_client_whose_node_is_down() {
         let u = pools("[pool.affinity]\non_down = \"strict\"");
         let pool = &u.pools[0];
-        pool.backends[1].state.mark_failed(Duration::from_secs(60));
+        pool.backends[1].state.record_check(false, "test".into(), 1, 1);
         assert!(matches!(
             choose(pool, &pinned(1), None),
             Err(ProxyError::PinnedDown { .. })
@@ -216,11 +218,36 @@ pool = "am"
     fn draining_node_keeps_pinned_clients_but_takes_no_new_ones() {
         let u = pools("");
         let pool = &u.pools[0];
-        pool.backends[0].state.set_admin(AdminState::Drain);
+        pool.backends[0].state.set_admin(AdminState::Drain, None);
         assert_eq!(choose(pool, &pinned(0), None).unwrap().outcome, Outcome::Hit);
         for _ in 0..4 {
             assert_eq!(choose(pool, &Hints::default(), None).unwrap().index, 1);
         }
+    }
+
+    #[test]
+    fn a_drain_deadline_releases_pinned_clients_even_in_strict_pools() {
+        let u = pools("[pool.affinity]\non_down = \"strict\"");
+        let pool = &u.pools[0];
+        pool.backends[0]
+            .state
+            .set_admin(AdminState::Drain, Some(Duration::from_secs(3600)));
+        assert_eq!(choose(pool, &pinned(0), None).unwrap().outcome, Outcome::Hit);
+        pool.backends[0]
+            .state
+            .set_admin(AdminState::Drain, Some(Duration::ZERO));
+        assert_eq!(
+            choose(pool, &pinned(0), None).unwrap(),
+            Choice {
+                index: 1,
+                outcome: Outcome::Redispatch
+            }
+        );
+        pool.backends[0].state.set_admin(AdminState::Maint, None);
+        assert_eq!(
+            choose(pool, &pinned(0), None).unwrap().outcome,
+            Outcome::Redispatch
+        );
     }
 
     #[test]
@@ -264,7 +291,7 @@ pool = "am"
         let u = pools("");
         let pool = &u.pools[0];
         for b in &pool.backends {
-            b.state.set_admin(AdminState::Maint);
+            b.state.set_admin(AdminState::Maint, None);
         }
         assert!(matches!(
             choose(pool, &Hints::default(), None),

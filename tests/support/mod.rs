@@ -134,7 +134,12 @@ impl TestBackend {
 
     /// Starts a backend with options.
     pub async fn start_with(id: &str, options: BackendOptions) -> BackendHandle {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind backend");
+        Self::start_at("127.0.0.1:0".parse().unwrap(), id, options).await
+    }
+
+    /// Starts a backend on a given address (to bring a stopped one back on its port).
+    pub async fn start_at(addr: SocketAddr, id: &str, options: BackendOptions) -> BackendHandle {
+        let listener = TcpListener::bind(addr).await.expect("bind backend");
         let addr = listener.local_addr().unwrap();
         let handle = BackendHandle {
             addr,
@@ -188,8 +193,12 @@ type State = (
 
 async fn answer(state: &State, req: Request<Incoming>) -> Response<TestBody> {
     let (id, options, hits, slow_started, release) = state;
-    hits.fetch_add(1, Ordering::SeqCst);
     let path = req.uri().path().to_string();
+    if path == "/am/json/health/ready" {
+        // Active health checks of the proxy; not traffic the tests count.
+        return json(serde_json::json!({"backend": id, "health": "ok"}));
+    }
+    hits.fetch_add(1, Ordering::SeqCst);
     let mut resp = match path.as_str() {
         "/download" => {
             let n: u64 = req
