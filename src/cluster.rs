@@ -200,6 +200,7 @@ fn serve_node(
         name: "auth node",
         header_timeout: proxy.request_header_timeout,
         grace: proxy.shutdown_grace,
+        tls: None,
     };
     tasks.spawn(server::serve(listener, Arc::clone(&node), opts, shutdown.clone()));
     let shutdown = shutdown.clone();

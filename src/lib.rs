@@ -27,6 +27,7 @@ pub mod config;
 pub mod error;
 pub mod proxy;
 pub mod server;
+pub mod tls;
 pub mod token;
 pub mod upstream;
 
@@ -53,6 +54,9 @@ pub enum StartError {
         /// Why.
         source: std::io::Error,
     },
+    /// The TLS certificate or key cannot be used.
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
     /// The config asks for something this build cannot do.
     #[error("{0}")]
     Unsupported(String),
@@ -92,12 +96,17 @@ pub async fn start(mut config: Config, shutdown: CancellationToken) -> Result<Ru
         addr_of(&admin, config.proxy.admin_listen),
     );
 
-    let opts = |name| ServeOptions {
+    let tls = match &config.proxy.tls {
+        Some(files) => Some((tls::shared(files)?, files.handshake_timeout)),
+        None => None,
+    };
+    let opts = |name, tls| ServeOptions {
         name,
         header_timeout: config.proxy.request_header_timeout,
         grace: config.proxy.shutdown_grace,
+        tls,
     };
-    let (public_opts, admin_opts) = (opts("public"), opts("admin"));
+    let (public_opts, admin_opts) = (opts("public", tls.clone()), opts("admin", None));
     let proxy = Arc::new(Proxy::new(Arc::new(config)));
     let checkers = Arc::new(upstream::health::Checkers::new(shutdown.clone(), tasks.clone()));
     checkers.sync(&proxy.snapshot().upstreams);

@@ -20,8 +20,11 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use tokio_rustls::TlsAcceptor;
+
 use crate::body::Body;
 use crate::proxy::Peer;
+use crate::tls::SharedTls;
 
 /// A service run by a listener.
 pub trait Handler: Send + Sync + 'static {
@@ -38,6 +41,22 @@ pub struct ServeOptions {
     pub header_timeout: Duration,
     /// Time in-flight requests get after shutdown starts.
     pub grace: Duration,
+    /// TLS, with the bound on the handshake.
+    pub tls: Option<(SharedTls, Duration)>,
+}
+
+/// The hyper service of one connection.
+fn service<H: Handler>(
+    handler: Arc<H>,
+    addr: SocketAddr,
+    tls: bool,
+) -> impl hyper::service::Service<Request<Incoming>, Response = Response<Body>, Error = Infallible, Future: Send>
++ Clone {
+    let peer = Peer { addr, tls };
+    service_fn(move |req| {
+        let handler = Arc::clone(&handler);
+        async move { Ok::<_, Infallible>(handler.call(req, peer).await) }
+    })
 }
 
 /// Binds `addr`, naming the listener in the error.
@@ -81,21 +100,40 @@ pub async fn serve<H: Handler>(
             },
         };
         let _ = stream.set_nodelay(true);
-        let peer = Peer { addr, tls: false };
         let handler = Arc::clone(&handler);
-        let service = service_fn(move |req| {
-            let handler = Arc::clone(&handler);
-            async move { Ok::<_, Infallible>(handler.call(req, peer).await) }
-        });
-        let conn = builder
-            .serve_connection_with_upgrades(TokioIo::new(stream), service)
-            .into_owned();
-        let conn = graceful.watch(conn);
-        tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!(peer = %addr, error = %e, "connection ended with an error");
+        match &opts.tls {
+            None => {
+                let conn = builder
+                    .serve_connection_with_upgrades(TokioIo::new(stream), service(handler, addr, false));
+                let conn = graceful.watch(conn.into_owned());
+                tokio::spawn(async move {
+                    if let Err(e) = conn.await {
+                        tracing::debug!(peer = %addr, error = %e, "connection ended with an error");
+                    }
+                });
             }
-        });
+            Some((tls, handshake_timeout)) => {
+                // The handshake runs in the connection's task, so a slow client never holds up accept.
+                let acceptor = TlsAcceptor::from(tls.load_full());
+                let (builder, watcher, handshake_timeout) =
+                    (builder.clone(), graceful.watcher(), *handshake_timeout);
+                tokio::spawn(async move {
+                    let stream = match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await
+                    {
+                        Ok(Ok(s)) => s,
+                        Ok(Err(e)) => {
+                            return tracing::debug!(peer = %addr, error = %e, "TLS handshake failed");
+                        }
+                        Err(_) => return tracing::debug!(peer = %addr, "TLS handshake timed out"),
+                    };
+                    let conn = builder
+                        .serve_connection_with_upgrades(TokioIo::new(stream), service(handler, addr, true));
+                    if let Err(e) = watcher.watch(conn.into_owned()).await {
+                        tracing::debug!(peer = %addr, error = %e, "connection ended with an error");
+                    }
+                });
+            }
+        }
     }
     drop(listener);
     tokio::select! {

@@ -375,7 +375,12 @@ async fn a_refused_connection_is_retried_once_on_another_node() {
 #[tokio::test]
 async fn all_nodes_refusing_is_a_502_in_am_shape() {
     let dead = TestBackend::start("01").await;
-    let toml = proxy_toml(&[&dead], &[], "[pool.health]\nfall = 1\ninterval_ms = 3600000", None);
+    let toml = proxy_toml(
+        &[&dead],
+        &[],
+        "[pool.health]\nfall = 1\ninterval_ms = 3600000",
+        None,
+    );
     dead.shutdown();
     support::eventually(
         "the node refuses connections",
@@ -415,7 +420,7 @@ async fn readyz_reports_pools_without_a_node_and_healthz_stays_up() {
         async || tokio::net::TcpStream::connect(node.addr).await.is_err(),
     )
     .await;
-        // The refusal marks it down (fall = 1), unless the active check got there first: 502 or 503.
+    // The refusal marks it down (fall = 1), unless the active check got there first: 502 or 503.
     let status = http.get(proxy.url("/")).send().await.unwrap().status();
     assert!(status == 502 || status == 503, "{status}");
     let resp = http.get(proxy.admin_url("/readyz")).send().await.unwrap();

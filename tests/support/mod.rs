@@ -494,6 +494,16 @@ impl Journey {
         }
     }
 
+    /// A login through a client of the test's choosing (HTTPS, HTTP/2 …).
+    pub fn with_client(http: reqwest::Client, base: impl Into<String>, keep_cookies: bool) -> Self {
+        Self {
+            http,
+            base: base.into(),
+            cookies: BTreeMap::new(),
+            keep_cookies,
+        }
+    }
+
     /// Points the next requests elsewhere (to send a step straight to another node).
     pub fn retarget(&mut self, base: impl Into<String>) {
         self.base = base.into();
@@ -705,4 +715,31 @@ pub async fn try_login(
 pub async fn is_valid(node: &tether::auth::AuthNode, token: &str) -> bool {
     let uri = format!("/am/json/realms/root/sessions?_action=validate&tokenId={token}");
     call(node, &uri, &[], None).await.1["valid"] == true
+}
+
+/// A self-signed certificate for `localhost`, written as PEM files under the target directory; returns
+/// `(cert path, key path, cert PEM)`.
+pub fn localhost_cert(name: &str) -> (std::path::PathBuf, std::path::PathBuf, String) {
+    let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("tls-{}-{name}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    let pem = ck.cert.pem();
+    std::fs::write(&cert, &pem).unwrap();
+    std::fs::write(&key, ck.signing_key.serialize_pem()).unwrap();
+    (cert, key, pem)
+}
+
+/// An HTTPS client trusting only `pem`, resolving `localhost` to `addr`.
+pub fn https_client(pem: &str, addr: SocketAddr, http1_only: bool) -> reqwest::Client {
+    init();
+    let mut b = reqwest::Client::builder()
+        .no_proxy()
+        .tls_certs_only([reqwest::Certificate::from_pem(pem.as_bytes()).unwrap()])
+        .resolve("localhost", addr);
+    if http1_only {
+        b = b.http1_only();
+    }
+    b.build().unwrap()
 }
