@@ -19,34 +19,10 @@ fn store_create(c: &mut Criterion) {
     group.throughput(Throughput::Elements(1));
     let cases: [(&str, Option<Quota>); 5] = [
         ("quota_off", None),
-        (
-            "deny_access",
-            Some(Quota {
-                limit: 5,
-                action: ExhaustionAction::DenyAccess,
-            }),
-        ),
-        (
-            "destroy_next_expiring",
-            Some(Quota {
-                limit: 5,
-                action: ExhaustionAction::DestroyNextExpiring,
-            }),
-        ),
-        (
-            "destroy_oldest_session",
-            Some(Quota {
-                limit: 5,
-                action: ExhaustionAction::DestroyOldestSession,
-            }),
-        ),
-        (
-            "destroy_old_sessions",
-            Some(Quota {
-                limit: 5,
-                action: ExhaustionAction::DestroyOldSessions,
-            }),
-        ),
+        ("deny_access", Some(Quota { limit: 5, action: ExhaustionAction::DenyAccess })),
+        ("destroy_next_expiring", Some(Quota { limit: 5, action: ExhaustionAction::DestroyNextExpiring })),
+        ("destroy_oldest_session", Some(Quota { limit: 5, action: ExhaustionAction::DestroyOldestSession })),
+        ("destroy_old_sessions", Some(Quota { limit: 5, action: ExhaustionAction::DestroyOldSessions })),
     ];
     for (name, quota) in cases {
         let store = MemoryStore::new();
@@ -115,14 +91,7 @@ async fn post(node: &tether::auth::AuthNode, body: String) -> serde_json::Value 
         .header("content-type", "application/json")
         .body(Full::new(Bytes::from(body)))
         .unwrap();
-    let bytes = node
-        .handle(req)
-        .await
-        .into_body()
-        .collect()
-        .await
-        .unwrap()
-        .to_bytes();
+    let bytes = node.handle(req).await.into_body().collect().await.unwrap().to_bytes();
     serde_json::from_slice(&bytes).unwrap()
 }
 
@@ -130,10 +99,9 @@ fn full_login(c: &mut Criterion) {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let mut group = c.benchmark_group("login");
     group.throughput(Throughput::Elements(1));
-    for (name, quota) in [
-        ("quota_off", "enabled = false"),
-        ("quota_on_destroy_next_expiring", "enabled = true\nlimit = 5"),
-    ] {
+    for (name, quota) in
+        [("quota_off", "enabled = false"), ("quota_on_destroy_next_expiring", "enabled = true\nlimit = 5")]
+    {
         let config = tether::config::parse(&auth_toml(quota)).unwrap();
         let store = Arc::new(MemoryStore::new());
         let node = Arc::new(tether::auth::AuthNode::new(

@@ -115,11 +115,8 @@ impl Admin {
 
 fn backend_json(b: &Backend) -> serde_json::Value {
     let info = b.state.health_info();
-    let since_epoch = |t: std::time::SystemTime| {
-        t.duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0)
-    };
+    let since_epoch =
+        |t: std::time::SystemTime| t.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
     json!({
         "id": b.id.as_str(),
         "url": format!("{}://{}", b.scheme, b.authority),
@@ -142,17 +139,11 @@ impl Handler for Admin {
         let path = req.uri().path();
         if let Some(rest) = path.strip_prefix("/backends/") {
             if req.method() != Method::POST {
-                return am_error(
-                    StatusCode::METHOD_NOT_ALLOWED,
-                    "Backend state changes are POST requests",
-                );
+                return am_error(StatusCode::METHOD_NOT_ALLOWED, "Backend state changes are POST requests");
             }
             return match rest.split_once('/') {
                 Some((id, action)) => self.set_state(id, action, req.uri().query()),
-                None => am_error(
-                    StatusCode::NOT_FOUND,
-                    "Use /backends/{id}/drain, /ready or /maint",
-                ),
+                None => am_error(StatusCode::NOT_FOUND, "Use /backends/{id}/drain, /ready or /maint"),
             };
         }
         match (req.method(), path) {

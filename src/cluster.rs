@@ -73,13 +73,7 @@ impl Shared {
             SessionStoreMode::Shared => (Arc::clone(&self.store), Arc::clone(&self.spent)),
             SessionStoreMode::Local => (Arc::new(MemoryStore::new()), Arc::new(SpentOtks::default())),
         };
-        AuthNode::new(
-            backend.id.clone(),
-            Arc::clone(&self.auth),
-            self.keys.clone(),
-            store,
-            spent,
-        )
+        AuthNode::new(backend.id.clone(), Arc::clone(&self.auth), self.keys.clone(), store, spent)
     }
 }
 
@@ -116,11 +110,7 @@ fn signing_secret(file: Option<&Path>) -> Result<Vec<u8>, StartError> {
 
 /// The address a node binds: its url's host (an IP literal or `localhost`) and port.
 fn bind_addr(backend: &BackendConfig) -> Result<SocketAddr, StartError> {
-    let host = backend
-        .authority
-        .host()
-        .trim_start_matches('[')
-        .trim_end_matches(']');
+    let host = backend.authority.host().trim_start_matches('[').trim_end_matches(']');
     let ip = if host.eq_ignore_ascii_case("localhost") {
         IpAddr::V4(Ipv4Addr::LOCALHOST)
     } else {
@@ -155,10 +145,7 @@ pub async fn start_embedded(
                 source,
             })?;
             if backend.authority.port_u16() == Some(0) {
-                backend.authority = addr
-                    .to_string()
-                    .parse()
-                    .unwrap_or_else(|_| backend.authority.clone());
+                backend.authority = addr.to_string().parse().unwrap_or_else(|_| backend.authority.clone());
             }
             let node = Arc::new(shared.node(backend));
             serve_node(Arc::clone(&node), listener, &config.proxy, shutdown, tasks);
@@ -172,10 +159,7 @@ pub async fn start_embedded(
 pub async fn run_node(config: Config, id: &str, shutdown: CancellationToken) -> Result<(), StartError> {
     let backend = config.backend(id).cloned().ok_or_else(|| {
         let known: Vec<String> = config.backends().map(|(_, b)| b.id.to_string()).collect();
-        StartError::Unsupported(format!(
-            "no backend has id {id:?} (backends: {})",
-            known.join(", ")
-        ))
+        StartError::Unsupported(format!("no backend has id {id:?} (backends: {})", known.join(", ")))
     })?;
     let shared = Shared::new(&config)?;
     let listener = server::bind("auth node", bind_addr(&backend)?).await?;

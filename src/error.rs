@@ -118,10 +118,8 @@ pub fn am_error_with(status: StatusCode, message: &str, detail: Option<serde_jso
 pub fn json_response(status: StatusCode, body: &serde_json::Value) -> Response<Body> {
     let mut resp = Response::new(full(body.to_string()));
     *resp.status_mut() = status;
-    resp.headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    resp.headers_mut()
-        .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp.headers_mut().insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
     resp
 }
 
@@ -150,18 +148,9 @@ mod tests {
     #[test]
     fn connect_failures_and_idempotent_upstream_failures_are_retryable() {
         let id = BackendId::new("01").unwrap();
-        let connect = ProxyError::Connect {
-            backend: id.clone(),
-            reason: "refused".into(),
-        };
-        let upstream = ProxyError::Upstream {
-            backend: id.clone(),
-            reason: "reset".into(),
-        };
-        let timeout = ProxyError::Timeout {
-            backend: id,
-            timeout_ms: 1,
-        };
+        let connect = ProxyError::Connect { backend: id.clone(), reason: "refused".into() };
+        let upstream = ProxyError::Upstream { backend: id.clone(), reason: "reset".into() };
+        let timeout = ProxyError::Timeout { backend: id, timeout_ms: 1 };
         assert!(connect.retryable(false) && connect.retryable(true));
         assert!(upstream.retryable(true) && !upstream.retryable(false));
         assert!(!timeout.retryable(true));

@@ -91,10 +91,8 @@ pub async fn start(mut config: Config, shutdown: CancellationToken) -> Result<Ru
     let public = server::bind("public listener", config.proxy.listen).await?;
     let admin = server::bind("admin listener", config.proxy.admin_listen).await?;
     let addr_of = |l: &tokio::net::TcpListener, fallback| l.local_addr().unwrap_or(fallback);
-    let (listen, admin_addr) = (
-        addr_of(&public, config.proxy.listen),
-        addr_of(&admin, config.proxy.admin_listen),
-    );
+    let (listen, admin_addr) =
+        (addr_of(&public, config.proxy.listen), addr_of(&admin, config.proxy.admin_listen));
 
     let tls = match &config.proxy.tls {
         Some(files) => Some((tls::shared(files)?, files.handshake_timeout)),
@@ -110,30 +108,11 @@ pub async fn start(mut config: Config, shutdown: CancellationToken) -> Result<Ru
     let proxy = Arc::new(Proxy::new(Arc::new(config)));
     let checkers = Arc::new(upstream::health::Checkers::new(shutdown.clone(), tasks.clone()));
     checkers.sync(&proxy.snapshot().upstreams);
-    tasks.spawn(server::serve(
-        public,
-        Arc::clone(&proxy),
-        public_opts,
-        shutdown.clone(),
-    ));
-    tasks.spawn(server::serve(
-        admin,
-        Arc::new(admin::Admin::new(Arc::clone(&proxy))),
-        admin_opts,
-        shutdown,
-    ));
-    let node_addrs: Vec<String> = nodes
-        .iter()
-        .map(|n| format!("{}={}", n.node.id(), n.addr))
-        .collect();
+    tasks.spawn(server::serve(public, Arc::clone(&proxy), public_opts, shutdown.clone()));
+    tasks.spawn(server::serve(admin, Arc::new(admin::Admin::new(Arc::clone(&proxy))), admin_opts, shutdown));
+    let node_addrs: Vec<String> = nodes.iter().map(|n| format!("{}={}", n.node.id(), n.addr)).collect();
     tracing::info!(%listen, admin = %admin_addr, nodes = %node_addrs.join(" "), "tether is serving");
-    Ok(Running {
-        listen,
-        admin: admin_addr,
-        proxy,
-        nodes,
-        tasks,
-    })
+    Ok(Running { listen, admin: admin_addr, proxy, nodes, tasks })
 }
 
 /// Serves `config` until `shutdown` fires, then drains in-flight requests and returns.

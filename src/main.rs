@@ -11,11 +11,7 @@ use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
 
 #[derive(Parser)]
-#[command(
-    name = "tether",
-    version,
-    about = "Sticky load balancer and AM-compatible auth node"
-)]
+#[command(name = "tether", version, about = "Sticky load balancer and AM-compatible auth node")]
 struct Cli {
     /// Log line format on stderr (RUST_LOG filters, default info).
     #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
@@ -73,10 +69,8 @@ fn init_tracing(format: LogFormat) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     // Colours only for a terminal: log files and collectors get plain text.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(ansi);
+    let builder =
+        tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().flatten_event(true).init(),
@@ -97,18 +91,11 @@ fn execute(command: Command) -> anyhow::Result<ExitCode> {
         }),
         Command::HashPassword => {
             let mut input = String::new();
-            std::io::stdin()
-                .read_to_string(&mut input)
-                .context("reading the password from stdin")?;
-            let password = input
-                .strip_suffix('\n')
-                .map(|p| p.strip_suffix('\r').unwrap_or(p))
-                .unwrap_or(&input);
+            std::io::stdin().read_to_string(&mut input).context("reading the password from stdin")?;
+            let password =
+                input.strip_suffix('\n').map(|p| p.strip_suffix('\r').unwrap_or(p)).unwrap_or(&input);
             anyhow::ensure!(!password.is_empty(), "the password on stdin is empty");
-            println!(
-                "{}",
-                tether::auth::user::hash_password(password).map_err(anyhow::Error::msg)?
-            );
+            println!("{}", tether::auth::user::hash_password(password).map_err(anyhow::Error::msg)?);
             Ok(ExitCode::SUCCESS)
         }
         Command::Run { config } => {
@@ -133,10 +120,7 @@ fn execute(command: Command) -> anyhow::Result<ExitCode> {
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("starting the tokio runtime")
+    tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the tokio runtime")
 }
 
 /// SIGTERM and SIGINT start a graceful drain.

@@ -61,13 +61,7 @@ fn service<H: Handler>(
 
 /// Binds `addr`, naming the listener in the error.
 pub async fn bind(name: &'static str, addr: SocketAddr) -> Result<TcpListener, crate::StartError> {
-    TcpListener::bind(addr)
-        .await
-        .map_err(|source| crate::StartError::Bind {
-            what: name,
-            addr,
-            source,
-        })
+    TcpListener::bind(addr).await.map_err(|source| crate::StartError::Bind { what: name, addr, source })
 }
 
 /// Serves `listener` until `shutdown` fires, then drains.
@@ -78,10 +72,7 @@ pub async fn serve<H: Handler>(
     shutdown: CancellationToken,
 ) {
     let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(opts.header_timeout);
+    builder.http1().timer(TokioTimer::new()).header_read_timeout(opts.header_timeout);
     builder.http2().timer(TokioTimer::new());
     let graceful = GracefulShutdown::new();
     loop {

@@ -27,24 +27,12 @@ pub struct TlsError(String);
 pub fn server_config(files: &TlsFiles) -> Result<ServerConfig, TlsError> {
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&files.cert)
         .and_then(Iterator::collect)
-        .map_err(|e| {
-            TlsError(format!(
-                "cannot read certificates from {}: {e}",
-                files.cert.display()
-            ))
-        })?;
+        .map_err(|e| TlsError(format!("cannot read certificates from {}: {e}", files.cert.display())))?;
     if certs.is_empty() {
-        return Err(TlsError(format!(
-            "{} holds no PEM certificate",
-            files.cert.display()
-        )));
+        return Err(TlsError(format!("{} holds no PEM certificate", files.cert.display())));
     }
-    let key = PrivateKeyDer::from_pem_file(&files.key).map_err(|e| {
-        TlsError(format!(
-            "cannot read a private key from {}: {e}",
-            files.key.display()
-        ))
-    })?;
+    let key = PrivateKeyDer::from_pem_file(&files.key)
+        .map_err(|e| TlsError(format!("cannot read a private key from {}: {e}", files.key.display())))?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut config = ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])

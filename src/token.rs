@@ -288,24 +288,16 @@ pub fn verify_hs256<T: DeserializeOwned>(key: &hmac::Key, jws: &str) -> Result<T
     }
     let (header_b64, payload_b64, sig_b64) =
         split_jws(jws).ok_or(JwsError::Malformed("not a compact JWS"))?;
-    let header = URL_SAFE_NO_PAD
-        .decode(header_b64)
-        .map_err(|_| JwsError::Malformed("header encoding"))?;
+    let header = URL_SAFE_NO_PAD.decode(header_b64).map_err(|_| JwsError::Malformed("header encoding"))?;
     let header: JwsHeader = serde_json::from_slice(&header).map_err(|_| JwsError::Malformed("header"))?;
     if header.alg != "HS256" || header.crit.is_some() {
         return Err(JwsError::UnsupportedAlgorithm);
     }
-    let sig = URL_SAFE_NO_PAD
-        .decode(sig_b64)
-        .map_err(|_| JwsError::Malformed("signature encoding"))?;
+    let sig = URL_SAFE_NO_PAD.decode(sig_b64).map_err(|_| JwsError::Malformed("signature encoding"))?;
     // The signing input is the ASCII of `header.payload` exactly as received (RFC 7515 §5.2 step 8).
-    let signing_input = jws
-        .get(..header_b64.len() + 1 + payload_b64.len())
-        .unwrap_or_default();
+    let signing_input = jws.get(..header_b64.len() + 1 + payload_b64.len()).unwrap_or_default();
     hmac::verify(key, signing_input.as_bytes(), &sig).map_err(|_| JwsError::BadSignature)?;
-    let payload = URL_SAFE_NO_PAD
-        .decode(payload_b64)
-        .map_err(|_| JwsError::Malformed("payload encoding"))?;
+    let payload = URL_SAFE_NO_PAD.decode(payload_b64).map_err(|_| JwsError::Malformed("payload encoding"))?;
     serde_json::from_slice(&payload).map_err(|_| JwsError::Malformed("claims"))
 }
 
@@ -386,12 +378,10 @@ impl Keys {
         let prk = hkdf::Salt::new(hkdf::HKDF_SHA256, HKDF_SALT).extract(secret);
         // `expand` fails only when asked for more than 255 hash lengths; both keys are one hash length.
         let signing = hmac::Key::from(
-            prk.expand(&[INFO_SIGNING], hmac::HMAC_SHA256)
-                .expect("HKDF output length is 32 bytes"),
+            prk.expand(&[INFO_SIGNING], hmac::HMAC_SHA256).expect("HKDF output length is 32 bytes"),
         );
         let sealing = aead::LessSafeKey::new(aead::UnboundKey::from(
-            prk.expand(&[INFO_SEALING], &aead::CHACHA20_POLY1305)
-                .expect("HKDF output length is 32 bytes"),
+            prk.expand(&[INFO_SEALING], &aead::CHACHA20_POLY1305).expect("HKDF output length is 32 bytes"),
         ));
         Keys { signing, sealing }
     }
@@ -447,17 +437,11 @@ impl Keys {
         if bytes.len() < NONCE_LEN + TAG_LEN {
             return Err(SealError::Malformed);
         }
-        let (nonce, ciphertext) = bytes
-            .split_first_chunk::<NONCE_LEN>()
-            .ok_or(SealError::Malformed)?;
+        let (nonce, ciphertext) = bytes.split_first_chunk::<NONCE_LEN>().ok_or(SealError::Malformed)?;
         let mut in_out = ciphertext.to_vec();
         let plaintext = self
             .sealing
-            .open_in_place(
-                aead::Nonce::assume_unique_for_key(*nonce),
-                aead::Aad::from(SEAL_AAD),
-                &mut in_out,
-            )
+            .open_in_place(aead::Nonce::assume_unique_for_key(*nonce), aead::Aad::from(SEAL_AAD), &mut in_out)
             .map_err(|_| SealError::Unauthentic)?;
         Ok(plaintext.to_vec())
     }
@@ -482,17 +466,11 @@ mod tests {
     }
 
     fn url_safe_token(pairs: &[(&str, &str)]) -> String {
-        format!(
-            "AQIC5wM2LY4SfcxPEcjVKCEI7QdmYvlOZvKZpdEErxVPvx8.*{}*",
-            c66_encode(&ext_b64(pairs))
-        )
+        format!("AQIC5wM2LY4SfcxPEcjVKCEI7QdmYvlOZvKZpdEErxVPvx8.*{}*", c66_encode(&ext_b64(pairs)))
     }
 
     fn plain_token(pairs: &[(&str, &str)]) -> String {
-        format!(
-            "AQIC5wM2LY4SfcxPEcjVKCEI7QdmYvlOZvKZpdEErxVPvx8=@{}#",
-            ext_b64(pairs)
-        )
+        format!("AQIC5wM2LY4SfcxPEcjVKCEI7QdmYvlOZvKZpdEErxVPvx8=@{}#", ext_b64(pairs))
     }
 
     fn keys() -> Keys {
@@ -509,12 +487,7 @@ mod tests {
     }
 
     fn claims(session_id: String) -> Claims {
-        Claims {
-            otk: "nonce".into(),
-            realm: "/".into(),
-            session_id,
-            exp: 1_700_000_000,
-        }
+        Claims { otk: "nonce".into(), realm: "/".into(), session_id, exp: 1_700_000_000 }
     }
 
     #[test]
@@ -531,17 +504,9 @@ mod tests {
         let rng = SystemRandom::new();
         let token = mint_token(&rng, "01");
         assert!(token.starts_with("AQIC") && token.ends_with('*'), "{token}");
-        assert!(
-            token
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"-_.*".contains(&b)),
-            "{token}"
-        );
+        assert!(token.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.*".contains(&b)), "{token}");
         assert_eq!(token.matches('*').count(), 2);
-        assert_eq!(
-            decode_ext(&token),
-            Some(vec![("SI".into(), "01".into()), ("S1".into(), "01".into())])
-        );
+        assert_eq!(decode_ext(&token), Some(vec![("SI".into(), "01".into()), ("S1".into(), "01".into())]));
         assert_ne!(token, mint_token(&rng, "01"), "tokens must be random");
     }
 
@@ -659,19 +624,13 @@ mod tests {
         let forged_payload = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&claims("b".into())).unwrap());
         let mut parts: Vec<&str> = jws.split('.').collect();
         parts[1] = &forged_payload;
-        assert_eq!(
-            verify_hs256::<Claims>(k.signing(), &parts.join(".")),
-            Err(JwsError::BadSignature)
-        );
+        assert_eq!(verify_hs256::<Claims>(k.signing(), &parts.join(".")), Err(JwsError::BadSignature));
     }
 
     #[test]
     fn jws_signed_with_another_secret_is_a_bad_signature() {
         let jws = sign_hs256(Keys::derive(b"other secret").signing(), &claims("a".into())).unwrap();
-        assert_eq!(
-            verify_hs256::<Claims>(keys().signing(), &jws),
-            Err(JwsError::BadSignature)
-        );
+        assert_eq!(verify_hs256::<Claims>(keys().signing(), &jws), Err(JwsError::BadSignature));
     }
 
     #[test]
@@ -679,65 +638,36 @@ mod tests {
         let k = keys();
         let payload = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&claims("a".into())).unwrap());
         let none = format!("{}.{payload}.", URL_SAFE_NO_PAD.encode(br#"{"alg":"none"}"#));
-        assert_eq!(
-            verify_hs256::<Claims>(k.signing(), &none),
-            Err(JwsError::UnsupportedAlgorithm)
-        );
+        assert_eq!(verify_hs256::<Claims>(k.signing(), &none), Err(JwsError::UnsupportedAlgorithm));
         // A correct HS256 MAC under a header claiming HS512 is still refused.
         for header in [r#"{"alg":"HS512"}"#, r#"{"alg":"HS256","crit":["exp"]}"#] {
             let input = format!("{}.{payload}", URL_SAFE_NO_PAD.encode(header));
             let sig = URL_SAFE_NO_PAD.encode(hmac::sign(k.signing(), input.as_bytes()));
             let jws = format!("{input}.{sig}");
-            assert_eq!(
-                verify_hs256::<Claims>(k.signing(), &jws),
-                Err(JwsError::UnsupportedAlgorithm)
-            );
+            assert_eq!(verify_hs256::<Claims>(k.signing(), &jws), Err(JwsError::UnsupportedAlgorithm));
         }
-        let dup = format!(
-            "{}.{payload}.",
-            URL_SAFE_NO_PAD.encode(br#"{"alg":"HS256","alg":"none"}"#)
-        );
-        assert!(matches!(
-            verify_hs256::<Claims>(k.signing(), &dup),
-            Err(JwsError::Malformed(_))
-        ));
+        let dup = format!("{}.{payload}.", URL_SAFE_NO_PAD.encode(br#"{"alg":"HS256","alg":"none"}"#));
+        assert!(matches!(verify_hs256::<Claims>(k.signing(), &dup), Err(JwsError::Malformed(_))));
     }
 
     #[test]
     fn garbage_jws_is_malformed_with_ams_message() {
         let k = keys();
-        for garbage in [
-            "",
-            "a",
-            "a.b",
-            "a.b.c.d",
-            "!!.!!.!!",
-            "e30.e30.e30",
-            "eyJ0eXAiOiJKV1QiLCJhbGc",
-        ] {
+        for garbage in ["", "a", "a.b", "a.b.c.d", "!!.!!.!!", "e30.e30.e30", "eyJ0eXAiOiJKV1QiLCJhbGc"] {
             let err = verify_hs256::<Claims>(k.signing(), garbage).unwrap_err();
             assert!(matches!(err, JwsError::Malformed(_)), "{garbage}: {err:?}");
             assert_eq!(err.to_string(), "Failed to parse JWT");
         }
-        assert_eq!(
-            JwsError::BadSignature.to_string(),
-            "AuthId JWT Signature not valid"
-        );
+        assert_eq!(JwsError::BadSignature.to_string(), "AuthId JWT Signature not valid");
         let huge = "a".repeat(MAX_JWS_LEN + 1);
-        assert_eq!(
-            verify_hs256::<Claims>(k.signing(), &huge),
-            Err(JwsError::Malformed("too large"))
-        );
+        assert_eq!(verify_hs256::<Claims>(k.signing(), &huge), Err(JwsError::Malformed("too large")));
     }
 
     #[test]
     fn validly_signed_claims_of_the_wrong_shape_are_malformed() {
         let k = keys();
         let jws = sign_hs256(k.signing(), &serde_json::json!({"otk": 1})).unwrap();
-        assert_eq!(
-            verify_hs256::<Claims>(k.signing(), &jws),
-            Err(JwsError::Malformed("claims"))
-        );
+        assert_eq!(verify_hs256::<Claims>(k.signing(), &jws), Err(JwsError::Malformed("claims")));
     }
 
     #[test]
@@ -755,19 +685,9 @@ mod tests {
         assert_eq!(auth_id_node_hint(&unsigned).as_deref(), Some("03"));
         let wrong_type = format!("x.{}.x", payload(serde_json::json!({"sessionId": 3})));
         let missing = format!("x.{}.x", payload(serde_json::json!({"realm": "/"})));
-        let oversized = format!(
-            "x.{}.{}",
-            payload(serde_json::json!({"sessionId": token})),
-            "x".repeat(16384)
-        );
-        for bad in [
-            wrong_type,
-            missing,
-            oversized,
-            String::new(),
-            "x.y".into(),
-            "a.!!.c".into(),
-        ] {
+        let oversized =
+            format!("x.{}.{}", payload(serde_json::json!({"sessionId": token})), "x".repeat(16384));
+        for bad in [wrong_type, missing, oversized, String::new(), "x.y".into(), "a.!!.c".into()] {
             assert_eq!(auth_id_node_hint(&bad), None, "{bad:.80}");
         }
     }
@@ -778,11 +698,7 @@ mod tests {
         let k = keys();
         for plaintext in [&b""[..], b"x", br#"{"step":2,"user":"demo"}"#] {
             let sealed = k.seal(&rng, plaintext);
-            assert!(
-                sealed
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-            );
+            assert!(sealed.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
             assert_eq!(k.open(&sealed).as_deref(), Ok(plaintext));
         }
         assert_ne!(k.seal(&rng, b"x"), k.seal(&rng, b"x"), "nonces must be fresh");
@@ -796,11 +712,7 @@ mod tests {
         for i in 0..sealed.len() {
             let mut t = sealed.clone();
             t[i] ^= 0x01;
-            assert_eq!(
-                k.open(&URL_SAFE_NO_PAD.encode(&t)),
-                Err(SealError::Unauthentic),
-                "byte {i}"
-            );
+            assert_eq!(k.open(&URL_SAFE_NO_PAD.encode(&t)), Err(SealError::Unauthentic), "byte {i}");
         }
         let truncated = URL_SAFE_NO_PAD.encode(&sealed[..sealed.len() - 1]);
         assert_eq!(k.open(&truncated), Err(SealError::Unauthentic));
@@ -877,18 +789,14 @@ mod tests {
             mint_token(&sys, "01").into_bytes(),
             format!("AQIC5wM2LY4Sfcz...*{AM_EXT}*").into_bytes(),
             plain_token(&[("SI", "02"), ("S1", "01")]).into_bytes(),
-            sign_hs256(k.signing(), &claims(mint_token(&sys, "02")))
-                .unwrap()
-                .into_bytes(),
+            sign_hs256(k.signing(), &claims(mint_token(&sys, "02"))).unwrap().into_bytes(),
             k.seal(&sys, b"journey state").into_bytes(),
             Vec::new(),
         ];
         let mut rng = XorShift(0x9E37_79B9_7F4A_7C15);
         for case in 0..4000 {
             let bytes = if case % 5 == 0 {
-                (0..rng.below(200))
-                    .map(|_| u8::try_from(rng.next() & 0xff).unwrap())
-                    .collect()
+                (0..rng.below(200)).map(|_| u8::try_from(rng.next() & 0xff).unwrap()).collect()
             } else {
                 {
                     let seed = rng.below(seeds.len());

@@ -11,11 +11,7 @@ async fn cluster(auth_sessions: &str, sessions: &str) -> ProxyHandle {
 }
 
 fn node_url(proxy: &ProxyHandle, id: &str) -> String {
-    let node = proxy
-        .nodes
-        .iter()
-        .find(|n| n.node.id().as_str() == id)
-        .expect("node");
+    let node = proxy.nodes.iter().find(|n| n.node.id().as_str() == id).expect("node");
     format!("http://{}", node.addr)
 }
 

@@ -21,45 +21,24 @@ async fn wrong_credentials_and_codes_are_401_and_leave_nothing() {
     let node = &c.nodes[0];
     let (_, step, _) = call(node, &authenticate("ldapService"), &[], None).await;
     assert_error(
-        call(
-            node,
-            &authenticate("ldapService"),
-            &[],
-            Some(fill(step, &["demo", "wrong"])),
-        )
-        .await,
+        call(node, &authenticate("ldapService"), &[], Some(fill(step, &["demo", "wrong"]))).await,
         401,
         "Authentication Failed",
     )
     .await;
     let (_, step, _) = call(node, &authenticate("ldapService"), &[], None).await;
     assert_error(
-        call(
-            node,
-            &authenticate("ldapService"),
-            &[],
-            Some(fill(step, &["nobody", "secret"])),
-        )
-        .await,
+        call(node, &authenticate("ldapService"), &[], Some(fill(step, &["nobody", "secret"]))).await,
         401,
         "Authentication Failed",
     )
     .await;
 
     let (_, step, _) = call(node, &authenticate("mfa"), &[], None).await;
-    let (status, step, _) = call(
-        node,
-        &authenticate("mfa"),
-        &[],
-        Some(fill(step, &["demo", "secret"])),
-    )
-    .await;
+    let (status, step, _) =
+        call(node, &authenticate("mfa"), &[], Some(fill(step, &["demo", "secret"]))).await;
     assert_eq!(status, 200);
-    let wrong = if support::totp_now() == "000000" {
-        "111111"
-    } else {
-        "000000"
-    };
+    let wrong = if support::totp_now() == "000000" { "111111" } else { "000000" };
     assert_error(
         call(node, &authenticate("mfa"), &[], Some(fill(step, &[wrong]))).await,
         401,
@@ -96,18 +75,9 @@ async fn an_expired_auth_session_times_out_with_110() {
         let node = &c.nodes[0];
         let (_, step, _) = call(node, &authenticate("ldapService"), &[], None).await;
         tokio::time::advance(Duration::from_secs(61)).await;
-        let (status, v, _) = call(
-            node,
-            &authenticate("ldapService"),
-            &[],
-            Some(fill(step, &["demo", "secret"])),
-        )
-        .await;
-        assert_eq!(
-            (status, v["detail"]["errorCode"].as_str()),
-            (401, Some("110")),
-            "{mode}: {v}"
-        );
+        let (status, v, _) =
+            call(node, &authenticate("ldapService"), &[], Some(fill(step, &["demo", "secret"]))).await;
+        assert_eq!((status, v["detail"]["errorCode"].as_str()), (401, Some("110")), "{mode}: {v}");
         assert_eq!(c.store.len(), 0);
     }
 }
@@ -125,12 +95,7 @@ async fn bad_auth_ids_bodies_and_indexes_are_400() {
     parts[1].push(flipped);
     let mut tampered = fill(step.clone(), &["demo", "secret"]);
     tampered["authId"] = json!(parts.join("."));
-    assert_error(
-        call(node, &authenticate("ldapService"), &[], Some(tampered)).await,
-        400,
-        "",
-    )
-    .await;
+    assert_error(call(node, &authenticate("ldapService"), &[], Some(tampered)).await, 400, "").await;
     let mut garbage = fill(step, &["demo", "secret"]);
     garbage["authId"] = json!("not a jwt");
     assert_error(
@@ -150,13 +115,7 @@ async fn bad_auth_ids_bodies_and_indexes_are_400() {
         .await;
     assert_eq!(resp.status(), 400);
     assert_error(
-        call(
-            node,
-            "/am/json/realms/root/authenticate?authIndexType=level&authIndexValue=1",
-            &[],
-            None,
-        )
-        .await,
+        call(node, "/am/json/realms/root/authenticate?authIndexType=level&authIndexValue=1", &[], None).await,
         400,
         "Unknown Authentication Index Type",
     )
@@ -180,10 +139,7 @@ async fn zero_page_login_and_sdk_style_continuations_work() {
     .await;
     assert_eq!(status, 200, "{done}");
     let cookie = headers["set-cookie"].to_str().unwrap();
-    assert!(
-        cookie.starts_with("iPlanetDirectoryPro=") && cookie.contains("HttpOnly"),
-        "{cookie}"
-    );
+    assert!(cookie.starts_with("iPlanetDirectoryPro=") && cookie.contains("HttpOnly"), "{cookie}");
     // The JS SDK echoes the whole previous answer with fields of its own; they are ignored.
     let (_, mut step, headers) = call(
         node,
@@ -195,13 +151,8 @@ async fn zero_page_login_and_sdk_style_continuations_work() {
     assert_eq!(headers["set-cookie"], "amlbcookie=01; Path=/");
     step["status"] = json!(200);
     step["ok"] = json!(true);
-    let (status, done, _) = call(
-        node,
-        &authenticate("ldapService"),
-        &[],
-        Some(fill(step, &["demo", "secret"])),
-    )
-    .await;
+    let (status, done, _) =
+        call(node, &authenticate("ldapService"), &[], Some(fill(step, &["demo", "secret"]))).await;
     assert_eq!(status, 200, "{done}");
     assert_eq!(done["realm"], "/");
     let _ = login(node).await;

@@ -53,18 +53,9 @@ pool = "missing"
     let out = tether().args(["check", "-c"]).arg(&path).output().unwrap();
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains("line 3: `proxy.admin_listn`: unknown field `admin_listn`"),
-        "{err}"
-    );
-    assert!(
-        err.contains("line 11: `pool[0].backend[1].id`: duplicate backend ID \"01\""),
-        "{err}"
-    );
-    assert!(
-        err.contains("line 16: `route[0].pool`: no pool is named \"missing\""),
-        "{err}"
-    );
+    assert!(err.contains("line 3: `proxy.admin_listn`: unknown field `admin_listn`"), "{err}");
+    assert!(err.contains("line 11: `pool[0].backend[1].id`: duplicate backend ID \"01\""), "{err}");
+    assert!(err.contains("line 16: `route[0].pool`: no pool is named \"missing\""), "{err}");
 }
 
 #[test]
@@ -93,34 +84,22 @@ async fn sigterm_finishes_the_slow_response_refuses_new_connections_and_exits_0(
         let url = format!("http://{listen}/slow");
         async move { client().get(url).send().await.unwrap().text().await.unwrap() }
     });
-    eventually(
-        "the slow request reached the node",
-        Duration::from_secs(10),
-        async || node.slow_started() == 1,
-    )
+    eventually("the slow request reached the node", Duration::from_secs(10), async || {
+        node.slow_started() == 1
+    })
     .await;
 
-    Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    eventually(
-        "new connections are refused",
-        Duration::from_secs(10),
-        async || tokio::net::TcpStream::connect(&listen).await.is_err(),
-    )
+    Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    eventually("new connections are refused", Duration::from_secs(10), async || {
+        tokio::net::TcpStream::connect(&listen).await.is_err()
+    })
     .await;
-    assert!(
-        child.try_wait().unwrap().is_none(),
-        "tether exited with a request in flight"
-    );
+    assert!(child.try_wait().unwrap().is_none(), "tether exited with a request in flight");
 
     node.release();
     let body = slow.await.unwrap();
     assert!(body.contains("\"backend\":\"01\""), "{body}");
-    let status = tokio::task::spawn_blocking(move || child.wait().unwrap())
-        .await
-        .unwrap();
+    let status = tokio::task::spawn_blocking(move || child.wait().unwrap()).await.unwrap();
     assert_eq!(status.code(), Some(0));
 }
 
@@ -161,28 +140,12 @@ async fn the_demo_cluster_from_the_root_config_completes_an_mfa_login() {
     let v = journey.validate(&token).await;
     assert_eq!(v["valid"], true, "{v}");
     let node = journey.cookies["amlbcookie"].clone();
-    assert!(
-        ["01", "02"].contains(&node.as_str()),
-        "a login lands on an active node, not {node}"
-    );
+    assert!(["01", "02"].contains(&node.as_str()), "a login lands on an active node, not {node}");
     // The console is hidden by a status route.
-    assert_eq!(
-        client()
-            .get("http://127.0.0.1:8080/am/console")
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        403
-    );
-    Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
+    assert_eq!(client().get("http://127.0.0.1:8080/am/console").send().await.unwrap().status(), 403);
+    Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
     let mut child = child;
-    let status = tokio::task::spawn_blocking(move || child.wait().unwrap())
-        .await
-        .unwrap();
+    let status = tokio::task::spawn_blocking(move || child.wait().unwrap()).await.unwrap();
     assert_eq!(status.code(), Some(0));
 }
 

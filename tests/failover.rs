@@ -17,14 +17,7 @@ use support::{
 const FAST_CHECKS: &str = "[pool.health]\ninterval_ms = 50\ntimeout_ms = 100\nrise = 2\nfall = 2";
 
 async fn backend_status(proxy: &ProxyHandle, id: &str) -> Value {
-    let v: Value = client()
-        .get(proxy.admin_url("/status.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let v: Value = client().get(proxy.admin_url("/status.json")).send().await.unwrap().json().await.unwrap();
     v["pools"][0]["backends"]
         .as_array()
         .unwrap()
@@ -36,14 +29,10 @@ async fn backend_status(proxy: &ProxyHandle, id: &str) -> Value {
 
 async fn wait_health(proxy: &ProxyHandle, id: &str, health: &str) -> Value {
     let mut last = Value::Null;
-    eventually(
-        &format!("{id} is {health}"),
-        Duration::from_secs(10),
-        async || {
-            last = backend_status(proxy, id).await;
-            last["health"] == health
-        },
-    )
+    eventually(&format!("{id} is {health}"), Duration::from_secs(10), async || {
+        last = backend_status(proxy, id).await;
+        last["health"] == health
+    })
     .await;
     last
 }
@@ -68,34 +57,16 @@ async fn a_dead_listener_goes_down_after_fall_checks_and_returns_after_rise() {
     let started = std::time::Instant::now();
     let down = wait_health(&proxy, "01", "down").await;
     let checks = down["checks"].as_u64().unwrap() - before;
-    println!(
-        "marked down after {checks} failed checks, {} ms after the kill",
-        started.elapsed().as_millis()
-    );
+    println!("marked down after {checks} failed checks, {} ms after the kill", started.elapsed().as_millis());
     // Checks run one interval apart, so `fall` checks bound the time by fall x interval + one timeout.
     assert!(checks <= 2, "down after {checks} checks, fall is 2: {down}");
-    assert!(
-        down["last_transition"]
-            .as_str()
-            .unwrap()
-            .starts_with("2 check(s) failed in a row"),
-        "{down}"
-    );
+    assert!(down["last_transition"].as_str().unwrap().starts_with("2 check(s) failed in a row"), "{down}");
 
     let _back = TestBackend::start_at(addr, "01", BackendOptions::default()).await;
     let before = backend_status(&proxy, "01").await["checks"].as_u64().unwrap();
     let up = wait_health(&proxy, "01", "up").await;
-    assert!(
-        up["checks"].as_u64().unwrap() - before <= 2,
-        "up after rise (2) passing checks: {up}"
-    );
-    assert!(
-        up["last_transition"]
-            .as_str()
-            .unwrap()
-            .starts_with("2 check(s) passed in a row"),
-        "{up}"
-    );
+    assert!(up["checks"].as_u64().unwrap() - before <= 2, "up after rise (2) passing checks: {up}");
+    assert!(up["last_transition"].as_str().unwrap().starts_with("2 check(s) passed in a row"), "{up}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -123,20 +94,16 @@ async fn killing_an_active_node_under_load_fails_no_request() {
             })
         })
         .collect();
-    eventually(
-        "load is flowing to both nodes",
-        Duration::from_secs(10),
-        async || a.hits() > 50 && b.hits() > 50,
-    )
+    eventually("load is flowing to both nodes", Duration::from_secs(10), async || {
+        a.hits() > 50 && b.hits() > 50
+    })
     .await;
     a.shutdown();
     wait_health(&proxy, "01", "down").await;
     let at_down = sent.load(Ordering::SeqCst);
-    eventually(
-        "more load after the node went down",
-        Duration::from_secs(10),
-        async || sent.load(Ordering::SeqCst) > at_down + 200,
-    )
+    eventually("more load after the node went down", Duration::from_secs(10), async || {
+        sent.load(Ordering::SeqCst) > at_down + 200
+    })
     .await;
     stop.store(true, Ordering::SeqCst);
     for w in workers {
@@ -152,33 +119,18 @@ async fn a_client_pinned_to_a_dead_node_is_moved_or_refused_when_strict() {
     let a = TestBackend::start("01").await;
     let b = TestBackend::start("02").await;
     let redispatch = ProxyHandle::start(&proxy_toml(&[&a, &b], &[], FAST_CHECKS, None)).await;
-    let strict_toml = proxy_toml(
-        &[&a, &b],
-        &[],
-        &format!("on_down = \"strict\"\n{FAST_CHECKS}"),
-        None,
-    );
+    let strict_toml = proxy_toml(&[&a, &b], &[], &format!("on_down = \"strict\"\n{FAST_CHECKS}"), None);
     let strict = ProxyHandle::start(&strict_toml).await;
     a.shutdown();
     wait_health(&redispatch, "01", "down").await;
     wait_health(&strict, "01", "down").await;
 
-    let resp = client()
-        .get(redispatch.url("/x"))
-        .header("cookie", "amlbcookie=01")
-        .send()
-        .await
-        .unwrap();
+    let resp = client().get(redispatch.url("/x")).header("cookie", "amlbcookie=01").send().await.unwrap();
     let cookie = resp.headers()["set-cookie"].to_str().unwrap().to_string();
     assert!(cookie.starts_with("amlbcookie=02;"), "{cookie}");
     assert_eq!(served_by(resp).await, "02");
 
-    let resp = client()
-        .get(strict.url("/x"))
-        .header("cookie", "amlbcookie=01")
-        .send()
-        .await
-        .unwrap();
+    let resp = client().get(strict.url("/x")).header("cookie", "amlbcookie=01").send().await.unwrap();
     assert_eq!(resp.status(), 503);
     assert_eq!(resp.headers()["content-type"], "application/json");
     let v: Value = resp.json().await.unwrap();
@@ -189,22 +141,12 @@ async fn a_client_pinned_to_a_dead_node_is_moved_or_refused_when_strict() {
 
 async fn cluster_with_failback(failback: &str) -> ProxyHandle {
     let affinity = format!("failback = \"{failback}\"\n{FAST_CHECKS}");
-    ProxyHandle::start(&cluster_toml(
-        &["01", "02", "03!"],
-        &affinity,
-        &auth_toml("memory", "local", ""),
-    ))
-    .await
+    ProxyHandle::start(&cluster_toml(&["01", "02", "03!"], &affinity, &auth_toml("memory", "local", "")))
+        .await
 }
 
 fn node(proxy: &ProxyHandle, id: &str) -> Arc<tether::auth::AuthNode> {
-    proxy
-        .nodes
-        .iter()
-        .find(|n| n.node.id().as_str() == id)
-        .unwrap()
-        .node
-        .clone()
+    proxy.nodes.iter().find(|n| n.node.id().as_str() == id).unwrap().node.clone()
 }
 
 #[tokio::test]
@@ -218,10 +160,7 @@ async fn with_both_actives_down_logins_complete_on_the_passive_node_and_failback
 
         let mut done = Journey::new(proxy.url(""), true);
         done.mfa_login("secret").await;
-        assert_eq!(
-            done.cookies["amlbcookie"], "03",
-            "{failback}: the passive node took the login"
-        );
+        assert_eq!(done.cookies["amlbcookie"], "03", "{failback}: the passive node took the login");
 
         // A login in progress on the passive node when an active node returns.
         let mut journey = Journey::new(proxy.url(""), true);
@@ -240,10 +179,7 @@ async fn with_both_actives_down_logins_complete_on_the_passive_node_and_failback
                 journey.cookies["amlbcookie"], "01",
                 "primary: the client is re-pinned to the active node"
             );
-            assert_eq!(
-                answer["detail"]["errorCode"], "110",
-                "its journey stayed behind on 03: {answer}"
-            );
+            assert_eq!(answer["detail"]["errorCode"], "110", "its journey stayed behind on 03: {answer}");
             let token = journey.mfa_login("secret").await;
             assert_eq!(journey.cookies["amlbcookie"], "01");
             assert_eq!(journey.validate(&token).await["valid"], true);
@@ -259,24 +195,13 @@ async fn drain_keeps_pinned_clients_until_its_deadline_and_maint_takes_everythin
     let proxy = ProxyHandle::start(&proxy_toml(&[&a, &b], &[], FAST_CHECKS, None)).await;
     let http = client();
     let pinned = async |proxy: &ProxyHandle| {
-        served_by(
-            http.get(proxy.url("/x"))
-                .header("cookie", "amlbcookie=01")
-                .send()
-                .await
-                .unwrap(),
-        )
-        .await
+        served_by(http.get(proxy.url("/x")).header("cookie", "amlbcookie=01").send().await.unwrap()).await
     };
 
     let resp = admin_post(&proxy, "/backends/01/drain").await;
     assert_eq!(resp.status(), 200);
     for _ in 0..10 {
-        assert_eq!(
-            pinned(&proxy).await,
-            "01",
-            "pinned clients keep reaching a draining node"
-        );
+        assert_eq!(pinned(&proxy).await, "01", "pinned clients keep reaching a draining node");
         assert_eq!(
             served_by(http.get(proxy.url("/x")).send().await.unwrap()).await,
             "02",
@@ -284,18 +209,11 @@ async fn drain_keeps_pinned_clients_until_its_deadline_and_maint_takes_everythin
         );
     }
 
-    assert_eq!(
-        admin_post(&proxy, "/backends/01/drain?deadline_s=1")
-            .await
-            .status(),
-        200
-    );
+    assert_eq!(admin_post(&proxy, "/backends/01/drain?deadline_s=1").await.status(), 200);
     assert_eq!(backend_status(&proxy, "01").await["admin"], "drain");
-    eventually(
-        "the drain deadline moves pinned clients",
-        Duration::from_secs(10),
-        async || pinned(&proxy).await == "02",
-    )
+    eventually("the drain deadline moves pinned clients", Duration::from_secs(10), async || {
+        pinned(&proxy).await == "02"
+    })
     .await;
 
     assert_eq!(admin_post(&proxy, "/backends/01/ready").await.status(), 200);
@@ -304,24 +222,13 @@ async fn drain_keeps_pinned_clients_until_its_deadline_and_maint_takes_everythin
     let hits = a.hits();
     for _ in 0..10 {
         assert_eq!(pinned(&proxy).await, "02");
-        assert_eq!(
-            served_by(http.get(proxy.url("/x")).send().await.unwrap()).await,
-            "02"
-        );
+        assert_eq!(served_by(http.get(proxy.url("/x")).send().await.unwrap()).await, "02");
     }
     assert_eq!(a.hits(), hits, "nothing reaches a node in maint");
 
     assert_eq!(admin_post(&proxy, "/backends/99/drain").await.status(), 404);
     assert_eq!(admin_post(&proxy, "/backends/01/explode").await.status(), 404);
-    assert_eq!(
-        client()
-            .get(proxy.admin_url("/backends/01/drain"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        405
-    );
+    assert_eq!(client().get(proxy.admin_url("/backends/01/drain")).send().await.unwrap().status(), 405);
 }
 
 #[tokio::test]
@@ -329,15 +236,7 @@ async fn readyz_is_503_with_the_down_list_while_a_pool_has_no_node_and_200_after
     let a = TestBackend::start("01").await;
     let proxy = ProxyHandle::start(&proxy_toml(&[&a], &[], FAST_CHECKS, None)).await;
     let addr = a.addr;
-    assert_eq!(
-        client()
-            .get(proxy.admin_url("/readyz"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    assert_eq!(client().get(proxy.admin_url("/readyz")).send().await.unwrap().status(), 200);
     a.shutdown();
     let mut body = Value::Null;
     eventually("readyz turns 503", Duration::from_secs(10), async || {
@@ -351,13 +250,7 @@ async fn readyz_is_503_with_the_down_list_while_a_pool_has_no_node_and_200_after
     assert_eq!(body["pools_without_node"][0], "am");
     let _back = TestBackend::start_at(addr, "01", BackendOptions::default()).await;
     eventually("readyz recovers", Duration::from_secs(10), async || {
-        client()
-            .get(proxy.admin_url("/readyz"))
-            .send()
-            .await
-            .unwrap()
-            .status()
-            == 200
+        client().get(proxy.admin_url("/readyz")).send().await.unwrap().status() == 200
     })
     .await;
 }

@@ -7,21 +7,14 @@ use support::{Journey, ProxyHandle, auth_toml, cluster_toml};
 
 #[tokio::test]
 async fn a_client_without_cookies_completes_thirty_mfa_logins_and_validates_by_query() {
-    let proxy = ProxyHandle::start(&cluster_toml(
-        &["01", "02", "03!"],
-        "",
-        &auth_toml("memory", "local", ""),
-    ))
-    .await;
+    let proxy =
+        ProxyHandle::start(&cluster_toml(&["01", "02", "03!"], "", &auth_toml("memory", "local", ""))).await;
     for _ in 0..30 {
         let mut journey = Journey::new(proxy.url(""), false);
         let token = journey.mfa_login("secret").await;
         assert!(journey.cookies.is_empty());
         let v = journey.validate(&token).await;
-        assert_eq!(
-            v["valid"], true,
-            "the session_token hint routed the validate to the issuing node: {v}"
-        );
+        assert_eq!(v["valid"], true, "the session_token hint routed the validate to the issuing node: {v}");
     }
 }
 
@@ -44,8 +37,5 @@ async fn without_hints_the_same_client_loses_its_journey() {
             timed_out += 1;
         }
     }
-    assert_eq!(
-        timed_out, 10,
-        "round-robin sends every second step to the other node"
-    );
+    assert_eq!(timed_out, 10, "round-robin sends every second step to the other node");
 }

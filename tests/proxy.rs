@@ -8,11 +8,8 @@ use std::collections::HashMap;
 use support::{BackendOptions, ProxyHandle, TestBackend, client, h2c_client, proxy_toml, served_by};
 
 async fn three_nodes() -> (Vec<support::BackendHandle>, String) {
-    let nodes = vec![
-        TestBackend::start("01").await,
-        TestBackend::start("02").await,
-        TestBackend::start("03").await,
-    ];
+    let nodes =
+        vec![TestBackend::start("01").await, TestBackend::start("02").await, TestBackend::start("03").await];
     let refs: Vec<&support::BackendHandle> = nodes.iter().collect();
     let toml = proxy_toml(&refs, &["03"], "", None);
     (nodes, toml)
@@ -24,12 +21,7 @@ async fn cookie_pins_every_request_and_cookieless_ones_spread_over_actives_only(
     let proxy = ProxyHandle::start(&toml).await;
     let http = client();
     for _ in 0..200 {
-        let resp = http
-            .get(proxy.url("/am/json/x"))
-            .header("cookie", "amlbcookie=02")
-            .send()
-            .await
-            .unwrap();
+        let resp = http.get(proxy.url("/am/json/x")).header("cookie", "amlbcookie=02").send().await.unwrap();
         assert_eq!(resp.status(), 200);
         assert_eq!(served_by(resp).await, "02");
     }
@@ -38,16 +30,8 @@ async fn cookie_pins_every_request_and_cookieless_ones_spread_over_actives_only(
         let resp = http.get(proxy.url("/")).send().await.unwrap();
         *seen.entry(served_by(resp).await).or_default() += 1;
     }
-    assert_eq!(
-        seen.get("03"),
-        None,
-        "the passive node served while actives were up: {seen:?}"
-    );
-    assert_eq!(
-        (seen["01"], seen["02"]),
-        (50, 50),
-        "round-robin over the actives: {seen:?}"
-    );
+    assert_eq!(seen.get("03"), None, "the passive node served while actives were up: {seen:?}");
+    assert_eq!((seen["01"], seen["02"]), (50, 50), "round-robin over the actives: {seen:?}");
     assert_eq!(nodes[2].hits(), 0);
 }
 
@@ -55,12 +39,7 @@ async fn cookie_pins_every_request_and_cookieless_ones_spread_over_actives_only(
 async fn h2c_requests_are_pinned_and_forwarded_as_http1() {
     let (_nodes, toml) = three_nodes().await;
     let proxy = ProxyHandle::start(&toml).await;
-    let resp = h2c_client()
-        .get(proxy.url("/x"))
-        .header("cookie", "amlbcookie=01")
-        .send()
-        .await
-        .unwrap();
+    let resp = h2c_client().get(proxy.url("/x")).header("cookie", "amlbcookie=01").send().await.unwrap();
     assert_eq!(resp.version(), http::Version::HTTP_2);
     let v: serde_json::Value = resp.json().await.unwrap();
     assert_eq!(v["backend"], "01");
@@ -81,23 +60,13 @@ async fn insert_mode_sets_exactly_one_cookie_with_the_configured_attributes() {
     let http = client();
 
     let resp = http.get(proxy.url("/am/json/x")).send().await.unwrap();
-    let cookies: Vec<String> = resp
-        .headers()
-        .get_all("set-cookie")
-        .iter()
-        .map(|v| v.to_str().unwrap().to_string())
-        .collect();
+    let cookies: Vec<String> =
+        resp.headers().get_all("set-cookie").iter().map(|v| v.to_str().unwrap().to_string()).collect();
     assert_eq!(cookies.len(), 1, "{cookies:?}");
     let node = served_by(resp).await;
     let c = &cookies[0];
     assert!(c.starts_with(&format!("amlbcookie={node};")), "{c}");
-    for attr in [
-        "Path=/am",
-        "HttpOnly",
-        "Secure",
-        "SameSite=Strict",
-        "Domain=example.test",
-    ] {
+    for attr in ["Path=/am", "HttpOnly", "Secure", "SameSite=Strict", "Domain=example.test"] {
         assert!(c.contains(attr), "{attr} missing from {c}");
     }
 
@@ -108,10 +77,7 @@ async fn insert_mode_sets_exactly_one_cookie_with_the_configured_attributes() {
             .send()
             .await
             .unwrap();
-        assert!(
-            resp.headers().get("set-cookie").is_none(),
-            "a valid cookie is not set again"
-        );
+        assert!(resp.headers().get("set-cookie").is_none(), "a valid cookie is not set again");
         assert_eq!(served_by(resp).await, node);
     }
 }
@@ -120,18 +86,12 @@ async fn insert_mode_sets_exactly_one_cookie_with_the_configured_attributes() {
 async fn a_node_that_sets_the_cookie_itself_gets_no_second_one() {
     let n1 = TestBackend::start_with(
         "01",
-        BackendOptions {
-            set_cookie: Some("amlbcookie=01; Path=/".into()),
-            ..Default::default()
-        },
+        BackendOptions { set_cookie: Some("amlbcookie=01; Path=/".into()), ..Default::default() },
     )
     .await;
     let n2 = TestBackend::start_with(
         "02",
-        BackendOptions {
-            set_cookie: Some("amlbcookie=02; Path=/".into()),
-            ..Default::default()
-        },
+        BackendOptions { set_cookie: Some("amlbcookie=02; Path=/".into()), ..Default::default() },
     )
     .await;
     for mode in ["insert", "observe"] {
@@ -145,12 +105,8 @@ async fn a_node_that_sets_the_cookie_itself_gets_no_second_one() {
         assert_eq!(cookies[0].to_str().unwrap(), format!("amlbcookie={node}; Path=/"));
         // The node's own cookie is honoured on the way back in.
         for _ in 0..5 {
-            let resp = http
-                .get(proxy.url("/"))
-                .header("cookie", format!("amlbcookie={node}"))
-                .send()
-                .await
-                .unwrap();
+            let resp =
+                http.get(proxy.url("/")).header("cookie", format!("amlbcookie={node}")).send().await.unwrap();
             assert_eq!(served_by(resp).await, node, "{mode}");
         }
         proxy.shutdown().await;
@@ -183,23 +139,14 @@ async fn malformed_and_unknown_cookies_are_treated_as_no_cookie() {
     ];
     for value in values {
         let header = http::HeaderValue::from_bytes(&value).unwrap();
-        let resp = http
-            .get(proxy.url("/"))
-            .header("cookie", header)
-            .send()
-            .await
-            .unwrap();
+        let resp = http.get(proxy.url("/")).header("cookie", header).send().await.unwrap();
         assert_eq!(resp.status(), 200, "cookie {:?}", String::from_utf8_lossy(&value));
         let node = served_by(resp).await;
         assert!(["01", "02"].contains(&node.as_str()), "served by {node}");
     }
     // Of two cookies, the one naming a configured node wins.
-    let resp = http
-        .get(proxy.url("/"))
-        .header("cookie", "amlbcookie=99; amlbcookie=02")
-        .send()
-        .await
-        .unwrap();
+    let resp =
+        http.get(proxy.url("/")).header("cookie", "amlbcookie=99; amlbcookie=02").send().await.unwrap();
     assert_eq!(served_by(resp).await, "02");
 }
 
@@ -285,33 +232,15 @@ pool = "a"
     let proxy = ProxyHandle::start(&toml).await;
     let http = client();
 
-    let resp = http
-        .get(proxy.url("/am/console/x"))
-        .header("host", "b.example")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(
-        resp.status(),
-        403,
-        "the first matching route wins over the later host route"
-    );
+    let resp = http.get(proxy.url("/am/console/x")).header("host", "b.example").send().await.unwrap();
+    assert_eq!(resp.status(), 403, "the first matching route wins over the later host route");
     assert_eq!(resp.headers()["content-type"], "application/json");
     let v: serde_json::Value = resp.json().await.unwrap();
     assert_eq!(v["code"], 403);
 
-    let resp = http
-        .get(proxy.url("/anything"))
-        .header("host", "B.Example:8080")
-        .send()
-        .await
-        .unwrap();
+    let resp = http.get(proxy.url("/anything")).header("host", "B.Example:8080").send().await.unwrap();
     assert_eq!(served_by(resp).await, "02", "host matcher, case and port ignored");
-    let resp = http
-        .post(proxy.url("/am/json/authenticate"))
-        .send()
-        .await
-        .unwrap();
+    let resp = http.post(proxy.url("/am/json/authenticate")).send().await.unwrap();
     assert_eq!(served_by(resp).await, "02", "method matcher");
     let resp = http.get(proxy.url("/am/json/authenticate")).send().await.unwrap();
     assert_eq!(served_by(resp).await, "01");
@@ -319,10 +248,7 @@ pool = "a"
     let resp = http.get(proxy.url("/elsewhere")).send().await.unwrap();
     assert_eq!(resp.status(), 404);
     let v: serde_json::Value = resp.json().await.unwrap();
-    assert_eq!(
-        (v["code"].as_u64(), v["reason"].as_str()),
-        (Some(404), Some("Not Found"))
-    );
+    assert_eq!((v["code"].as_u64(), v["reason"].as_str()), (Some(404), Some("Not Found")));
 }
 
 #[tokio::test]
@@ -331,31 +257,18 @@ async fn a_refused_connection_is_retried_once_on_another_node() {
     let live = TestBackend::start("02").await;
     let toml = proxy_toml(&[&dead, &live], &[], "", None);
     dead.shutdown();
-    support::eventually(
-        "the dead node refuses connections",
-        std::time::Duration::from_secs(5),
-        async || tokio::net::TcpStream::connect(dead.addr).await.is_err(),
-    )
+    support::eventually("the dead node refuses connections", std::time::Duration::from_secs(5), async || {
+        tokio::net::TcpStream::connect(dead.addr).await.is_err()
+    })
     .await;
     let proxy = ProxyHandle::start(&toml).await;
     let http = client();
     // Pinned to the dead node: the first attempt goes there, is refused, and is retried.
-    let resp = http
-        .get(proxy.url("/x"))
-        .header("cookie", "amlbcookie=01")
-        .send()
-        .await
-        .unwrap();
+    let resp = http.get(proxy.url("/x")).header("cookie", "amlbcookie=01").send().await.unwrap();
     assert_eq!(resp.status(), 200);
-    let set = resp
-        .headers()
-        .get("set-cookie")
-        .map(|v| v.to_str().unwrap().to_string());
+    let set = resp.headers().get("set-cookie").map(|v| v.to_str().unwrap().to_string());
     assert_eq!(served_by(resp).await, "02");
-    assert!(
-        set.unwrap_or_default().starts_with("amlbcookie=02"),
-        "the cookie follows the serving node"
-    );
+    assert!(set.unwrap_or_default().starts_with("amlbcookie=02"), "the cookie follows the serving node");
     // A JSON body of an auth request is kept and sent again.
     let resp = http
         .post(proxy.url("/am/json/authenticate"))
@@ -375,18 +288,11 @@ async fn a_refused_connection_is_retried_once_on_another_node() {
 #[tokio::test]
 async fn all_nodes_refusing_is_a_502_in_am_shape() {
     let dead = TestBackend::start("01").await;
-    let toml = proxy_toml(
-        &[&dead],
-        &[],
-        "[pool.health]\nfall = 1\ninterval_ms = 3600000",
-        None,
-    );
+    let toml = proxy_toml(&[&dead], &[], "[pool.health]\nfall = 1\ninterval_ms = 3600000", None);
     dead.shutdown();
-    support::eventually(
-        "the node refuses connections",
-        std::time::Duration::from_secs(5),
-        async || tokio::net::TcpStream::connect(dead.addr).await.is_err(),
-    )
+    support::eventually("the node refuses connections", std::time::Duration::from_secs(5), async || {
+        tokio::net::TcpStream::connect(dead.addr).await.is_err()
+    })
     .await;
     let proxy = ProxyHandle::start(&toml).await;
     let resp = client().get(proxy.url("/")).send().await.unwrap();
@@ -402,23 +308,14 @@ async fn readyz_reports_pools_without_a_node_and_healthz_stays_up() {
     let node = TestBackend::start("01").await;
     let proxy = ProxyHandle::start(&proxy_toml(&[&node], &[], "[pool.health]\nfall = 1", None)).await;
     let http = client();
-    assert_eq!(
-        http.get(proxy.admin_url("/healthz"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    assert_eq!(http.get(proxy.admin_url("/healthz")).send().await.unwrap().status(), 200);
     let ready = http.get(proxy.admin_url("/readyz")).send().await.unwrap();
     assert_eq!(ready.status(), 200);
 
     node.shutdown();
-    support::eventually(
-        "the node refuses connections",
-        std::time::Duration::from_secs(5),
-        async || tokio::net::TcpStream::connect(node.addr).await.is_err(),
-    )
+    support::eventually("the node refuses connections", std::time::Duration::from_secs(5), async || {
+        tokio::net::TcpStream::connect(node.addr).await.is_err()
+    })
     .await;
     // The refusal marks it down (fall = 1), unless the active check got there first: 502 or 503.
     let status = http.get(proxy.url("/")).send().await.unwrap().status();
@@ -429,12 +326,5 @@ async fn readyz_reports_pools_without_a_node_and_healthz_stays_up() {
     assert_eq!(v["pools_without_node"], serde_json::json!(["am"]));
     assert_eq!(v["down"][0]["backend"], "01");
     assert_eq!(v["down"][0]["health"], "down");
-    assert_eq!(
-        http.get(proxy.admin_url("/healthz"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    assert_eq!(http.get(proxy.admin_url("/healthz")).send().await.unwrap().status(), 200);
 }

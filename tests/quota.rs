@@ -24,10 +24,7 @@ async fn fourth_login(action: &str) -> ([bool; 4], u16) {
         tokio::time::advance(Duration::from_secs(60)).await;
     }
     assert!(is_valid(node, &tokens[0]).await);
-    let refresh = format!(
-        "/am/json/realms/root/sessions?_action=refresh&tokenId={}",
-        tokens[0]
-    );
+    let refresh = format!("/am/json/realms/root/sessions?_action=refresh&tokenId={}", tokens[0]);
     assert_eq!(support::call(node, &refresh, &[], None).await.0, 200);
     let (status, done) = try_login(node, "demo", "secret").await;
     tokens.push(done["tokenId"].as_str().unwrap_or("none").to_string());
@@ -41,29 +38,13 @@ async fn fourth_login(action: &str) -> ([bool; 4], u16) {
 #[tokio::test(start_paused = true)]
 async fn each_action_decides_which_sessions_survive_a_fourth_login() {
     let (valid, status) = fourth_login("DENY_ACCESS").await;
-    assert_eq!(
-        (valid, status),
-        ([true, true, true, false], 401),
-        "DENY_ACCESS refuses the new login"
-    );
+    assert_eq!((valid, status), ([true, true, true, false], 401), "DENY_ACCESS refuses the new login");
     let (valid, status) = fourth_login("DESTROY_NEXT_EXPIRING").await;
-    assert_eq!(
-        (valid, status),
-        ([true, false, true, true], 200),
-        "the session with least time left goes"
-    );
+    assert_eq!((valid, status), ([true, false, true, true], 200), "the session with least time left goes");
     let (valid, status) = fourth_login("DESTROY_OLDEST_SESSION").await;
-    assert_eq!(
-        (valid, status),
-        ([false, true, true, true], 200),
-        "the session created first goes"
-    );
+    assert_eq!((valid, status), ([false, true, true, true], 200), "the session created first goes");
     let (valid, status) = fourth_login("DESTROY_OLD_SESSIONS").await;
-    assert_eq!(
-        (valid, status),
-        ([false, false, false, true], 200),
-        "all earlier sessions go"
-    );
+    assert_eq!((valid, status), ([false, false, false, true], 200), "all earlier sessions go");
 }
 
 #[tokio::test(start_paused = true)]
@@ -72,28 +53,15 @@ async fn deny_access_answers_am_message_and_leaves_no_session() {
     let node = &c.nodes[0];
     login(node).await;
     let (status, v) = try_login(node, "demo", "secret").await;
-    assert_eq!(
-        (status, v["message"].as_str()),
-        (401, Some("Maximum Sessions Limit Reached.")),
-        "{v}"
-    );
+    assert_eq!((status, v["message"].as_str()), (401, Some("Maximum Sessions Limit Reached.")), "{v}");
     assert_eq!(c.store.len(), 1);
     assert_eq!(node.stats().quota_refusals.load(Ordering::Relaxed), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_logins_across_three_nodes_never_overrun_the_limit() {
-    for action in [
-        "DENY_ACCESS",
-        "DESTROY_NEXT_EXPIRING",
-        "DESTROY_OLDEST_SESSION",
-        "DESTROY_OLD_SESSIONS",
-    ] {
-        let c = Arc::new(LocalNodes::with_auth(
-            3,
-            true,
-            &auth_toml("memory", "shared", &quota(2, action)),
-        ));
+    for action in ["DENY_ACCESS", "DESTROY_NEXT_EXPIRING", "DESTROY_OLDEST_SESSION", "DESTROY_OLD_SESSIONS"] {
+        let c = Arc::new(LocalNodes::with_auth(3, true, &auth_toml("memory", "shared", &quota(2, action))));
         let done = Arc::new(AtomicBool::new(false));
         let samples = Arc::new(AtomicUsize::new(0));
         let sampler = {
@@ -145,11 +113,7 @@ async fn a_session_past_its_idle_time_does_not_count() {
     let c = LocalNodes::with_auth(1, true, &auth_toml("memory", "shared", &extra));
     let node = &c.nodes[0];
     let old = login(node).await;
-    assert_eq!(
-        try_login(node, "demo", "secret").await.0,
-        401,
-        "the live session counts"
-    );
+    assert_eq!(try_login(node, "demo", "secret").await.0, 401, "the live session counts");
     tokio::time::advance(Duration::from_secs(5 * 60 + 1)).await;
     let new = login(node).await;
     assert!(!is_valid(node, &old).await && is_valid(node, &new).await);
@@ -166,11 +130,7 @@ async fn per_user_override_beats_the_global_limit_and_off_means_no_limit() {
         "\n  [[auth.user]]\n  username = \"vip\"\n  password = \"{}\"\n  session_quota = 3\n",
         cheap_hash("secret")
     );
-    let c = LocalNodes::with_auth(
-        1,
-        true,
-        &(auth_toml("memory", "shared", &quota(1, "DENY_ACCESS")) + &vip),
-    );
+    let c = LocalNodes::with_auth(1, true, &(auth_toml("memory", "shared", &quota(1, "DENY_ACCESS")) + &vip));
     let node = &c.nodes[0];
     for _ in 0..3 {
         assert_eq!(try_login(node, "vip", "secret").await.0, 200);

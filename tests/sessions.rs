@@ -21,96 +21,46 @@ async fn every_action_takes_the_token_from_query_header_or_cookie() {
         (String::new(), vec![("cookie", cookie.as_str())]),
     ];
     for (query, headers) in &ways {
-        let (s, v, _) = call(
-            node,
-            &format!("{SESSIONS}?_action=validate{query}"),
-            headers,
-            None,
-        )
-        .await;
+        let (s, v, _) = call(node, &format!("{SESSIONS}?_action=validate{query}"), headers, None).await;
         assert_eq!(
             (s, &v["valid"], &v["uid"]),
             (200, &serde_json::json!(true), &serde_json::json!("demo")),
             "{v}"
         );
-        let (s, v, _) = call(
-            node,
-            &format!("{SESSIONS}?_action=getSessionInfo{query}"),
-            headers,
-            None,
-        )
-        .await;
+        let (s, v, _) = call(node, &format!("{SESSIONS}?_action=getSessionInfo{query}"), headers, None).await;
         assert_eq!(s, 200, "{v}");
         assert_eq!(v["username"], "demo");
         assert!(v["maxIdleExpirationTime"].as_str().unwrap().ends_with('Z'), "{v}");
         let (s, v, _) = call(node, &format!("{SESSIONS}?_action=refresh{query}"), headers, None).await;
         assert_eq!((s, &v["uid"]), (200, &serde_json::json!("demo")), "{v}");
     }
-    let (s, v, _) = call(
-        node,
-        &format!("{SESSIONS}/?_action=logout"),
-        &[("iPlanetDirectoryPro", &token)],
-        None,
-    )
-    .await;
+    let (s, v, _) =
+        call(node, &format!("{SESSIONS}/?_action=logout"), &[("iPlanetDirectoryPro", &token)], None).await;
     assert_eq!((s, v["result"].as_str()), (200, Some("Successfully logged out")));
-    let (s, v, _) = call(
-        node,
-        &format!("{SESSIONS}?_action=logout&tokenId={token}"),
-        &[],
-        None,
-    )
-    .await;
+    let (s, v, _) = call(node, &format!("{SESSIONS}?_action=logout&tokenId={token}"), &[], None).await;
     assert_eq!((s, v["result"].as_str()), (200, Some("Token has expired")));
-    let (s, v, _) = call(
-        node,
-        &format!("{SESSIONS}?_action=validate&tokenId={token}"),
-        &[],
-        None,
-    )
-    .await;
+    let (s, v, _) = call(node, &format!("{SESSIONS}?_action=validate&tokenId={token}"), &[], None).await;
     assert_eq!((s, v), (200, serde_json::json!({"valid": false})));
 }
 
 #[tokio::test(start_paused = true)]
 async fn sessions_die_after_the_idle_time_unless_used() {
-    let c = LocalNodes::new(
-        1,
-        "memory",
-        true,
-        "max_idle_time_min = 30\nmax_session_time_min = 120",
-    );
+    let c = LocalNodes::new(1, "memory", true, "max_idle_time_min = 30\nmax_session_time_min = 120");
     let node = &c.nodes[0];
     let token = login(node).await;
     let validate = format!("{SESSIONS}?_action=validate&tokenId={token}");
     let reset = format!("{SESSIONS}?_action=getSessionInfoAndResetIdleTime&tokenId={token}");
     tokio::time::advance(Duration::from_secs(29 * 60)).await;
-    assert_eq!(
-        call(node, &reset, &[], None).await.0,
-        200,
-        "used within the idle time"
-    );
+    assert_eq!(call(node, &reset, &[], None).await.0, 200, "used within the idle time");
     tokio::time::advance(Duration::from_secs(29 * 60)).await;
-    assert_eq!(
-        call(node, &validate, &[], None).await.1["valid"],
-        true,
-        "the reset moved the idle deadline"
-    );
+    assert_eq!(call(node, &validate, &[], None).await.1["valid"], true, "the reset moved the idle deadline");
     tokio::time::advance(Duration::from_secs(2 * 60)).await;
-    assert_eq!(
-        call(node, &validate, &[], None).await.1,
-        serde_json::json!({"valid": false})
-    );
+    assert_eq!(call(node, &validate, &[], None).await.1, serde_json::json!({"valid": false}));
 }
 
 #[tokio::test(start_paused = true)]
 async fn sessions_die_at_the_maximum_time_however_busy() {
-    let c = LocalNodes::new(
-        1,
-        "memory",
-        true,
-        "max_idle_time_min = 30\nmax_session_time_min = 60",
-    );
+    let c = LocalNodes::new(1, "memory", true, "max_idle_time_min = 30\nmax_session_time_min = 60");
     let node = &c.nodes[0];
     let token = login(node).await;
     let refresh = format!("{SESSIONS}?_action=refresh&tokenId={token}");
@@ -119,13 +69,7 @@ async fn sessions_die_at_the_maximum_time_however_busy() {
         assert_eq!(call(node, &refresh, &[], None).await.0, 200);
     }
     tokio::time::advance(Duration::from_secs(6 * 60)).await;
-    let (s, v, _) = call(
-        node,
-        &format!("{SESSIONS}?_action=validate&tokenId={token}"),
-        &[],
-        None,
-    )
-    .await;
+    let (s, v, _) = call(node, &format!("{SESSIONS}?_action=validate&tokenId={token}"), &[], None).await;
     assert_eq!((s, v), (200, serde_json::json!({"valid": false})));
     assert_eq!(call(node, &refresh, &[], None).await.0, 401);
 }

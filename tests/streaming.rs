@@ -28,14 +28,7 @@ async fn large_bodies_stream_both_ways_in_bounded_memory() {
     let proxy = ProxyHandle::start(&proxy_toml(&[&node], &[], "", None)).await;
     let http = client();
     // Warm up connections, allocator arenas and the runtime before measuring.
-    let _ = http
-        .get(proxy.url("/download?bytes=1048576"))
-        .send()
-        .await
-        .unwrap()
-        .bytes()
-        .await
-        .unwrap();
+    let _ = http.get(proxy.url("/download?bytes=1048576")).send().await.unwrap().bytes().await.unwrap();
 
     std::fs::write("/proc/self/clear_refs", "5").expect("reset the peak RSS");
     let base = current_rss_kib();
@@ -51,11 +44,7 @@ async fn large_bodies_stream_both_ways_in_bounded_memory() {
     let v: serde_json::Value = resp.json().await.unwrap();
     assert_eq!(v["received"].as_u64(), Some(SIZE));
 
-    let mut resp = http
-        .get(proxy.url(&format!("/download?bytes={SIZE}")))
-        .send()
-        .await
-        .unwrap();
+    let mut resp = http.get(proxy.url(&format!("/download?bytes={SIZE}"))).send().await.unwrap();
     assert_eq!(resp.status(), 200);
     let mut got = 0u64;
     while let Some(chunk) = resp.chunk().await.unwrap() {
@@ -65,8 +54,5 @@ async fn large_bodies_stream_both_ways_in_bounded_memory() {
 
     let growth_mib = peak_rss_kib().saturating_sub(base) / 1024;
     println!("peak RSS growth while moving 2 x 64 MiB through the proxy: {growth_mib} MiB");
-    assert!(
-        growth_mib < 16,
-        "peak RSS grew by {growth_mib} MiB: a body was buffered somewhere"
-    );
+    assert!(growth_mib < 16, "peak RSS grew by {growth_mib} MiB: a body was buffered somewhere");
 }

@@ -10,10 +10,7 @@ use support::{
 fn with_tls(toml: &str, cert: &std::path::Path, key: &std::path::Path) -> String {
     toml.replacen(
         "admin_listen = \"127.0.0.1:0\"\n",
-        &format!(
-            "admin_listen = \"127.0.0.1:0\"\n[proxy.tls]\ncert = {:?}\nkey = {:?}\n",
-            cert, key
-        ),
+        &format!("admin_listen = \"127.0.0.1:0\"\n[proxy.tls]\ncert = {:?}\nkey = {:?}\n", cert, key),
         1,
     )
 }
@@ -21,11 +18,7 @@ fn with_tls(toml: &str, cert: &std::path::Path, key: &std::path::Path) -> String
 #[tokio::test]
 async fn logins_complete_over_https_with_http1_and_http2() {
     let (cert, key, pem) = localhost_cert("login");
-    let toml = with_tls(
-        &cluster_toml(&["01", "02"], "", &auth_toml("memory", "local", "")),
-        &cert,
-        &key,
-    );
+    let toml = with_tls(&cluster_toml(&["01", "02"], "", &auth_toml("memory", "local", "")), &cert, &key);
     let proxy = ProxyHandle::start(&toml).await;
     let base = format!("https://localhost:{}", proxy.addr.port());
     for (http1_only, version) in [(true, http::Version::HTTP_11), (false, http::Version::HTTP_2)] {
@@ -47,29 +40,16 @@ async fn logins_complete_over_https_with_http1_and_http2() {
 async fn tls_requests_carry_https_forwarding_and_secure_cookies() {
     let (cert, key, pem) = localhost_cert("headers");
     let node = TestBackend::start("01").await;
-    let proxy = ProxyHandle::start(&with_tls(
-        &proxy_toml(&[&node], &[], "mode = \"insert\"", None),
-        &cert,
-        &key,
-    ))
-    .await;
+    let proxy =
+        ProxyHandle::start(&with_tls(&proxy_toml(&[&node], &[], "mode = \"insert\"", None), &cert, &key))
+            .await;
     let http = https_client(&pem, proxy.addr, false);
-    let resp = http
-        .get(format!("https://localhost:{}/x", proxy.addr.port()))
-        .send()
-        .await
-        .unwrap();
+    let resp = http.get(format!("https://localhost:{}/x", proxy.addr.port())).send().await.unwrap();
     let cookie = resp.headers()["set-cookie"].to_str().unwrap().to_string();
-    assert!(
-        cookie.contains("Secure"),
-        "cookies set over TLS are Secure: {cookie}"
-    );
+    assert!(cookie.contains("Secure"), "cookies set over TLS are Secure: {cookie}");
     let v: serde_json::Value = resp.json().await.unwrap();
     assert_eq!(v["headers"]["x-forwarded-proto"][0], "https");
-    assert_eq!(
-        v["version"], "HTTP/1.1",
-        "HTTP/2 inbound reaches the node as HTTP/1.1"
-    );
+    assert_eq!(v["version"], "HTTP/1.1", "HTTP/2 inbound reaches the node as HTTP/1.1");
 }
 
 #[tokio::test]
@@ -81,13 +61,9 @@ async fn a_missing_certificate_is_a_clear_start_error() {
         std::path::Path::new("/nonexistent/key.pem"),
     );
     let config = tether::config::parse(&toml).unwrap();
-    let err = tether::start(config, tokio_util::sync::CancellationToken::new())
-        .await
-        .err()
-        .expect("refused");
+    let err = tether::start(config, tokio_util::sync::CancellationToken::new()).await.err().expect("refused");
     assert!(
-        err.to_string()
-            .contains("proxy.tls: cannot read certificates from /nonexistent/cert.pem"),
+        err.to_string().contains("proxy.tls: cannot read certificates from /nonexistent/cert.pem"),
         "{err}"
     );
 }

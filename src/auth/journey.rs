@@ -142,14 +142,10 @@ impl Journey {
         };
         let modules = match index_type {
             IndexType::Service => {
-                let chain = auth
-                    .chains
-                    .iter()
-                    .find(|c| c.name == index_value)
-                    .ok_or_else(|| {
-                        let known: Vec<&str> = auth.chains.iter().map(|c| c.name.as_str()).collect();
-                        ResolveError::UnknownChain(index_value.to_owned(), known.join(", "))
-                    })?;
+                let chain = auth.chains.iter().find(|c| c.name == index_value).ok_or_else(|| {
+                    let known: Vec<&str> = auth.chains.iter().map(|c| c.name.as_str()).collect();
+                    ResolveError::UnknownChain(index_value.to_owned(), known.join(", "))
+                })?;
                 chain.modules.clone()
             }
             IndexType::Module => vec![
@@ -338,11 +334,7 @@ struct Full;
 
 impl<V> Expiring<V> {
     fn new(cap: usize) -> Self {
-        Self {
-            map: HashMap::new(),
-            by_deadline: BTreeSet::new(),
-            cap,
-        }
+        Self { map: HashMap::new(), by_deadline: BTreeSet::new(), cap }
     }
 
     /// Drops every entry whose deadline is at or before `now` and returns how many.
@@ -423,9 +415,7 @@ pub struct TooManyJourneys;
 impl PendingJourneys {
     /// An empty table holding at most `cap` journeys.
     pub fn new(cap: usize) -> Self {
-        Self {
-            inner: Mutex::new(Expiring::new(cap)),
-        }
+        Self { inner: Mutex::new(Expiring::new(cap)) }
     }
 
     /// Keeps `journey` under `session_id` until `deadline`, answerable with `otk`.
@@ -440,10 +430,7 @@ impl PendingJourneys {
         deadline: Instant,
         now: Instant,
     ) -> Result<(), TooManyJourneys> {
-        let pending = Pending {
-            otk: otk.to_owned(),
-            journey,
-        };
+        let pending = Pending { otk: otk.to_owned(), journey };
         lock(&self.inner)
             .insert(session_id.to_owned(), deadline, pending, now)
             .map_err(|Full| TooManyJourneys)
@@ -524,9 +511,7 @@ impl SpentOtks {
 
     /// An empty set holding at most `cap` live keys.
     pub fn with_capacity(cap: usize) -> Self {
-        Self {
-            inner: Mutex::new(Expiring::new(cap)),
-        }
+        Self { inner: Mutex::new(Expiring::new(cap)) }
     }
 
     /// Records `otk` as answered until `until`, atomically with checking it was not answered before, so of
@@ -594,10 +579,7 @@ mod tests {
             json!({"type": "NameCallback", "input": [{"name": "IDToken1", "value": "demo"}]}),
             json!({"input": [{"name": "IDToken2", "value": "pw"}]}),
         ];
-        assert_eq!(
-            step_inputs(ModuleKind::DataStore, &sent),
-            [Some("demo".into()), Some("pw".into())]
-        );
+        assert_eq!(step_inputs(ModuleKind::DataStore, &sent), [Some("demo".into()), Some("pw".into())]);
     }
 
     #[test]
@@ -606,20 +588,13 @@ mod tests {
             json!({"type": "PasswordCallback", "input": [{"name": "IDToken2", "value": "pw"}]}),
             json!({"type": "NameCallback", "input": [{"name": "IDToken1", "value": "demo"}]}),
         ];
-        assert_eq!(
-            step_inputs(ModuleKind::DataStore, &sent),
-            [Some("demo".into()), Some("pw".into())]
-        );
+        assert_eq!(step_inputs(ModuleKind::DataStore, &sent), [Some("demo".into()), Some("pw".into())]);
     }
 
     #[test]
     fn missing_or_odd_inputs_are_none_never_a_panic() {
         assert_eq!(step_inputs(ModuleKind::DataStore, &[]), [None, None]);
-        let odd = vec![
-            json!(42),
-            json!({"type": 7, "input": "x"}),
-            json!({"input": [{"value": null}]}),
-        ];
+        let odd = vec![json!(42), json!({"type": 7, "input": "x"}), json!({"input": [{"value": null}]})];
         assert_eq!(step_inputs(ModuleKind::DataStore, &odd), [None, None]);
         let number = vec![json!({"input": [{"name": "IDToken1", "value": 123456}]})];
         assert_eq!(step_inputs(ModuleKind::Totp, &number), [Some("123456".into())]);
@@ -627,10 +602,7 @@ mod tests {
 
     #[test]
     fn journey_state_round_trips_through_json() {
-        let state = ClientState {
-            otk: "k".into(),
-            journey: journey(),
-        };
+        let state = ClientState { otk: "k".into(), journey: journey() };
         let text = serde_json::to_string(&state).unwrap();
         assert!(text.contains("\"m\":[\"DataStore\",\"TOTP\"]"), "{text}");
         assert_eq!(serde_json::from_str::<ClientState>(&text).unwrap(), state);
@@ -661,12 +633,8 @@ mod tests {
         assert_eq!(table.insert("c", "o", journey(), soon, now), Err(TooManyJourneys));
         assert!(table.take("a", "o", soon).is_none(), "expired at its deadline");
         assert_eq!(table.len(), 0, "expired entries are pruned on use");
-        table
-            .insert("c", "o", journey(), soon + Duration::from_secs(10), soon)
-            .unwrap();
-        table
-            .insert("d", "o", journey(), soon + Duration::from_secs(10), soon)
-            .unwrap();
+        table.insert("c", "o", journey(), soon + Duration::from_secs(10), soon).unwrap();
+        table.insert("d", "o", journey(), soon + Duration::from_secs(10), soon).unwrap();
         assert_eq!(table.sweep(soon + Duration::from_secs(10)), 2);
     }
 
@@ -678,10 +646,7 @@ mod tests {
         assert_eq!(spent.spend("x", until, now), Spend::Fresh);
         assert_eq!(spent.spend("x", until, now), Spend::Replayed);
         assert_eq!(spent.spend("y", until, now), Spend::Full);
-        assert_eq!(
-            spent.spend("y", until + Duration::from_secs(5), until),
-            Spend::Fresh
-        );
+        assert_eq!(spent.spend("y", until + Duration::from_secs(5), until), Spend::Fresh);
         assert_eq!(spent.len(), 1);
         assert_eq!(spent.sweep(until + Duration::from_secs(5)), 1);
         assert!(spent.is_empty());

@@ -202,12 +202,7 @@ impl AuthNode {
         store: Arc<dyn SessionStore>,
         spent: Arc<SpentOtks>,
     ) -> Self {
-        let users = auth
-            .users
-            .iter()
-            .enumerate()
-            .map(|(i, u)| (u.username.clone(), i))
-            .collect();
+        let users = auth.users.iter().enumerate().map(|(i, u)| (u.username.clone(), i)).collect();
         let cpus = std::thread::available_parallelism().map_or(1, NonZero::get);
         AuthNode {
             id,
@@ -284,10 +279,7 @@ impl AuthNode {
     {
         let (parts, body) = req.into_parts();
         let Some(route) = self.route(parts.uri.path()) else {
-            return am_error(
-                StatusCode::NOT_FOUND,
-                &format!("Resource '{}' not found", parts.uri.path()),
-            );
+            return am_error(StatusCode::NOT_FOUND, &format!("Resource '{}' not found", parts.uri.path()));
         };
         match route {
             Route::IsAlive | Route::Live | Route::Ready => {
@@ -345,8 +337,7 @@ impl AuthNode {
         match route {
             Route::IsAlive => {
                 *resp.body_mut() = body::full("Server is ALIVE");
-                resp.headers_mut()
-                    .insert(CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+                resp.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("text/plain"));
             }
             Route::Ready if !self.is_ready() => *resp.status_mut() = StatusCode::SERVICE_UNAVAILABLE,
             _ => {}
@@ -385,20 +376,14 @@ impl AuthNode {
         }
         match step.get("authId") {
             Some(Value::String(auth_id)) if !auth_id.trim().is_empty() => {
-                let sent = step
-                    .get("callbacks")
-                    .and_then(Value::as_array)
-                    .map_or(&[][..], Vec::as_slice);
+                let sent = step.get("callbacks").and_then(Value::as_array).map_or(&[][..], Vec::as_slice);
                 self.continue_login(auth_id, sent, &realm).await
             }
             None | Some(Value::Null | Value::String(_)) => {
                 let query = Query::parse(parts.uri.query());
                 self.start_login(&parts.headers, &query, realm).await
             }
-            Some(_) => am_error(
-                StatusCode::BAD_REQUEST,
-                "Failed to parse JWT: authId is not a string",
-            ),
+            Some(_) => am_error(StatusCode::BAD_REQUEST, "Failed to parse JWT: authId is not a string"),
         }
     }
 
@@ -414,10 +399,9 @@ impl AuthNode {
         // AM applies the headers to a first page of name/password callbacks only; other chains simply get
         // their first step.
         let zero_page = match headers.get("x-openam-username") {
-            Some(name) if journey.current() == Some(ModuleKind::DataStore) => Some(vec![
-                header_text(name),
-                headers.get("x-openam-password").and_then(header_text),
-            ]),
+            Some(name) if journey.current() == Some(ModuleKind::DataStore) => {
+                Some(vec![header_text(name), headers.get("x-openam-password").and_then(header_text)])
+            }
             _ => None,
         };
         tracing::debug!(
@@ -476,11 +460,7 @@ impl AuthNode {
             return self.timed_out("the login has no step left");
         };
         let inputs = step_inputs(module, sent);
-        let id = AuthSessionId {
-            session_id: claims.session_id,
-            deadline,
-            exp: claims.exp,
-        };
+        let id = AuthSessionId { session_id: claims.session_id, deadline, exp: claims.exp };
         self.run_step(journey, inputs, Some(id)).await
     }
 
@@ -510,11 +490,7 @@ impl AuthNode {
         };
         journey.username = Some(username);
         journey.next += 1;
-        if journey.current().is_some() {
-            self.issue_step(journey, id)
-        } else {
-            self.finish(journey)
-        }
+        if journey.current().is_some() { self.issue_step(journey, id) } else { self.finish(journey) }
     }
 
     /// The `DataStore` module: the name and password must match a configured user. The user the chain
@@ -551,9 +527,7 @@ impl AuthNode {
         let Ok(_permit) = self.hashing.acquire().await else {
             return false;
         };
-        tokio::task::spawn_blocking(move || user::verify_password(&password, &hash))
-            .await
-            .unwrap_or(false)
+        tokio::task::spawn_blocking(move || user::verify_password(&password, &hash)).await.unwrap_or(false)
     }
 
     /// Answers with the callbacks of the journey's current step and a fresh `authId`, storing the journey
@@ -568,10 +542,7 @@ impl AuthNode {
         let state = match self.auth.auth_sessions {
             AuthSessionMode::Memory => None,
             AuthSessionMode::Client => {
-                let state = ClientState {
-                    otk: otk.clone(),
-                    journey: journey.clone(),
-                };
+                let state = ClientState { otk: otk.clone(), journey: journey.clone() };
                 match serde_json::to_vec(&state) {
                     Ok(plain) => Some(self.keys.seal(&self.rng, &plain)),
                     Err(e) => return internal_error(&format!("cannot serialize the login state: {e}")),
@@ -592,10 +563,7 @@ impl AuthNode {
             Err(e) => return internal_error(&format!("cannot sign the authId: {e}")),
         };
         if self.auth.auth_sessions == AuthSessionMode::Memory
-            && self
-                .pending
-                .insert(&id.session_id, &otk, journey, id.deadline, now)
-                .is_err()
+            && self.pending.insert(&id.session_id, &otk, journey, id.deadline, now).is_err()
         {
             return self.overloaded("too many logins in progress on this node");
         }
@@ -679,10 +647,7 @@ impl AuthNode {
                 "realm": journey.realm,
             }),
         );
-        add_cookie(
-            &mut resp,
-            &format!("{}={}; Path=/; HttpOnly", self.auth.session_cookie, token),
-        );
+        add_cookie(&mut resp, &format!("{}={}; Path=/; HttpOnly", self.auth.session_cookie, token));
         resp
     }
 
@@ -699,19 +664,12 @@ impl AuthNode {
     fn timed_out(&self, why: &str) -> Response<Body> {
         bump(&self.stats.timed_out);
         tracing::debug!(target: LOG, node = %self.id, why, "login step refused: session has timed out");
-        am_error_with(
-            StatusCode::UNAUTHORIZED,
-            "Session has timed out",
-            Some(json!({"errorCode": "110"})),
-        )
+        am_error_with(StatusCode::UNAUTHORIZED, "Session has timed out", Some(json!({"errorCode": "110"})))
     }
 
     fn overloaded(&self, why: &str) -> Response<Body> {
         tracing::warn!(target: LOG, node = %self.id, why, "login refused");
-        am_error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            &format!("Service unavailable: {why}; try again later"),
-        )
+        am_error(StatusCode::SERVICE_UNAVAILABLE, &format!("Service unavailable: {why}; try again later"))
     }
 
     fn user(&self, username: &str) -> Option<&UserConfig> {
@@ -738,11 +696,7 @@ impl AuthNode {
         let now = Instant::now();
         let get = |reset: bool| {
             let token = token?;
-            if reset {
-                self.store.touch(token, now)
-            } else {
-                self.store.get(token, now)
-            }
+            if reset { self.store.touch(token, now) } else { self.store.get(token, now) }
         };
         match action {
             // No idle reset: validating a session (agents do it on every request) is not using it.
@@ -775,11 +729,7 @@ impl AuthNode {
             },
             "logout" => {
                 let ended = token.is_some_and(|t| self.store.remove(t, now));
-                let result = if ended {
-                    "Successfully logged out"
-                } else {
-                    "Token has expired"
-                };
+                let result = if ended { "Successfully logged out" } else { "Token has expired" };
                 json_response(StatusCode::OK, &json!({"result": result}))
             }
             other => am_error(
@@ -834,10 +784,7 @@ where
             StatusCode::PAYLOAD_TOO_LARGE,
             &format!("Request body larger than {MAX_BODY} bytes"),
         )),
-        Err(e) => Err(am_error(
-            StatusCode::BAD_REQUEST,
-            &format!("Failed to read the request body: {e}"),
-        )),
+        Err(e) => Err(am_error(StatusCode::BAD_REQUEST, &format!("Failed to read the request body: {e}"))),
     }
 }
 
@@ -870,9 +817,7 @@ fn valid_realm_name(name: &str) -> bool {
         && name.len() <= 64
         && name != "."
         && name != ".."
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
 }
 
 /// AM's universal ID of a user: `id=<user>,ou=user,<realm DN>`, the realm DN being
@@ -943,12 +888,7 @@ fn header_text(value: &HeaderValue) -> Option<String> {
 /// A short, non-reversible name of a token for logs.
 fn fingerprint(token: &str) -> String {
     let digest = ring::digest::digest(&ring::digest::SHA256, token.as_bytes());
-    digest
-        .as_ref()
-        .iter()
-        .take(6)
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    digest.as_ref().iter().take(6).map(|b| format!("{b:02x}")).collect()
 }
 
 /// Decoded query parameters, in order; the first of repeated names wins.
@@ -1011,12 +951,7 @@ pub fn iso8601(unix_secs: u64) -> String {
     let secs = unix_secs.min(MAX);
     let (y, m, d) = civil_from_days(i64::try_from(secs / 86_400).unwrap_or_default());
     let t = secs % 86_400;
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        t / 3600,
-        t % 3600 / 60,
-        t % 60
-    )
+    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", t / 3600, t % 3600 / 60, t % 60)
 }
 
 /// Days since 1970-01-01 to (year, month, day) in the proleptic Gregorian calendar: Howard Hinnant's
@@ -1031,11 +966,7 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
     let day = doy - (153 * mp + 2) / 5 + 1; // [1, 31]
     let month = if mp < 10 { mp + 3 } else { mp - 9 }; // [1, 12]
     let year = yoe + era * 400 + i64::from(month <= 2);
-    (
-        year,
-        u32::try_from(month).unwrap_or(1),
-        u32::try_from(day).unwrap_or(1),
-    )
+    (year, u32::try_from(month).unwrap_or(1), u32::try_from(day).unwrap_or(1))
 }
 
 #[cfg(test)]
@@ -1059,14 +990,10 @@ mod tests {
     fn cheap_hash() -> &'static str {
         static HASH: OnceLock<String> = OnceLock::new();
         HASH.get_or_init(|| {
-            Argon2::new(
-                Algorithm::Argon2id,
-                Version::V0x13,
-                Params::new(8, 1, 1, None).unwrap(),
-            )
-            .hash_password_with_salt(PASSWORD.as_bytes(), b"tether-test-salt")
-            .unwrap()
-            .to_string()
+            Argon2::new(Algorithm::Argon2id, Version::V0x13, Params::new(8, 1, 1, None).unwrap())
+                .hash_password_with_salt(PASSWORD.as_bytes(), b"tether-test-salt")
+                .unwrap()
+                .to_string()
         })
     }
 
@@ -1149,11 +1076,7 @@ default_chain = "ldapService"
                 Arc::clone(&spent),
             )
         };
-        Cluster {
-            a: node("01"),
-            b: node("02"),
-            store,
-        }
+        Cluster { a: node("01"), b: node("02"), store }
     }
 
     /// What came back, with the body parsed as JSON where it is JSON.
@@ -1167,20 +1090,13 @@ default_chain = "ldapService"
 
     impl Answer {
         fn cookies(&self) -> Vec<&str> {
-            self.headers
-                .get_all(SET_COOKIE)
-                .iter()
-                .map(|v| v.to_str().unwrap())
-                .collect()
+            self.headers.get_all(SET_COOKIE).iter().map(|v| v.to_str().unwrap()).collect()
         }
 
         fn assert_error(&self, status: u16, message: &str) {
             assert_eq!(self.status, status, "{self:?}");
             assert_eq!(self.json["code"], status, "{self:?}");
-            assert!(
-                self.json["message"].as_str().unwrap().starts_with(message),
-                "{self:?}"
-            );
+            assert!(self.json["message"].as_str().unwrap().starts_with(message), "{self:?}");
         }
 
         fn assert_timed_out(&self) {
@@ -1199,12 +1115,7 @@ default_chain = "ldapService"
         if json.is_object() {
             assert_eq!(headers[CONTENT_TYPE], "application/json", "{text}");
         }
-        Answer {
-            status,
-            headers,
-            text,
-            json,
-        }
+        Answer { status, headers, text, json }
     }
 
     /// A POST as the JS SDK sends it: JSON content type and an `Accept-API-Version`, even with no body.
@@ -1239,18 +1150,13 @@ default_chain = "ldapService"
     /// A wrong code: the right one for a step far away from now.
     fn wrong_code(node: &AuthNode) -> String {
         let key = totp::decode_base32(TOTP_SECRET).unwrap();
-        format!(
-            "{:06}",
-            totp::totp(&key, node.clock.unix_now().as_secs() + 3600, 30, 6)
-        )
+        format!("{:06}", totp::totp(&key, node.clock.unix_now().as_secs() + 3600, 30, 6))
     }
 
     fn auth_id_claims(step: &Answer) -> Value {
         let auth_id = step.json["authId"].as_str().unwrap();
         let payload = auth_id.split('.').nth(1).unwrap();
-        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(payload)
-            .unwrap();
+        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).unwrap();
         serde_json::from_slice(&bytes).unwrap()
     }
 
@@ -1291,31 +1197,18 @@ default_chain = "ldapService"
         let second = send(&c.a, post(MFA, fill(&first, &["demo", PASSWORD]))).await;
         assert_eq!(second.status, 200, "{second:?}");
         assert_eq!(second.json["stage"], "TOTP1");
-        assert_eq!(
-            second.json["callbacks"][0]["output"][0]["value"],
-            "Enter verification code"
-        );
+        assert_eq!(second.json["callbacks"][0]["output"][0]["value"], "Enter verification code");
         assert_ne!(second.json["authId"], first.json["authId"]);
-        assert_ne!(
-            auth_id_claims(&second)["otk"],
-            claims["otk"],
-            "each step gets a fresh otk"
-        );
+        assert_ne!(auth_id_claims(&second)["otk"], claims["otk"], "each step gets a fresh otk");
         assert_eq!(auth_id_claims(&second)["sessionId"], claims["sessionId"]);
-        assert!(
-            second.cookies().is_empty(),
-            "amlbcookie is set when a login starts"
-        );
+        assert!(second.cookies().is_empty(), "amlbcookie is set when a login starts");
 
         let done = send(&c.a, post(MFA, fill(&second, &[&code(&c.a)]))).await;
         assert_eq!(done.status, 200, "{done:?}");
         let token = done.json["tokenId"].as_str().unwrap();
         assert_eq!(done.json["successUrl"], "/am/console");
         assert_eq!(done.json["realm"], "/");
-        assert_eq!(
-            done.cookies(),
-            [format!("iPlanetDirectoryPro={token}; Path=/; HttpOnly")]
-        );
+        assert_eq!(done.cookies(), [format!("iPlanetDirectoryPro={token}; Path=/; HttpOnly")]);
         assert_eq!(token::node_hint(token).as_deref(), Some("01"));
         assert_eq!(c.store.len(), 1);
         assert_eq!(c.a.live_sessions(), 1);
@@ -1370,11 +1263,7 @@ default_chain = "ldapService"
         assert_eq!(done.status, 200, "{done:?}");
         assert!(token::node_hint(done.json["tokenId"].as_str().unwrap()).is_some());
         assert!(done.cookies().contains(&"amlbcookie=01; Path=/"));
-        assert!(
-            done.cookies()
-                .iter()
-                .any(|c| c.starts_with("iPlanetDirectoryPro="))
-        );
+        assert!(done.cookies().iter().any(|c| c.starts_with("iPlanetDirectoryPro=")));
 
         // More modules remain: their callbacks, with a new authId.
         let next = send(&c.a, req("demo", PASSWORD, MFA)).await;
@@ -1421,17 +1310,11 @@ default_chain = "ldapService"
         let first = send(&c.a, post(MFA, "")).await;
         let second = send(&c.b, post(MFA, fill(&first, &["demo", PASSWORD]))).await;
         assert_eq!(second.status, 200, "{second:?}");
-        assert_eq!(
-            auth_id_claims(&second)["sessionId"],
-            auth_id_claims(&first)["sessionId"]
-        );
+        assert_eq!(auth_id_claims(&second)["sessionId"], auth_id_claims(&first)["sessionId"]);
         let done = send(&c.a, post(MFA, fill(&second, &[&code(&c.a)]))).await;
         assert_eq!(done.status, 200, "{done:?}");
         // The session token names the node that created the session.
-        assert_eq!(
-            token::node_hint(done.json["tokenId"].as_str().unwrap()).as_deref(),
-            Some("01")
-        );
+        assert_eq!(token::node_hint(done.json["tokenId"].as_str().unwrap()).as_deref(), Some("01"));
     }
 
     #[tokio::test(start_paused = true)]
@@ -1512,9 +1395,7 @@ default_chain = "ldapService"
         let done = send(&c.a, post(MFA, fill(&second, &[&code(&c.a)]))).await;
         assert_eq!(done.status, 200, "{done:?}");
         // And the final step cannot be replayed into a second session.
-        send(&c.a, post(MFA, fill(&second, &[&code(&c.a)])))
-            .await
-            .assert_timed_out();
+        send(&c.a, post(MFA, fill(&second, &[&code(&c.a)]))).await.assert_timed_out();
         assert_eq!(c.store.len(), 1);
     }
 
@@ -1534,9 +1415,7 @@ default_chain = "ldapService"
             let c = cluster(mode);
             let first = send(&c.a, post(AUTH, "")).await;
             advance(Duration::from_secs(181)).await;
-            send(&c.a, post(AUTH, fill(&first, &["demo", PASSWORD])))
-                .await
-                .assert_timed_out();
+            send(&c.a, post(AUTH, fill(&first, &["demo", PASSWORD]))).await.assert_timed_out();
             assert_eq!(c.store.len(), 0);
         }
         // Just before the timeout it still works.
@@ -1593,20 +1472,11 @@ default_chain = "ldapService"
     #[tokio::test(start_paused = true)]
     async fn a_garbage_auth_id_cannot_be_parsed() {
         let c = cluster("memory");
-        for auth_id in [
-            "garbage",
-            "a.b.c",
-            "....",
-            "eyJ0eXAiOiJKV1QiLCJhbGciOiJIUzI1NiJ9.!!.x",
-        ] {
+        for auth_id in ["garbage", "a.b.c", "....", "eyJ0eXAiOiJKV1QiLCJhbGciOiJIUzI1NiJ9.!!.x"] {
             let body = json!({"authId": auth_id, "callbacks": []}).to_string();
-            send(&c.a, post(AUTH, body))
-                .await
-                .assert_error(400, "Failed to parse JWT");
+            send(&c.a, post(AUTH, body)).await.assert_error(400, "Failed to parse JWT");
         }
-        send(&c.a, post(AUTH, r#"{"authId": 7}"#))
-            .await
-            .assert_error(400, "Failed to parse JWT");
+        send(&c.a, post(AUTH, r#"{"authId": 7}"#)).await.assert_error(400, "Failed to parse JWT");
         assert_eq!(c.store.len(), 0);
     }
 
@@ -1614,9 +1484,7 @@ default_chain = "ldapService"
     async fn an_invalid_json_body_is_a_bad_request() {
         let c = cluster("memory");
         for body in ["{", "not json", "[1,2]", "\"authId\""] {
-            send(&c.a, post(AUTH, body))
-                .await
-                .assert_error(400, "Invalid JSON");
+            send(&c.a, post(AUTH, body)).await.assert_error(400, "Invalid JSON");
         }
         assert_eq!(c.a.stats().logins_started.load(Ordering::Relaxed), 0);
         assert_eq!(c.a.pending_logins(), 0);
@@ -1625,11 +1493,7 @@ default_chain = "ldapService"
     #[tokio::test(start_paused = true)]
     async fn an_unknown_index_type_is_a_bad_request() {
         let c = cluster("memory");
-        let resp = send(
-            &c.a,
-            post(&format!("{AUTH}?authIndexType=level&authIndexValue=1"), ""),
-        )
-        .await;
+        let resp = send(&c.a, post(&format!("{AUTH}?authIndexType=level&authIndexValue=1"), "")).await;
         resp.assert_error(400, "Unknown Authentication Index Type");
         assert_eq!(c.a.pending_logins(), 0);
     }
@@ -1637,17 +1501,9 @@ default_chain = "ldapService"
     #[tokio::test(start_paused = true)]
     async fn an_unknown_chain_or_module_is_a_bad_request_naming_it() {
         let c = cluster("memory");
-        let resp = send(
-            &c.a,
-            post(&format!("{AUTH}?authIndexType=service&authIndexValue=nope"), ""),
-        )
-        .await;
+        let resp = send(&c.a, post(&format!("{AUTH}?authIndexType=service&authIndexValue=nope"), "")).await;
         resp.assert_error(400, "No authentication chain named 'nope'");
-        let resp = send(
-            &c.a,
-            post(&format!("{AUTH}?authIndexType=module&authIndexValue=LDAP"), ""),
-        )
-        .await;
+        let resp = send(&c.a, post(&format!("{AUTH}?authIndexType=module&authIndexValue=LDAP"), "")).await;
         resp.assert_error(400, "No authentication module named 'LDAP'");
         let resp = send(&c.a, post(&format!("{AUTH}?authIndexType=service"), "")).await;
         resp.assert_error(400, "authIndexValue is required");
@@ -1665,9 +1521,7 @@ default_chain = "ldapService"
         // TOTP alone has nobody to check a code for: it can only fail.
         let uri = format!("{AUTH}?authIndexType=module&authIndexValue=TOTP");
         let first = send(&c.a, post(&uri, "")).await;
-        send(&c.a, post(&uri, fill(&first, &[&code(&c.a)])))
-            .await
-            .assert_error(401, "Authentication Failed");
+        send(&c.a, post(&uri, fill(&first, &[&code(&c.a)]))).await.assert_error(401, "Authentication Failed");
     }
 
     #[tokio::test(start_paused = true)]
@@ -1697,19 +1551,13 @@ default_chain = "ldapService"
         let first = send(&c.a, post(sub, "")).await;
         assert_eq!(auth_id_claims(&first)["realm"], "/alpha/beta");
         // A login belongs to its realm.
-        send(&c.a, post(AUTH, fill(&first, &["demo", PASSWORD])))
-            .await
-            .assert_timed_out();
+        send(&c.a, post(AUTH, fill(&first, &["demo", PASSWORD]))).await.assert_timed_out();
         let first = send(&c.a, post(sub, "")).await;
         let done = send(&c.a, post(sub, fill(&first, &["demo", PASSWORD]))).await;
         assert_eq!(done.status, 200, "{done:?}");
         assert_eq!(done.json["realm"], "/alpha/beta");
         let token = done.json["tokenId"].as_str().unwrap();
-        let info = send(
-            &c.a,
-            post(&format!("{}&tokenId={token}", with_token("getSessionInfo")), ""),
-        )
-        .await;
+        let info = send(&c.a, post(&format!("{}&tokenId={token}", with_token("getSessionInfo")), "")).await;
         assert_eq!(info.json["realm"], "/alpha/beta");
         assert_eq!(
             info.json["universalId"],
@@ -1723,10 +1571,7 @@ default_chain = "ldapService"
 
     #[tokio::test(start_paused = true)]
     async fn quota_deny_access_refuses_the_login_and_leaves_no_extra_session() {
-        let c = cluster_with(
-            "memory",
-            "enabled = true\n  limit = 1\n  exhaustion_action = \"DENY_ACCESS\"",
-        );
+        let c = cluster_with("memory", "enabled = true\n  limit = 1\n  exhaustion_action = \"DENY_ACCESS\"");
         login(&c.a).await;
         let first = send(&c.b, post(AUTH, "")).await;
         let refused = send(&c.b, post(AUTH, fill(&first, &["demo", PASSWORD]))).await;
@@ -1748,11 +1593,7 @@ default_chain = "ldapService"
         login(&c.a).await;
         assert_eq!(c.store.len(), 2);
         assert_eq!(c.a.stats().quota_evictions.load(Ordering::Relaxed), 1);
-        let validate = send(
-            &c.a,
-            post(&format!("{}&tokenId={oldest}", with_token("validate")), ""),
-        )
-        .await;
+        let validate = send(&c.a, post(&format!("{}&tokenId={oldest}", with_token("validate")), "")).await;
         assert_eq!(validate.json, json!({"valid": false}));
     }
 
@@ -1793,10 +1634,9 @@ default_chain = "ldapService"
     #[tokio::test(start_paused = true)]
     async fn validate_of_a_dead_or_missing_token_is_not_an_error() {
         let c = cluster("memory");
-        for uri in [
-            format!("{}&tokenId=AQICnothing*AAJTSQACMDE.*", with_token("validate")),
-            with_token("validate"),
-        ] {
+        for uri in
+            [format!("{}&tokenId=AQICnothing*AAJTSQACMDE.*", with_token("validate")), with_token("validate")]
+        {
             let resp = send(&c.a, post(&uri, "")).await;
             assert_eq!(resp.status, 200);
             assert_eq!(resp.json, json!({"valid": false}));
@@ -1809,26 +1649,14 @@ default_chain = "ldapService"
         let token = login(&c.a).await;
         let created = c.a.clock.unix_now().as_secs();
         advance(Duration::from_secs(600)).await;
-        let info = send(
-            &c.a,
-            post(&format!("{}&tokenId={token}", with_token("getSessionInfo")), ""),
-        )
-        .await;
+        let info = send(&c.a, post(&format!("{}&tokenId={token}", with_token("getSessionInfo")), "")).await;
         assert_eq!(info.status, 200, "{info:?}");
         assert_eq!(info.json["username"], "demo");
-        assert_eq!(
-            info.json["universalId"],
-            "id=demo,ou=user,dc=openam,dc=forgerock,dc=org"
-        );
+        assert_eq!(info.json["universalId"], "id=demo,ou=user,dc=openam,dc=forgerock,dc=org");
         assert_eq!(info.json["latestAccessTime"], iso8601(created));
         assert_eq!(info.json["maxIdleExpirationTime"], iso8601(created + 1800));
         assert_eq!(info.json["maxSessionExpirationTime"], iso8601(created + 7200));
-        assert!(
-            info.json["properties"]["AMCtxId"]
-                .as_str()
-                .unwrap()
-                .starts_with("shandle:")
-        );
+        assert!(info.json["properties"]["AMCtxId"].as_str().unwrap().starts_with("shandle:"));
 
         let uri = format!("{}&tokenId={token}", with_token("getSessionInfoAndResetIdleTime"));
         let reset = send(&c.a, post(&uri, "")).await;
@@ -1852,11 +1680,7 @@ default_chain = "ldapService"
                    "maxsessiontime": 120, "maxtime": 100 * 60})
         );
         advance(Duration::from_secs(20 * 60)).await; // 40 min in all, 20 since the refresh
-        let validate = send(
-            &c.a,
-            post(&format!("{}&tokenId={token}", with_token("validate")), ""),
-        )
-        .await;
+        let validate = send(&c.a, post(&format!("{}&tokenId={token}", with_token("validate")), "")).await;
         assert_eq!(validate.json["valid"], true);
         advance(Duration::from_secs(10 * 60)).await;
         send(&c.a, post(&uri, "")).await.assert_error(401, "Invalid");
@@ -1885,10 +1709,7 @@ default_chain = "ldapService"
         }
         advance(Duration::from_secs(10 * 60)).await;
         let validate = format!("{}&tokenId={token}", with_token("validate"));
-        assert_eq!(
-            send(&c.a, post(&validate, "")).await.json,
-            json!({"valid": false})
-        );
+        assert_eq!(send(&c.a, post(&validate, "")).await.json, json!({"valid": false}));
     }
 
     #[tokio::test(start_paused = true)]
@@ -1918,9 +1739,7 @@ default_chain = "ldapService"
         let c = cluster("memory");
         let resp = send(&c.a, post(&with_token("frobnicate"), "")).await;
         resp.assert_error(501, "Action 'frobnicate' not implemented for this resource");
-        send(&c.a, post(SESSIONS, ""))
-            .await
-            .assert_error(400, "The _action");
+        send(&c.a, post(SESSIONS, "")).await.assert_error(400, "The _action");
     }
 
     // ------------------------------------------------------------------------------------------------
@@ -1963,18 +1782,14 @@ default_chain = "ldapService"
         resp.assert_error(405, "Method not allowed");
         assert_eq!(resp.headers[ALLOW], "POST");
         send(&c.a, get(SESSIONS)).await.assert_error(405, "Method");
-        send(&c.a, post("/am/json/health/ready", ""))
-            .await
-            .assert_error(405, "Method");
+        send(&c.a, post("/am/json/health/ready", "")).await.assert_error(405, "Method");
     }
 
     #[tokio::test(start_paused = true)]
     async fn bodies_over_64_kib_are_refused() {
         let c = cluster("memory");
         let big = format!(r#"{{"authId":"{}"}}"#, "a".repeat(MAX_BODY));
-        send(&c.a, post(AUTH, big))
-            .await
-            .assert_error(413, "Request body larger");
+        send(&c.a, post(AUTH, big)).await.assert_error(413, "Request body larger");
         send(&c.a, post(&with_token("validate"), "x".repeat(MAX_BODY + 1)))
             .await
             .assert_error(413, "Request body larger");
@@ -2021,10 +1836,7 @@ default_chain = "ldapService"
 
     #[test]
     fn universal_ids_follow_am_realm_dns() {
-        assert_eq!(
-            universal_id("demo", "/"),
-            "id=demo,ou=user,dc=openam,dc=forgerock,dc=org"
-        );
+        assert_eq!(universal_id("demo", "/"), "id=demo,ou=user,dc=openam,dc=forgerock,dc=org");
         assert_eq!(
             universal_id("demo", "/a"),
             "id=demo,ou=user,o=a,ou=services,dc=openam,dc=forgerock,dc=org"

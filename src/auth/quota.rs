@@ -167,10 +167,7 @@ mod tests {
     /// Sessions `(created offset, expiry offset)` in seconds from a common base.
     fn sessions(base: Instant, spec: &[(u64, u64)]) -> Vec<LiveSession> {
         spec.iter()
-            .map(|&(c, e)| LiveSession {
-                created: base + secs(c),
-                expires_at: base + secs(e),
-            })
+            .map(|&(c, e)| LiveSession { created: base + secs(c), expires_at: base + secs(e) })
             .collect()
     }
 
@@ -205,10 +202,7 @@ mod tests {
     #[test]
     fn deny_access_refuses_the_fourth_login_at_limit_three() {
         let base = Instant::now();
-        assert_eq!(
-            plan_admission(&three(base), quota(3, ExhaustionAction::DenyAccess)),
-            Decision::Deny
-        );
+        assert_eq!(plan_admission(&three(base), quota(3, ExhaustionAction::DenyAccess)), Decision::Deny);
     }
 
     #[test]
@@ -236,10 +230,7 @@ mod tests {
     fn limit_one_replaces_the_single_session_or_denies() {
         let base = Instant::now();
         let live = sessions(base, &[(0, 100)]);
-        assert_eq!(
-            plan_admission(&live, quota(1, ExhaustionAction::DenyAccess)),
-            Decision::Deny
-        );
+        assert_eq!(plan_admission(&live, quota(1, ExhaustionAction::DenyAccess)), Decision::Deny);
         for action in [
             ExhaustionAction::DestroyNextExpiring,
             ExhaustionAction::DestroyOldestSession,
@@ -268,14 +259,9 @@ mod tests {
         );
         assert_eq!(
             plan_admission(&live, quota(3, ExhaustionAction::DestroyOldSessions)),
-            Decision::Admit {
-                evict: vec![0, 1, 2, 3, 4]
-            }
+            Decision::Admit { evict: vec![0, 1, 2, 3, 4] }
         );
-        assert_eq!(
-            plan_admission(&live, quota(3, ExhaustionAction::DenyAccess)),
-            Decision::Deny
-        );
+        assert_eq!(plan_admission(&live, quota(3, ExhaustionAction::DenyAccess)), Decision::Deny);
     }
 
     #[test]

@@ -108,10 +108,7 @@ impl Session {
     }
 
     fn planner_view(&self) -> LiveSession {
-        LiveSession {
-            created: self.created,
-            expires_at: self.expires_at(),
-        }
+        LiveSession { created: self.created, expires_at: self.expires_at() }
     }
 }
 
@@ -265,11 +262,8 @@ impl SessionStore for MemoryStore {
         let evict = match quota {
             None => Vec::new(),
             Some(quota) => {
-                let live: Vec<LiveSession> = tokens
-                    .iter()
-                    .filter_map(|t| inner.by_token.get(t))
-                    .map(Session::planner_view)
-                    .collect();
+                let live: Vec<LiveSession> =
+                    tokens.iter().filter_map(|t| inner.by_token.get(t)).map(Session::planner_view).collect();
                 match plan_admission(&live, quota) {
                     Decision::Admit { evict } => evict,
                     Decision::Deny => {
@@ -339,10 +333,7 @@ impl SessionStore for MemoryStore {
     fn live_sessions(&self, username: &str, now: Instant) -> usize {
         let inner = self.lock();
         inner.by_user.get(username).map_or(0, |tokens| {
-            tokens
-                .iter()
-                .filter(|t| inner.by_token.get(*t).is_some_and(|s| s.is_live(now)))
-                .count()
+            tokens.iter().filter(|t| inner.by_token.get(*t).is_some_and(|s| s.is_live(now))).count()
         })
     }
 
@@ -376,19 +367,13 @@ mod tests {
     }
 
     fn live_tokens(store: &MemoryStore, tokens: &[&str], now: Instant) -> Vec<String> {
-        tokens
-            .iter()
-            .filter(|t| store.get(t, now).is_some())
-            .map(|t| t.to_string())
-            .collect()
+        tokens.iter().filter(|t| store.get(t, now).is_some()).map(|t| t.to_string()).collect()
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_session_ends_after_max_idle_without_use() {
         let store = MemoryStore::new();
-        store
-            .create(session("a", "demo", Instant::now()), None, Instant::now())
-            .unwrap();
+        store.create(session("a", "demo", Instant::now()), None, Instant::now()).unwrap();
         advance(IDLE - Duration::from_secs(1)).await;
         assert!(store.get("a", Instant::now()).is_some());
         advance(Duration::from_secs(1)).await;
@@ -399,9 +384,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_session_ends_at_max_time_however_often_it_is_used() {
         let store = MemoryStore::new();
-        store
-            .create(session("a", "demo", Instant::now()), None, Instant::now())
-            .unwrap();
+        store.create(session("a", "demo", Instant::now()), None, Instant::now()).unwrap();
         for _ in 0..11 {
             advance(mins(10)).await;
             assert!(store.touch("a", Instant::now()).is_some());
@@ -428,9 +411,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn get_does_not_reset_the_idle_timer() {
         let store = MemoryStore::new();
-        store
-            .create(session("a", "demo", Instant::now()), None, Instant::now())
-            .unwrap();
+        store.create(session("a", "demo", Instant::now()), None, Instant::now()).unwrap();
         advance(mins(20)).await;
         assert!(store.get("a", Instant::now()).is_some());
         advance(mins(10)).await;
@@ -478,9 +459,7 @@ mod tests {
         store.create(session("a", "demo", start), None, start).unwrap();
         store.create(session("b", "other", start), None, start).unwrap();
         advance(mins(20)).await;
-        store
-            .create(session("c", "demo", Instant::now()), None, Instant::now())
-            .unwrap();
+        store.create(session("c", "demo", Instant::now()), None, Instant::now()).unwrap();
         advance(mins(10)).await;
         assert_eq!(store.len(), 3, "nothing is removed until met or swept");
         assert_eq!(store.sweep(Instant::now()), 2);
@@ -493,9 +472,7 @@ mod tests {
     /// Creates `a`, `b`, `c` for one user a minute apart, then touches `a` so that `b` has least time left.
     async fn three_sessions(store: &MemoryStore, q: Option<Quota>) {
         for token in ["a", "b", "c"] {
-            let created = store
-                .create(session(token, "demo", Instant::now()), q, Instant::now())
-                .unwrap();
+            let created = store.create(session(token, "demo", Instant::now()), q, Instant::now()).unwrap();
             assert!(created.evicted.is_empty());
             advance(mins(1)).await;
         }
@@ -507,14 +484,9 @@ mod tests {
         let store = MemoryStore::new();
         let q = quota(3, ExhaustionAction::DenyAccess);
         three_sessions(&store, q).await;
-        let err = store
-            .create(session("d", "demo", Instant::now()), q, Instant::now())
-            .unwrap_err();
+        let err = store.create(session("d", "demo", Instant::now()), q, Instant::now()).unwrap_err();
         assert_eq!(err.to_string(), "Maximum Sessions Limit Reached.");
-        assert_eq!(
-            live_tokens(&store, &["a", "b", "c", "d"], Instant::now()),
-            ["a", "b", "c"]
-        );
+        assert_eq!(live_tokens(&store, &["a", "b", "c", "d"], Instant::now()), ["a", "b", "c"]);
     }
 
     #[tokio::test(start_paused = true)]
@@ -522,14 +494,9 @@ mod tests {
         let store = MemoryStore::new();
         let q = quota(3, ExhaustionAction::DestroyNextExpiring);
         three_sessions(&store, q).await;
-        let created = store
-            .create(session("d", "demo", Instant::now()), q, Instant::now())
-            .unwrap();
+        let created = store.create(session("d", "demo", Instant::now()), q, Instant::now()).unwrap();
         assert_eq!(created.evicted, ["b"]);
-        assert_eq!(
-            live_tokens(&store, &["a", "b", "c", "d"], Instant::now()),
-            ["a", "c", "d"]
-        );
+        assert_eq!(live_tokens(&store, &["a", "b", "c", "d"], Instant::now()), ["a", "c", "d"]);
     }
 
     #[tokio::test(start_paused = true)]
@@ -537,14 +504,9 @@ mod tests {
         let store = MemoryStore::new();
         let q = quota(3, ExhaustionAction::DestroyOldestSession);
         three_sessions(&store, q).await;
-        let created = store
-            .create(session("d", "demo", Instant::now()), q, Instant::now())
-            .unwrap();
+        let created = store.create(session("d", "demo", Instant::now()), q, Instant::now()).unwrap();
         assert_eq!(created.evicted, ["a"]);
-        assert_eq!(
-            live_tokens(&store, &["a", "b", "c", "d"], Instant::now()),
-            ["b", "c", "d"]
-        );
+        assert_eq!(live_tokens(&store, &["a", "b", "c", "d"], Instant::now()), ["b", "c", "d"]);
     }
 
     #[tokio::test(start_paused = true)]
@@ -552,9 +514,7 @@ mod tests {
         let store = MemoryStore::new();
         let q = quota(3, ExhaustionAction::DestroyOldSessions);
         three_sessions(&store, q).await;
-        let created = store
-            .create(session("d", "demo", Instant::now()), q, Instant::now())
-            .unwrap();
+        let created = store.create(session("d", "demo", Instant::now()), q, Instant::now()).unwrap();
         assert_eq!(created.evicted, ["a", "b", "c"]);
         assert_eq!(live_tokens(&store, &["a", "b", "c", "d"], Instant::now()), ["d"]);
         assert_eq!(store.len(), 1);
@@ -564,43 +524,26 @@ mod tests {
     async fn quota_counts_each_user_separately() {
         let store = MemoryStore::new();
         let q = quota(1, ExhaustionAction::DenyAccess);
-        store
-            .create(session("a", "demo", Instant::now()), q, Instant::now())
-            .unwrap();
-        store
-            .create(session("b", "other", Instant::now()), q, Instant::now())
-            .unwrap();
-        assert!(
-            store
-                .create(session("c", "demo", Instant::now()), q, Instant::now())
-                .is_err()
-        );
+        store.create(session("a", "demo", Instant::now()), q, Instant::now()).unwrap();
+        store.create(session("b", "other", Instant::now()), q, Instant::now()).unwrap();
+        assert!(store.create(session("c", "demo", Instant::now()), q, Instant::now()).is_err());
     }
 
     #[tokio::test(start_paused = true)]
     async fn expired_sessions_never_count_and_are_not_reported_as_evicted() {
         let store = MemoryStore::new();
         let q = quota(1, ExhaustionAction::DenyAccess);
-        store
-            .create(session("a", "demo", Instant::now()), q, Instant::now())
-            .unwrap();
-        assert_eq!(
-            store.create(session("b", "demo", Instant::now()), q, Instant::now()),
-            Err(QuotaExceeded)
-        );
+        store.create(session("a", "demo", Instant::now()), q, Instant::now()).unwrap();
+        assert_eq!(store.create(session("b", "demo", Instant::now()), q, Instant::now()), Err(QuotaExceeded));
         advance(IDLE).await;
-        let created = store
-            .create(session("c", "demo", Instant::now()), q, Instant::now())
-            .unwrap();
+        let created = store.create(session("c", "demo", Instant::now()), q, Instant::now()).unwrap();
         assert!(created.evicted.is_empty());
         assert_eq!(store.len(), 1, "the expired session was dropped, not kept");
 
         // With a destroy action too: the expired session is not "evicted" to make room.
         let q = quota(1, ExhaustionAction::DestroyOldSessions);
         advance(IDLE).await;
-        let created = store
-            .create(session("d", "demo", Instant::now()), q, Instant::now())
-            .unwrap();
+        let created = store.create(session("d", "demo", Instant::now()), q, Instant::now()).unwrap();
         assert!(created.evicted.is_empty());
         assert_eq!(live_tokens(&store, &["c", "d"], Instant::now()), ["d"]);
     }
@@ -609,12 +552,8 @@ mod tests {
     async fn creating_under_an_existing_token_replaces_the_session() {
         let store = MemoryStore::new();
         let q = quota(1, ExhaustionAction::DenyAccess);
-        store
-            .create(session("a", "demo", Instant::now()), q, Instant::now())
-            .unwrap();
-        store
-            .create(session("a", "demo", Instant::now()), q, Instant::now())
-            .unwrap();
+        store.create(session("a", "demo", Instant::now()), q, Instant::now()).unwrap();
+        store.create(session("a", "demo", Instant::now()), q, Instant::now()).unwrap();
         assert_eq!(store.len(), 1);
         assert_eq!(store.live_sessions("demo", Instant::now()), 1);
     }

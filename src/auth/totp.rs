@@ -70,10 +70,7 @@ pub fn hotp(key: &[u8], counter: u64, digits: u32) -> u32 {
     // Dynamic truncation: the low nibble of the last byte picks 4 bytes; with a 20-byte SHA-1 MAC the
     // window (at most bytes 15..19) always exists, `get` only keeps the code free of panicking paths.
     let offset = usize::from(hs.last().copied().unwrap_or_default() & 0x0f);
-    let window = hs
-        .get(offset..offset + 4)
-        .and_then(|w| <[u8; 4]>::try_from(w).ok())
-        .unwrap_or_default();
+    let window = hs.get(offset..offset + 4).and_then(|w| <[u8; 4]>::try_from(w).ok()).unwrap_or_default();
     let binary = u32::from_be_bytes(window) & 0x7fff_ffff;
     match 10u32.checked_pow(digits) {
         Some(modulus) => binary % modulus,
@@ -130,9 +127,7 @@ mod tests {
 
     #[test]
     fn hotp_matches_rfc4226_appendix_d() {
-        let expected = [
-            755224, 287082, 359152, 969429, 338314, 254676, 287922, 162583, 399871, 520489,
-        ];
+        let expected = [755224, 287082, 359152, 969429, 338314, 254676, 287922, 162583, 399871, 520489];
         for (counter, want) in (0u64..).zip(expected) {
             assert_eq!(hotp(RFC_SECRET, counter, 6), want, "counter {counter}");
         }
@@ -185,17 +180,8 @@ mod tests {
         let code = format!("{:06}", totp(RFC_SECRET, now, 30, 6));
         assert_eq!(code, "081804");
         assert!(verify(RFC_SECRET, &code, now));
-        let bad = [
-            "81804",
-            "0081804",
-            "",
-            " 081804",
-            "081804\n",
-            "08a804",
-            "+81804",
-            "０８１８０４",
-            "07081804",
-        ];
+        let bad =
+            ["81804", "0081804", "", " 081804", "081804\n", "08a804", "+81804", "０８１８０４", "07081804"];
         for b in bad {
             assert!(!verify(RFC_SECRET, b, now), "{b:?}");
         }
@@ -225,14 +211,8 @@ mod tests {
 
     #[test]
     fn base32_decodes_the_common_example_secret() {
-        assert_eq!(
-            decode_base32("JBSWY3DPEHPK3PXP").as_deref(),
-            Some(&b"Hello!\xDE\xAD\xBE\xEF"[..])
-        );
-        assert_eq!(
-            decode_base32("jbsw y3dp ehpk 3pxp").as_deref(),
-            Some(&b"Hello!\xDE\xAD\xBE\xEF"[..])
-        );
+        assert_eq!(decode_base32("JBSWY3DPEHPK3PXP").as_deref(), Some(&b"Hello!\xDE\xAD\xBE\xEF"[..]));
+        assert_eq!(decode_base32("jbsw y3dp ehpk 3pxp").as_deref(), Some(&b"Hello!\xDE\xAD\xBE\xEF"[..]));
     }
 
     #[test]
@@ -247,11 +227,7 @@ mod tests {
             ("MZXW6YTBOI======", "foobar"),
         ];
         for (encoded, plain) in vectors {
-            assert_eq!(
-                decode_base32(encoded).as_deref(),
-                Some(plain.as_bytes()),
-                "{encoded}"
-            );
+            assert_eq!(decode_base32(encoded).as_deref(), Some(plain.as_bytes()), "{encoded}");
             let bare = encoded.trim_end_matches('=');
             assert_eq!(decode_base32(bare).as_deref(), Some(plain.as_bytes()), "{bare}");
         }
@@ -259,17 +235,8 @@ mod tests {
 
     #[test]
     fn base32_rejects_foreign_characters_and_impossible_lengths() {
-        for bad in [
-            "MZXW6YT1",
-            "MZXW-6YTB",
-            "MZXW0",
-            "M",
-            "MZX",
-            "MZXW6Y",
-            "MY==MY==",
-            "MZXW6YTB\n",
-            "ÄÖ",
-        ] {
+        for bad in ["MZXW6YT1", "MZXW-6YTB", "MZXW0", "M", "MZX", "MZXW6Y", "MY==MY==", "MZXW6YTB\n", "ÄÖ"]
+        {
             assert_eq!(decode_base32(bad), None, "{bad}");
         }
     }

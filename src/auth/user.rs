@@ -15,10 +15,7 @@ pub fn check_phc(value: &str) -> Result<String, String> {
     }
     let hash = PasswordHash::new(value).map_err(|e| format!("not a PHC hash ({e}): {hint}"))?;
     if !hash.algorithm.as_str().starts_with("argon2") {
-        return Err(format!(
-            "algorithm {:?} is not supported, only argon2: {hint}",
-            hash.algorithm.as_str()
-        ));
+        return Err(format!("algorithm {:?} is not supported, only argon2: {hint}", hash.algorithm.as_str()));
     }
     Ok(value.to_string())
 }
@@ -26,9 +23,7 @@ pub fn check_phc(value: &str) -> Result<String, String> {
 /// Hashes a password with argon2id and the crate's default (OWASP-recommended) parameters.
 pub fn hash_password(password: &str) -> Result<String, String> {
     let mut salt = [0u8; 16];
-    SystemRandom::new()
-        .fill(&mut salt)
-        .map_err(|_| "the system random generator failed".to_string())?;
+    SystemRandom::new().fill(&mut salt).map_err(|_| "the system random generator failed".to_string())?;
     Argon2::default()
         .hash_password_with_salt(password.as_bytes(), &salt)
         .map(|h| h.to_string())
@@ -53,10 +48,7 @@ mod tests {
             argon2::Version::V0x13,
             argon2::Params::new(8, 1, 1, None).unwrap(),
         );
-        let h = cheap
-            .hash_password_with_salt(b"pw", b"saltsaltsalt")
-            .unwrap()
-            .to_string();
+        let h = cheap.hash_password_with_salt(b"pw", b"saltsaltsalt").unwrap().to_string();
         assert!(check_phc(&h).is_ok());
         assert!(verify_password("pw", &h));
         assert!(!verify_password("px", &h));

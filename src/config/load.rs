@@ -33,12 +33,7 @@ pub struct Problem {
 
 impl Problem {
     pub(super) fn new(segs: Vec<Seg>, message: String) -> Self {
-        Self {
-            key: Self::path_string(&segs),
-            line: None,
-            message,
-            segs,
-        }
+        Self { key: Self::path_string(&segs), line: None, message, segs }
     }
 
     pub(super) fn path_string(segs: &[Seg]) -> String {
@@ -91,11 +86,7 @@ impl ConfigError {
 
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let file = self
-            .file
-            .as_deref()
-            .map(|p| p.display().to_string())
-            .unwrap_or_else(|| "config".into());
+        let file = self.file.as_deref().map(|p| p.display().to_string()).unwrap_or_else(|| "config".into());
         write!(f, "{file}: {} problem(s)", self.problems.len())?;
         for p in &self.problems {
             write!(f, "\n  {file}: {p}")?;
@@ -112,10 +103,7 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
     };
     let text = std::fs::read_to_string(path)
         .map_err(|e| with_file(ConfigError::single(format!("cannot read the file: {e}"))))?;
-    let base = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
+    let base = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     parse_in(&text, base).map_err(with_file)
 }
 
@@ -176,12 +164,7 @@ fn parse_in(text: &str, base_dir: &Path) -> Result<Config, ConfigError> {
 
 /// Removes the table entry whose key starts at byte `at`, returning its key path.
 fn remove_key_at(table: &mut DeTable<'_>, at: usize, path: &str) -> Option<String> {
-    if let Some(k) = table
-        .iter()
-        .map(|(k, _)| k)
-        .find(|k| k.span().start == at)
-        .cloned()
-    {
+    if let Some(k) = table.iter().map(|(k, _)| k).find(|k| k.span().start == at).cloned() {
         table.remove(&k);
         return Some(join_key(path, k.get_ref()));
     }
@@ -206,11 +189,7 @@ fn remove_in_value(value: &mut DeValue<'_>, at: usize, path: &str) -> Option<Str
 }
 
 fn join_key(path: &str, key: &str) -> String {
-    if path.is_empty() {
-        key.to_string()
-    } else {
-        format!("{path}.{key}")
-    }
+    if path.is_empty() { key.to_string() } else { format!("{path}.{key}") }
 }
 
 /// The span of the deepest part of `segs` present in the tree (the key itself when it is there).
@@ -274,27 +253,11 @@ pool = "am"
         let err = parse(&text).unwrap_err();
         let shown = err.to_string();
         assert_eq!(err.problems.len(), 3, "{shown}");
-        assert!(
-            shown.contains("line 7: `pool[0].balanse`: unknown field"),
-            "{shown}"
-        );
-        assert!(
-            shown.contains("`pool[0].backend[1].id`: duplicate backend ID \"01\""),
-            "{shown}"
-        );
-        assert!(
-            shown.contains("`route[1].pool`: no pool is named \"nope\""),
-            "{shown}"
-        );
-        let dup = err
-            .problems
-            .iter()
-            .find(|p| p.key == "pool[0].backend[1].id")
-            .unwrap();
-        assert_eq!(
-            text.lines().nth(dup.line.unwrap() - 1).unwrap().trim(),
-            "id = \"01\""
-        );
+        assert!(shown.contains("line 7: `pool[0].balanse`: unknown field"), "{shown}");
+        assert!(shown.contains("`pool[0].backend[1].id`: duplicate backend ID \"01\""), "{shown}");
+        assert!(shown.contains("`route[1].pool`: no pool is named \"nope\""), "{shown}");
+        let dup = err.problems.iter().find(|p| p.key == "pool[0].backend[1].id").unwrap();
+        assert_eq!(text.lines().nth(dup.line.unwrap() - 1).unwrap().trim(), "id = \"01\"");
     }
 
     #[test]
@@ -325,11 +288,7 @@ pool = "am"
             .replace("path_prefix = \"/\"", "path_prefix = \"/\"\nmethods = [\"get\"]");
         let err = parse(&text).unwrap_err();
         let keys: Vec<&str> = err.problems.iter().map(|p| p.key.as_str()).collect();
-        assert_eq!(
-            keys,
-            ["proxy.listen", "pool[0].backend[0].url", "route[0].methods[0]"],
-            "{err}"
-        );
+        assert_eq!(keys, ["proxy.listen", "pool[0].backend[0].url", "route[0].methods[0]"], "{err}");
     }
 
     #[test]

@@ -90,13 +90,8 @@ impl BackendId {
         if id.is_empty() || id.len() > 64 {
             return Err(format!("server ID {id:?} must be 1 to 64 characters"));
         }
-        if !id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
-        {
-            return Err(format!(
-                "server ID {id:?} may only hold letters, digits, '.', '_' and '-'"
-            ));
+        if !id.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-')) {
+            return Err(format!("server ID {id:?} may only hold letters, digits, '.', '_' and '-'"));
         }
         Ok(Self(id.into()))
     }
@@ -438,9 +433,7 @@ impl Config {
 
     /// Every backend of every pool, with its pool.
     pub fn backends(&self) -> impl Iterator<Item = (&PoolConfig, &BackendConfig)> {
-        self.pools
-            .iter()
-            .flat_map(|p| p.backends.iter().map(move |b| (p, b)))
+        self.pools.iter().flat_map(|p| p.backends.iter().map(move |b| (p, b)))
     }
 
     /// The backend with this ID, in any pool.
@@ -460,11 +453,7 @@ impl Config {
             self.routes.len(),
             self.proxy.listen,
             self.proxy.admin_listen,
-            if self.auth.is_some() {
-                ", auth nodes configured"
-            } else {
-                ""
-            }
+            if self.auth.is_some() { ", auth nodes configured" } else { "" }
         )
     }
 }
@@ -504,11 +493,7 @@ impl Checker {
 
     fn file(&self, name: &str) -> PathBuf {
         let p = Path::new(name);
-        if p.is_absolute() {
-            p.to_path_buf()
-        } else {
-            self.base_dir.join(p)
-        }
+        if p.is_absolute() { p.to_path_buf() } else { self.base_dir.join(p) }
     }
 }
 
@@ -521,39 +506,26 @@ fn join(path: &[Seg], more: &[Seg]) -> Vec<Seg> {
 }
 
 fn one_of<T: Copy>(value: &str, choices: &[(&str, T)]) -> Result<T, String> {
-    choices
-        .iter()
-        .find(|(name, _)| *name == value)
-        .map(|(_, v)| *v)
-        .ok_or_else(|| {
-            let names: Vec<String> = choices.iter().map(|(n, _)| format!("{n:?}")).collect();
-            format!("{value:?} is not one of {}", names.join(", "))
-        })
+    choices.iter().find(|(name, _)| *name == value).map(|(_, v)| *v).ok_or_else(|| {
+        let names: Vec<String> = choices.iter().map(|(n, _)| format!("{n:?}")).collect();
+        format!("{value:?} is not one of {}", names.join(", "))
+    })
 }
 
 fn socket_addr(value: &str) -> Result<SocketAddr, String> {
-    value
-        .parse()
-        .map_err(|_| format!("{value:?} is not an address like \"127.0.0.1:8080\""))
+    value.parse().map_err(|_| format!("{value:?} is not an address like \"127.0.0.1:8080\""))
 }
 
 /// Cookie names are RFC 9110 tokens.
 fn cookie_name(value: &str) -> Result<String, String> {
     let ok = !value.is_empty()
-        && value
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
-    if ok {
-        Ok(value.to_string())
-    } else {
-        Err(format!("{value:?} is not a valid cookie name"))
-    }
+        && value.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+    if ok { Ok(value.to_string()) } else { Err(format!("{value:?} is not a valid cookie name")) }
 }
 
 fn backend_url(value: &str) -> Result<(Scheme, Authority), String> {
-    let uri: http::Uri = value
-        .parse()
-        .map_err(|_| format!("{value:?} is not a URL like \"http://127.0.0.1:8081\""))?;
+    let uri: http::Uri =
+        value.parse().map_err(|_| format!("{value:?} is not a URL like \"http://127.0.0.1:8081\""))?;
     match uri.scheme_str() {
         Some("http") => {}
         Some(other) => return Err(format!("scheme {other:?} is not supported: use http://")),
@@ -562,17 +534,12 @@ fn backend_url(value: &str) -> Result<(Scheme, Authority), String> {
     if !matches!(uri.path(), "" | "/") || uri.query().is_some() {
         return Err(format!("{value:?} must be scheme://host:port with no path"));
     }
-    let authority = uri
-        .authority()
-        .cloned()
-        .ok_or_else(|| format!("{value:?} has no host"))?;
+    let authority = uri.authority().cloned().ok_or_else(|| format!("{value:?} has no host"))?;
     if authority.as_str().contains('@') {
         return Err(format!("{value:?} must not carry user information"));
     }
     let authority = if authority.port().is_none() {
-        format!("{}:80", authority.host())
-            .parse()
-            .map_err(|_| format!("{value:?} has an invalid host"))?
+        format!("{}:80", authority.host()).parse().map_err(|_| format!("{value:?} has an invalid host"))?
     } else {
         authority
     };
@@ -589,21 +556,13 @@ impl TryFrom<RawConfig> for Config {
 
 /// Converts and cross-checks; relative file names resolve against `base_dir`.
 pub(crate) fn convert(raw: RawConfig, base_dir: &Path) -> Result<Config, ConfigError> {
-    let mut c = Checker {
-        base_dir: base_dir.to_path_buf(),
-        ..Checker::default()
-    };
+    let mut c = Checker { base_dir: base_dir.to_path_buf(), ..Checker::default() };
     let proxy = convert_proxy(&mut c, raw.proxy);
     let pools = convert_pools(&mut c, raw.pool);
     let routes = convert_routes(&mut c, raw.route, &pools);
     let auth = raw.auth.map(|a| convert_auth(&mut c, a));
     match (proxy, c.problems.is_empty()) {
-        (Some(proxy), true) => Ok(Config {
-            proxy,
-            pools,
-            routes,
-            auth,
-        }),
+        (Some(proxy), true) => Ok(Config { proxy, pools, routes, auth }),
         _ => Err(ConfigError::new(c.problems)),
     }
 }
@@ -616,10 +575,7 @@ fn convert_proxy(c: &mut Checker, raw: raw::RawProxy) -> Option<ProxySettings> {
         && l == a
         && l.port() != 0
     {
-        c.report(
-            &join(&p, &[key("admin_listen")]),
-            format!("{a} is also `proxy.listen`"),
-        );
+        c.report(&join(&p, &[key("admin_listen")]), format!("{a} is also `proxy.listen`"));
     }
     let tls = raw.tls.map(|t| TlsFiles {
         cert: c.file(&t.cert),
@@ -630,26 +586,17 @@ fn convert_proxy(c: &mut Checker, raw: raw::RawProxy) -> Option<ProxySettings> {
             Duration::from_millis,
         ),
     });
-    let connect_timeout = c.duration(
-        &join(&p, &[key("connect_timeout_ms")]),
-        raw.connect_timeout_ms,
-        Duration::from_millis,
-    );
-    let response_timeout = c.duration(
-        &join(&p, &[key("response_timeout_ms")]),
-        raw.response_timeout_ms,
-        Duration::from_millis,
-    );
+    let connect_timeout =
+        c.duration(&join(&p, &[key("connect_timeout_ms")]), raw.connect_timeout_ms, Duration::from_millis);
+    let response_timeout =
+        c.duration(&join(&p, &[key("response_timeout_ms")]), raw.response_timeout_ms, Duration::from_millis);
     let request_header_timeout = c.duration(
         &join(&p, &[key("request_header_timeout_ms")]),
         raw.request_header_timeout_ms,
         Duration::from_millis,
     );
-    let pool_idle_timeout = c.duration(
-        &join(&p, &[key("pool_idle_timeout_s")]),
-        raw.pool_idle_timeout_s,
-        Duration::from_secs,
-    );
+    let pool_idle_timeout =
+        c.duration(&join(&p, &[key("pool_idle_timeout_s")]), raw.pool_idle_timeout_s, Duration::from_secs);
     Some(ProxySettings {
         listen: listen?,
         admin_listen: admin_listen?,
@@ -665,10 +612,7 @@ fn convert_proxy(c: &mut Checker, raw: raw::RawProxy) -> Option<ProxySettings> {
 
 fn convert_pools(c: &mut Checker, raw: Vec<raw::RawPool>) -> Vec<PoolConfig> {
     if raw.is_empty() {
-        c.report(
-            &[key("pool")],
-            "no [[pool]] is defined: add one with at least one [[pool.backend]]",
-        );
+        c.report(&[key("pool")], "no [[pool]] is defined: add one with at least one [[pool.backend]]");
     }
     let mut names = HashSet::new();
     let mut ids: Vec<(BackendId, Vec<Seg>)> = Vec::new();
@@ -678,20 +622,14 @@ fn convert_pools(c: &mut Checker, raw: Vec<raw::RawPool>) -> Vec<PoolConfig> {
         if rp.name.is_empty() {
             c.report(&join(&p, &[key("name")]), "must not be empty");
         } else if !names.insert(rp.name.clone()) {
-            c.report(
-                &join(&p, &[key("name")]),
-                format!("duplicate pool name {:?}", rp.name),
-            );
+            c.report(&join(&p, &[key("name")]), format!("duplicate pool name {:?}", rp.name));
         }
         let balance = c
             .take(
                 &join(&p, &[key("balance")]),
                 one_of(
                     &rp.balance,
-                    &[
-                        ("round-robin", Balance::RoundRobin),
-                        ("least-conn", Balance::LeastConn),
-                    ],
+                    &[("round-robin", Balance::RoundRobin), ("least-conn", Balance::LeastConn)],
                 ),
             )
             .unwrap_or(Balance::RoundRobin);
@@ -720,46 +658,23 @@ fn convert_pools(c: &mut Checker, raw: Vec<raw::RawPool>) -> Vec<PoolConfig> {
                 }
             }
             if let (Some(id), Some((scheme, authority)), Some(role)) = (id, url, role) {
-                backends.push(BackendConfig {
-                    id,
-                    scheme,
-                    authority,
-                    role,
-                    embedded: rb.embedded,
-                });
+                backends.push(BackendConfig { id, scheme, authority, role, embedded: rb.embedded });
             }
         }
         if !has_active {
-            c.report(
-                &join(&p, &[key("backend")]),
-                format!("pool {:?} has no active backend", rp.name),
-            );
+            c.report(&join(&p, &[key("backend")]), format!("pool {:?} has no active backend", rp.name));
         }
-        pools.push(PoolConfig {
-            name: rp.name,
-            balance,
-            affinity,
-            health,
-            backends,
-        });
+        pools.push(PoolConfig { name: rp.name, balance, affinity, health, backends });
     }
     pools
 }
 
 fn convert_affinity(c: &mut Checker, p: &[Seg], raw: raw::RawAffinity) -> Affinity {
-    let cookie = c
-        .take(&join(p, &[key("cookie")]), cookie_name(&raw.cookie))
-        .unwrap_or_default();
+    let cookie = c.take(&join(p, &[key("cookie")]), cookie_name(&raw.cookie)).unwrap_or_default();
     let mode = c
         .take(
             &join(p, &[key("mode")]),
-            one_of(
-                &raw.mode,
-                &[
-                    ("observe", AffinityMode::Observe),
-                    ("insert", AffinityMode::Insert),
-                ],
-            ),
+            one_of(&raw.mode, &[("observe", AffinityMode::Observe), ("insert", AffinityMode::Insert)]),
         )
         .unwrap_or(AffinityMode::Observe);
     let mut hints = Vec::new();
@@ -782,19 +697,13 @@ fn convert_affinity(c: &mut Checker, p: &[Seg], raw: raw::RawAffinity) -> Affini
     let on_down = c
         .take(
             &join(p, &[key("on_down")]),
-            one_of(
-                &raw.on_down,
-                &[("redispatch", OnDown::Redispatch), ("strict", OnDown::Strict)],
-            ),
+            one_of(&raw.on_down, &[("redispatch", OnDown::Redispatch), ("strict", OnDown::Strict)]),
         )
         .unwrap_or(OnDown::Redispatch);
     let failback = c
         .take(
             &join(p, &[key("failback")]),
-            one_of(
-                &raw.failback,
-                &[("sticky", Failback::Sticky), ("primary", Failback::Primary)],
-            ),
+            one_of(&raw.failback, &[("sticky", Failback::Sticky), ("primary", Failback::Primary)]),
         )
         .unwrap_or(Failback::Sticky);
     let same_site = c
@@ -802,11 +711,7 @@ fn convert_affinity(c: &mut Checker, p: &[Seg], raw: raw::RawAffinity) -> Affini
             &join(p, &[key("same_site")]),
             one_of(
                 &raw.same_site,
-                &[
-                    ("Lax", SameSite::Lax),
-                    ("Strict", SameSite::Strict),
-                    ("None", SameSite::None),
-                ],
+                &[("Lax", SameSite::Lax), ("Strict", SameSite::Strict), ("None", SameSite::None)],
             ),
         )
         .unwrap_or(SameSite::Lax);
@@ -820,10 +725,7 @@ fn convert_affinity(c: &mut Checker, p: &[Seg], raw: raw::RawAffinity) -> Affini
     if let Some(d) = &raw.domain
         && !attr_ok(d)
     {
-        c.report(
-            &join(p, &[key("domain")]),
-            format!("{d:?} is not a valid cookie domain"),
-        );
+        c.report(&join(p, &[key("domain")]), format!("{d:?} is not a valid cookie domain"));
     }
     Affinity {
         cookie,
@@ -841,34 +743,17 @@ fn convert_affinity(c: &mut Checker, p: &[Seg], raw: raw::RawAffinity) -> Affini
 
 fn convert_health(c: &mut Checker, p: &[Seg], raw: raw::RawHealth) -> HealthConfig {
     if !raw.path.starts_with('/') {
-        c.report(
-            &join(p, &[key("path")]),
-            format!("{:?} must start with '/'", raw.path),
-        );
+        c.report(&join(p, &[key("path")]), format!("{:?} must start with '/'", raw.path));
     }
-    let interval = c.duration(
-        &join(p, &[key("interval_ms")]),
-        raw.interval_ms,
-        Duration::from_millis,
-    );
-    let timeout = c.duration(
-        &join(p, &[key("timeout_ms")]),
-        raw.timeout_ms,
-        Duration::from_millis,
-    );
+    let interval = c.duration(&join(p, &[key("interval_ms")]), raw.interval_ms, Duration::from_millis);
+    let timeout = c.duration(&join(p, &[key("timeout_ms")]), raw.timeout_ms, Duration::from_millis);
     if raw.rise == 0 {
         c.report(&join(p, &[key("rise")]), "must be at least 1");
     }
     if raw.fall == 0 {
         c.report(&join(p, &[key("fall")]), "must be at least 1");
     }
-    HealthConfig {
-        path: raw.path,
-        interval,
-        timeout,
-        rise: raw.rise.max(1),
-        fall: raw.fall.max(1),
-    }
+    HealthConfig { path: raw.path, interval, timeout, rise: raw.rise.max(1), fall: raw.fall.max(1) }
 }
 
 fn convert_routes(c: &mut Checker, raw: Vec<raw::RawRoute>, pools: &[PoolConfig]) -> Vec<RouteConfig> {
@@ -888,10 +773,7 @@ fn convert_routes(c: &mut Checker, raw: Vec<raw::RawRoute>, pools: &[PoolConfig]
         if let Some(prefix) = &rr.path_prefix
             && !prefix.starts_with('/')
         {
-            c.report(
-                &join(&p, &[key("path_prefix")]),
-                format!("{prefix:?} must start with '/'"),
-            );
+            c.report(&join(&p, &[key("path_prefix")]), format!("{prefix:?} must start with '/'"));
         }
         let methods = rr.methods.map(|ms| {
             ms.iter()
@@ -938,12 +820,7 @@ fn convert_routes(c: &mut Checker, raw: Vec<raw::RawRoute>, pools: &[PoolConfig]
             }
         };
         if let Some(action) = action {
-            routes.push(RouteConfig {
-                host,
-                path_prefix: rr.path_prefix,
-                methods,
-                action,
-            });
+            routes.push(RouteConfig { host, path_prefix: rr.path_prefix, methods, action });
         }
     }
     routes
@@ -954,20 +831,14 @@ fn convert_auth(c: &mut Checker, raw: raw::RawAuth) -> AuthConfig {
     let at = |k: &'static str| join(&p, &[key(k)]);
     let cp = raw.context_path.trim_end_matches('/').to_string();
     if !cp.is_empty() && (!cp.starts_with('/') || cp.contains(['?', '#', ' '])) {
-        c.report(
-            &at("context_path"),
-            format!("{:?} must be a path like \"/am\"", raw.context_path),
-        );
+        c.report(&at("context_path"), format!("{:?} must be a path like \"/am\"", raw.context_path));
     }
     let auth_sessions = c
         .take(
             &at("auth_sessions"),
             one_of(
                 &raw.auth_sessions,
-                &[
-                    ("memory", AuthSessionMode::Memory),
-                    ("client", AuthSessionMode::Client),
-                ],
+                &[("memory", AuthSessionMode::Memory), ("client", AuthSessionMode::Client)],
             ),
         )
         .unwrap_or(AuthSessionMode::Memory);
@@ -976,48 +847,28 @@ fn convert_auth(c: &mut Checker, raw: raw::RawAuth) -> AuthConfig {
             &at("sessions"),
             one_of(
                 &raw.sessions,
-                &[
-                    ("shared", SessionStoreMode::Shared),
-                    ("local", SessionStoreMode::Local),
-                ],
+                &[("shared", SessionStoreMode::Shared), ("local", SessionStoreMode::Local)],
             ),
         )
         .unwrap_or(SessionStoreMode::Shared);
-    let auth_session_timeout = c.duration(
-        &at("auth_session_timeout_s"),
-        raw.auth_session_timeout_s,
-        Duration::from_secs,
-    );
+    let auth_session_timeout =
+        c.duration(&at("auth_session_timeout_s"), raw.auth_session_timeout_s, Duration::from_secs);
     let minutes = |m: u64| Duration::from_secs(m.saturating_mul(60));
     let max_session_time = c.duration(&at("max_session_time_min"), raw.max_session_time_min, minutes);
     let max_idle_time = c.duration(&at("max_idle_time_min"), raw.max_idle_time_min, minutes);
-    let session_cookie = c
-        .take(&at("session_cookie"), cookie_name(&raw.session_cookie))
-        .unwrap_or_default();
-    let lb_cookie = c
-        .take(&at("lb_cookie"), cookie_name(&raw.lb_cookie))
-        .unwrap_or_default();
+    let session_cookie = c.take(&at("session_cookie"), cookie_name(&raw.session_cookie)).unwrap_or_default();
+    let lb_cookie = c.take(&at("lb_cookie"), cookie_name(&raw.lb_cookie)).unwrap_or_default();
     let q = join(&p, &[key("quota")]);
     if raw.quota.limit == 0 {
-        c.report(
-            &join(&q, &[key("limit")]),
-            "must be at least 1 (set `enabled = false` for no limit)",
-        );
+        c.report(&join(&q, &[key("limit")]), "must be at least 1 (set `enabled = false` for no limit)");
     }
     let exhaustion_action = c
         .take(
             &join(&q, &[key("exhaustion_action")]),
-            raw.quota
-                .exhaustion_action
-                .parse::<ExhaustionAction>()
-                .map_err(|e| e.to_string()),
+            raw.quota.exhaustion_action.parse::<ExhaustionAction>().map_err(|e| e.to_string()),
         )
         .unwrap_or_default();
-    let quota = QuotaConfig {
-        enabled: raw.quota.enabled,
-        limit: raw.quota.limit.max(1),
-        exhaustion_action,
-    };
+    let quota = QuotaConfig { enabled: raw.quota.enabled, limit: raw.quota.limit.max(1), exhaustion_action };
 
     let mut chains: Vec<ChainConfig> = Vec::new();
     for (i, rc) in raw.chain.into_iter().enumerate() {
@@ -1025,16 +876,10 @@ fn convert_auth(c: &mut Checker, raw: raw::RawAuth) -> AuthConfig {
         if rc.name.is_empty() {
             c.report(&join(&cpath, &[key("name")]), "must not be empty");
         } else if chains.iter().any(|ch| ch.name == rc.name) {
-            c.report(
-                &join(&cpath, &[key("name")]),
-                format!("duplicate chain {:?}", rc.name),
-            );
+            c.report(&join(&cpath, &[key("name")]), format!("duplicate chain {:?}", rc.name));
         }
         if rc.modules.is_empty() {
-            c.report(
-                &join(&cpath, &[key("modules")]),
-                "a chain needs at least one module",
-            );
+            c.report(&join(&cpath, &[key("modules")]), "a chain needs at least one module");
         }
         let modules = rc
             .modules
@@ -1048,20 +893,13 @@ fn convert_auth(c: &mut Checker, raw: raw::RawAuth) -> AuthConfig {
                 )
             })
             .collect();
-        chains.push(ChainConfig {
-            name: rc.name,
-            modules,
-        });
+        chains.push(ChainConfig { name: rc.name, modules });
     }
     if !chains.iter().any(|ch| ch.name == raw.default_chain) {
         let known: Vec<&str> = chains.iter().map(|ch| ch.name.as_str()).collect();
         c.report(
             &at("default_chain"),
-            format!(
-                "no [[auth.chain]] is named {:?} (chains: {})",
-                raw.default_chain,
-                known.join(", ")
-            ),
+            format!("no [[auth.chain]] is named {:?} (chains: {})", raw.default_chain, known.join(", ")),
         );
     }
     let needs_totp = chains.iter().any(|ch| ch.modules.contains(&ModuleKind::Totp));
@@ -1072,15 +910,9 @@ fn convert_auth(c: &mut Checker, raw: raw::RawAuth) -> AuthConfig {
         if ru.username.is_empty() {
             c.report(&join(&u, &[key("username")]), "must not be empty");
         } else if users.iter().any(|x| x.username == ru.username) {
-            c.report(
-                &join(&u, &[key("username")]),
-                format!("duplicate user {:?}", ru.username),
-            );
+            c.report(&join(&u, &[key("username")]), format!("duplicate user {:?}", ru.username));
         }
-        let password_hash = c.take(
-            &join(&u, &[key("password")]),
-            crate::auth::user::check_phc(&ru.password),
-        );
+        let password_hash = c.take(&join(&u, &[key("password")]), crate::auth::user::check_phc(&ru.password));
         let totp_key = ru.totp_secret.as_deref().and_then(|s| {
             c.take(
                 &join(&u, &[key("totp_secret")]),

@@ -147,13 +147,7 @@ pub struct RawHealth {
 
 impl Default for RawHealth {
     fn default() -> Self {
-        Self {
-            path: "/am/json/health/ready".into(),
-            interval_ms: 1000,
-            timeout_ms: 500,
-            rise: 2,
-            fall: 2,
-        }
+        Self { path: "/am/json/health/ready".into(), interval_ms: 1000, timeout_ms: 500, rise: 2, fall: 2 }
     }
 }
 
@@ -255,11 +249,7 @@ pub struct RawQuota {
 
 impl Default for RawQuota {
     fn default() -> Self {
-        Self {
-            enabled: false,
-            limit: 5,
-            exhaustion_action: "DESTROY_NEXT_EXPIRING".into(),
-        }
+        Self { enabled: false, limit: 5, exhaustion_action: "DESTROY_NEXT_EXPIRING".into() }
     }
 }
 

@@ -104,14 +104,10 @@ impl Outgoing {
 }
 
 fn is_json(headers: &HeaderMap) -> bool {
-    headers
-        .get(CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|ct| {
-            let essence = ct.split(';').next().unwrap_or("").trim();
-            essence.eq_ignore_ascii_case("application/json")
-                || essence.to_ascii_lowercase().ends_with("+json")
-        })
+    headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|ct| {
+        let essence = ct.split(';').next().unwrap_or("").trim();
+        essence.eq_ignore_ascii_case("application/json") || essence.to_ascii_lowercase().ends_with("+json")
+    })
 }
 
 /// Forwards a request to `pool`, retrying once on another node when nothing was sent.
@@ -149,9 +145,7 @@ pub async fn to_pool(
             }
             Err(err) => {
                 if err.blames_backend().is_some() {
-                    backend
-                        .state
-                        .record_passive_failure(&pool.health, &err.to_string());
+                    backend.state.record_passive_failure(&pool.health, &err.to_string());
                 }
                 match keep {
                     Some(head) if err.retryable(idempotent(&head.method)) => {
@@ -171,12 +165,11 @@ pub async fn to_pool(
 /// Strips hop-by-hop fields and adds forwarding headers, once per request.
 fn prepare_headers(parts: &mut Parts, peer: Peer) {
     let host = super::route::request_host(&parts.headers, &parts.uri).map(str::to_owned);
-    let original_host = parts.headers.get(HOST).cloned().or_else(|| {
-        parts
-            .uri
-            .authority()
-            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
-    });
+    let original_host = parts
+        .headers
+        .get(HOST)
+        .cloned()
+        .or_else(|| parts.uri.authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok()));
     headers::strip_hop_by_hop(&mut parts.headers);
     headers::add_forwarded(&mut parts.headers, peer.addr.ip(), peer.tls, host.as_deref());
     // HTTP/2 carries the host in `:authority`; the HTTP/1.1 hop upstream needs it as `Host`.
@@ -195,11 +188,7 @@ fn head_copy(parts: &Parts) -> Parts {
 }
 
 fn upstream_request(parts: &Parts, backend: &crate::upstream::Backend, body: Body) -> Request<Body> {
-    let path = parts
-        .uri
-        .path_and_query()
-        .cloned()
-        .unwrap_or_else(|| PathAndQuery::from_static("/"));
+    let path = parts.uri.path_and_query().cloned().unwrap_or_else(|| PathAndQuery::from_static("/"));
     let uri = Uri::builder()
         .scheme(backend.scheme.clone())
         .authority(backend.authority.clone())
@@ -223,18 +212,11 @@ async fn send(
     let timeout = snap.config.proxy.response_timeout;
     match tokio::time::timeout(timeout, snap.client.request(req)).await {
         Ok(Ok(resp)) => Ok(resp),
-        Ok(Err(e)) if e.is_connect() => Err(ProxyError::Connect {
-            backend: backend.id.clone(),
-            reason: error_chain(&e),
-        }),
-        Ok(Err(e)) => Err(ProxyError::Upstream {
-            backend: backend.id.clone(),
-            reason: error_chain(&e),
-        }),
-        Err(_) => Err(ProxyError::Timeout {
-            backend: backend.id.clone(),
-            timeout_ms: timeout.as_millis(),
-        }),
+        Ok(Err(e)) if e.is_connect() => {
+            Err(ProxyError::Connect { backend: backend.id.clone(), reason: error_chain(&e) })
+        }
+        Ok(Err(e)) => Err(ProxyError::Upstream { backend: backend.id.clone(), reason: error_chain(&e) }),
+        Err(_) => Err(ProxyError::Timeout { backend: backend.id.clone(), timeout_ms: timeout.as_millis() }),
     }
 }
 
@@ -267,22 +249,14 @@ fn finish(
     };
     if wants_cookie && !headers::sets_cookie(&parts.headers, &pool.affinity.cookie) {
         let backend = &pool.backends[served];
-        let value = if peer.tls {
-            &backend.set_cookie_secure
-        } else {
-            &backend.set_cookie
-        };
+        let value = if peer.tls { &backend.set_cookie_secure } else { &backend.set_cookie };
         parts.headers.append(SET_COOKIE, value.clone());
     }
     let body = if incoming.is_end_stream() {
         drop(guard);
         body::empty()
     } else {
-        Tracked {
-            inner: incoming,
-            _guard: guard,
-        }
-        .boxed()
+        Tracked { inner: incoming, _guard: guard }.boxed()
     };
     Response::from_parts(parts, body)
 }

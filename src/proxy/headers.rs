@@ -56,11 +56,7 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
 pub fn add_forwarded(headers: &mut HeaderMap, client: IpAddr, tls: bool, host: Option<&str>) {
     let ip = client.to_string();
     let xff = {
-        let mut earlier = headers
-            .get_all(&X_FORWARDED_FOR)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .peekable();
+        let mut earlier = headers.get_all(&X_FORWARDED_FOR).iter().filter_map(|v| v.to_str().ok()).peekable();
         if earlier.peek().is_none() {
             HeaderValue::from_str(&ip).ok()
         } else {
@@ -73,11 +69,7 @@ pub fn add_forwarded(headers: &mut HeaderMap, client: IpAddr, tls: bool, host: O
     if let Some(v) = xff {
         headers.insert(X_FORWARDED_FOR.clone(), v);
     }
-    let proto = if tls {
-        HeaderValue::from_static("https")
-    } else {
-        HeaderValue::from_static("http")
-    };
+    let proto = if tls { HeaderValue::from_static("https") } else { HeaderValue::from_static("http") };
     headers.insert(X_FORWARDED_PROTO.clone(), proto);
     if let Some(v) = host.and_then(|h| HeaderValue::from_str(h).ok()) {
         headers.insert(X_FORWARDED_HOST.clone(), v);
@@ -88,8 +80,7 @@ pub fn add_forwarded(headers: &mut HeaderMap, client: IpAddr, tls: bool, host: O
 pub fn sets_cookie(headers: &HeaderMap, name: &str) -> bool {
     headers.get_all(http::header::SET_COOKIE).iter().any(|v| {
         let v = v.as_bytes().trim_ascii_start();
-        v.strip_prefix(name.as_bytes())
-            .is_some_and(|rest| rest.trim_ascii_start().starts_with(b"="))
+        v.strip_prefix(name.as_bytes()).is_some_and(|rest| rest.trim_ascii_start().starts_with(b"="))
     })
 }
 
@@ -100,10 +91,7 @@ mod tests {
     #[test]
     fn connection_listed_and_fixed_hop_headers_are_removed() {
         let mut h = HeaderMap::new();
-        h.insert(
-            CONNECTION,
-            HeaderValue::from_static("keep-alive, X-Secret , close"),
-        );
+        h.insert(CONNECTION, HeaderValue::from_static("keep-alive, X-Secret , close"));
         h.insert("x-secret", HeaderValue::from_static("1"));
         h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
         h.insert(TE, HeaderValue::from_static("trailers"));
@@ -128,15 +116,9 @@ mod tests {
     #[test]
     fn set_cookie_detection_matches_the_exact_name() {
         let mut h = HeaderMap::new();
-        h.append(
-            http::header::SET_COOKIE,
-            HeaderValue::from_static("amlbcookie2=1"),
-        );
+        h.append(http::header::SET_COOKIE, HeaderValue::from_static("amlbcookie2=1"));
         assert!(!sets_cookie(&h, "amlbcookie"));
-        h.append(
-            http::header::SET_COOKIE,
-            HeaderValue::from_static("amlbcookie=01; Path=/"),
-        );
+        h.append(http::header::SET_COOKIE, HeaderValue::from_static("amlbcookie=01; Path=/"));
         assert!(sets_cookie(&h, "amlbcookie"));
     }
 }

@@ -46,24 +46,13 @@ impl Snapshot {
             Some(p) if same_client_settings(&p.config, &config) => p.client.clone(),
             _ => build_client(&config),
         };
-        Self {
-            config,
-            upstreams,
-            client,
-        }
+        Self { config, upstreams, client }
     }
 }
 
 fn same_client_settings(a: &Config, b: &Config) -> bool {
-    (
-        a.proxy.connect_timeout,
-        a.proxy.pool_idle_timeout,
-        a.proxy.pool_max_idle_per_backend,
-    ) == (
-        b.proxy.connect_timeout,
-        b.proxy.pool_idle_timeout,
-        b.proxy.pool_max_idle_per_backend,
-    )
+    (a.proxy.connect_timeout, a.proxy.pool_idle_timeout, a.proxy.pool_max_idle_per_backend)
+        == (b.proxy.connect_timeout, b.proxy.pool_idle_timeout, b.proxy.pool_max_idle_per_backend)
 }
 
 fn build_client(config: &Config) -> UpstreamClient {
@@ -91,10 +80,7 @@ impl Proxy {
     pub fn new(config: Arc<Config>) -> Self {
         let registry = StateRegistry::default();
         let snapshot = Snapshot::build(config, &registry, None);
-        Self {
-            snapshot: ArcSwap::from_pointee(snapshot),
-            registry,
-        }
+        Self { snapshot: ArcSwap::from_pointee(snapshot), registry }
     }
 
     /// The current snapshot.
@@ -105,8 +91,7 @@ impl Proxy {
     /// Swaps in a new config; node state of unchanged IDs carries over.
     pub fn reload(&self, config: Arc<Config>) {
         let previous = self.snapshot.load_full();
-        self.snapshot
-            .store(Arc::new(Snapshot::build(config, &self.registry, Some(&previous))));
+        self.snapshot.store(Arc::new(Snapshot::build(config, &self.registry, Some(&previous))));
     }
 
     /// Handles one request from the public listener. Never fails: errors become AM-shaped answers.
@@ -118,25 +103,19 @@ impl Proxy {
         let action = route::find(&snap.config.routes, req.method(), req.uri(), req.headers()).cloned();
         let (result, pool_name) = match action {
             None => (Err(ProxyError::NoRoute), None),
-            Some(RouteAction::Status(status)) => (
-                Ok(am_error(status, "This path is not served through this proxy")),
-                None,
-            ),
+            Some(RouteAction::Status(status)) => {
+                (Ok(am_error(status, "This path is not served through this proxy")), None)
+            }
             Some(RouteAction::Pool(i)) => {
                 let pool = &snap.upstreams.pools[i];
-                (
-                    forward::to_pool(&snap, pool, req, peer, &mut trace).await,
-                    Some(pool),
-                )
+                (forward::to_pool(&snap, pool, req, peer, &mut trace).await, Some(pool))
             }
         };
         let resp = result.unwrap_or_else(|e| {
             tracing::debug!(error = %e, "synthetic answer");
             e.to_response()
         });
-        let backend = pool_name
-            .zip(trace.choice)
-            .map(|(p, c)| p.backends[c.index].id.as_str());
+        let backend = pool_name.zip(trace.choice).map(|(p, c)| p.backends[c.index].id.as_str());
         tracing::info!(
             target: "tether::access",
             method = %method,

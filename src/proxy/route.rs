@@ -12,10 +12,7 @@ pub fn find<'a>(
     headers: &HeaderMap,
 ) -> Option<&'a RouteAction> {
     let host = request_host(headers, uri);
-    routes
-        .iter()
-        .find(|r| matches(r, host, uri.path(), method))
-        .map(|r| &r.action)
+    routes.iter().find(|r| matches(r, host, uri.path(), method)).map(|r| &r.action)
 }
 
 fn matches(route: &RouteConfig, host: Option<&str>, path: &str, method: &Method) -> bool {
@@ -25,8 +22,7 @@ fn matches(route: &RouteConfig, host: Option<&str>, path: &str, method: &Method)
         (Some(HostMatch::Exact(want)), Some(h)) => h.eq_ignore_ascii_case(want),
         (Some(HostMatch::Suffix(suffix)), Some(h)) => {
             h.len() > suffix.len()
-                && h.get(h.len() - suffix.len()..)
-                    .is_some_and(|tail| tail.eq_ignore_ascii_case(suffix))
+                && h.get(h.len() - suffix.len()..).is_some_and(|tail| tail.eq_ignore_ascii_case(suffix))
         }
     };
     host_ok
@@ -45,13 +41,9 @@ pub fn request_host<'a>(headers: &'a HeaderMap, uri: &'a Uri) -> Option<&'a str>
 
 fn strip_port(host: &str) -> &str {
     if host.starts_with('[') {
-        return host
-            .split_once(']')
-            .map_or(host, |(h, _)| h.get(1..).unwrap_or(h));
+        return host.split_once(']').map_or(host, |(h, _)| h.get(1..).unwrap_or(h));
     }
-    host.rsplit_once(':')
-        .filter(|(_, p)| p.bytes().all(|b| b.is_ascii_digit()))
-        .map_or(host, |(h, _)| h)
+    host.rsplit_once(':').filter(|(_, p)| p.bytes().all(|b| b.is_ascii_digit())).map_or(host, |(h, _)| h)
 }
 
 #[cfg(test)]
@@ -70,14 +62,8 @@ mod tests {
 
     #[test]
     fn host_port_is_ignored_and_case_folded() {
-        assert_eq!(
-            host_of("/", Some("Login.Example.com:8080")).as_deref(),
-            Some("Login.Example.com")
-        );
-        assert_eq!(
-            host_of("http://h2.example/x", None).as_deref(),
-            Some("h2.example")
-        );
+        assert_eq!(host_of("/", Some("Login.Example.com:8080")).as_deref(), Some("Login.Example.com"));
+        assert_eq!(host_of("http://h2.example/x", None).as_deref(), Some("h2.example"));
         assert_eq!(host_of("/", Some("[::1]:80")).as_deref(), Some("::1"));
     }
 }

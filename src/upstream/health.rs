@@ -111,10 +111,7 @@ async fn probe(client: &CheckClient, backend: &Backend, path: &str, timeout: Dur
     };
     let mut req = Request::new(Empty::new());
     *req.uri_mut() = uri;
-    req.headers_mut().insert(
-        http::header::USER_AGENT,
-        http::HeaderValue::from_static("tether-health-check"),
-    );
+    req.headers_mut().insert(http::header::USER_AGENT, http::HeaderValue::from_static("tether-health-check"));
     match tokio::time::timeout(timeout, client.request(req)).await {
         Ok(Ok(resp)) => (resp.status().is_success(), resp.status().as_u16().to_string()),
         Ok(Err(e)) if e.is_connect() => (false, "connect failed".to_string()),
@@ -156,11 +153,7 @@ pub struct Checkers {
 impl Checkers {
     /// Checkers that stop with `shutdown` and are tracked by `tasks`.
     pub fn new(shutdown: CancellationToken, tasks: TaskTracker) -> Self {
-        Self {
-            running: Mutex::default(),
-            shutdown,
-            tasks,
-        }
+        Self { running: Mutex::default(), shutdown, tasks }
     }
 
     /// Starts checks of new nodes, restarts those whose address or check settings changed, stops those
@@ -219,10 +212,7 @@ mod tests {
     fn comes_back_after_rise_passes_in_a_row() {
         let mut m = HealthMachine::default();
         run(&mut m, &[false, false], 3, 2);
-        assert_eq!(
-            run(&mut m, &[true, true, true], 3, 2),
-            [None, None, Some(Transition::Up)]
-        );
+        assert_eq!(run(&mut m, &[true, true, true], 3, 2), [None, None, Some(Transition::Up)]);
         assert!(m.is_up());
     }
 
@@ -245,10 +235,7 @@ mod tests {
     #[test]
     fn results_agreeing_with_the_state_reset_the_streak() {
         let mut m = HealthMachine::default();
-        assert_eq!(
-            run(&mut m, &[false, false, true, false, false], 3, 3),
-            [None, None, None, None, None]
-        );
+        assert_eq!(run(&mut m, &[false, false, true, false, false], 3, 3), [None, None, None, None, None]);
         assert_eq!(m.streak(), 2);
         assert_eq!(m.observe(false, 3, 3), Some(Transition::Down));
     }
@@ -258,11 +245,7 @@ mod tests {
         let mut m = HealthMachine::default();
         assert_eq!(m.observe(false, 1, 1), Some(Transition::Down));
         assert_eq!(m.observe(true, 1, 1), Some(Transition::Up));
-        assert_eq!(
-            HealthMachine::default().observe(false, 1, 0),
-            Some(Transition::Down),
-            "zero acts as one"
-        );
+        assert_eq!(HealthMachine::default().observe(false, 1, 0), Some(Transition::Down), "zero acts as one");
     }
 
     #[test]

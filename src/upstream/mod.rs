@@ -110,11 +110,7 @@ impl BackendState {
 
     /// Current health.
     pub fn health(&self) -> Health {
-        if self.up.load(Ordering::Relaxed) {
-            Health::Up
-        } else {
-            Health::Down
-        }
+        if self.up.load(Ordering::Relaxed) { Health::Up } else { Health::Down }
     }
 
     /// A copy of the health details.
@@ -147,11 +143,7 @@ impl BackendState {
         self.observe(pass, rise, fall, reason);
         let mut info = self.health.lock().unwrap_or_else(|p| p.into_inner());
         info.checks += 1;
-        info.last_check = Some(CheckResult {
-            at: SystemTime::now(),
-            pass,
-            detail,
-        });
+        info.last_check = Some(CheckResult { at: SystemTime::now(), pass, detail });
     }
 
     /// Records a failure seen on real traffic (connect refused or timed out): it counts as a failed
@@ -183,9 +175,9 @@ impl BackendState {
     /// Sets the operator state; a drain may end its hold on pinned clients after `drain_deadline`.
     pub fn set_admin(&self, state: AdminState, drain_deadline: Option<Duration>) {
         let until = match (state, drain_deadline) {
-            (AdminState::Drain, Some(d)) => self
-                .now_ms()
-                .saturating_add(u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+            (AdminState::Drain, Some(d)) => {
+                self.now_ms().saturating_add(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+            }
             _ => u64::MAX,
         };
         self.drain_until_ms.store(until, Ordering::Relaxed);
@@ -256,10 +248,7 @@ impl StateRegistry {
     /// The state of `id`, created on first use.
     pub fn get(&self, id: &BackendId) -> Arc<BackendState> {
         let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        Arc::clone(
-            map.entry(id.clone())
-                .or_insert_with(|| Arc::new(BackendState::new(id.clone()))),
-        )
+        Arc::clone(map.entry(id.clone()).or_insert_with(|| Arc::new(BackendState::new(id.clone()))))
     }
 }
 
@@ -356,10 +345,7 @@ impl Upstreams {
 
     /// The node with this server ID, in any pool.
     pub fn backend(&self, id: &str) -> Option<&Backend> {
-        self.pools
-            .iter()
-            .flat_map(|p| &p.backends)
-            .find(|b| b.id.as_str() == id)
+        self.pools.iter().flat_map(|p| &p.backends).find(|b| b.id.as_str() == id)
     }
 }
 

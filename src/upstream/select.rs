@@ -56,28 +56,16 @@ pub fn choose(pool: &Pool, hints: &Hints, exclude: Option<usize>) -> Result<Choi
                 && pool.affinity.failback == Failback::Primary
                 && tier_has(pool, Role::Active, exclude);
             if !fail_back {
-                return Ok(Choice {
-                    index: pinned,
-                    outcome: Outcome::Hit,
-                });
+                return Ok(Choice { index: pinned, outcome: Outcome::Hit });
             }
         } else if pool.affinity.on_down == OnDown::Strict && backend.state.health() == Health::Down {
             // `strict` is about failures; a node the operator put in maint, or whose drain deadline
             // passed, hands its clients over.
-            return Err(ProxyError::PinnedDown {
-                backend: backend.id.clone(),
-            });
+            return Err(ProxyError::PinnedDown { backend: backend.id.clone() });
         }
-        return balance(pool, exclude).map(|index| Choice {
-            index,
-            outcome: Outcome::Redispatch,
-        });
+        return balance(pool, exclude).map(|index| Choice { index, outcome: Outcome::Redispatch });
     }
-    let outcome = if hints.invalid {
-        Outcome::Invalid
-    } else {
-        Outcome::Miss
-    };
+    let outcome = if hints.invalid { Outcome::Invalid } else { Outcome::Miss };
     balance(pool, exclude).map(|index| Choice { index, outcome })
 }
 
@@ -92,18 +80,12 @@ fn tier_has(pool: &Pool, role: Role, exclude: Option<usize>) -> bool {
 
 /// The pool's balance over its serving tier, without allocating.
 fn balance(pool: &Pool, exclude: Option<usize>) -> Result<usize, ProxyError> {
-    let role = if tier_has(pool, Role::Active, exclude) {
-        Role::Active
-    } else {
-        Role::Passive
-    };
+    let role = if tier_has(pool, Role::Active, exclude) { Role::Active } else { Role::Passive };
     let n = pool.backends.len();
     let candidates = || (0..n).filter(move |&i| takes_new(pool, i, role, exclude));
     let count = candidates().count();
     if count == 0 {
-        return Err(ProxyError::NoBackend {
-            pool: pool.name.clone(),
-        });
+        return Err(ProxyError::NoBackend { pool: pool.name.clone() });
     }
     let ticket = pool.next_ticket();
     let chosen = match pool.balance {
@@ -115,9 +97,7 @@ fn balance(pool: &Pool, exclude: Option<usize>) -> Result<usize, ProxyError> {
             .take(count)
             .min_by_key(|&i| pool.backends[i].state.in_flight()),
     };
-    chosen.ok_or_else(|| ProxyError::NoBackend {
-        pool: pool.name.clone(),
-    })
+    chosen.ok_or_else(|| ProxyError::NoBackend { pool: pool.name.clone() })
 }
 
 #[cfg(test)]
@@ -155,20 +135,15 @@ pool = "am"
     }
 
     fn pinned(i: usize) -> Hints {
-        Hints {
-            pinned: Some((i, HintSource::Cookie)),
-            cookie: Some(i),
-            invalid: false,
-        }
+        Hints { pinned: Some((i, HintSource::Cookie)), cookie: Some(i), invalid: false }
     }
 
     #[test]
     fn round_robin_spreads_over_actives_only() {
         let u = pools("");
         let pool = &u.pools[0];
-        let picks: Vec<usize> = (0..4)
-            .map(|_| choose(pool, &Hints::default(), None).unwrap().index)
-            .collect();
+        let picks: Vec<usize> =
+            (0..4).map(|_| choose(pool, &Hints::default(), None).unwrap().index).collect();
         assert_eq!(picks, [0, 1, 0, 1]);
     }
 
@@ -186,20 +161,11 @@ pool = "am"
     fn pinned_node_is_kept_and_redispatched_when_down() {
         let u = pools("");
         let pool = &u.pools[0];
-        assert_eq!(
-            choose(pool, &pinned(1), None).unwrap(),
-            Choice {
-                index: 1,
-                outcome: Outcome::Hit
-            }
-        );
+        assert_eq!(choose(pool, &pinned(1), None).unwrap(), Choice { index: 1, outcome: Outcome::Hit });
         pool.backends[1].state.record_check(false, "test".into(), 1, 1);
         assert_eq!(
             choose(pool, &pinned(1), None).unwrap(),
-            Choice {
-                index: 0,
-                outcome: Outcome::Redispatch
-            }
+            Choice { index: 0, outcome: Outcome::Redispatch }
         );
     }
 
@@ -208,10 +174,7 @@ pool = "am"
         let u = pools("[pool.affinity]\non_down = \"strict\"");
         let pool = &u.pools[0];
         pool.backends[1].state.record_check(false, "test".into(), 1, 1);
-        assert!(matches!(
-            choose(pool, &pinned(1), None),
-            Err(ProxyError::PinnedDown { .. })
-        ));
+        assert!(matches!(choose(pool, &pinned(1), None), Err(ProxyError::PinnedDown { .. })));
     }
 
     #[test]
@@ -229,34 +192,21 @@ pool = "am"
     fn a_drain_deadline_releases_pinned_clients_even_in_strict_pools() {
         let u = pools("[pool.affinity]\non_down = \"strict\"");
         let pool = &u.pools[0];
-        pool.backends[0]
-            .state
-            .set_admin(AdminState::Drain, Some(Duration::from_secs(3600)));
+        pool.backends[0].state.set_admin(AdminState::Drain, Some(Duration::from_secs(3600)));
         assert_eq!(choose(pool, &pinned(0), None).unwrap().outcome, Outcome::Hit);
-        pool.backends[0]
-            .state
-            .set_admin(AdminState::Drain, Some(Duration::ZERO));
+        pool.backends[0].state.set_admin(AdminState::Drain, Some(Duration::ZERO));
         assert_eq!(
             choose(pool, &pinned(0), None).unwrap(),
-            Choice {
-                index: 1,
-                outcome: Outcome::Redispatch
-            }
+            Choice { index: 1, outcome: Outcome::Redispatch }
         );
         pool.backends[0].state.set_admin(AdminState::Maint, None);
-        assert_eq!(
-            choose(pool, &pinned(0), None).unwrap().outcome,
-            Outcome::Redispatch
-        );
+        assert_eq!(choose(pool, &pinned(0), None).unwrap().outcome, Outcome::Redispatch);
     }
 
     #[test]
     fn failback_policy_decides_whether_passive_pins_move_back() {
         let sticky = pools("");
-        assert_eq!(
-            choose(&sticky.pools[0], &pinned(2), None).unwrap().outcome,
-            Outcome::Hit
-        );
+        assert_eq!(choose(&sticky.pools[0], &pinned(2), None).unwrap().outcome, Outcome::Hit);
         let primary = pools("[pool.affinity]\nfailback = \"primary\"");
         let c = choose(&primary.pools[0], &pinned(2), None).unwrap();
         assert_eq!(c.outcome, Outcome::Redispatch);
@@ -270,10 +220,7 @@ pool = "am"
         for _ in 0..4 {
             assert_eq!(choose(pool, &Hints::default(), Some(0)).unwrap().index, 1);
         }
-        assert_eq!(
-            choose(pool, &pinned(0), Some(0)).unwrap().outcome,
-            Outcome::Redispatch
-        );
+        assert_eq!(choose(pool, &pinned(0), Some(0)).unwrap().outcome, Outcome::Redispatch);
     }
 
     #[test]
@@ -293,9 +240,6 @@ pool = "am"
         for b in &pool.backends {
             b.state.set_admin(AdminState::Maint, None);
         }
-        assert!(matches!(
-            choose(pool, &Hints::default(), None),
-            Err(ProxyError::NoBackend { .. })
-        ));
+        assert!(matches!(choose(pool, &Hints::default(), None), Err(ProxyError::NoBackend { .. })));
     }
 }

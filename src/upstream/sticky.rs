@@ -68,11 +68,7 @@ fn cookie_hint(pool: &Pool, headers: &HeaderMap) -> (Option<usize>, bool) {
 fn token_hint(pool: &Pool, headers: &HeaderMap, query: Option<&str>, invalid: &mut bool) -> Option<usize> {
     let name = pool.session_cookie.as_bytes();
     let from_cookie = cookie_values(headers, name).next().map(Cow::Borrowed);
-    let from_header = || {
-        headers
-            .get(pool.session_cookie.as_str())
-            .map(|v| Cow::Borrowed(v.as_bytes()))
-    };
+    let from_header = || headers.get(pool.session_cookie.as_str()).map(|v| Cow::Borrowed(v.as_bytes()));
     let from_query = || query_param(query?, "tokenId").map(|v| Cow::Owned(v.into_owned().into_bytes()));
     let token = from_cookie.or_else(from_header).or_else(from_query)?;
     let index = std::str::from_utf8(&token)
@@ -105,20 +101,14 @@ pub fn cookie_values<'a>(headers: &'a HeaderMap, name: &'a [u8]) -> impl Iterato
             let pair = pair.trim_ascii();
             let eq = pair.iter().position(|&b| b == b'=')?;
             let (n, v) = (pair.get(..eq)?.trim_ascii(), pair.get(eq + 1..)?.trim_ascii());
-            (n == name).then(|| {
-                v.strip_prefix(b"\"")
-                    .and_then(|v| v.strip_suffix(b"\""))
-                    .unwrap_or(v)
-            })
+            (n == name).then(|| v.strip_prefix(b"\"").and_then(|v| v.strip_suffix(b"\"")).unwrap_or(v))
         })
     })
 }
 
 /// The first value of query parameter `name`, percent-decoded.
 pub fn query_param<'a>(query: &'a str, name: &str) -> Option<Cow<'a, str>> {
-    let raw = query
-        .split('&')
-        .find_map(|pair| pair.strip_prefix(name)?.strip_prefix('='))?;
+    let raw = query.split('&').find_map(|pair| pair.strip_prefix(name)?.strip_prefix('='))?;
     if !raw.contains(['%', '+']) {
         return Some(Cow::Borrowed(raw));
     }
@@ -167,14 +157,8 @@ mod tests {
 
     #[test]
     fn malformed_cookie_headers_yield_nothing_and_never_panic() {
-        for raw in [
-            &b";;;="[..],
-            b"=",
-            b"amlbcookie",
-            b"amlbcookie=",
-            b"\xff\xfe=\x80",
-            b" ; amlbcookie ; ",
-        ] {
+        for raw in [&b";;;="[..], b"=", b"amlbcookie", b"amlbcookie=", b"\xff\xfe=\x80", b" ; amlbcookie ; "]
+        {
             let h = headers(&[raw]);
             for v in cookie_values(&h, b"amlbcookie") {
                 assert!(v.is_empty());
@@ -184,14 +168,8 @@ mod tests {
 
     #[test]
     fn query_params_are_found_and_decoded() {
-        assert_eq!(
-            query_param("a=1&tokenId=AQIC*x*", "tokenId").as_deref(),
-            Some("AQIC*x*")
-        );
-        assert_eq!(
-            query_param("tokenId=a%2Ab%2", "tokenId").as_deref(),
-            Some("a*b%2")
-        );
+        assert_eq!(query_param("a=1&tokenId=AQIC*x*", "tokenId").as_deref(), Some("AQIC*x*"));
+        assert_eq!(query_param("tokenId=a%2Ab%2", "tokenId").as_deref(), Some("a*b%2"));
         assert_eq!(query_param("tokenIdx=1", "tokenId"), None);
         assert_eq!(query_param("tokenId=%ff", "tokenId"), None);
     }

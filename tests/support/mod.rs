@@ -48,11 +48,7 @@ pub fn client() -> reqwest::Client {
 /// An HTTP/2 prior-knowledge (h2c) client.
 pub fn h2c_client() -> reqwest::Client {
     init();
-    reqwest::Client::builder()
-        .no_proxy()
-        .http2_prior_knowledge()
-        .build()
-        .expect("h2c client")
+    reqwest::Client::builder().no_proxy().http2_prior_knowledge().build().expect("h2c client")
 }
 
 /// Polls `check` until it holds or `deadline` passes.
@@ -183,13 +179,7 @@ impl TestBackend {
     }
 }
 
-type State = (
-    String,
-    BackendOptions,
-    Arc<AtomicUsize>,
-    Arc<AtomicUsize>,
-    Arc<Notify>,
-);
+type State = (String, BackendOptions, Arc<AtomicUsize>, Arc<AtomicUsize>, Arc<Notify>);
 
 async fn answer(state: &State, req: Request<Incoming>) -> Response<TestBody> {
     let (id, options, hits, slow_started, release) = state;
@@ -253,18 +243,14 @@ async fn answer(state: &State, req: Request<Incoming>) -> Response<TestBody> {
         resp.headers_mut().append("set-cookie", c.parse().unwrap());
     }
     for (k, v) in &options.headers {
-        resp.headers_mut().append(
-            http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
-            v.parse().unwrap(),
-        );
+        resp.headers_mut().append(http::HeaderName::from_bytes(k.as_bytes()).unwrap(), v.parse().unwrap());
     }
     resp
 }
 
 fn json(v: serde_json::Value) -> Response<TestBody> {
     let mut r = Response::new(Full::new(Bytes::from(v.to_string())).boxed());
-    r.headers_mut()
-        .insert("content-type", "application/json".parse().unwrap());
+    r.headers_mut().insert("content-type", "application/json".parse().unwrap());
     r
 }
 
@@ -277,10 +263,7 @@ pub struct Zeros {
 impl Zeros {
     /// `n` bytes.
     pub fn new(n: u64) -> Self {
-        Self {
-            left: n,
-            chunk: Bytes::from(vec![0u8; 64 * 1024]),
-        }
+        Self { left: n, chunk: Bytes::from(vec![0u8; 64 * 1024]) }
     }
 }
 
@@ -328,9 +311,7 @@ impl ProxyHandle {
     pub async fn start(toml: &str) -> Self {
         let config = tether::config::parse(toml).unwrap_or_else(|e| panic!("test config invalid: {e}"));
         let shutdown = CancellationToken::new();
-        let mut running = tether::start(config, shutdown.clone())
-            .await
-            .expect("tether starts");
+        let mut running = tether::start(config, shutdown.clone()).await.expect("tether starts");
         let nodes = std::mem::take(&mut running.nodes);
         Self {
             addr: running.listen,
@@ -388,15 +369,7 @@ pub fn proxy_toml(
     let list: Vec<(&str, String, &str)> = backends
         .iter()
         .map(|b| {
-            (
-                b.id.as_str(),
-                b.url(),
-                if passive.contains(&b.id.as_str()) {
-                    "passive"
-                } else {
-                    "active"
-                },
-            )
+            (b.id.as_str(), b.url(), if passive.contains(&b.id.as_str()) { "passive" } else { "active" })
         })
         .collect();
     format!(
@@ -428,10 +401,7 @@ pub const TOTP_SECRET: &str = "JBSWY3DPEHPK3PXP";
 /// The current TOTP code for [`TOTP_SECRET`].
 pub fn totp_now() -> String {
     let key = tether::auth::totp::decode_base32(TOTP_SECRET).unwrap();
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
     format!("{:06}", tether::auth::totp::totp(&key, now, 30, 6))
 }
 
@@ -486,22 +456,12 @@ pub struct Journey {
 impl Journey {
     /// A login against `base` (e.g. `http://127.0.0.1:8080`).
     pub fn new(base: impl Into<String>, keep_cookies: bool) -> Self {
-        Self {
-            http: client(),
-            base: base.into(),
-            cookies: BTreeMap::new(),
-            keep_cookies,
-        }
+        Self { http: client(), base: base.into(), cookies: BTreeMap::new(), keep_cookies }
     }
 
     /// A login through a client of the test's choosing (HTTPS, HTTP/2 …).
     pub fn with_client(http: reqwest::Client, base: impl Into<String>, keep_cookies: bool) -> Self {
-        Self {
-            http,
-            base: base.into(),
-            cookies: BTreeMap::new(),
-            keep_cookies,
-        }
+        Self { http, base: base.into(), cookies: BTreeMap::new(), keep_cookies }
     }
 
     /// Points the next requests elsewhere (to send a step straight to another node).
@@ -511,10 +471,8 @@ impl Journey {
 
     /// POSTs `body` (or an empty JSON body) to `path`, returning status and JSON.
     pub async fn post(&mut self, path: &str, body: Option<&serde_json::Value>) -> (u16, serde_json::Value) {
-        let mut req = self
-            .http
-            .post(format!("{}{path}", self.base))
-            .header("content-type", "application/json");
+        let mut req =
+            self.http.post(format!("{}{path}", self.base)).header("content-type", "application/json");
         if !self.cookies.is_empty() {
             let jar: Vec<String> = self.cookies.iter().map(|(k, v)| format!("{k}={v}")).collect();
             req = req.header("cookie", jar.join("; "));
@@ -578,12 +536,8 @@ impl Journey {
 
     /// `sessions?_action=validate` with the token in the query.
     pub async fn validate(&mut self, token: &str) -> serde_json::Value {
-        let (status, v) = self
-            .post(
-                &format!("/am/json/realms/root/sessions?_action=validate&tokenId={token}"),
-                None,
-            )
-            .await;
+        let (status, v) =
+            self.post(&format!("/am/json/realms/root/sessions?_action=validate&tokenId={token}"), None).await;
         assert_eq!(status, 200, "{v}");
         v
     }
@@ -636,10 +590,7 @@ impl LocalNodes {
                 ))
             })
             .collect();
-        Self {
-            nodes,
-            store: shared_store,
-        }
+        Self { nodes, store: shared_store }
     }
 }
 
@@ -650,10 +601,7 @@ pub async fn call(
     headers: &[(&str, &str)],
     body: Option<serde_json::Value>,
 ) -> (u16, serde_json::Value, http::HeaderMap) {
-    let mut req = Request::builder()
-        .method("POST")
-        .uri(uri)
-        .header("content-type", "application/json");
+    let mut req = Request::builder().method("POST").uri(uri).header("content-type", "application/json");
     for (k, v) in headers {
         req = req.header(*k, *v);
     }
@@ -662,21 +610,12 @@ pub async fn call(
     let status = resp.status().as_u16();
     let headers = resp.headers().clone();
     let bytes = resp.into_body().collect().await.unwrap().to_bytes();
-    (
-        status,
-        serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null),
-        headers,
-    )
+    (status, serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null), headers)
 }
 
 /// Fills a step's callbacks in order.
 pub fn fill(mut step: serde_json::Value, answers: &[&str]) -> serde_json::Value {
-    for (cb, answer) in step["callbacks"]
-        .as_array_mut()
-        .expect("callbacks")
-        .iter_mut()
-        .zip(answers)
-    {
+    for (cb, answer) in step["callbacks"].as_array_mut().expect("callbacks").iter_mut().zip(answers) {
         cb["input"][0]["value"] = serde_json::Value::String(answer.to_string());
     }
     step
@@ -701,13 +640,8 @@ pub async fn try_login(
     password: &str,
 ) -> (u16, serde_json::Value) {
     let (_, step, _) = call(node, &authenticate("ldapService"), &[], None).await;
-    let (status, done, _) = call(
-        node,
-        &authenticate("ldapService"),
-        &[],
-        Some(fill(step, &[user, password])),
-    )
-    .await;
+    let (status, done, _) =
+        call(node, &authenticate("ldapService"), &[], Some(fill(step, &[user, password]))).await;
     (status, done)
 }
 
