@@ -12,6 +12,7 @@ use serde_json::json;
 use crate::body::Body;
 use crate::error::{am_error, json_response};
 use crate::proxy::{Peer, Proxy};
+use crate::reload::Reloader;
 use crate::server::Handler;
 use crate::upstream::{AdminState, Backend, Health};
 use std::time::Duration;
@@ -19,12 +20,26 @@ use std::time::Duration;
 /// The admin service.
 pub struct Admin {
     proxy: Arc<Proxy>,
+    reloader: Arc<Reloader>,
 }
 
 impl Admin {
     /// Admin endpoints over `proxy`'s state.
-    pub fn new(proxy: Arc<Proxy>) -> Self {
-        Self { proxy }
+    pub fn new(proxy: Arc<Proxy>, reloader: Arc<Reloader>) -> Self {
+        Self { proxy, reloader }
+    }
+
+    /// `POST /reload`: 200 with the new summary, or 400 naming every problem (nothing changed).
+    async fn reload(&self) -> Response<Body> {
+        let reloader = Arc::clone(&self.reloader);
+        // Reading and validating the file is blocking work; keep it off the async workers.
+        match tokio::task::spawn_blocking(move || reloader.reload()).await {
+            Ok(Ok(summary)) => {
+                json_response(StatusCode::OK, &json!({"status": "reloaded", "summary": summary}))
+            }
+            Ok(Err(e)) => am_error(StatusCode::BAD_REQUEST, &e.to_string()),
+            Err(_) => am_error(StatusCode::INTERNAL_SERVER_ERROR, "the reload task failed"),
+        }
     }
 
     fn readyz(&self) -> Response<Body> {
@@ -148,6 +163,7 @@ impl Handler for Admin {
         }
         match (req.method(), path) {
             (&Method::GET | &Method::HEAD, "/status.json") => self.status_json(),
+            (&Method::POST, "/reload") => self.reload().await,
             (&Method::GET | &Method::HEAD, "/healthz") => {
                 json_response(StatusCode::OK, &json!({"status": "ok"}))
             }

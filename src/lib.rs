@@ -26,6 +26,7 @@ pub mod cluster;
 pub mod config;
 pub mod error;
 pub mod proxy;
+pub mod reload;
 pub mod server;
 pub mod tls;
 pub mod token;
@@ -72,6 +73,8 @@ pub struct Running {
     pub proxy: Arc<Proxy>,
     /// Embedded auth nodes.
     pub nodes: Vec<cluster::NodeHandle>,
+    /// Re-reads the config file (SIGHUP, `POST /reload`).
+    pub reloader: Arc<reload::Reloader>,
     tasks: TaskTracker,
 }
 
@@ -108,11 +111,22 @@ pub async fn start(mut config: Config, shutdown: CancellationToken) -> Result<Ru
     let proxy = Arc::new(Proxy::new(Arc::new(config)));
     let checkers = Arc::new(upstream::health::Checkers::new(shutdown.clone(), tasks.clone()));
     checkers.sync(&proxy.snapshot().upstreams);
+    let reloader = Arc::new(reload::Reloader::new(
+        Arc::clone(&proxy),
+        checkers,
+        tls.as_ref().map(|(t, _)| Arc::clone(t)),
+        &nodes,
+    ));
     tasks.spawn(server::serve(public, Arc::clone(&proxy), public_opts, shutdown.clone()));
-    tasks.spawn(server::serve(admin, Arc::new(admin::Admin::new(Arc::clone(&proxy))), admin_opts, shutdown));
+    tasks.spawn(server::serve(
+        admin,
+        Arc::new(admin::Admin::new(Arc::clone(&proxy), Arc::clone(&reloader))),
+        admin_opts,
+        shutdown,
+    ));
     let node_addrs: Vec<String> = nodes.iter().map(|n| format!("{}={}", n.node.id(), n.addr)).collect();
     tracing::info!(%listen, admin = %admin_addr, nodes = %node_addrs.join(" "), "tether is serving");
-    Ok(Running { listen, admin: admin_addr, proxy, nodes, tasks })
+    Ok(Running { listen, admin: admin_addr, proxy, nodes, reloader, tasks })
 }
 
 /// Serves `config` until `shutdown` fires, then drains in-flight requests and returns.

@@ -4,6 +4,7 @@
 use std::io::Read;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
@@ -102,8 +103,10 @@ fn execute(command: Command) -> anyhow::Result<ExitCode> {
             let config = tether::config::load(&config)?;
             runtime()?.block_on(async {
                 let shutdown = CancellationToken::new();
-                tokio::spawn(on_signals(shutdown.clone()));
-                tether::run(config, shutdown).await
+                let running = tether::start(config, shutdown.clone()).await?;
+                tokio::spawn(on_signals(shutdown, Some(Arc::clone(&running.reloader))));
+                running.wait().await;
+                Ok::<_, tether::StartError>(())
             })?;
             Ok(ExitCode::SUCCESS)
         }
@@ -111,7 +114,7 @@ fn execute(command: Command) -> anyhow::Result<ExitCode> {
             let config = tether::config::load(&config)?;
             runtime()?.block_on(async {
                 let shutdown = CancellationToken::new();
-                tokio::spawn(on_signals(shutdown.clone()));
+                tokio::spawn(on_signals(shutdown.clone(), None));
                 tether::run_node(config, &id, shutdown).await
             })?;
             Ok(ExitCode::SUCCESS)
@@ -123,17 +126,25 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the tokio runtime")
 }
 
-/// SIGTERM and SIGINT start a graceful drain.
-async fn on_signals(shutdown: CancellationToken) {
+/// SIGTERM and SIGINT start a graceful drain; SIGHUP reloads the config file.
+async fn on_signals(shutdown: CancellationToken, reloader: Option<Arc<tether::reload::Reloader>>) {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt()))
+    let (Ok(mut term), Ok(mut int), Ok(mut hup)) =
+        (signal(SignalKind::terminate()), signal(SignalKind::interrupt()), signal(SignalKind::hangup()))
     else {
         tracing::error!("cannot install signal handlers");
         return;
     };
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM: draining"),
-        _ = int.recv() => tracing::info!("SIGINT: draining"),
+    loop {
+        tokio::select! {
+            _ = term.recv() => { tracing::info!("SIGTERM: draining"); break; }
+            _ = int.recv() => { tracing::info!("SIGINT: draining"); break; }
+            _ = hup.recv() => match &reloader {
+                // The reloader logs the outcome; a refused file leaves the running config as it was.
+                Some(r) => { let r = Arc::clone(r); let _ = tokio::task::spawn_blocking(move || r.reload()).await; }
+                None => tracing::info!("SIGHUP: nothing to reload for a single node"),
+            },
+        }
     }
     shutdown.cancel();
 }

@@ -2,12 +2,11 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
-use support::{TestBackend, client, eventually, proxy_toml};
+use support::{TestBackend, TetherProcess, client, eventually, proxy_toml};
 
 fn tether() -> Command {
     Command::new(env!("CARGO_BIN_EXE_tether"))
@@ -77,8 +76,8 @@ fn help_and_version_work_on_every_command() {
 async fn sigterm_finishes_the_slow_response_refuses_new_connections_and_exits_0() {
     let node = TestBackend::start("01").await;
     let path = scratch("drain", &proxy_toml(&[&node], &[], "", None));
-    let (mut child, serving) = spawn_serving(&["run", "-c", path.to_str().unwrap()]).await;
-    let listen = serving["listen"].as_str().unwrap().to_string();
+    let mut tether = TetherProcess::spawn(&["run", "-c", path.to_str().unwrap()]).await;
+    let listen = tether.listen();
 
     let slow = tokio::spawn({
         let url = format!("http://{listen}/slow");
@@ -89,52 +88,23 @@ async fn sigterm_finishes_the_slow_response_refuses_new_connections_and_exits_0(
     })
     .await;
 
-    Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    tether.signal("TERM");
     eventually("new connections are refused", Duration::from_secs(10), async || {
         tokio::net::TcpStream::connect(&listen).await.is_err()
     })
     .await;
-    assert!(child.try_wait().unwrap().is_none(), "tether exited with a request in flight");
+    assert!(tether.child.try_wait().unwrap().is_none(), "tether exited with a request in flight");
 
     node.release();
     let body = slow.await.unwrap();
     assert!(body.contains("\"backend\":\"01\""), "{body}");
-    let status = tokio::task::spawn_blocking(move || child.wait().unwrap()).await.unwrap();
-    assert_eq!(status.code(), Some(0));
-}
-
-/// Starts `tether` with `args` and waits for its "serving" log line; returns the child and that line.
-async fn spawn_serving(args: &[&str]) -> (std::process::Child, serde_json::Value) {
-    let mut child = tether()
-        .args(["--log-format", "json"])
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    loop {
-        let line = tokio::time::timeout(Duration::from_secs(30), rx.recv())
-            .await
-            .expect("tether starts")
-            .unwrap_or_else(|| panic!("tether exited: {:?}", child.try_wait()));
-        let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
-        if v["message"].as_str().is_some_and(|m| m.ends_with("is serving")) {
-            return (child, v);
-        }
-    }
+    assert_eq!(tether.exit_code().await, Some(0));
 }
 
 #[tokio::test]
 async fn the_demo_cluster_from_the_root_config_completes_an_mfa_login() {
-    let (child, serving) = spawn_serving(&["run"]).await;
-    assert_eq!(serving["listen"], "127.0.0.1:8080");
+    let tether = TetherProcess::spawn(&["run"]).await;
+    assert_eq!(tether.listen(), "127.0.0.1:8080");
     let mut journey = support::Journey::new("http://127.0.0.1:8080", true);
     let token = journey.mfa_login("demo-Passw0rd").await;
     let v = journey.validate(&token).await;
@@ -143,10 +113,8 @@ async fn the_demo_cluster_from_the_root_config_completes_an_mfa_login() {
     assert!(["01", "02"].contains(&node.as_str()), "a login lands on an active node, not {node}");
     // The console is hidden by a status route.
     assert_eq!(client().get("http://127.0.0.1:8080/am/console").send().await.unwrap().status(), 403);
-    Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
-    let mut child = child;
-    let status = tokio::task::spawn_blocking(move || child.wait().unwrap()).await.unwrap();
-    assert_eq!(status.code(), Some(0));
+    tether.signal("TERM");
+    assert_eq!(tether.exit_code().await, Some(0));
 }
 
 #[test]

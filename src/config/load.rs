@@ -104,7 +104,9 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| with_file(ConfigError::single(format!("cannot read the file: {e}"))))?;
     let base = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    parse_in(&text, base).map_err(with_file)
+    let mut config = parse_in(&text, base).map_err(with_file)?;
+    config.source = Some(path.to_path_buf());
+    Ok(config)
 }
 
 /// Validates TOML text; relative paths resolve against the working directory.

@@ -41,6 +41,8 @@ pub struct Config {
     pub routes: Vec<RouteConfig>,
     /// `[auth]`, when the file runs auth nodes.
     pub auth: Option<AuthConfig>,
+    /// The file this was read from, for reloads (`None` for inline text).
+    pub source: Option<PathBuf>,
 }
 
 /// `[proxy]`.
@@ -67,7 +69,7 @@ pub struct ProxySettings {
 }
 
 /// `[proxy.tls]`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TlsFiles {
     /// PEM certificate chain.
     pub cert: PathBuf,
@@ -316,7 +318,7 @@ pub enum RouteAction {
 }
 
 /// `[auth]`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuthConfig {
     /// `/am`.
     pub context_path: String,
@@ -365,7 +367,7 @@ pub enum SessionStoreMode {
 }
 
 /// `[auth.quota]`.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct QuotaConfig {
     /// Quotas apply at all.
     pub enabled: bool,
@@ -404,7 +406,7 @@ impl ModuleKind {
 }
 
 /// `[[auth.chain]]`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChainConfig {
     /// Chain name.
     pub name: String,
@@ -413,7 +415,7 @@ pub struct ChainConfig {
 }
 
 /// `[[auth.user]]`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UserConfig {
     /// Login name.
     pub username: String,
@@ -562,7 +564,7 @@ pub(crate) fn convert(raw: RawConfig, base_dir: &Path) -> Result<Config, ConfigE
     let routes = convert_routes(&mut c, raw.route, &pools);
     let auth = raw.auth.map(|a| convert_auth(&mut c, a));
     match (proxy, c.problems.is_empty()) {
-        (Some(proxy), true) => Ok(Config { proxy, pools, routes, auth }),
+        (Some(proxy), true) => Ok(Config { proxy, pools, routes, auth, source: None }),
         _ => Err(ConfigError::new(c.problems)),
     }
 }

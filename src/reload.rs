@@ -1,0 +1,118 @@
+//! Live reload (SPEC 4.7): SIGHUP or `POST /reload` re-reads the file the process was started from.
+//!
+//! The whole file is parsed and validated first; any problem leaves the running config untouched and is
+//! reported (log line and the 400 body of `/reload`). A valid file is swapped in as one new snapshot, so
+//! each request sees either the old config or the new one, never a mix. Node state is keyed by server ID,
+//! so health, admin state and in-flight counts of unchanged IDs carry over; checkers start for added nodes
+//! and stop for removed ones; the TLS certificate is re-read.
+//!
+//! Some settings are bound at start (listening sockets, TLS on or off, the embedded auth nodes and their
+//! `[auth]` settings). A file that changes them is refused as a whole, naming what changed, rather than
+//! applied in part: a half-applied reload is harder to reason about than a restart.
+
+use std::sync::{Arc, Mutex};
+
+use crate::cluster::NodeHandle;
+use crate::config::{self, BackendId, Config, ConfigError};
+use crate::proxy::Proxy;
+use crate::tls::{self, SharedTls, TlsError};
+use crate::upstream::health::Checkers;
+
+/// Why a reload changed nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    /// The running config did not come from a file.
+    #[error("nothing to reload: this instance was started from inline configuration, not a file")]
+    NoSource,
+    /// The file is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The file changes settings that only a restart can apply.
+    #[error("the new file changes {0}, which only a restart applies; nothing was changed")]
+    NeedsRestart(String),
+    /// The new certificate or key cannot be used.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+}
+
+/// Re-reads and applies the config file.
+pub struct Reloader {
+    proxy: Arc<Proxy>,
+    checkers: Arc<Checkers>,
+    tls: Option<SharedTls>,
+    /// Embedded nodes and where they really listen (their url may say `:0`).
+    nodes: Vec<(BackendId, http::uri::Authority)>,
+    one_at_a_time: Mutex<()>,
+}
+
+impl Reloader {
+    pub(crate) fn new(
+        proxy: Arc<Proxy>,
+        checkers: Arc<Checkers>,
+        tls: Option<SharedTls>,
+        nodes: &[NodeHandle],
+    ) -> Self {
+        let nodes = nodes
+            .iter()
+            .filter_map(|n| Some((n.node.id().clone(), n.addr.to_string().parse().ok()?)))
+            .collect();
+        Self { proxy, checkers, tls, nodes, one_at_a_time: Mutex::new(()) }
+    }
+
+    /// Reloads the file; on success returns the new config's summary.
+    pub fn reload(&self) -> Result<String, ReloadError> {
+        let _one = self.one_at_a_time.lock().unwrap_or_else(|p| p.into_inner());
+        let old = Arc::clone(&self.proxy.snapshot().config);
+        let path = old.source.clone().ok_or(ReloadError::NoSource)?;
+        let result = config::load(&path).map_err(ReloadError::from).and_then(|new| self.apply(&old, new));
+        match &result {
+            Ok(summary) => tracing::info!(file = %path.display(), summary, "config reloaded"),
+            Err(e) => {
+                tracing::error!(file = %path.display(), error = %e, "config reload refused; the running config is unchanged")
+            }
+        }
+        result
+    }
+
+    fn apply(&self, old: &Config, mut new: Config) -> Result<String, ReloadError> {
+        let mut changed = Vec::new();
+        if new.proxy.listen != old.proxy.listen {
+            changed.push("proxy.listen");
+        }
+        if new.proxy.admin_listen != old.proxy.admin_listen {
+            changed.push("proxy.admin_listen");
+        }
+        if new.proxy.tls.is_some() != old.proxy.tls.is_some() {
+            changed.push("whether [proxy.tls] is on");
+        }
+        let embedded = |c: &Config| {
+            let mut ids: Vec<BackendId> =
+                c.backends().filter(|(_, b)| b.embedded).map(|(_, b)| b.id.clone()).collect();
+            ids.sort();
+            ids
+        };
+        if embedded(&new) != embedded(old) {
+            changed.push("the set of embedded backends");
+        }
+        if !embedded(old).is_empty() && new.auth != old.auth {
+            changed.push("[auth] of the running auth nodes");
+        }
+        if !changed.is_empty() {
+            return Err(ReloadError::NeedsRestart(changed.join(", ")));
+        }
+        if let (Some(shared), Some(files)) = (&self.tls, &new.proxy.tls) {
+            shared.store(Arc::new(tls::server_config(files)?));
+        }
+        for pool in &mut new.pools {
+            for b in pool.backends.iter_mut().filter(|b| b.embedded) {
+                if let Some((_, authority)) = self.nodes.iter().find(|(id, _)| *id == b.id) {
+                    b.authority = authority.clone();
+                }
+            }
+        }
+        let summary = new.summary();
+        self.proxy.reload(Arc::new(new));
+        self.checkers.sync(&self.proxy.snapshot().upstreams);
+        Ok(summary)
+    }
+}
