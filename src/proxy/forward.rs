@@ -141,6 +141,9 @@ pub async fn to_pool(
         match send(snap, backend, attempt).await {
             Ok(resp) => {
                 backend.state.record_success(&pool.health);
+                if choice.outcome == select::Outcome::Hit {
+                    backend.state.count_sticky_hit();
+                }
                 return Ok(finish(resp, pool, choice, &trace.hints, peer, guard));
             }
             Err(err) => {

@@ -69,6 +69,7 @@ pub struct BackendState {
     drain_until_ms: AtomicU64,
     in_flight: AtomicUsize,
     requests: AtomicU64,
+    sticky_hits: AtomicU64,
     failures: AtomicU64,
     epoch: Instant,
 }
@@ -99,6 +100,7 @@ impl BackendState {
             drain_until_ms: AtomicU64::new(u64::MAX),
             in_flight: AtomicUsize::new(0),
             requests: AtomicU64::new(0),
+            sticky_hits: AtomicU64::new(0),
             failures: AtomicU64::new(0),
             epoch: Instant::now(),
         }
@@ -215,6 +217,16 @@ impl BackendState {
     /// Requests sent in total.
     pub fn requests(&self) -> u64 {
         self.requests.load(Ordering::Relaxed)
+    }
+
+    /// Requests a hint pinned to this node (affinity outcome `hit`).
+    pub fn sticky_hits(&self) -> u64 {
+        self.sticky_hits.load(Ordering::Relaxed)
+    }
+
+    /// Counts a request that a hint pinned here.
+    pub fn count_sticky_hit(&self) {
+        self.sticky_hits.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Passive failures in total.

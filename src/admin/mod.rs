@@ -3,6 +3,8 @@
 //! Kept apart from the public listener (HAProxy's `monitor-uri` shares it; Envoy's admin does not) so
 //! health probes and operator calls never compete with, or get routed like, client traffic.
 
+pub mod status;
+
 use std::sync::Arc;
 
 use http::{Method, Request, Response, StatusCode};
@@ -140,7 +142,8 @@ fn backend_json(b: &Backend) -> serde_json::Value {
         "admin": b.state.admin().as_str(),
         "drain_left_s": b.state.drain_left().map(|d| d.as_secs()),
         "in_flight": b.state.in_flight(),
-        "requests": b.state.requests(),
+                "requests": b.state.requests(),
+        "sticky_hits": b.state.sticky_hits(),
         "passive_failures": b.state.failures(),
                 "transitions": info.transitions,
         "checks": info.checks,
@@ -163,6 +166,7 @@ impl Handler for Admin {
         }
         match (req.method(), path) {
             (&Method::GET | &Method::HEAD, "/status.json") => self.status_json(),
+            (&Method::GET | &Method::HEAD, "/status") => html(status::render(&self.proxy.snapshot(), false)),
             (&Method::POST, "/reload") => self.reload().await,
             (&Method::GET | &Method::HEAD, "/healthz") => {
                 json_response(StatusCode::OK, &json!({"status": "ok"}))
@@ -171,4 +175,12 @@ impl Handler for Admin {
             _ => am_error(StatusCode::NOT_FOUND, "No admin endpoint at this path"),
         }
     }
+}
+
+fn html(page: String) -> Response<Body> {
+    let mut resp = Response::new(crate::body::full(page));
+    resp.headers_mut()
+        .insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("text/html; charset=utf-8"));
+    resp.headers_mut().insert(http::header::CACHE_CONTROL, http::HeaderValue::from_static("no-store"));
+    resp
 }
