@@ -185,6 +185,7 @@ fn serve_node(
         header_timeout: proxy.request_header_timeout,
         grace: proxy.shutdown_grace,
         tls: None,
+        connections: prometheus_client::metrics::gauge::Gauge::default(),
     };
     tasks.spawn(server::serve(listener, Arc::clone(&node), opts, shutdown.clone()));
     let shutdown = shutdown.clone();

@@ -25,6 +25,7 @@ pub mod body;
 pub mod cluster;
 pub mod config;
 pub mod error;
+pub mod metrics;
 pub mod proxy;
 pub mod reload;
 pub mod server;
@@ -91,6 +92,12 @@ pub async fn start(mut config: Config, shutdown: CancellationToken) -> Result<Ru
     let tasks = TaskTracker::new();
     // Nodes first: a `:0` url gets its real port before the proxy reads the backend set.
     let nodes = cluster::start_embedded(&mut config, &shutdown, &tasks).await?;
+    if !config.proxy.admin_listen.ip().is_loopback() && config.proxy.admin_token.is_none() {
+        tracing::warn!(
+            admin = %config.proxy.admin_listen,
+            "the admin listener is reachable beyond this host and has no admin_token: anyone who reaches it can drain or reload; set proxy.admin_token"
+        );
+    }
     let public = server::bind("public listener", config.proxy.listen).await?;
     let admin = server::bind("admin listener", config.proxy.admin_listen).await?;
     let addr_of = |l: &tokio::net::TcpListener, fallback| l.local_addr().unwrap_or(fallback);
@@ -101,14 +108,16 @@ pub async fn start(mut config: Config, shutdown: CancellationToken) -> Result<Ru
         Some(files) => Some((tls::shared(files)?, files.handshake_timeout)),
         None => None,
     };
+    let metrics = Arc::new(metrics::Metrics::default());
     let opts = |name, tls| ServeOptions {
         name,
         header_timeout: config.proxy.request_header_timeout,
         grace: config.proxy.shutdown_grace,
         tls,
+        connections: metrics.connections(name),
     };
     let (public_opts, admin_opts) = (opts("public", tls.clone()), opts("admin", None));
-    let proxy = Arc::new(Proxy::new(Arc::new(config)));
+    let proxy = Arc::new(Proxy::new(Arc::new(config), metrics));
     let checkers = Arc::new(upstream::health::Checkers::new(shutdown.clone(), tasks.clone()));
     checkers.sync(&proxy.snapshot().upstreams);
     let reloader = Arc::new(reload::Reloader::new(
@@ -120,7 +129,11 @@ pub async fn start(mut config: Config, shutdown: CancellationToken) -> Result<Ru
     tasks.spawn(server::serve(public, Arc::clone(&proxy), public_opts, shutdown.clone()));
     tasks.spawn(server::serve(
         admin,
-        Arc::new(admin::Admin::new(Arc::clone(&proxy), Arc::clone(&reloader))),
+        Arc::new(admin::Admin::new(
+            Arc::clone(&proxy),
+            Arc::clone(&reloader),
+            nodes.iter().map(|n| Arc::clone(&n.node)).collect(),
+        )),
         admin_opts,
         shutdown,
     ));

@@ -25,6 +25,7 @@ use tokio_rustls::TlsAcceptor;
 use crate::body::Body;
 use crate::proxy::Peer;
 use crate::tls::SharedTls;
+use prometheus_client::metrics::gauge::Gauge;
 
 /// A service run by a listener.
 pub trait Handler: Send + Sync + 'static {
@@ -43,6 +44,24 @@ pub struct ServeOptions {
     pub grace: Duration,
     /// TLS, with the bound on the handshake.
     pub tls: Option<(SharedTls, Duration)>,
+    /// Open client connections.
+    pub connections: Gauge,
+}
+
+/// Counts a connection as open until its task ends, however it ends.
+struct Open(Gauge);
+
+impl Open {
+    fn new(gauge: &Gauge) -> Self {
+        gauge.inc();
+        Self(gauge.clone())
+    }
+}
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
 }
 
 /// The hyper service of one connection.
@@ -92,12 +111,14 @@ pub async fn serve<H: Handler>(
         };
         let _ = stream.set_nodelay(true);
         let handler = Arc::clone(&handler);
+        let open = Open::new(&opts.connections);
         match &opts.tls {
             None => {
                 let conn = builder
                     .serve_connection_with_upgrades(TokioIo::new(stream), service(handler, addr, false));
                 let conn = graceful.watch(conn.into_owned());
                 tokio::spawn(async move {
+                    let _open = open;
                     if let Err(e) = conn.await {
                         tracing::debug!(peer = %addr, error = %e, "connection ended with an error");
                     }
@@ -109,6 +130,7 @@ pub async fn serve<H: Handler>(
                 let (builder, watcher, handshake_timeout) =
                     (builder.clone(), graceful.watcher(), *handshake_timeout);
                 tokio::spawn(async move {
+                    let _open = open;
                     let stream = match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await
                     {
                         Ok(Ok(s)) => s,

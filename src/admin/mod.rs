@@ -1,4 +1,7 @@
-//! The admin listener: liveness, readiness, node status and run-time node states (SPEC 4.8).
+//! The admin listener: liveness, readiness, metrics, node status and run-time node states (SPEC 4.8).
+//!
+//! Bound to loopback by default; with `admin_token` set, every POST needs `Authorization: Bearer`
+//! (or the token field of the status page's forms), so a reachable admin port cannot drain the cluster.
 //!
 //! Kept apart from the public listener (HAProxy's `monitor-uri` shares it; Envoy's admin does not) so
 //! health probes and operator calls never compete with, or get routed like, client traffic.
@@ -11,6 +14,7 @@ use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use serde_json::json;
 
+use crate::auth::AuthNode;
 use crate::body::Body;
 use crate::error::{am_error, json_response};
 use crate::proxy::{Peer, Proxy};
@@ -23,12 +27,24 @@ use std::time::Duration;
 pub struct Admin {
     proxy: Arc<Proxy>,
     reloader: Arc<Reloader>,
+    nodes: Vec<Arc<AuthNode>>,
 }
 
 impl Admin {
     /// Admin endpoints over `proxy`'s state.
-    pub fn new(proxy: Arc<Proxy>, reloader: Arc<Reloader>) -> Self {
-        Self { proxy, reloader }
+    pub fn new(proxy: Arc<Proxy>, reloader: Arc<Reloader>, nodes: Vec<Arc<AuthNode>>) -> Self {
+        Self { proxy, reloader, nodes }
+    }
+
+    /// `GET /metrics`: Prometheus text exposition.
+    fn metrics(&self) -> Response<Body> {
+        let text = self.proxy.metrics().render(&self.proxy.snapshot().upstreams, &self.nodes);
+        let mut resp = Response::new(crate::body::full(text));
+        resp.headers_mut().insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
+        );
+        resp
     }
 
     /// `POST /reload`: 200 with the new summary, or 400 naming every problem (nothing changed).
@@ -154,27 +170,93 @@ fn backend_json(b: &Backend) -> serde_json::Value {
 
 impl Handler for Admin {
     async fn call(&self, req: Request<Incoming>, _peer: Peer) -> Response<Body> {
-        let path = req.uri().path();
-        if let Some(rest) = path.strip_prefix("/backends/") {
-            if req.method() != Method::POST {
-                return am_error(StatusCode::METHOD_NOT_ALLOWED, "Backend state changes are POST requests");
+        let (parts, body) = req.into_parts();
+        let path = parts.uri.path();
+        if parts.method == Method::POST {
+            // The status page's buttons are plain HTML forms: they carry the token as a field and want
+            // to land back on the page, not on a JSON answer.
+            let form = is_form(&parts.headers);
+            let fields = if form { read_form(body).await } else { String::new() };
+            let expected = self.proxy.snapshot().config.proxy.admin_token.clone();
+            if let Some(expected) = expected {
+                let given = bearer(&parts.headers).map(str::to_owned).or_else(|| {
+                    crate::upstream::sticky::query_param(&fields, "token").map(|t| t.into_owned())
+                });
+                if !given.is_some_and(|g| same_secret(g.as_bytes(), expected.as_bytes())) {
+                    return am_error(
+                        StatusCode::UNAUTHORIZED,
+                        "This admin endpoint needs `Authorization: Bearer <admin_token>`",
+                    );
+                }
             }
-            return match rest.split_once('/') {
-                Some((id, action)) => self.set_state(id, action, req.uri().query()),
-                None => am_error(StatusCode::NOT_FOUND, "Use /backends/{id}/drain, /ready or /maint"),
+            let resp = match path.strip_prefix("/backends/") {
+                Some(rest) => match rest.split_once('/') {
+                    Some((id, action)) => self.set_state(id, action, parts.uri.query()),
+                    None => am_error(StatusCode::NOT_FOUND, "Use /backends/{id}/drain, /ready or /maint"),
+                },
+                None if path == "/reload" => self.reload().await,
+                None => am_error(StatusCode::NOT_FOUND, "No admin endpoint at this path"),
             };
+            return if form && resp.status().is_success() { see_other("/status") } else { resp };
         }
-        match (req.method(), path) {
-            (&Method::GET | &Method::HEAD, "/status.json") => self.status_json(),
-            (&Method::GET | &Method::HEAD, "/status") => html(status::render(&self.proxy.snapshot(), false)),
-            (&Method::POST, "/reload") => self.reload().await,
-            (&Method::GET | &Method::HEAD, "/healthz") => {
-                json_response(StatusCode::OK, &json!({"status": "ok"}))
+        let read = parts.method == Method::GET || parts.method == Method::HEAD;
+        match path {
+            _ if !read => {
+                am_error(StatusCode::METHOD_NOT_ALLOWED, "Admin endpoints take GET, or POST for changes")
             }
-            (&Method::GET | &Method::HEAD, "/readyz") => self.readyz(),
+            "/healthz" => json_response(StatusCode::OK, &json!({"status": "ok"})),
+            "/readyz" => self.readyz(),
+            "/status.json" => self.status_json(),
+            "/status" => {
+                let snap = self.proxy.snapshot();
+                html(status::render(&snap, snap.config.proxy.admin_token.is_some()))
+            }
+            "/metrics" => self.metrics(),
+            p if p.starts_with("/backends/") || p == "/reload" => {
+                am_error(StatusCode::METHOD_NOT_ALLOWED, "Changes are POST requests")
+            }
             _ => am_error(StatusCode::NOT_FOUND, "No admin endpoint at this path"),
         }
     }
+}
+
+fn is_form(headers: &http::HeaderMap) -> bool {
+    headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"))
+}
+
+/// A form body, bounded: the admin forms carry one short field.
+async fn read_form(body: Incoming) -> String {
+    use http_body_util::BodyExt;
+    match http_body_util::Limited::new(body, 8 * 1024).collect().await {
+        Ok(b) => String::from_utf8_lossy(&b.to_bytes()).into_owned(),
+        Err(_) => String::new(),
+    }
+}
+
+fn bearer(headers: &http::HeaderMap) -> Option<&str> {
+    let v = headers.get(http::header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = v.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
+/// Compares secrets in time independent of where they differ (HMAC of both under a fresh key).
+fn same_secret(a: &[u8], b: &[u8]) -> bool {
+    use ring::hmac;
+    let key = hmac::Key::generate(hmac::HMAC_SHA256, &ring::rand::SystemRandom::new());
+    match key {
+        Ok(key) => hmac::verify(&key, a, hmac::sign(&key, b).as_ref()).is_ok(),
+        Err(_) => false,
+    }
+}
+
+fn see_other(location: &'static str) -> Response<Body> {
+    let mut resp = Response::new(crate::body::empty());
+    *resp.status_mut() = StatusCode::SEE_OTHER;
+    resp.headers_mut().insert(http::header::LOCATION, http::HeaderValue::from_static(location));
+    resp
 }
 
 fn html(page: String) -> Response<Body> {

@@ -66,6 +66,8 @@ pub struct ProxySettings {
     pub pool_idle_timeout: Duration,
     /// Idle upstream connections kept per backend.
     pub pool_max_idle_per_backend: usize,
+    /// Bearer token the admin POST endpoints require, if any.
+    pub admin_token: Option<String>,
 }
 
 /// `[proxy.tls]`.
@@ -597,6 +599,16 @@ fn convert_proxy(c: &mut Checker, raw: raw::RawProxy) -> Option<ProxySettings> {
         raw.request_header_timeout_ms,
         Duration::from_millis,
     );
+    let admin_token = raw.admin_token.filter(|t| {
+        let ok = t.len() >= 16 && t.bytes().all(|b| b.is_ascii_graphic());
+        if !ok {
+            c.report(
+                &join(&p, &[key("admin_token")]),
+                "must be at least 16 printable characters without spaces",
+            );
+        }
+        ok
+    });
     let pool_idle_timeout =
         c.duration(&join(&p, &[key("pool_idle_timeout_s")]), raw.pool_idle_timeout_s, Duration::from_secs);
     Some(ProxySettings {
@@ -609,6 +621,7 @@ fn convert_proxy(c: &mut Checker, raw: raw::RawProxy) -> Option<ProxySettings> {
         shutdown_grace: Duration::from_secs(raw.shutdown_grace_s),
         pool_idle_timeout,
         pool_max_idle_per_backend: raw.pool_max_idle_per_backend,
+        admin_token,
     })
 }
 

@@ -51,6 +51,8 @@ pub struct RawProxy {
     /// Idle keep-alive connections kept per backend. Default 256.
     #[serde(default = "default_pool_max_idle_per_backend")]
     pub pool_max_idle_per_backend: usize,
+    /// When set, the admin listener's POST endpoints require `Authorization: Bearer <token>`.
+    pub admin_token: Option<String>,
 }
 
 /// `[proxy.tls]`.

@@ -156,6 +156,7 @@ pub async fn to_pool(
                         parts = head;
                         exclude = Some(choice.index);
                         trace.retries += 1;
+                        backend.metrics.retried();
                         first_error = Some(err);
                     }
                     _ => return Err(err),

@@ -22,6 +22,8 @@ pub use forward::Peer;
 use crate::body::Body;
 use crate::config::{Config, RouteAction};
 use crate::error::{ProxyError, am_error};
+use crate::metrics::Metrics;
+use crate::upstream::select::Outcome;
 use crate::upstream::{StateRegistry, Upstreams};
 
 /// The pooled keep-alive client towards the nodes.
@@ -40,8 +42,13 @@ pub struct Snapshot {
 impl Snapshot {
     /// Builds a snapshot, reusing node state from `registry` and the client of `previous` when its
     /// settings are unchanged (so reloads keep warm connections).
-    pub fn build(config: Arc<Config>, registry: &StateRegistry, previous: Option<&Snapshot>) -> Self {
-        let upstreams = Upstreams::build(&config, registry);
+    pub fn build(
+        config: Arc<Config>,
+        registry: &StateRegistry,
+        metrics: &Metrics,
+        previous: Option<&Snapshot>,
+    ) -> Self {
+        let upstreams = Upstreams::build(&config, registry, metrics);
         let client = match previous {
             Some(p) if same_client_settings(&p.config, &config) => p.client.clone(),
             _ => build_client(&config),
@@ -73,14 +80,20 @@ fn build_client(config: &Config) -> UpstreamClient {
 pub struct Proxy {
     snapshot: ArcSwap<Snapshot>,
     registry: StateRegistry,
+    metrics: Arc<Metrics>,
 }
 
 impl Proxy {
     /// A proxy serving `config`.
-    pub fn new(config: Arc<Config>) -> Self {
+    pub fn new(config: Arc<Config>, metrics: Arc<Metrics>) -> Self {
         let registry = StateRegistry::default();
-        let snapshot = Snapshot::build(config, &registry, None);
-        Self { snapshot: ArcSwap::from_pointee(snapshot), registry }
+        let snapshot = Snapshot::build(config, &registry, &metrics, None);
+        Self { snapshot: ArcSwap::from_pointee(snapshot), registry, metrics }
+    }
+
+    /// The traffic metrics.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
     }
 
     /// The current snapshot.
@@ -91,17 +104,25 @@ impl Proxy {
     /// Swaps in a new config; node state of unchanged IDs carries over.
     pub fn reload(&self, config: Arc<Config>) {
         let previous = self.snapshot.load_full();
-        self.snapshot.store(Arc::new(Snapshot::build(config, &self.registry, Some(&previous))));
+        self.snapshot.store(Arc::new(Snapshot::build(
+            config,
+            &self.registry,
+            &self.metrics,
+            Some(&previous),
+        )));
     }
 
     /// Handles one request from the public listener. Never fails: errors become AM-shaped answers.
     pub async fn handle(&self, req: Request<Incoming>, peer: Peer) -> Response<Body> {
         let started = Instant::now();
         let snap = self.snapshot.load_full();
-        let (method, path) = (req.method().clone(), req.uri().path().to_owned());
+        let method = req.method().clone();
+        // The access line is the only reason to copy the path; skip it when the line is filtered out.
+        let log = tracing::enabled!(target: "tether::access", tracing::Level::INFO);
+        let path = log.then(|| req.uri().path().to_owned());
         let mut trace = forward::Trace::default();
         let action = route::find(&snap.config.routes, req.method(), req.uri(), req.headers()).cloned();
-        let (result, pool_name) = match action {
+        let (result, pool) = match action {
             None => (Err(ProxyError::NoRoute), None),
             Some(RouteAction::Status(status)) => {
                 (Ok(am_error(status, "This path is not served through this proxy")), None)
@@ -115,19 +136,37 @@ impl Proxy {
             tracing::debug!(error = %e, "synthetic answer");
             e.to_response()
         });
-        let backend = pool_name.zip(trace.choice).map(|(p, c)| p.backends[c.index].id.as_str());
-        tracing::info!(
-            target: "tether::access",
-            method = %method,
-            path = %path,
-            status = resp.status().as_u16(),
-            duration_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
-            pool = pool_name.map(|p| p.name.as_str()),
-            backend,
-            affinity = trace.choice.map(|c| c.outcome.as_str()),
-            hint = trace.hints.pinned.map(|(_, s)| s.as_str()),
-            retries = trace.retries,
-        );
+        let (status, elapsed) = (resp.status(), started.elapsed());
+        // The hint that decided: the pinning one for hits and redispatches, none when the pool balanced.
+        let decided_by = |outcome| match outcome {
+            Outcome::Hit | Outcome::Redispatch => trace.hints.pinned.map(|(_, source)| source),
+            Outcome::Miss | Outcome::Invalid => None,
+        };
+        match (pool, trace.choice) {
+            (Some(pool), Some(choice)) => {
+                pool.backends[choice.index].metrics.observe(&method, status, elapsed.as_secs_f64());
+                pool.metrics.affinity(choice.outcome, decided_by(choice.outcome));
+            }
+            (Some(pool), None) => pool.metrics.unserved(&method, status),
+            (None, _) => self.metrics.unrouted(&method, status),
+        }
+        if log {
+            let node = |i: usize| pool.map(|p| p.backends[i].id.as_str());
+            tracing::info!(
+                target: "tether::access",
+                method = %method,
+                path = path.as_deref().unwrap_or(""),
+                status = status.as_u16(),
+                bytes = http_body::Body::size_hint(resp.body()).exact(),
+                duration_us = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
+                pool = pool.map(|p| p.name.as_str()),
+                backend = trace.choice.and_then(|c| node(c.index)),
+                pinned = trace.hints.pinned.and_then(|(i, _)| node(i)),
+                affinity = trace.choice.map(|c| c.outcome.as_str()),
+                hint = trace.choice.and_then(|c| decided_by(c.outcome)).map(|h| h.as_str()),
+                retries = trace.retries,
+            );
+        }
         resp
     }
 }

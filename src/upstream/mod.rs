@@ -19,6 +19,7 @@ use http::uri::{Authority, Scheme};
 use tokio::time::Instant;
 
 use crate::config::{Affinity, BackendId, Balance, Config, HealthConfig, Role};
+use crate::metrics::{BackendMetrics, Metrics, PoolMetrics};
 use health::{CheckResult, HealthMachine, Transition};
 
 /// Health as seen by the proxy.
@@ -83,6 +84,10 @@ pub struct HealthInfo {
     pub last_check: Option<CheckResult>,
     /// Transitions so far.
     pub transitions: u64,
+    /// Transitions to up so far.
+    pub transitions_up: u64,
+    /// Transitions to down so far.
+    pub transitions_down: u64,
     /// Active checks run so far.
     pub checks: u64,
     /// The reason of the last transition.
@@ -128,6 +133,10 @@ impl BackendState {
             let why = reason(&info.machine);
             self.up.store(t == Transition::Up, Ordering::Relaxed);
             info.transitions += 1;
+            match t {
+                Transition::Up => info.transitions_up += 1,
+                Transition::Down => info.transitions_down += 1,
+            }
             health::log_transition(self, t, &why);
             info.last_reason = Some(why);
         }
@@ -281,6 +290,8 @@ pub struct Backend {
     pub set_cookie: HeaderValue,
     /// The same with `Secure`, for TLS listeners.
     pub set_cookie_secure: HeaderValue,
+    /// Traffic metrics of this backend in this pool.
+    pub metrics: Arc<BackendMetrics>,
 }
 
 /// A pool of nodes.
@@ -298,6 +309,8 @@ pub struct Pool {
     pub backends: Vec<Backend>,
     /// The session cookie whose token may carry a node hint.
     pub session_cookie: String,
+    /// Traffic metrics of this pool.
+    pub metrics: PoolMetrics,
     rr: AtomicUsize,
 }
 
@@ -322,7 +335,7 @@ pub struct Upstreams {
 
 impl Upstreams {
     /// Builds the pools of `config`, reusing node state from `registry`.
-    pub fn build(config: &Config, registry: &StateRegistry) -> Self {
+    pub fn build(config: &Config, registry: &StateRegistry, metrics: &Metrics) -> Self {
         let session_cookie = config
             .auth
             .as_ref()
@@ -336,6 +349,7 @@ impl Upstreams {
                 affinity: p.affinity.clone(),
                 health: p.health.clone(),
                 session_cookie: session_cookie.clone(),
+                metrics: metrics.pool(&p.name),
                 rr: AtomicUsize::new(0),
                 backends: p
                     .backends
@@ -348,6 +362,7 @@ impl Upstreams {
                         state: registry.get(&b.id),
                         set_cookie: render_cookie(&p.affinity, &b.id, false),
                         set_cookie_secure: render_cookie(&p.affinity, &b.id, true),
+                        metrics: Arc::new(metrics.backend(&p.name, b.id.as_str())),
                     })
                     .collect(),
             })

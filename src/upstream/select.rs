@@ -131,7 +131,11 @@ path_prefix = "/"
 pool = "am"
 "#
         );
-        Upstreams::build(&parse(&text).unwrap(), &StateRegistry::default())
+        Upstreams::build(
+            &parse(&text).unwrap(),
+            &StateRegistry::default(),
+            &crate::metrics::Metrics::default(),
+        )
     }
 
     fn pinned(i: usize) -> Hints {

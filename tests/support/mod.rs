@@ -712,13 +712,25 @@ impl TetherProcess {
 
     /// The next log line whose message ends with `suffix`.
     pub async fn wait_log(&mut self, suffix: &str) -> serde_json::Value {
+        self.wait_line(&format!("a message ending {suffix:?}"), |v| {
+            v["message"].as_str().is_some_and(|m| m.ends_with(suffix))
+        })
+        .await
+    }
+
+    /// The next log line (as JSON) that `matches`.
+    pub async fn wait_line(
+        &mut self,
+        what: &str,
+        matches: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
         loop {
             let line = tokio::time::timeout(Duration::from_secs(30), self.logs.recv())
                 .await
-                .unwrap_or_else(|_| panic!("no log line ending {suffix:?} within 30 s"))
+                .unwrap_or_else(|_| panic!("no log line with {what} within 30 s"))
                 .unwrap_or_else(|| panic!("tether exited: {:?}", self.child.try_wait()));
             let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
-            if v["message"].as_str().is_some_and(|m| m.ends_with(suffix)) {
+            if matches(&v) {
                 return v;
             }
         }

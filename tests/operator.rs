@@ -1,0 +1,243 @@
+//! The operator's view (issue 7): exact metrics after a scripted mix of requests, the access line of a
+//! redispatched request, and the admin token.
+
+mod support;
+
+use std::collections::BTreeMap;
+
+use support::{
+    Journey, ProxyHandle, TestBackend, TetherProcess, auth_toml, backends_toml, client, cluster_toml,
+    eventually, proxy_toml,
+};
+
+/// Parses Prometheus/OpenMetrics text into `(name, labels) → value`.
+fn parse(text: &str) -> Vec<(String, BTreeMap<String, String>, f64)> {
+    text.lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .map(|l| {
+            let (series, value) = l.rsplit_once(' ').expect("name value");
+            let (name, labels) = match series.split_once('{') {
+                Some((n, rest)) => (n, rest.trim_end_matches('}')),
+                None => (series, ""),
+            };
+            let labels = labels
+                .split("\",")
+                .filter(|p| !p.is_empty())
+                .map(|p| {
+                    let (k, v) = p.split_once('=').unwrap();
+                    (k.to_string(), v.trim_matches('"').to_string())
+                })
+                .collect();
+            (name.to_string(), labels, value.parse().expect("number"))
+        })
+        .collect()
+}
+
+/// The sum of every series of `name` whose labels include all of `want`.
+fn sum(metrics: &[(String, BTreeMap<String, String>, f64)], name: &str, want: &[(&str, &str)]) -> f64 {
+    metrics
+        .iter()
+        .filter(|(n, l, _)| n == name && want.iter().all(|(k, v)| l.get(*k).map(String::as_str) == Some(*v)))
+        .map(|(_, _, v)| v)
+        .sum()
+}
+
+async fn scrape(proxy: &ProxyHandle) -> Vec<(String, BTreeMap<String, String>, f64)> {
+    parse(&client().get(proxy.admin_url("/metrics")).send().await.unwrap().text().await.unwrap())
+}
+
+#[tokio::test]
+async fn metrics_count_exactly_what_was_sent() {
+    let a = TestBackend::start("01").await;
+    let b = TestBackend::start("02").await;
+    let dead = TestBackend::start("03").await;
+    let dead_alone = TestBackend::start("04").await;
+    let (dead_url, alone_url) = (dead.url(), dead_alone.url());
+    dead.shutdown();
+    dead_alone.shutdown();
+    for d in [&dead, &dead_alone] {
+        eventually("refusing", std::time::Duration::from_secs(5), async || {
+            tokio::net::TcpStream::connect(d.addr).await.is_err()
+        })
+        .await;
+    }
+    // Passive detection only (checks an hour apart), fall = 1: the first refusal takes a node out.
+    let health = "[pool.health]\ninterval_ms = 3600000\nfall = 1";
+    let toml = format!(
+        "[proxy]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n[[pool]]\nname = \"am\"\n{health}\n{}\n[[pool]]\nname = \"dead\"\n{health}\n{}\n\
+         [[route]]\npath_prefix = \"/console\"\nstatus = 403\n[[route]]\npath_prefix = \"/dead/\"\npool = \"dead\"\n[[route]]\npath_prefix = \"/am/\"\npool = \"am\"\n",
+        backends_toml(&[("01", a.url(), "active"), ("02", b.url(), "active"), ("03", dead_url, "active")]),
+        backends_toml(&[("04", alone_url, "active")]),
+    );
+    let proxy = ProxyHandle::start(&toml).await;
+    let http = client();
+    let get = async |path: &str, cookie: Option<&str>| {
+        let mut r = http.get(proxy.url(path));
+        if let Some(c) = cookie {
+            r = r.header("cookie", format!("amlbcookie={c}"));
+        }
+        r.send().await.unwrap().status().as_u16()
+    };
+    // Redispatched: pinned to 03, refused (retried), then 03 is down.
+    for _ in 0..3 {
+        assert_eq!(get("/am/x", Some("03")).await, 200);
+    }
+    for _ in 0..5 {
+        assert_eq!(get("/am/x", Some("01")).await, 200); // sticky
+    }
+    for _ in 0..4 {
+        assert_eq!(get("/am/x", None).await, 200); // unpinned
+    }
+    for _ in 0..2 {
+        assert_eq!(get("/am/x", Some("99")).await, 200); // invalid
+    }
+    assert_eq!(get("/console/x", None).await, 403);
+    assert_eq!(get("/console/y", None).await, 403);
+    assert_eq!(get("/nowhere", None).await, 404);
+    assert_eq!(get("/dead/x", None).await, 502);
+    assert_eq!(get("/dead/x", None).await, 503);
+
+    let m = scrape(&proxy).await;
+    let aff = |outcome, hint| {
+        sum(&m, "tether_affinity_total", &[("pool", "am"), ("outcome", outcome), ("hint", hint)])
+    };
+    assert_eq!(aff("hit", "cookie"), 5.0);
+    assert_eq!(aff("redispatch", "cookie"), 3.0);
+    assert_eq!(aff("miss", "none"), 4.0);
+    assert_eq!(aff("invalid", "none"), 2.0);
+    assert_eq!(sum(&m, "tether_affinity_total", &[("pool", "am")]), 14.0);
+    let req = |pool, backend, status| {
+        sum(&m, "tether_requests_total", &[("pool", pool), ("backend", backend), ("status", status)])
+    };
+    assert_eq!(req("am", "01", "2xx") + req("am", "02", "2xx"), 14.0);
+    assert_eq!(a.hits() + b.hits(), 14);
+    assert_eq!(req("am", "01", "2xx"), a.hits() as f64);
+    assert_eq!(
+        sum(&m, "tether_requests_total", &[("backend", "03")]),
+        0.0,
+        "the refused attempt was retried, not answered"
+    );
+    assert_eq!(req("none", "none", "4xx"), 3.0);
+    assert_eq!(req("dead", "04", "5xx"), 1.0);
+    assert_eq!(req("dead", "none", "5xx"), 1.0);
+    assert_eq!(sum(&m, "tether_requests_total", &[("method", "GET")]), 19.0);
+    assert_eq!(sum(&m, "tether_retries_total", &[("backend", "03")]), 1.0);
+    assert_eq!(sum(&m, "tether_request_duration_seconds_count", &[("backend", "01")]), a.hits() as f64);
+    assert_eq!(sum(&m, "tether_backend_up", &[("backend", "03")]), 0.0);
+    assert_eq!(sum(&m, "tether_backend_up", &[("backend", "01")]), 1.0);
+    assert_eq!(sum(&m, "tether_health_transitions_total", &[("backend", "03"), ("to", "down")]), 1.0);
+    assert_eq!(sum(&m, "tether_backend_passive_failures_total", &[("backend", "03")]), 1.0);
+    assert_eq!(sum(&m, "tether_backend_admin_state", &[("backend", "01"), ("state", "ready")]), 1.0);
+    assert_eq!(
+        sum(&m, "tether_open_connections", &[("listener", "admin")]),
+        1.0,
+        "this scrape's own connection"
+    );
+}
+
+#[tokio::test]
+async fn auth_node_counters_are_exported() {
+    let proxy = ProxyHandle::start(&cluster_toml(&["01"], "", &auth_toml("memory", "shared", ""))).await;
+    let mut ok = Journey::new(proxy.url(""), true);
+    ok.mfa_login("secret").await;
+    let mut bad = Journey::new(proxy.url(""), true);
+    let (_, step) = bad.start("ldapService").await;
+    assert_eq!(bad.answer("ldapService", step, &["demo", "wrong"]).await.0, 401);
+    let m = scrape(&proxy).await;
+    assert_eq!(sum(&m, "tether_auth_logins_started_total", &[("node", "01")]), 2.0);
+    assert_eq!(sum(&m, "tether_auth_logins_succeeded_total", &[("node", "01")]), 1.0);
+    assert_eq!(sum(&m, "tether_auth_logins_failed_total", &[("node", "01")]), 1.0);
+    assert_eq!(sum(&m, "tether_auth_sessions", &[("node", "01")]), 1.0);
+    assert_eq!(
+        sum(&m, "tether_affinity_total", &[("outcome", "hit"), ("hint", "cookie")]),
+        3.0,
+        "steps 2-3 of the mfa login and step 2 of the failed one"
+    );
+}
+
+#[tokio::test]
+async fn the_access_line_of_a_redispatch_names_both_nodes_and_the_hint() {
+    let a = TestBackend::start("01").await;
+    let b = TestBackend::start("02").await;
+    let dir =
+        std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("access-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("proxy.toml");
+    std::fs::write(&file, proxy_toml(&[&a, &b], &[], "[pool.health]\ninterval_ms = 3600000\nfall = 1", None))
+        .unwrap();
+    let mut tether = TetherProcess::spawn(&["run", "-c", file.to_str().unwrap()]).await;
+    a.shutdown();
+    eventually("01 refuses", std::time::Duration::from_secs(5), async || {
+        tokio::net::TcpStream::connect(a.addr).await.is_err()
+    })
+    .await;
+    let resp = client()
+        .get(format!("http://{}/am/x", tether.listen()))
+        .header("cookie", "amlbcookie=01")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let line = tether.wait_line("target tether::access", |v| v["target"] == "tether::access").await;
+    assert_eq!(line["affinity"], "redispatch", "{line}");
+    assert_eq!(line["pinned"], "01", "the node the client was pinned to: {line}");
+    assert_eq!(line["backend"], "02", "the node that served: {line}");
+    assert_eq!(line["hint"], "cookie", "{line}");
+    assert_eq!(line["retries"], 1, "{line}");
+    assert_eq!(line["status"], 200);
+    assert_eq!(line["method"], "GET");
+    assert_eq!(line["path"], "/am/x");
+}
+
+#[tokio::test]
+async fn with_an_admin_token_posts_without_it_are_refused_and_change_nothing() {
+    let a = TestBackend::start("01").await;
+    let toml = proxy_toml(&[&a], &[], "", None).replacen(
+        "admin_listen = \"127.0.0.1:0\"\n",
+        "admin_listen = \"127.0.0.1:0\"\nadmin_token = \"s3cret-token-0123456789\"\n",
+        1,
+    );
+    let proxy = ProxyHandle::start(&toml).await;
+    let http = client();
+    let admin_state = async || {
+        let v: serde_json::Value =
+            http.get(proxy.admin_url("/status.json")).send().await.unwrap().json().await.unwrap();
+        v["pools"][0]["backends"][0]["admin"].as_str().unwrap().to_string()
+    };
+    for (header, form) in
+        [(None, None), (Some("Bearer wrong-token-0123456789"), None), (None, Some("token=nope"))]
+    {
+        let mut req = http.post(proxy.admin_url("/backends/01/maint"));
+        if let Some(h) = header {
+            req = req.header("authorization", h);
+        }
+        if let Some(f) = form {
+            req = req.header("content-type", "application/x-www-form-urlencoded").body(f);
+        }
+        let resp = req.send().await.unwrap();
+        assert_eq!(resp.status(), 401);
+        assert_eq!(resp.headers()["content-type"], "application/json");
+        assert_eq!(admin_state().await, "ready", "a refused POST changes nothing");
+    }
+    assert_eq!(http.post(proxy.admin_url("/reload")).send().await.unwrap().status(), 401);
+    // Reads stay open; the right token works, from a header or from the status page's form.
+    assert_eq!(http.get(proxy.admin_url("/metrics")).send().await.unwrap().status(), 200);
+    let resp = http
+        .post(proxy.admin_url("/backends/01/maint"))
+        .bearer_auth("s3cret-token-0123456789")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(admin_state().await, "maint");
+    let resp = http
+        .post(proxy.admin_url("/backends/01/ready"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("token=s3cret-token-0123456789")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 303, "a browser form lands back on the status page");
+    assert_eq!(resp.headers()["location"], "/status");
+    assert_eq!(admin_state().await, "ready");
+}
