@@ -101,7 +101,7 @@ fn execute(command: Command) -> anyhow::Result<ExitCode> {
         }
         Command::Run { config } => {
             let config = tether::config::load(&config)?;
-            runtime()?.block_on(async {
+            runtime(config.proxy.workers)?.block_on(async {
                 let shutdown = CancellationToken::new();
                 let running = tether::start(config, shutdown.clone()).await?;
                 tokio::spawn(on_signals(shutdown, Some(Arc::clone(&running.reloader))));
@@ -112,7 +112,7 @@ fn execute(command: Command) -> anyhow::Result<ExitCode> {
         }
         Command::Node { id, config } => {
             let config = tether::config::load(&config)?;
-            runtime()?.block_on(async {
+            runtime(config.proxy.workers)?.block_on(async {
                 let shutdown = CancellationToken::new();
                 tokio::spawn(on_signals(shutdown.clone(), None));
                 tether::run_node(config, &id, shutdown).await
@@ -122,8 +122,13 @@ fn execute(command: Command) -> anyhow::Result<ExitCode> {
     }
 }
 
-fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the tokio runtime")
+/// The runtime: `[proxy] workers` threads, or one per core.
+fn runtime(workers: Option<usize>) -> anyhow::Result<tokio::runtime::Runtime> {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Some(n) = workers {
+        builder.worker_threads(n);
+    }
+    builder.enable_all().build().context("starting the tokio runtime")
 }
 
 /// SIGTERM and SIGINT start a graceful drain; SIGHUP reloads the config file.

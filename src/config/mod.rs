@@ -66,8 +66,10 @@ pub struct ProxySettings {
     pub pool_idle_timeout: Duration,
     /// Idle upstream connections kept per backend.
     pub pool_max_idle_per_backend: usize,
-    /// Bearer token the admin POST endpoints require, if any.
+        /// Bearer token the admin POST endpoints require, if any.
     pub admin_token: Option<String>,
+    /// Runtime worker threads (`None` = one per core).
+    pub workers: Option<usize>,
 }
 
 /// `[proxy.tls]`.
@@ -609,6 +611,9 @@ fn convert_proxy(c: &mut Checker, raw: raw::RawProxy) -> Option<ProxySettings> {
         }
         ok
     });
+        if raw.workers == Some(0) {
+        c.report(&join(&p, &[key("workers")]), "must be at least 1 (leave it out for one per core)");
+    }
     let pool_idle_timeout =
         c.duration(&join(&p, &[key("pool_idle_timeout_s")]), raw.pool_idle_timeout_s, Duration::from_secs);
     Some(ProxySettings {
@@ -620,8 +625,9 @@ fn convert_proxy(c: &mut Checker, raw: raw::RawProxy) -> Option<ProxySettings> {
         request_header_timeout,
         shutdown_grace: Duration::from_secs(raw.shutdown_grace_s),
         pool_idle_timeout,
-        pool_max_idle_per_backend: raw.pool_max_idle_per_backend,
+                pool_max_idle_per_backend: raw.pool_max_idle_per_backend,
         admin_token,
+        workers: raw.workers,
     })
 }
 
