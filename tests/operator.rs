@@ -241,3 +241,39 @@ async fn with_an_admin_token_posts_without_it_are_refused_and_change_nothing() {
     assert_eq!(resp.headers()["location"], "/status");
     assert_eq!(admin_state().await, "ready");
 }
+
+#[tokio::test]
+async fn status_json_shows_a_kill_at_the_next_check_and_a_drain_at_once() {
+    let a = TestBackend::start("01").await;
+    let b = TestBackend::start("02").await;
+    let proxy =
+        ProxyHandle::start(&proxy_toml(&[&a, &b], &[], "[pool.health]\ninterval_ms = 100\nfall = 3", None))
+            .await;
+    let http = client();
+    let row = async |id: &str| {
+        let v: serde_json::Value =
+            http.get(proxy.admin_url("/status.json")).send().await.unwrap().json().await.unwrap();
+        v["pools"][0]["backends"].as_array().unwrap().iter().find(|b| b["id"] == id).cloned().unwrap()
+    };
+    eventually("a first check ran", std::time::Duration::from_secs(10), async || {
+        row("01").await["checks"].as_u64() > Some(0)
+    })
+    .await;
+    a.shutdown();
+    let before = row("01").await["checks"].as_u64().unwrap();
+    let mut seen = serde_json::Value::Null;
+    eventually("the kill shows", std::time::Duration::from_secs(10), async || {
+        seen = row("01").await;
+        seen["last_check"]["pass"] == false
+    })
+    .await;
+    assert!(
+        seen["checks"].as_u64().unwrap() - before <= 1,
+        "the first check after the kill shows it: {seen}"
+    );
+    assert_eq!(seen["health"], "up", "fall = 3 has not been reached yet, and the page says so honestly");
+
+    let resp = http.post(proxy.admin_url("/backends/02/drain")).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(row("02").await["admin"], "drain", "an admin change shows at once");
+}
