@@ -13,7 +13,6 @@ use std::sync::Arc;
 
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric, text};
-use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
@@ -315,102 +314,76 @@ struct StateCollector {
     auth: Vec<AuthRow>,
 }
 
-fn gauge(
+/// Writes one family from rows of const metrics; the rows' type decides counter or gauge.
+fn family<M: EncodeMetric>(
     encoder: &mut DescriptorEncoder,
     name: &str,
     help: &str,
-    rows: &[(Labels, i64)],
+    rows: Vec<(Labels, M)>,
 ) -> Result<(), std::fmt::Error> {
-    let mut m = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
-    for (labels, v) in rows {
-        ConstGauge::new(*v).encode(m.encode_family(labels)?)?;
+    let Some(kind) = rows.first().map(|(_, m)| m.metric_type()) else { return Ok(()) };
+    let mut m = encoder.encode_descriptor(name, help, None, kind)?;
+    for (labels, v) in &rows {
+        v.encode(m.encode_family(labels)?)?;
     }
     Ok(())
 }
 
-fn counter(
-    encoder: &mut DescriptorEncoder,
-    name: &str,
-    help: &str,
-    rows: &[(Labels, u64)],
-) -> Result<(), std::fmt::Error> {
-    let mut m = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
-    for (labels, v) in rows {
-        ConstCounter::new(*v).encode(m.encode_family(labels)?)?;
+fn gauge(v: impl TryInto<i64>) -> ConstGauge {
+    ConstGauge::new(v.try_into().unwrap_or(i64::MAX))
+}
+
+impl StateCollector {
+    /// One row per backend, with `extra` labels, valued by `f`.
+    fn per_backend<M>(
+        &self,
+        f: impl Fn(&BackendRow) -> Vec<(Option<(&'static str, &str)>, M)>,
+    ) -> Vec<(Labels, M)> {
+        self.rows
+            .iter()
+            .flat_map(|r| {
+                f(r).into_iter().map(|(extra, m)| {
+                    let mut l = r.labels.clone();
+                    l.extend(extra.map(|(k, v)| (k, v.to_string())));
+                    (l, m)
+                })
+            })
+            .collect()
     }
-    Ok(())
 }
 
 impl Collector for StateCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let by = |f: &dyn Fn(&BackendRow) -> i64| -> Vec<(Labels, i64)> {
-            self.rows.iter().map(|r| (r.labels.clone(), f(r))).collect()
-        };
-        gauge(
-            &mut encoder,
-            "backend_up",
-            "1 when the backend passes its health checks",
-            &by(&|r| i64::from(r.up)),
-        )?;
-        let admin: Vec<(Labels, i64)> = self
-            .rows
-            .iter()
-            .flat_map(|r| {
-                [AdminState::Ready, AdminState::Drain, AdminState::Maint].map(|s| {
-                    let mut l = r.labels.clone();
-                    l.push(("state", s.as_str().to_string()));
-                    (l, i64::from(r.admin == s))
-                })
-            })
-            .collect();
-        gauge(&mut encoder, "backend_admin_state", "1 for the backend's current admin state", &admin)?;
-        let in_flight = by(&|r| i64::try_from(r.in_flight).unwrap_or(i64::MAX));
-        gauge(&mut encoder, "backend_in_flight", "Requests in flight to the backend", &in_flight)?;
-        let counted = |f: &dyn Fn(&BackendRow) -> u64| -> Vec<(Labels, u64)> {
-            self.rows.iter().map(|r| (r.labels.clone(), f(r))).collect()
-        };
-        counter(
-            &mut encoder,
-            "backend_passive_failures",
-            "Connect failures and timeouts on live traffic",
-            &counted(&|r| r.failures),
-        )?;
-        counter(&mut encoder, "health_checks", "Active health checks run", &counted(&|r| r.checks))?;
-        let transitions: Vec<(Labels, u64)> = self
-            .rows
-            .iter()
-            .flat_map(|r| {
-                [("up", r.to_up), ("down", r.to_down)].map(|(to, v)| {
-                    let mut l = r.labels.clone();
-                    l.push(("to", to.to_string()));
-                    (l, v)
-                })
-            })
-            .collect();
-        counter(
-            &mut encoder,
-            "health_transitions",
-            "Health state changes, by the state entered",
-            &transitions,
-        )?;
+        let e = &mut encoder;
+        let up = self.per_backend(|r| vec![(None, gauge(i64::from(r.up)))]);
+        family(e, "backend_up", "1 when the backend passes its health checks", up)?;
+        let admin = self.per_backend(|r| {
+            [AdminState::Ready, AdminState::Drain, AdminState::Maint]
+                .map(|s| (Some(("state", s.as_str())), gauge(i64::from(r.admin == s))))
+                .into()
+        });
+        family(e, "backend_admin_state", "1 for the backend's current admin state", admin)?;
+        let in_flight = self.per_backend(|r| vec![(None, gauge(r.in_flight))]);
+        family(e, "backend_in_flight", "Requests in flight to the backend", in_flight)?;
+        let failures = self.per_backend(|r| vec![(None, ConstCounter::new(r.failures))]);
+        family(e, "backend_passive_failures", "Connect failures and timeouts on live traffic", failures)?;
+        let checks = self.per_backend(|r| vec![(None, ConstCounter::new(r.checks))]);
+        family(e, "health_checks", "Active health checks run", checks)?;
+        let transitions = self.per_backend(|r| {
+            vec![
+                (Some(("to", "up")), ConstCounter::new(r.to_up)),
+                (Some(("to", "down")), ConstCounter::new(r.to_down)),
+            ]
+        });
+        family(e, "health_transitions", "Health state changes, by the state entered", transitions)?;
+        let node = |a: &AuthRow| vec![("node", a.node.clone())];
         if let Some(first) = self.auth.first() {
             for (i, (name, help, _)) in first.counters.iter().enumerate() {
-                let rows: Vec<(Labels, u64)> =
-                    self.auth.iter().map(|a| (vec![("node", a.node.clone())], a.counters[i].2)).collect();
-                counter(&mut encoder, name, help, &rows)?;
+                let rows = self.auth.iter().map(|a| (node(a), ConstCounter::new(a.counters[i].2))).collect();
+                family(e, name, help, rows)?;
             }
-            let live: Vec<(Labels, i64)> = self
-                .auth
-                .iter()
-                .map(|a| (vec![("node", a.node.clone())], i64::try_from(a.live).unwrap_or(i64::MAX)))
-                .collect();
-            gauge(
-                &mut encoder,
-                "auth_sessions",
-                "Sessions in the node's store (a shared store shows on every node)",
-                &live,
-            )?;
         }
-        Ok(())
+        let live = self.auth.iter().map(|a| (node(a), gauge(a.live))).collect();
+        family(e, "auth_sessions", "Sessions in the node's store (a shared store shows on every node)", live)
     }
 }

@@ -10,22 +10,9 @@ use std::time::Duration;
 
 use serde_json::Value;
 use support::{
-    BackendOptions, Journey, ProxyHandle, TestBackend, auth_toml, client, cluster_toml, eventually,
-    proxy_toml, served_by,
+    BackendOptions, FAST_CHECKS, Journey, ProxyHandle, TestBackend, auth_toml, backend_status, client,
+    cluster_toml, eventually, proxy_toml, served_by,
 };
-
-const FAST_CHECKS: &str = "[pool.health]\ninterval_ms = 50\ntimeout_ms = 100\nrise = 2\nfall = 2";
-
-async fn backend_status(proxy: &ProxyHandle, id: &str) -> Value {
-    let v: Value = client().get(proxy.admin_url("/status.json")).send().await.unwrap().json().await.unwrap();
-    v["pools"][0]["backends"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|b| b["id"] == id)
-        .cloned()
-        .expect("backend in status")
-}
 
 async fn wait_health(proxy: &ProxyHandle, id: &str, health: &str) -> Value {
     let mut last = Value::Null;

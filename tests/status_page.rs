@@ -10,21 +10,9 @@ mod support;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde_json::Value;
-use support::{ProxyHandle, TestBackend, client, eventually, proxy_toml, served_by};
-
-const FAST_CHECKS: &str = "[pool.health]\ninterval_ms = 50\ntimeout_ms = 100\nrise = 2\nfall = 2";
-
-async fn backend_status(proxy: &ProxyHandle, id: &str) -> Value {
-    let v: Value = client().get(proxy.admin_url("/status.json")).send().await.unwrap().json().await.unwrap();
-    v["pools"][0]["backends"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|b| b["id"] == id)
-        .cloned()
-        .expect("backend in status")
-}
+use support::{
+    FAST_CHECKS, ProxyHandle, TestBackend, backend_status, client, eventually, proxy_toml, served_by,
+};
 
 /// The `<tr data-backend="ID" …>…</tr>` of a node.
 fn row<'a>(page: &'a str, id: &str) -> &'a str {

@@ -767,3 +767,19 @@ impl Drop for TetherProcess {
         let _ = self.child.kill();
     }
 }
+
+/// Health checks fast enough for scenario tests: 50 ms apart, rise and fall 2.
+pub const FAST_CHECKS: &str = "[pool.health]\ninterval_ms = 50\ntimeout_ms = 100\nrise = 2\nfall = 2";
+
+/// One backend's entry of the admin `/status.json` (first pool).
+pub async fn backend_status(proxy: &ProxyHandle, id: &str) -> serde_json::Value {
+    let v: serde_json::Value =
+        client().get(proxy.admin_url("/status.json")).send().await.unwrap().json().await.unwrap();
+    v["pools"][0]["backends"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["id"] == id)
+        .cloned()
+        .expect("backend in status")
+}
