@@ -328,3 +328,59 @@ async fn readyz_reports_pools_without_a_node_and_healthz_stays_up() {
     assert_eq!(v["down"][0]["health"], "down");
     assert_eq!(http.get(proxy.admin_url("/healthz")).send().await.unwrap().status(), 200);
 }
+
+#[tokio::test]
+async fn a_node_that_sends_no_headers_in_time_is_a_504() {
+    let node = TestBackend::start("01").await;
+    let toml = proxy_toml(&[&node], &[], "", None).replacen(
+        "admin_listen = \"127.0.0.1:0\"\n",
+        "admin_listen = \"127.0.0.1:0\"\nresponse_timeout_ms = 200\n",
+        1,
+    );
+    let proxy = ProxyHandle::start(&toml).await;
+    let resp = client().get(proxy.url("/slow")).send().await.unwrap();
+    assert_eq!(resp.status(), 504);
+    assert_eq!(resp.headers()["content-type"], "application/json");
+    let v: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(v["code"], 504);
+    assert_eq!(node.slow_started(), 1, "a timed-out request is not sent again");
+    node.release();
+}
+
+#[tokio::test]
+async fn a_node_dying_mid_request_fails_a_post_but_retries_a_get() {
+    for (method, want) in [(reqwest::Method::POST, 502), (reqwest::Method::GET, 200)] {
+        let dying = TestBackend::start("01").await;
+        let other = TestBackend::start("02").await;
+        let proxy = ProxyHandle::start(&proxy_toml(&[&dying, &other], &[], "", None)).await;
+        let req = client()
+            .request(method.clone(), proxy.url("/slow"))
+            .header("cookie", "amlbcookie=01")
+            .header("content-type", "application/json")
+            .body("{}");
+        let pending = tokio::spawn(req.send());
+        support::eventually("the request reached node 01", std::time::Duration::from_secs(10), async || {
+            dying.slow_started() == 1
+        })
+        .await;
+        // The node goes away with the request in flight: bytes were sent, nothing came back.
+        dying.shutdown();
+        if want == 200 {
+            // The retry lands on /slow of node 02, which answers once released.
+            support::eventually(
+                "the retry reached node 02",
+                std::time::Duration::from_secs(10),
+                async || other.slow_started() == 1,
+            )
+            .await;
+            other.release();
+        }
+        let resp = pending.await.unwrap().unwrap();
+        assert_eq!(resp.status(), want, "{method}");
+        assert_eq!(
+            other.hits(),
+            usize::from(want == 200),
+            "{method}: only the idempotent request is sent again"
+        );
+    }
+}
