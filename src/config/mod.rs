@@ -66,7 +66,7 @@ pub struct ProxySettings {
     pub pool_idle_timeout: Duration,
     /// Idle upstream connections kept per backend.
     pub pool_max_idle_per_backend: usize,
-        /// Bearer token the admin POST endpoints require, if any.
+    /// Bearer token the admin POST endpoints require, if any.
     pub admin_token: Option<String>,
     /// Runtime worker threads (`None` = one per core).
     pub workers: Option<usize>,
@@ -611,7 +611,7 @@ fn convert_proxy(c: &mut Checker, raw: raw::RawProxy) -> Option<ProxySettings> {
         }
         ok
     });
-        if raw.workers == Some(0) {
+    if raw.workers == Some(0) {
         c.report(&join(&p, &[key("workers")]), "must be at least 1 (leave it out for one per core)");
     }
     let pool_idle_timeout =
@@ -625,7 +625,7 @@ fn convert_proxy(c: &mut Checker, raw: raw::RawProxy) -> Option<ProxySettings> {
         request_header_timeout,
         shutdown_grace: Duration::from_secs(raw.shutdown_grace_s),
         pool_idle_timeout,
-                pool_max_idle_per_backend: raw.pool_max_idle_per_backend,
+        pool_max_idle_per_backend: raw.pool_max_idle_per_backend,
         admin_token,
         workers: raw.workers,
     })

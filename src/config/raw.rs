@@ -51,7 +51,7 @@ pub struct RawProxy {
     /// Idle keep-alive connections kept per backend. Default 256.
     #[serde(default = "default_pool_max_idle_per_backend")]
     pub pool_max_idle_per_backend: usize,
-        /// When set, the admin listener's POST endpoints require `Authorization: Bearer <token>`.
+    /// When set, the admin listener's POST endpoints require `Authorization: Bearer <token>`.
     pub admin_token: Option<String>,
     /// Runtime worker threads. Default: one per CPU core.
     pub workers: Option<usize>,
