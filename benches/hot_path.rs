@@ -130,7 +130,9 @@ fn hint_decoding(c: &mut Criterion) {
 fn header_rewriting(c: &mut Criterion) {
     let token = tether::token::mint_token(&SystemRandom::new(), "02");
     let headers = browser_headers(&format!("_ga=GA1.2.12345; amlbcookie=02; iPlanetDirectoryPro={token}"));
-    let client = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 10));
+    // Rendered once per connection by the proxy.
+    let client = headers::forwarded_for_value(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 10)));
+    let host = HeaderValue::from_static("login.example.com");
     let mut group = c.benchmark_group("header_rewriting");
     group.throughput(Throughput::Elements(1));
     group.bench_function("strip_hop_by_hop_and_add_forwarded", |b| {
@@ -138,7 +140,7 @@ fn header_rewriting(c: &mut Criterion) {
             || headers.clone(),
             |mut h| {
                 headers::strip_hop_by_hop(&mut h);
-                headers::add_forwarded(&mut h, client, false, Some("login.example.com"));
+                headers::add_forwarded(&mut h, &client, false, Some(host.clone()));
                 h
             },
             BatchSize::SmallInput,
