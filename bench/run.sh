@@ -203,14 +203,15 @@ port_of() {
     direct) echo "$P_UP1" ;; tether) echo "$P_TETHER" ;; haproxy) echo "$P_HAPROXY" ;; nginx) echo "$P_NGINX" ;;
   esac
 }
-cpu_ticks() { # pids...: utime+stime in clock ticks, summed (fields 14 and 15, counted after the `)`)
-  local pid sum=0 rest
+cpu_ticks() { # pids...: "utime stime" in clock ticks, summed (fields 14 and 15, counted after the `)`)
+  local pid user=0 sys=0 rest
   for pid in "$@"; do
     rest=$(sed 's/.*) //' "/proc/$pid/stat")
     set -- $rest
-    sum=$((sum + ${12} + ${13}))
+    user=$((user + ${12}))
+    sys=$((sys + ${13}))
   done
-  echo "$sum"
+  echo "$user $sys"
 }
 hwm_kb() { # pids...: VmHWM summed, in KiB
   local pid sum=0
@@ -232,14 +233,14 @@ done
 
 RAW=$WORK/raw.tsv
 run_wrk() { # target repeat: one wrk run, one line in RAW
-  local target=$1 rep=$2 pids before after out
+  local target=$1 rep=$2 pids u0 s0 u1 s1 out
   read -r -a pids <<<"$(procs_of "$target")"
-  before=$(cpu_ticks "${pids[@]}")
+  read -r u0 s0 <<<"$(cpu_ticks "${pids[@]}")"
   out=$(taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNS" -d"$DURATION" --latency -H 'Cookie: amlbcookie=01' \
     "http://127.0.0.1:$(port_of "$target")/")
-  after=$(cpu_ticks "${pids[@]}")
+  read -r u1 s1 <<<"$(cpu_ticks "${pids[@]}")"
   echo "$out" >"$WORK/wrk-$target-$rep.txt"
-  python3 - "$target" "$rep" "$((after - before))" "$HZ" "$(hwm_kb "${pids[@]}")" "$WORK/wrk-$target-$rep.txt" >>"$RAW" <<'PY'
+  python3 - "$target" "$rep" "$((u1 - u0)) $((s1 - s0))" "$HZ" "$(hwm_kb "${pids[@]}")" "$WORK/wrk-$target-$rep.txt" >>"$RAW" <<'PY'
 import re, sys
 target, rep, ticks, hz, hwm, path = sys.argv[1:]
 text = open(path).read()
@@ -251,8 +252,10 @@ rps = float(re.search(r"Requests/sec:\s+([\d.]+)", text)[1])
 p50 = dur_us(re.search(r"^\s+50%\s+(\S+)", text, re.M)[1])
 p99 = dur_us(re.search(r"^\s+99%\s+(\S+)", text, re.M)[1])
 errors = re.search(r"Non-2xx or 3xx responses: (\d+)|Socket errors: .*", text)
-cpu_us = int(ticks) * 1e6 / int(hz) / max(reqs, 1)
-print(f"{target}\t{rep}\t{rps:.1f}\t{p50:.1f}\t{p99:.1f}\t{cpu_us:.3f}\t{hwm}\t{reqs}\t{1 if errors else 0}")
+user, sys_ = map(int, ticks.split())
+cpu_us = (user + sys_) * 1e6 / int(hz) / max(reqs, 1)
+kernel = 100 * sys_ / max(user + sys_, 1)
+print(f"{target}\t{rep}\t{rps:.1f}\t{p50:.1f}\t{p99:.1f}\t{cpu_us:.3f}\t{hwm}\t{reqs}\t{1 if errors else 0}\t{kernel:.0f}")
 PY
 }
 
@@ -265,7 +268,7 @@ echo "== $REPEATS interleaved repeats: wrk -t1 -c$CONNS -d$DURATION --latency -H
 for ((rep = 1; rep <= REPEATS; rep++)); do
   for t in "${TARGETS[@]}"; do
     run_wrk "$t" "$rep"
-    tail -n1 "$RAW" | awk -F'\t' '{printf "  repeat %s %-8s %9.0f req/s  p50 %7.0f us  p99 %7.0f us  cpu %6.2f us/req%s\n", $2, $1, $3, $4, $5, $6, ($9 ? "  (errors!)" : "")}'
+    tail -n1 "$RAW" | awk -F'\t' '{printf "  repeat %s %-8s %9.0f req/s  p50 %7.0f us  p99 %7.0f us  cpu %6.2f us/req (%s%% kernel)%s\n", $2, $1, $3, $4, $5, $6, $10, ($9 ? "  (errors!)" : "")}'
   done
 done
 
@@ -274,19 +277,20 @@ python3 - "$RAW" <<'PY'
 import statistics, sys
 rows = [l.rstrip("\n").split("\t") for l in open(sys.argv[1])]
 by = {}
-for t, rep, rps, p50, p99, cpu, hwm, reqs, err in rows:
-    by.setdefault(t, []).append(dict(rps=float(rps), p50=float(p50), p99=float(p99), cpu=float(cpu), hwm=int(hwm) / 1024))
+for t, rep, rps, p50, p99, cpu, hwm, reqs, err, kernel in rows:
+    by.setdefault(t, []).append(dict(rps=float(rps), p50=float(p50), p99=float(p99), cpu=float(cpu),
+                                     hwm=int(hwm) / 1024, kernel=float(kernel)))
 def cell(vals, fmt):
     return f"{fmt.format(statistics.median(vals))} ({fmt.format(min(vals))}–{fmt.format(max(vals))})"
-print("| target | req/s | p50 µs | p99 µs | CPU µs/req | peak RSS MiB |")
-print("|---|---|---|---|---|---|")
+print("| target | req/s | p50 µs | p99 µs | CPU µs/req | of which kernel | peak RSS MiB |")
+print("|---|---|---|---|---|---|---|")
 for t in ["direct", "tether", "haproxy", "nginx"]:
     r = by.get(t, [])
     if not r:
         continue
     col = lambda k, f: cell([x[k] for x in r], f)
     name = "direct (upstream's CPU)" if t == "direct" else t
-    print(f"| {name} | {col('rps', '{:.0f}')} | {col('p50', '{:.0f}')} | {col('p99', '{:.0f}')} | {col('cpu', '{:.2f}')} | {col('hwm', '{:.1f}')} |")
+    print(f"| {name} | {col('rps', '{:.0f}')} | {col('p50', '{:.0f}')} | {col('p99', '{:.0f}')} | {col('cpu', '{:.2f}')} | {statistics.median(x['kernel'] for x in r):.0f} % | {col('hwm', '{:.1f}')} |")
 med = lambda t, k: statistics.median(x[k] for x in by[t])
 print()
 for other in ["haproxy", "nginx"]:
