@@ -122,12 +122,19 @@ fn execute(command: Command) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// The runtime: `[proxy] workers` threads, or one per core.
+/// The runtime: `[proxy] workers` threads, or one per core. One worker is tokio's current-thread
+/// scheduler on the main thread: the same single thread of work without the multi-thread scheduler's
+/// cross-thread queues and wake-ups (measured in bench/RESULTS.md).
 fn runtime(workers: Option<usize>) -> anyhow::Result<tokio::runtime::Runtime> {
-    let mut builder = tokio::runtime::Builder::new_multi_thread();
-    if let Some(n) = workers {
-        builder.worker_threads(n);
-    }
+    let mut builder = match workers {
+        Some(1) => tokio::runtime::Builder::new_current_thread(),
+        Some(n) => {
+            let mut b = tokio::runtime::Builder::new_multi_thread();
+            b.worker_threads(n);
+            b
+        }
+        None => tokio::runtime::Builder::new_multi_thread(),
+    };
     builder.enable_all().build().context("starting the tokio runtime")
 }
 

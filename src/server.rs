@@ -71,9 +71,10 @@ fn service<H: Handler>(
     tls: bool,
 ) -> impl hyper::service::Service<Request<Incoming>, Response = Response<Body>, Error = Infallible, Future: Send>
 + Clone {
-    let peer = Peer { addr, tls };
+    let peer = Peer::new(addr, tls);
     service_fn(move |req| {
         let handler = Arc::clone(&handler);
+        let peer = peer.clone();
         async move { Ok::<_, Infallible>(handler.call(req, peer).await) }
     })
 }

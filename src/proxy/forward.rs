@@ -30,13 +30,22 @@ use crate::upstream::{InFlight, Pool};
 /// Largest request body read before forwarding (SPEC 4.1: auth bodies of at most 64 KiB).
 pub const PEEK_LIMIT: u64 = 64 * 1024;
 
-/// Who sent the request.
-#[derive(Debug, Clone, Copy)]
+/// Who sent the request: one per connection, handed to each of its requests.
+#[derive(Debug, Clone)]
 pub struct Peer {
     /// Client address.
     pub addr: SocketAddr,
     /// Arrived over TLS.
     pub tls: bool,
+    /// The client address as an `X-Forwarded-For` value, rendered once per connection.
+    pub forwarded_for: HeaderValue,
+}
+
+impl Peer {
+    /// The peer of a connection from `addr`.
+    pub fn new(addr: SocketAddr, tls: bool) -> Self {
+        Self { addr, tls, forwarded_for: headers::forwarded_for_value(addr.ip()) }
+    }
 }
 
 /// What the proxy decided for one request, for logs and metrics.
@@ -121,7 +130,7 @@ pub async fn to_pool(
     let (mut parts, body) = req.into_parts();
     let mut outgoing = Outgoing::prepare(&parts.headers, body).await?;
     trace.hints = sticky::read(pool, &parts.headers, parts.uri.query(), outgoing.peeked());
-    prepare_headers(&mut parts, peer);
+    prepare_headers(&mut parts, &peer);
 
     let mut exclude = None;
     let mut first_error = None;
@@ -134,9 +143,11 @@ pub async fn to_pool(
         };
         trace.choice = Some(choice);
         let backend = &pool.backends[choice.index];
-        // Only a replayable request keeps a copy of its head for a second attempt.
-        let keep = (outgoing.replayable() && trace.retries == 0).then(|| head_copy(&parts));
-        let attempt = upstream_request(&parts, backend, outgoing.take());
+        // Only a replayable request keeps its head for a second attempt (and sends a copy); any other
+        // request hands its head over.
+        let replayable = outgoing.replayable() && trace.retries == 0;
+        let head = if replayable { head_copy(&parts) } else { std::mem::replace(&mut parts, empty_head()) };
+        let attempt = upstream_request(head, backend, outgoing.take());
         let guard = backend.state.begin();
         match send(snap, backend, attempt).await {
             Ok(resp) => {
@@ -144,46 +155,50 @@ pub async fn to_pool(
                 if choice.outcome == select::Outcome::Hit {
                     backend.state.count_sticky_hit();
                 }
-                return Ok(finish(resp, pool, choice, &trace.hints, peer, guard));
+                return Ok(finish(resp, pool, choice, &trace.hints, peer.tls, guard));
             }
             Err(err) => {
                 if err.blames_backend().is_some() {
                     backend.state.record_passive_failure(&pool.health, &err.to_string());
                 }
-                match keep {
-                    Some(head) if err.retryable(idempotent(&head.method)) => {
-                        tracing::info!(backend = %backend.id, error = %err, "retrying on another node");
-                        parts = head;
-                        exclude = Some(choice.index);
-                        trace.retries += 1;
-                        backend.metrics.retried();
-                        first_error = Some(err);
-                    }
-                    _ => return Err(err),
+                if !(replayable && err.retryable(idempotent(&parts.method))) {
+                    return Err(err);
                 }
+                tracing::info!(backend = %backend.id, error = %err, "retrying on another node");
+                exclude = Some(choice.index);
+                trace.retries += 1;
+                backend.metrics.retried();
+                first_error = Some(err);
             }
         }
     }
 }
 
 /// Strips hop-by-hop fields and adds forwarding headers, once per request.
-fn prepare_headers(parts: &mut Parts, peer: Peer) {
-    let host = super::route::request_host(&parts.headers, &parts.uri).map(str::to_owned);
-    let original_host = parts
-        .headers
-        .get(HOST)
-        .cloned()
-        .or_else(|| parts.uri.authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok()));
+fn prepare_headers(parts: &mut Parts, peer: &Peer) {
+    let original_host = parts.headers.get(HOST).cloned();
+    // `X-Forwarded-Host` is the host without its port: the `Host` value itself when it has none.
+    let forwarded_host =
+        super::route::request_host(&parts.headers, &parts.uri).and_then(|h| match &original_host {
+            Some(v) if v.as_bytes() == h.as_bytes() => Some(v.clone()),
+            _ => HeaderValue::from_str(h).ok(),
+        });
     headers::strip_hop_by_hop(&mut parts.headers);
-    headers::add_forwarded(&mut parts.headers, peer.addr.ip(), peer.tls, host.as_deref());
+    headers::add_forwarded(&mut parts.headers, &peer.forwarded_for, peer.tls, forwarded_host);
     // HTTP/2 carries the host in `:authority`; the HTTP/1.1 hop upstream needs it as `Host`.
-    if let Some(h) = original_host {
+    if original_host.is_none()
+        && let Some(h) = parts.uri.authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+    {
         parts.headers.insert(HOST, h);
     }
 }
 
+fn empty_head() -> Parts {
+    Request::new(()).into_parts().0
+}
+
 fn head_copy(parts: &Parts) -> Parts {
-    let mut head = Request::new(()).into_parts().0;
+    let mut head = empty_head();
     head.method = parts.method.clone();
     head.uri = parts.uri.clone();
     head.version = parts.version;
@@ -191,20 +206,20 @@ fn head_copy(parts: &Parts) -> Parts {
     head
 }
 
-fn upstream_request(parts: &Parts, backend: &crate::upstream::Backend, body: Body) -> Request<Body> {
-    let path = parts.uri.path_and_query().cloned().unwrap_or_else(|| PathAndQuery::from_static("/"));
-    let uri = Uri::builder()
-        .scheme(backend.scheme.clone())
-        .authority(backend.authority.clone())
-        .path_and_query(path)
-        .build()
-        .unwrap_or_default();
+fn upstream_request(head: Parts, backend: &crate::upstream::Backend, body: Body) -> Request<Body> {
+    let Parts { method, uri, headers, .. } = head;
+    let mut uri_parts = uri.into_parts();
+    uri_parts.scheme = Some(backend.scheme.clone());
+    uri_parts.authority = Some(backend.authority.clone());
+    if uri_parts.path_and_query.is_none() {
+        uri_parts.path_and_query = Some(PathAndQuery::from_static("/"));
+    }
     let mut req = Request::new(body);
-    *req.method_mut() = parts.method.clone();
-    *req.uri_mut() = uri;
+    *req.method_mut() = method;
+    *req.uri_mut() = Uri::from_parts(uri_parts).unwrap_or_default();
     // Nodes speak HTTP/1.1; a request that came in over h2 must not keep its version.
     *req.version_mut() = Version::HTTP_11;
-    *req.headers_mut() = parts.headers.clone();
+    *req.headers_mut() = headers;
     req
 }
 
@@ -241,7 +256,7 @@ fn finish(
     pool: &Pool,
     choice: Choice,
     hints: &Hints,
-    peer: Peer,
+    tls: bool,
     guard: InFlight,
 ) -> Response<Body> {
     let (mut parts, incoming) = resp.into_parts();
@@ -253,7 +268,7 @@ fn finish(
     };
     if wants_cookie && !headers::sets_cookie(&parts.headers, &pool.affinity.cookie) {
         let backend = &pool.backends[served];
-        let value = if peer.tls { &backend.set_cookie_secure } else { &backend.set_cookie };
+        let value = if tls { &backend.set_cookie_secure } else { &backend.set_cookie };
         parts.headers.append(SET_COOKIE, value.clone());
     }
     let body = if incoming.is_end_stream() {

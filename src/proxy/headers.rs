@@ -22,8 +22,25 @@ pub static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-h
 static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 
+/// The fixed hop-by-hop names.
+static HOP_BY_HOP: [&HeaderName; 9] = [
+    &CONNECTION,
+    &KEEP_ALIVE,
+    &PROXY_CONNECTION,
+    &TE,
+    &TRAILER,
+    &TRANSFER_ENCODING,
+    &UPGRADE,
+    &PROXY_AUTHENTICATE,
+    &PROXY_AUTHORIZATION,
+];
+
 /// Removes hop-by-hop headers, first the names `Connection` lists, then the fixed set.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    // One pass over the names present (usually none is hop-by-hop) instead of nine hashed removals.
+    if !headers.keys().any(|name| HOP_BY_HOP.contains(&name)) {
+        return;
+    }
     if headers.contains_key(&CONNECTION) {
         let listed: Vec<HeaderName> = headers
             .get_all(&CONNECTION)
@@ -36,33 +53,28 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
             headers.remove(&name);
         }
     }
-    for name in [
-        &CONNECTION,
-        &KEEP_ALIVE,
-        &PROXY_CONNECTION,
-        &TE,
-        &TRAILER,
-        &TRANSFER_ENCODING,
-        &UPGRADE,
-        &PROXY_AUTHENTICATE,
-        &PROXY_AUTHORIZATION,
-    ] {
+    for name in HOP_BY_HOP {
         headers.remove(name);
     }
 }
 
-/// Appends the client address to `X-Forwarded-For` (folding any earlier values into one field) and sets
-/// `X-Forwarded-Proto` and `X-Forwarded-Host`.
-pub fn add_forwarded(headers: &mut HeaderMap, client: IpAddr, tls: bool, host: Option<&str>) {
-    let ip = client.to_string();
+/// The client address as an `X-Forwarded-For` value (rendered once per connection).
+pub fn forwarded_for_value(client: IpAddr) -> HeaderValue {
+    // An IP address is always a valid header value.
+    HeaderValue::from_str(&client.to_string()).unwrap_or_else(|_| HeaderValue::from_static("unknown"))
+}
+
+/// Appends the client address (from [`forwarded_for_value`]) to `X-Forwarded-For`, folding any earlier
+/// values into one field, and sets `X-Forwarded-Proto` and `X-Forwarded-Host` (the host without port).
+pub fn add_forwarded(headers: &mut HeaderMap, client: &HeaderValue, tls: bool, host: Option<HeaderValue>) {
     let xff = {
         let mut earlier = headers.get_all(&X_FORWARDED_FOR).iter().filter_map(|v| v.to_str().ok()).peekable();
         if earlier.peek().is_none() {
-            HeaderValue::from_str(&ip).ok()
+            Some(client.clone())
         } else {
             let mut joined: String = earlier.collect::<Vec<_>>().join(", ");
             joined.push_str(", ");
-            joined.push_str(&ip);
+            joined.push_str(client.to_str().unwrap_or_default());
             HeaderValue::from_str(&joined).ok()
         }
     };
@@ -71,7 +83,7 @@ pub fn add_forwarded(headers: &mut HeaderMap, client: IpAddr, tls: bool, host: O
     }
     let proto = if tls { HeaderValue::from_static("https") } else { HeaderValue::from_static("http") };
     headers.insert(X_FORWARDED_PROTO.clone(), proto);
-    if let Some(v) = host.and_then(|h| HeaderValue::from_str(h).ok()) {
+    if let Some(v) = host {
         headers.insert(X_FORWARDED_HOST.clone(), v);
     }
 }
@@ -107,7 +119,8 @@ mod tests {
         let mut h = HeaderMap::new();
         h.append(&X_FORWARDED_FOR, HeaderValue::from_static("203.0.113.1"));
         h.append(&X_FORWARDED_FOR, HeaderValue::from_static("198.51.100.2"));
-        add_forwarded(&mut h, "127.0.0.1".parse().unwrap(), true, Some("login.example"));
+        let client = forwarded_for_value("127.0.0.1".parse().unwrap());
+        add_forwarded(&mut h, &client, true, Some(HeaderValue::from_static("login.example")));
         assert_eq!(h[&X_FORWARDED_FOR], "203.0.113.1, 198.51.100.2, 127.0.0.1");
         assert_eq!(h[&X_FORWARDED_PROTO], "https");
         assert_eq!(h[&X_FORWARDED_HOST], "login.example");
