@@ -178,7 +178,11 @@ async fn the_access_line_of_a_redispatch_names_both_nodes_and_the_hint() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 200);
+    let body = resp.bytes().await.unwrap();
     let line = tether.wait_line("target tether::access", |v| v["target"] == "tether::access").await;
+    assert_eq!(line["bytes"], body.len(), "the line is written once the body was sent: {line}");
+    assert_eq!(line["complete"], true, "{line}");
+    assert!(line["duration_us"].as_u64() >= line["headers_us"].as_u64(), "{line}");
     assert_eq!(line["affinity"], "redispatch", "{line}");
     assert_eq!(line["pinned"], "01", "the node the client was pinned to: {line}");
     assert_eq!(line["backend"], "02", "the node that served: {line}");

@@ -3,6 +3,7 @@
 //! Each request loads the current [`Snapshot`] exactly once and uses it to the end, so a reload never
 //! mixes two configs within one request.
 
+pub mod access;
 pub mod forward;
 pub mod headers;
 pub mod route;
@@ -150,24 +151,25 @@ impl Proxy {
             (Some(pool), None) => pool.metrics.unserved(&method, status),
             (None, _) => self.metrics.unrouted(&method, status),
         }
-        if log {
-            let node = |i: usize| pool.map(|p| p.backends[i].id.as_str());
-            tracing::info!(
-                target: "tether::access",
-                method = %method,
-                path = path.as_deref().unwrap_or(""),
-                status = status.as_u16(),
-                bytes = http_body::Body::size_hint(resp.body()).exact(),
-                duration_us = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
-                pool = pool.map(|p| p.name.as_str()),
-                backend = trace.choice.and_then(|c| node(c.index)),
-                pinned = trace.hints.pinned.and_then(|(i, _)| node(i)),
-                affinity = trace.choice.map(|c| c.outcome.as_str()),
-                hint = trace.choice.and_then(|c| decided_by(c.outcome)).map(|h| h.as_str()),
-                retries = trace.retries,
-            );
+        if !log {
+            return resp;
         }
-        resp
+        let node = |i: usize| pool.map(|p| p.backends[i].id.to_string());
+        let line = access::AccessLog {
+            method,
+            path: path.unwrap_or_default(),
+            status: status.as_u16(),
+            pool: pool.map(|p| p.name.clone()),
+            backend: trace.choice.and_then(|c| node(c.index)),
+            pinned: trace.hints.pinned.and_then(|(i, _)| node(i)),
+            affinity: trace.choice.map(|c| c.outcome.as_str()),
+            hint: trace.choice.and_then(|c| decided_by(c.outcome)).map(|h| h.as_str()),
+            retries: trace.retries,
+            started,
+            headers_us: u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
+        };
+        let (parts, body) = resp.into_parts();
+        Response::from_parts(parts, line.attach(body))
     }
 }
 
