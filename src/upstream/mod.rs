@@ -309,6 +309,8 @@ pub struct Pool {
     pub backends: Vec<Backend>,
     /// The session cookie whose token may carry a node hint.
     pub session_cookie: String,
+    /// The header of the same name (AM REST clients send the token there), parsed once per snapshot.
+    pub session_header: http::HeaderName,
     /// Traffic metrics of this pool.
     pub metrics: PoolMetrics,
     rr: AtomicUsize,
@@ -349,6 +351,9 @@ impl Upstreams {
                 affinity: p.affinity.clone(),
                 health: p.health.clone(),
                 session_cookie: session_cookie.clone(),
+                // Cookie names were validated as RFC 9110 tokens, which are valid header names.
+                session_header: http::HeaderName::from_bytes(session_cookie.as_bytes())
+                    .unwrap_or(http::HeaderName::from_static("iplanetdirectorypro")),
                 metrics: metrics.pool(&p.name),
                 rr: AtomicUsize::new(0),
                 backends: p

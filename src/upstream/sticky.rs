@@ -68,7 +68,7 @@ fn cookie_hint(pool: &Pool, headers: &HeaderMap) -> (Option<usize>, bool) {
 fn token_hint(pool: &Pool, headers: &HeaderMap, query: Option<&str>, invalid: &mut bool) -> Option<usize> {
     let name = pool.session_cookie.as_bytes();
     let from_cookie = cookie_values(headers, name).next().map(Cow::Borrowed);
-    let from_header = || headers.get(pool.session_cookie.as_str()).map(|v| Cow::Borrowed(v.as_bytes()));
+    let from_header = || headers.get(&pool.session_header).map(|v| Cow::Borrowed(v.as_bytes()));
     let from_query = || query_param(query?, "tokenId").map(|v| Cow::Owned(v.into_owned().into_bytes()));
     let token = from_cookie.or_else(from_header).or_else(from_query)?;
     let index = std::str::from_utf8(&token)
