@@ -432,11 +432,6 @@ pub struct UserConfig {
 }
 
 impl Config {
-    /// The pool with this name.
-    pub fn pool(&self, name: &str) -> Option<&PoolConfig> {
-        self.pools.iter().find(|p| p.name == name)
-    }
-
     /// Every backend of every pool, with its pool.
     pub fn backends(&self) -> impl Iterator<Item = (&PoolConfig, &BackendConfig)> {
         self.pools.iter().flat_map(|p| p.backends.iter().map(move |b| (p, b)))
