@@ -56,6 +56,9 @@ pub enum ProxyError {
     /// The request cannot be forwarded as it is.
     #[error("{0}")]
     BadRequest(String),
+    /// The client did not send its (small, peeked) body in time.
+    #[error("the request body did not arrive in time")]
+    ClientTimeout,
 }
 
 impl ProxyError {
@@ -67,6 +70,7 @@ impl ProxyError {
             Self::Connect { .. } | Self::Upstream { .. } => StatusCode::BAD_GATEWAY,
             Self::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::ClientTimeout => StatusCode::REQUEST_TIMEOUT,
         }
     }
 

@@ -384,3 +384,28 @@ async fn a_node_dying_mid_request_fails_a_post_but_retries_a_get() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_json_body_trickling_in_is_cut_off_with_a_408() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let node = TestBackend::start("01").await;
+    let toml = proxy_toml(&[&node], &[], "", None).replacen(
+        "admin_listen = \"127.0.0.1:0\"\n",
+        "admin_listen = \"127.0.0.1:0\"\nrequest_header_timeout_ms = 200\n",
+        1,
+    );
+    let proxy = ProxyHandle::start(&toml).await;
+    let mut conn = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
+    // Headers promise 100 bytes of JSON; only a few arrive, then nothing.
+    let head = "POST /am/json/authenticate HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"authId\":";
+    conn.write_all(head.as_bytes()).await.unwrap();
+    let mut answer = vec![0u8; 1024];
+    let n = tokio::time::timeout(std::time::Duration::from_secs(10), conn.read(&mut answer))
+        .await
+        .expect("an answer")
+        .unwrap();
+    let answer = String::from_utf8_lossy(&answer[..n]);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("\"code\":408"), "{answer}");
+    assert_eq!(node.hits(), 0, "nothing reached the node");
+}

@@ -70,16 +70,22 @@ enum Outgoing {
 }
 
 impl Outgoing {
-    async fn prepare(headers: &HeaderMap, body: Incoming) -> Result<Self, ProxyError> {
+    /// Peeks a small JSON body, within `timeout`: a client trickling its body cannot hold the request
+    /// (and the proxy's buffer) open longer than it may take to send its headers.
+    async fn prepare(
+        headers: &HeaderMap,
+        body: Incoming,
+        timeout: std::time::Duration,
+    ) -> Result<Self, ProxyError> {
         if body.is_end_stream() {
             return Ok(Self::Empty);
         }
         let small = body.size_hint().upper().is_some_and(|n| n <= PEEK_LIMIT);
         if small && is_json(headers) {
             let limit = usize::try_from(PEEK_LIMIT).unwrap_or(usize::MAX);
-            let bytes = Limited::new(body, limit)
-                .collect()
+            let bytes = tokio::time::timeout(timeout, Limited::new(body, limit).collect())
                 .await
+                .map_err(|_| ProxyError::ClientTimeout)?
                 .map_err(|e| ProxyError::BadRequest(format!("reading the request body failed: {e}")))?
                 .to_bytes();
             return Ok(Self::Buffered(bytes));
@@ -128,7 +134,8 @@ pub async fn to_pool(
     trace: &mut Trace,
 ) -> Result<Response<Body>, ProxyError> {
     let (mut parts, body) = req.into_parts();
-    let mut outgoing = Outgoing::prepare(&parts.headers, body).await?;
+    let mut outgoing =
+        Outgoing::prepare(&parts.headers, body, snap.config.proxy.request_header_timeout).await?;
     trace.hints = sticky::read(pool, &parts.headers, parts.uri.query(), outgoing.peeked());
     prepare_headers(&mut parts, &peer);
 
