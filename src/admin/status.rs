@@ -204,12 +204,7 @@ mod tests {
             [[pool.backend]]\nid = \"03\"\nurl = \"http://127.0.0.1:8083\"\nrole = \"passive\"\n\n\
             [[route]]\npath_prefix = \"/\"\npool = \"am\"\n";
         let config = crate::config::parse(toml).expect("test config");
-        Snapshot::build(
-            Arc::new(config),
-            &StateRegistry::default(),
-            &crate::metrics::Metrics::default(),
-            None,
-        )
+        Snapshot::build(Arc::new(config), &StateRegistry::default(), &crate::metrics::Metrics::default())
     }
 
     fn row<'a>(page: &'a str, id: &str) -> &'a str {

@@ -6,23 +6,22 @@
 //! goes upstream as it arrives and is never retried.
 
 use std::net::SocketAddr;
-use std::pin::Pin;
-use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http::header::{CONTENT_TYPE, HOST, SET_COOKIE};
 use http::request::Parts;
 use http::uri::PathAndQuery;
 use http::{HeaderMap, HeaderValue, Request, Response, Uri, Version};
-use http_body::{Body as _, Frame, SizeHint};
+use http_body::Body as _;
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 
 use super::Snapshot;
 use super::headers;
-use crate::body::{self, Body, BoxError};
+use crate::body::{self, Body};
 use crate::config::AffinityMode;
 use crate::error::ProxyError;
+use crate::upstream::pool::{Lease, PoolSettings, PooledBody, SendError};
 use crate::upstream::select::{self, Choice};
 use crate::upstream::sticky::{self, Hints};
 use crate::upstream::{InFlight, Pool};
@@ -157,12 +156,12 @@ pub async fn to_pool(
         let attempt = upstream_request(head, backend, outgoing.take());
         let guard = backend.state.begin();
         match send(snap, backend, attempt).await {
-            Ok(resp) => {
+            Ok((resp, lease)) => {
                 backend.state.record_success(&pool.health);
                 if choice.outcome == select::Outcome::Hit {
                     backend.state.count_sticky_hit();
                 }
-                return Ok(finish(resp, pool, choice, &trace.hints, peer.tls, guard));
+                return Ok(finish(resp, lease, pool, choice, &trace.hints, peer.tls, guard));
             }
             Err(err) => {
                 if err.blames_backend().is_some() {
@@ -214,16 +213,17 @@ fn head_copy(parts: &Parts) -> Parts {
 }
 
 fn upstream_request(head: Parts, backend: &crate::upstream::Backend, body: Body) -> Request<Body> {
-    let Parts { method, uri, headers, .. } = head;
-    let mut uri_parts = uri.into_parts();
-    uri_parts.scheme = Some(backend.scheme.clone());
-    uri_parts.authority = Some(backend.authority.clone());
-    if uri_parts.path_and_query.is_none() {
-        uri_parts.path_and_query = Some(PathAndQuery::from_static("/"));
+    let Parts { method, uri, mut headers, .. } = head;
+    // The connection is already to the node: HTTP/1.1 wants the origin form (path and query only).
+    let path = uri.into_parts().path_and_query.unwrap_or_else(|| PathAndQuery::from_static("/"));
+    if !headers.contains_key(HOST)
+        && let Ok(host) = HeaderValue::from_str(backend.authority.as_str())
+    {
+        headers.insert(HOST, host);
     }
     let mut req = Request::new(body);
     *req.method_mut() = method;
-    *req.uri_mut() = Uri::from_parts(uri_parts).unwrap_or_default();
+    *req.uri_mut() = Uri::from(path);
     // Nodes speak HTTP/1.1; a request that came in over h2 must not keep its version.
     *req.version_mut() = Version::HTTP_11;
     *req.headers_mut() = headers;
@@ -234,14 +234,22 @@ async fn send(
     snap: &Snapshot,
     backend: &crate::upstream::Backend,
     req: Request<Body>,
-) -> Result<Response<Incoming>, ProxyError> {
-    let timeout = snap.config.proxy.response_timeout;
-    match tokio::time::timeout(timeout, snap.client.request(req)).await {
-        Ok(Ok(resp)) => Ok(resp),
-        Ok(Err(e)) if e.is_connect() => {
-            Err(ProxyError::Connect { backend: backend.id.clone(), reason: error_chain(&e) })
+) -> Result<(Response<Incoming>, Lease), ProxyError> {
+    let proxy = &snap.config.proxy;
+    let timeout = proxy.response_timeout;
+    let settings = PoolSettings {
+        connect_timeout: proxy.connect_timeout,
+        idle_timeout: proxy.pool_idle_timeout,
+        max_idle: proxy.pool_max_idle_per_backend,
+    };
+    match tokio::time::timeout(timeout, backend.conns.send(req, settings)).await {
+        Ok(Ok(sent)) => Ok(sent),
+        Ok(Err(SendError::Connect(reason))) => {
+            Err(ProxyError::Connect { backend: backend.id.clone(), reason })
         }
-        Ok(Err(e)) => Err(ProxyError::Upstream { backend: backend.id.clone(), reason: error_chain(&e) }),
+        Ok(Err(SendError::Upstream(e))) => {
+            Err(ProxyError::Upstream { backend: backend.id.clone(), reason: error_chain(&e) })
+        }
         Err(_) => Err(ProxyError::Timeout { backend: backend.id.clone(), timeout_ms: timeout.as_millis() }),
     }
 }
@@ -260,6 +268,7 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 /// Response side: hop-by-hop stripping and the `Set-Cookie` rules of SPEC 4.3.
 fn finish(
     resp: Response<Incoming>,
+    lease: Lease,
     pool: &Pool,
     choice: Choice,
     hints: &Hints,
@@ -278,40 +287,17 @@ fn finish(
         let value = if tls { &backend.set_cookie_secure } else { &backend.set_cookie };
         parts.headers.append(SET_COOKIE, value.clone());
     }
+    // The connection goes back to its pool at the end of the body: now when there is none, else after the
+    // last frame. The guard keeps the node's in-flight count until then, so `least-conn` sees long
+    // downloads.
     let body = if incoming.is_end_stream() {
+        lease.release();
         drop(guard);
         body::empty()
     } else {
-        Tracked { inner: incoming, _guard: guard }.boxed()
+        PooledBody::new(incoming, lease, guard).boxed()
     };
     Response::from_parts(parts, body)
-}
-
-/// A streamed response body that keeps its node's in-flight count until the last byte (or the client
-/// going away), so `least-conn` sees long downloads.
-struct Tracked {
-    inner: Incoming,
-    _guard: InFlight,
-}
-
-impl http_body::Body for Tracked {
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        Pin::new(&mut self.inner).poll_frame(cx).map_err(Into::into)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
-    }
 }
 
 /// Methods RFC 9110 §9.2.2 calls idempotent: safe to send again after a node failed mid-request.

@@ -14,9 +14,6 @@ use std::time::Instant;
 use arc_swap::ArcSwap;
 use http::{Request, Response};
 use hyper::body::Incoming;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 pub use forward::Peer;
 
@@ -27,54 +24,22 @@ use crate::metrics::Metrics;
 use crate::upstream::select::Outcome;
 use crate::upstream::{StateRegistry, Upstreams};
 
-/// The pooled keep-alive client towards the nodes.
-pub type UpstreamClient = Client<HttpConnector, Body>;
-
 /// Everything one request needs, swapped whole on reload.
 pub struct Snapshot {
     /// The validated config.
     pub config: Arc<Config>,
-    /// Pools with live node state.
+    /// Pools with live node state, each node with its keep-alive connections
+    /// ([`crate::upstream::pool`]).
     pub upstreams: Upstreams,
-    /// The upstream client (kept across reloads unless its settings change).
-    pub client: UpstreamClient,
 }
 
 impl Snapshot {
-    /// Builds a snapshot, reusing node state from `registry` and the client of `previous` when its
-    /// settings are unchanged (so reloads keep warm connections).
-    pub fn build(
-        config: Arc<Config>,
-        registry: &StateRegistry,
-        metrics: &Metrics,
-        previous: Option<&Snapshot>,
-    ) -> Self {
+    /// Builds a snapshot, reusing node state and warm connections from `registry` (a node keeps its
+    /// connections while its ID and address are unchanged).
+    pub fn build(config: Arc<Config>, registry: &StateRegistry, metrics: &Metrics) -> Self {
         let upstreams = Upstreams::build(&config, registry, metrics);
-        let client = match previous {
-            Some(p) if same_client_settings(&p.config, &config) => p.client.clone(),
-            _ => build_client(&config),
-        };
-        Self { config, upstreams, client }
+        Self { config, upstreams }
     }
-}
-
-fn same_client_settings(a: &Config, b: &Config) -> bool {
-    (a.proxy.connect_timeout, a.proxy.pool_idle_timeout, a.proxy.pool_max_idle_per_backend)
-        == (b.proxy.connect_timeout, b.proxy.pool_idle_timeout, b.proxy.pool_max_idle_per_backend)
-}
-
-fn build_client(config: &Config) -> UpstreamClient {
-    let mut connector = HttpConnector::new();
-    connector.set_nodelay(true);
-    connector.set_connect_timeout(Some(config.proxy.connect_timeout));
-    connector.set_keepalive(Some(std::time::Duration::from_secs(60)));
-    connector.enforce_http(true);
-    Client::builder(TokioExecutor::new())
-        .pool_idle_timeout(config.proxy.pool_idle_timeout)
-        .pool_max_idle_per_host(config.proxy.pool_max_idle_per_backend)
-        .pool_timer(TokioTimer::new())
-        .timer(TokioTimer::new())
-        .build(connector)
 }
 
 /// The proxy service shared by every connection of the public listener.
@@ -88,7 +53,7 @@ impl Proxy {
     /// A proxy serving `config`.
     pub fn new(config: Arc<Config>, metrics: Arc<Metrics>) -> Self {
         let registry = StateRegistry::default();
-        let snapshot = Snapshot::build(config, &registry, &metrics, None);
+        let snapshot = Snapshot::build(config, &registry, &metrics);
         Self { snapshot: ArcSwap::from_pointee(snapshot), registry, metrics }
     }
 
@@ -104,13 +69,7 @@ impl Proxy {
 
     /// Swaps in a new config; node state of unchanged IDs carries over.
     pub fn reload(&self, config: Arc<Config>) {
-        let previous = self.snapshot.load_full();
-        self.snapshot.store(Arc::new(Snapshot::build(
-            config,
-            &self.registry,
-            &self.metrics,
-            Some(&previous),
-        )));
+        self.snapshot.store(Arc::new(Snapshot::build(config, &self.registry, &self.metrics)));
     }
 
     /// Handles one request from the public listener. Never fails: errors become AM-shaped answers.

@@ -5,6 +5,7 @@
 //! and its in-flight counts. Everything a request needs is reachable from one [`Upstreams`] snapshot.
 
 pub mod health;
+pub mod pool;
 pub mod select;
 pub mod sticky;
 
@@ -21,6 +22,7 @@ use tokio::time::Instant;
 use crate::config::{Affinity, BackendId, Balance, Config, HealthConfig, Role};
 use crate::metrics::{BackendMetrics, Metrics, PoolMetrics};
 use health::{CheckResult, HealthMachine, Transition};
+use pool::ConnPool;
 
 /// Health as seen by the proxy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,6 +75,8 @@ pub struct BackendState {
     sticky_hits: AtomicU64,
     failures: AtomicU64,
     epoch: Instant,
+    /// Keep-alive connections, for the address of the newest snapshot that built this node.
+    conns: Mutex<Option<Arc<ConnPool>>>,
 }
 
 /// Health details for the status page.
@@ -108,6 +112,7 @@ impl BackendState {
             sticky_hits: AtomicU64::new(0),
             failures: AtomicU64::new(0),
             epoch: Instant::now(),
+            conns: Mutex::new(None),
         }
     }
 
@@ -243,6 +248,21 @@ impl BackendState {
         self.failures.load(Ordering::Relaxed)
     }
 
+    /// The connection pool for this node at `authority`: the existing one while the address is
+    /// unchanged (so reloads keep warm connections), a fresh one when it changed (so nothing is ever sent
+    /// to an old address). Called once per node per snapshot, never per request.
+    pub fn conn_pool(&self, authority: &Authority) -> Arc<ConnPool> {
+        let mut slot = self.conns.lock().unwrap_or_else(|p| p.into_inner());
+        match &*slot {
+            Some(pool) if pool.authority() == authority => Arc::clone(pool),
+            _ => {
+                let pool = Arc::new(ConnPool::new(authority.clone()));
+                *slot = Some(Arc::clone(&pool));
+                pool
+            }
+        }
+    }
+
     /// Counts a request in flight until the guard drops.
     pub fn begin(self: &Arc<Self>) -> InFlight {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
@@ -292,6 +312,8 @@ pub struct Backend {
     pub set_cookie_secure: HeaderValue,
     /// Traffic metrics of this backend in this pool.
     pub metrics: Arc<BackendMetrics>,
+    /// Keep-alive connections to `authority` (shared with other snapshots while the address holds).
+    pub conns: Arc<ConnPool>,
 }
 
 /// A pool of nodes.
@@ -359,15 +381,19 @@ impl Upstreams {
                 backends: p
                     .backends
                     .iter()
-                    .map(|b| Backend {
-                        id: b.id.clone(),
-                        role: b.role,
-                        scheme: b.scheme.clone(),
-                        authority: b.authority.clone(),
-                        state: registry.get(&b.id),
-                        set_cookie: render_cookie(&p.affinity, &b.id, false),
-                        set_cookie_secure: render_cookie(&p.affinity, &b.id, true),
-                        metrics: Arc::new(metrics.backend(&p.name, b.id.as_str())),
+                    .map(|b| {
+                        let state = registry.get(&b.id);
+                        Backend {
+                            id: b.id.clone(),
+                            role: b.role,
+                            scheme: b.scheme.clone(),
+                            authority: b.authority.clone(),
+                            conns: state.conn_pool(&b.authority),
+                            state,
+                            set_cookie: render_cookie(&p.affinity, &b.id, false),
+                            set_cookie_secure: render_cookie(&p.affinity, &b.id, true),
+                            metrics: Arc::new(metrics.backend(&p.name, b.id.as_str())),
+                        }
                     })
                     .collect(),
             })
