@@ -7,13 +7,13 @@
 // polls /status.json until 02 is draining. Works whether the form POST answers 303 -> /status or 200 JSON.
 // Exit 0 on success; any failure prints what went wrong and exits 1.
 import { chromium } from 'playwright-core';
+import { launch } from '../chromium.mjs';
 
 const [base, screenshot] = process.argv.slice(2);
 if (!base || !screenshot) {
   console.error('usage: node status.mjs <admin base url> <screenshot path>');
   process.exit(1);
 }
-const executablePath = process.env.CHROMIUM || '/usr/bin/chromium';
 const STEP_MS = 10_000;
 
 function fail(message) {
@@ -31,20 +31,7 @@ async function backendAdmin(id) {
 
 let browser;
 try {
-  browser = await chromium.launch({
-    executablePath,
-    args: [
-      '--headless',
-      '--no-sandbox',
-      '--disable-gpu',
-      '--disable-quic',
-      '--no-first-run',
-      '--disable-background-networking',
-      '--disable-component-update',
-      '--disable-sync',
-    ],
-    timeout: 30_000,
-  });
+  browser = await launch(chromium);
   // A fresh context: no cookies, no cache. JavaScript stays enabled so a script on the page would run;
   // the page test asserts it has none.
   const page = await browser.newPage({ viewport: { width: 1440, height: 360 } });

@@ -15,6 +15,7 @@ import { access, readFile } from 'node:fs/promises';
 import { dirname, extname, isAbsolute, join, posix, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
+import { launch } from '../chromium.mjs';
 import { totp } from './totp.mjs';
 
 const [base, secret, ...flags] = process.argv.slice(2);
@@ -22,7 +23,6 @@ if (!base || !secret || flags.some((f) => f !== '--hold')) {
   console.error('usage: node browser_login.mjs <proxy base url> <base32 TOTP secret> [--hold]');
   process.exit(1);
 }
-const executablePath = process.env.CHROMIUM || '/usr/bin/chromium';
 const HERE = dirname(fileURLToPath(import.meta.url));
 const STEP_MS = 10_000;
 const origin = new URL(base).origin;
@@ -127,20 +127,7 @@ const TYPES = { '.js': 'text/javascript', '.mjs': 'text/javascript', '.cjs': 'te
 
 let browser;
 try {
-  browser = await chromium.launch({
-    executablePath,
-    args: [
-      '--headless',
-      '--no-sandbox',
-      '--disable-gpu',
-      '--disable-quic',
-      '--no-first-run',
-      '--disable-background-networking',
-      '--disable-component-update',
-      '--disable-sync',
-    ],
-    timeout: 30_000,
-  });
+  browser = await launch(chromium);
   // A fresh context: no cookies yet.
   const context = await browser.newContext();
   const page = await context.newPage();
