@@ -107,15 +107,25 @@ pub fn am_error(status: StatusCode, message: &str) -> Response<Body> {
 
 /// An AM CREST error answer with a `detail` object.
 pub fn am_error_with(status: StatusCode, message: &str, detail: Option<serde_json::Value>) -> Response<Body> {
-    let mut body = serde_json::json!({
-        "code": status.as_u16(),
-        "reason": reason(status),
-        "message": message,
-    });
+    let mut body = am_error_json(status, message);
     if let Some(detail) = detail {
         body["detail"] = detail;
     }
     json_response(status, &body)
+}
+
+/// The body of an AM CREST error answer, for the HTTP/1.1 fast path, which writes its answers itself
+/// with the same headers as [`json_response`].
+pub fn am_error_body(status: StatusCode, message: &str) -> String {
+    am_error_json(status, message).to_string()
+}
+
+fn am_error_json(status: StatusCode, message: &str) -> serde_json::Value {
+    serde_json::json!({
+        "code": status.as_u16(),
+        "reason": reason(status),
+        "message": message,
+    })
 }
 
 /// A JSON answer with `Content-Type: application/json` and `Cache-Control: no-store`.

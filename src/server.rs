@@ -1,15 +1,22 @@
 //! Listeners: accept, HTTP/1.1 and HTTP/2 (h2c by prior knowledge) on one port, graceful drain.
 //!
 //! Every listener of tether (public, admin, embedded auth nodes) runs this loop with its own [`Handler`].
+//! A handler may serve plain-text connections itself first ([`Handler::serve_plain`]: the proxy's
+//! HTTP/1.1 fast path) and hand them to hyper when it meets something it leaves to hyper.
 //! On shutdown the listener is dropped first, so new connections are refused at once, then in-flight
 //! requests get the grace period to finish (hyper-util's `GracefulShutdown`: idle keep-alive connections
-//! close, HTTP/2 connections get a GOAWAY).
+//! close, HTTP/2 connections get a GOAWAY; fast-path connections close when idle).
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::io;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
+
+use bytes::{Buf, Bytes};
 
 use http::{Request, Response};
 use hyper::body::Incoming;
@@ -17,8 +24,10 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
-use tokio::net::TcpListener;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use tokio_rustls::TlsAcceptor;
 
@@ -31,6 +40,85 @@ use prometheus_client::metrics::gauge::Gauge;
 pub trait Handler: Send + Sync + 'static {
     /// Answers one request. Errors are answers too: there is no failure path.
     fn call(&self, req: Request<Incoming>, peer: Peer) -> impl Future<Output = Response<Body>> + Send;
+
+    /// Serves a plain-text connection before hyper does, and gives it back, with the bytes already read
+    /// from it, when hyper should serve the rest; `None` when the connection is done. The default gives
+    /// every connection to hyper at once; the proxy serves HTTP/1.1 itself ([`crate::proxy::h1`]).
+    fn serve_plain(
+        self: Arc<Self>,
+        stream: TcpStream,
+        peer: Peer,
+        ctx: PlainContext,
+    ) -> impl Future<Output = Option<Handoff>> + Send {
+        let _ = (peer, ctx);
+        std::future::ready(Some(Handoff { stream, read: Bytes::new() }))
+    }
+}
+
+/// What [`Handler::serve_plain`] gets besides the connection.
+#[derive(Debug, Clone)]
+pub struct PlainContext {
+    /// Time a client has for a request head, counted from when the connection starts waiting for it.
+    pub header_timeout: Duration,
+    /// Fires when the listener starts draining: idle connections close.
+    pub shutdown: CancellationToken,
+}
+
+/// A connection handed to hyper, with the bytes already read from it (hyper reads them first).
+#[derive(Debug)]
+pub struct Handoff {
+    /// The client connection.
+    pub stream: TcpStream,
+    /// Read but not consumed: the start of the request hyper is to serve.
+    pub read: Bytes,
+}
+
+/// The stream hyper serves after a handoff: first the bytes read before, then the socket.
+struct Rewind {
+    read: Bytes,
+    stream: TcpStream,
+}
+
+impl AsyncRead for Rewind {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        if self.read.is_empty() {
+            return Pin::new(&mut self.stream).poll_read(cx, buf);
+        }
+        let n = self.read.len().min(buf.remaining());
+        buf.put_slice(&self.read[..n]);
+        self.read.advance(n);
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl AsyncWrite for Rewind {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
 }
 
 /// Listener settings.
@@ -94,7 +182,10 @@ pub async fn serve<H: Handler>(
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder.http1().timer(TokioTimer::new()).header_read_timeout(opts.header_timeout);
     builder.http2().timer(TokioTimer::new());
+    // Shared, so an idle plain-text connection's task holds a pointer rather than a copy.
+    let plain_builder = Arc::new(builder.clone());
     let graceful = GracefulShutdown::new();
+    let plain = TaskTracker::new();
     loop {
         let (stream, addr) = tokio::select! {
             () = shutdown.cancelled() => break,
@@ -115,12 +206,20 @@ pub async fn serve<H: Handler>(
         let open = Open::new(&opts.connections);
         match &opts.tls {
             None => {
-                let conn = builder
-                    .serve_connection_with_upgrades(TokioIo::new(stream), service(handler, addr, false));
-                let conn = graceful.watch(conn.into_owned());
-                tokio::spawn(async move {
+                let (builder, watcher) = (Arc::clone(&plain_builder), graceful.watcher());
+                let ctx = PlainContext { header_timeout: opts.header_timeout, shutdown: shutdown.clone() };
+                plain.spawn(async move {
                     let _open = open;
-                    if let Err(e) = conn.await {
+                    let peer = Peer::new(addr, false);
+                    let Some(Handoff { stream, read }) =
+                        Arc::clone(&handler).serve_plain(stream, peer, ctx).await
+                    else {
+                        return;
+                    };
+                    let io = TokioIo::new(Rewind { read, stream });
+                    let conn = builder.serve_connection_with_upgrades(io, service(handler, addr, false));
+                    // Boxed: hyper's connection state is allocated only for connections that reach it.
+                    if let Err(e) = Box::pin(watcher.watch(conn.into_owned())).await {
                         tracing::debug!(peer = %addr, error = %e, "connection ended with an error");
                     }
                 });
@@ -150,8 +249,12 @@ pub async fn serve<H: Handler>(
         }
     }
     drop(listener);
+    plain.close();
+    let drained = async {
+        tokio::join!(graceful.shutdown(), plain.wait());
+    };
     tokio::select! {
-        () = graceful.shutdown() => tracing::debug!(listener = opts.name, "drained"),
+        () = drained => tracing::debug!(listener = opts.name, "drained"),
         () = tokio::time::sleep(opts.grace) => {
             tracing::warn!(listener = opts.name, grace_s = opts.grace.as_secs(), "grace period over: closing connections with requests still in flight");
         }

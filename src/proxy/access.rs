@@ -40,7 +40,8 @@ pub struct AccessLog {
 }
 
 impl AccessLog {
-    fn emit(&self, bytes: u64, complete: bool) {
+    /// Writes the line now (the fast path knows when its exchange ended).
+    pub fn emit(&self, bytes: u64, complete: bool) {
         tracing::info!(
             target: "tether::access",
             method = %self.method,

@@ -301,7 +301,7 @@ fn finish(
 }
 
 /// Methods RFC 9110 §9.2.2 calls idempotent: safe to send again after a node failed mid-request.
-fn idempotent(method: &http::Method) -> bool {
+pub(super) fn idempotent(method: &http::Method) -> bool {
     use http::Method;
     matches!(
         *method,

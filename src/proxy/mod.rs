@@ -5,6 +5,8 @@
 
 pub mod access;
 pub mod forward;
+pub mod framing;
+pub mod h1;
 pub mod headers;
 pub mod route;
 
@@ -23,6 +25,9 @@ use crate::error::{ProxyError, am_error};
 use crate::metrics::Metrics;
 use crate::upstream::select::Outcome;
 use crate::upstream::{StateRegistry, Upstreams};
+
+/// The message of a route's `status` answer.
+const NOT_SERVED: &str = "This path is not served through this proxy";
 
 /// Everything one request needs, swapped whole on reload.
 pub struct Snapshot {
@@ -84,9 +89,7 @@ impl Proxy {
         let action = route::find(&snap.config.routes, req.method(), req.uri(), req.headers()).cloned();
         let (result, pool) = match action {
             None => (Err(ProxyError::NoRoute), None),
-            Some(RouteAction::Status(status)) => {
-                (Ok(am_error(status, "This path is not served through this proxy")), None)
-            }
+            Some(RouteAction::Status(status)) => (Ok(am_error(status, NOT_SERVED)), None),
             Some(RouteAction::Pool(i)) => {
                 let pool = &snap.upstreams.pools[i];
                 (forward::to_pool(&snap, pool, req, peer, &mut trace).await, Some(pool))
@@ -96,7 +99,29 @@ impl Proxy {
             tracing::debug!(error = %e, "synthetic answer");
             e.to_response()
         });
-        let (status, elapsed) = (resp.status(), started.elapsed());
+        let status = resp.status();
+        let Some(line) = self.record(pool, &trace, method, status, path, started) else {
+            return resp;
+        };
+        let (parts, body) = resp.into_parts();
+        Response::from_parts(parts, line.attach(body))
+    }
+}
+
+impl Proxy {
+    /// Counts one answered request (node, pool or unrouted metrics, by how far it got) and builds its
+    /// access line when one is wanted (`path` is `Some` exactly then). Shared by hyper's path and the
+    /// HTTP/1.1 fast path, so both count and log alike.
+    fn record(
+        &self,
+        pool: Option<&crate::upstream::Pool>,
+        trace: &forward::Trace,
+        method: http::Method,
+        status: http::StatusCode,
+        path: Option<String>,
+        started: Instant,
+    ) -> Option<access::AccessLog> {
+        let elapsed = started.elapsed();
         // The hint that decided: the pinning one for hits and redispatches, none when the pool balanced.
         let decided_by = |outcome| match outcome {
             Outcome::Hit | Outcome::Redispatch => trace.hints.pinned.map(|(_, source)| source),
@@ -110,13 +135,11 @@ impl Proxy {
             (Some(pool), None) => pool.metrics.unserved(&method, status),
             (None, _) => self.metrics.unrouted(&method, status),
         }
-        if !log {
-            return resp;
-        }
+        let path = path?;
         let node = |i: usize| pool.map(|p| p.backends[i].id.to_string());
-        let line = access::AccessLog {
+        Some(access::AccessLog {
             method,
-            path: path.unwrap_or_default(),
+            path,
             status: status.as_u16(),
             pool: pool.map(|p| p.name.clone()),
             backend: trace.choice.and_then(|c| node(c.index)),
@@ -126,14 +149,21 @@ impl Proxy {
             retries: trace.retries,
             started,
             headers_us: u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
-        };
-        let (parts, body) = resp.into_parts();
-        Response::from_parts(parts, line.attach(body))
+        })
     }
 }
 
 impl crate::server::Handler for Proxy {
     async fn call(&self, req: Request<Incoming>, peer: Peer) -> Response<Body> {
         self.handle(req, peer).await
+    }
+
+    fn serve_plain(
+        self: Arc<Self>,
+        stream: tokio::net::TcpStream,
+        peer: Peer,
+        ctx: crate::server::PlainContext,
+    ) -> impl Future<Output = Option<crate::server::Handoff>> + Send {
+        h1::serve(self, stream, peer, ctx)
     }
 }

@@ -11,8 +11,18 @@ pub fn find<'a>(
     uri: &Uri,
     headers: &HeaderMap,
 ) -> Option<&'a RouteAction> {
-    let host = request_host(headers, uri);
-    routes.iter().find(|r| matches(r, host, uri.path(), method)).map(|r| &r.action)
+    find_by(routes, method, uri.path(), request_host(headers, uri))
+}
+
+/// The same from the parts themselves (the HTTP/1.1 fast path has no `Uri` or `HeaderMap`): `host` is
+/// without its port ([`strip_port`]).
+pub fn find_by<'a>(
+    routes: &'a [RouteConfig],
+    method: &Method,
+    path: &str,
+    host: Option<&str>,
+) -> Option<&'a RouteAction> {
+    routes.iter().find(|r| matches(r, host, path, method)).map(|r| &r.action)
 }
 
 fn matches(route: &RouteConfig, host: Option<&str>, path: &str, method: &Method) -> bool {
@@ -39,7 +49,8 @@ pub fn request_host<'a>(headers: &'a HeaderMap, uri: &'a Uri) -> Option<&'a str>
     Some(strip_port(raw))
 }
 
-fn strip_port(host: &str) -> &str {
+/// `host[:port]` without the port; `[v6]:port` without brackets and port.
+pub fn strip_port(host: &str) -> &str {
     if host.starts_with('[') {
         return host.split_once(']').map_or(host, |(h, _)| h.get(1..).unwrap_or(h));
     }

@@ -58,6 +58,9 @@ pub struct ConnPool {
     /// Idle senders with the time they went idle; the most recently used is last. Never held across an
     /// `.await`.
     idle: Mutex<Vec<(SendRequest<Body>, Instant)>>,
+    /// Idle plain TCP connections of the HTTP/1.1 fast path ([`crate::proxy::h1`]), which writes and
+    /// parses the messages itself; same order and rules.
+    streams: Mutex<Vec<(TcpStream, Instant)>>,
     /// The idle timeout last put into effect, in milliseconds, for the reaper.
     idle_timeout_ms: AtomicU64,
     /// The reaper task was started (on the first request, from inside the runtime).
@@ -73,6 +76,7 @@ impl ConnPool {
         Self {
             authority,
             idle: Mutex::new(Vec::new()),
+            streams: Mutex::new(Vec::new()),
             idle_timeout_ms: AtomicU64::new(u64::MAX),
             reaping: AtomicBool::new(false),
         }
@@ -83,9 +87,13 @@ impl ConnPool {
         &self.authority
     }
 
-    /// Idle connections now.
+    /// Idle connections now (both kinds).
     pub fn idle_count(&self) -> usize {
-        self.lock().len()
+        self.lock().len() + self.lock_streams().len()
+    }
+
+    fn lock_streams(&self) -> std::sync::MutexGuard<'_, Vec<(TcpStream, Instant)>> {
+        self.streams.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Vec<(SendRequest<Body>, Instant)>> {
@@ -132,6 +140,10 @@ impl ConnPool {
                     .take_while(|(s, t)| s.is_closed() || now.duration_since(*t) > timeout)
                     .count();
                 idle.drain(..expired);
+                drop(idle);
+                let mut streams = pool.lock_streams();
+                let expired = streams.iter().take_while(|(_, t)| now.duration_since(*t) > timeout).count();
+                streams.drain(..expired);
             }
         });
     }
@@ -152,15 +164,69 @@ impl ConnPool {
         idle.push((sender, now));
     }
 
-    /// A new connection: TCP connect within the timeout, no Nagle, HTTP/1 handshake, connection task
-    /// spawned.
-    async fn connect(&self, settings: &PoolSettings) -> Result<SendRequest<Body>, SendError> {
+    /// A new TCP connection within the connect timeout, without Nagle's delay.
+    async fn connect_tcp(&self, settings: &PoolSettings) -> Result<TcpStream, SendError> {
         let addr = self.authority.as_str();
         let stream = tokio::time::timeout(settings.connect_timeout, TcpStream::connect(addr))
             .await
             .map_err(|_| SendError::Connect(format!("connect to {addr} timed out")))?
             .map_err(|e| SendError::Connect(format!("connect to {addr}: {e}")))?;
         stream.set_nodelay(true).map_err(|e| SendError::Connect(format!("set_nodelay: {e}")))?;
+        Ok(stream)
+    }
+
+    /// A connection for the fast path and whether it was reused: the most recently used idle one that
+    /// shows no sign of having been closed by the node, else a new one (`fresh` skips the idle ones).
+    pub async fn checkout_stream(
+        self: &Arc<Self>,
+        settings: &PoolSettings,
+        fresh: bool,
+    ) -> Result<(TcpStream, bool), SendError> {
+        self.start_reaper(settings.idle_timeout);
+        if !fresh {
+            loop {
+                let popped = {
+                    let mut streams = self.lock_streams();
+                    match streams.pop() {
+                        Some((_, since)) if since.elapsed() > settings.idle_timeout => {
+                            // The rest are older still.
+                            streams.clear();
+                            None
+                        }
+                        other => other.map(|(s, _)| s),
+                    }
+                };
+                match popped {
+                    Some(stream) if quiet(&stream) => return Ok((stream, true)),
+                    Some(_) => {}
+                    None => break,
+                }
+            }
+        }
+        Ok((self.connect_tcp(settings).await?, false))
+    }
+
+    /// Puts a fast-path connection whose exchange ended cleanly back, if there is room.
+    pub fn put_stream(&self, stream: TcpStream, settings: &PoolSettings) {
+        if settings.max_idle == 0 {
+            return;
+        }
+        let now = Instant::now();
+        self.idle_timeout_ms.store(millis(settings.idle_timeout), Ordering::Relaxed);
+        let mut streams = self.lock_streams();
+        let expired =
+            streams.iter().take_while(|(_, t)| now.duration_since(*t) > settings.idle_timeout).count();
+        let excess = (streams.len() + 1).saturating_sub(settings.max_idle);
+        let cut = expired.max(excess).min(streams.len());
+        streams.drain(..cut);
+        streams.push((stream, now));
+    }
+
+    /// A new connection: TCP connect within the timeout, no Nagle, HTTP/1 handshake, connection task
+    /// spawned.
+    async fn connect(&self, settings: &PoolSettings) -> Result<SendRequest<Body>, SendError> {
+        let addr = self.authority.as_str();
+        let stream = self.connect_tcp(settings).await?;
         let (sender, conn) = http1::handshake(TokioIo::new(stream))
             .await
             .map_err(|e| SendError::Connect(format!("handshake with {addr}: {e}")))?;
@@ -221,6 +287,18 @@ impl ConnPool {
             self.authority
         )))
     }
+}
+
+/// Whether an idle connection has nothing to read, as it should: a node that closed it (FIN or RST) or
+/// sent something unasked makes it readable. Asks tokio's readiness first, which costs no system call
+/// for the usual quiet connection.
+fn quiet(stream: &TcpStream) -> bool {
+    let mut cx = Context::from_waker(std::task::Waker::noop());
+    if stream.poll_read_ready(&mut cx).is_pending() {
+        return true;
+    }
+    let mut probe = [0u8; 1];
+    matches!(stream.try_read(&mut probe), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
 }
 
 fn millis(d: Duration) -> u64 {

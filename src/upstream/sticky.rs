@@ -10,8 +10,8 @@
 
 use std::borrow::Cow;
 
-use http::HeaderMap;
 use http::header::COOKIE;
+use http::{HeaderMap, HeaderName};
 
 use super::Pool;
 use crate::config::HintSource;
@@ -29,7 +29,12 @@ pub struct Hints {
 
 /// Reads the pool's hints from a request. `json_body` is the peeked body of a JSON request of bounded
 /// size, when there is one.
-pub fn read(pool: &Pool, headers: &HeaderMap, query: Option<&str>, json_body: Option<&[u8]>) -> Hints {
+pub fn read<H: RequestHeaders + ?Sized>(
+    pool: &Pool,
+    headers: &H,
+    query: Option<&str>,
+    json_body: Option<&[u8]>,
+) -> Hints {
     let mut hints = Hints::default();
     for &source in &pool.affinity.hints {
         let found = match source {
@@ -54,7 +59,7 @@ pub fn read(pool: &Pool, headers: &HeaderMap, query: Option<&str>, json_body: Op
 /// The first affinity cookie naming a configured node (HAProxy also takes the first of duplicates, but
 /// skipping unknown values keeps a client whose stale cookie sits beside a good one on its node), and
 /// whether the cookie was present at all.
-fn cookie_hint(pool: &Pool, headers: &HeaderMap) -> (Option<usize>, bool) {
+fn cookie_hint<H: RequestHeaders + ?Sized>(pool: &Pool, headers: &H) -> (Option<usize>, bool) {
     let mut present = false;
     for value in cookie_values(headers, pool.affinity.cookie.as_bytes()) {
         present = true;
@@ -65,10 +70,15 @@ fn cookie_hint(pool: &Pool, headers: &HeaderMap) -> (Option<usize>, bool) {
     (None, present)
 }
 
-fn token_hint(pool: &Pool, headers: &HeaderMap, query: Option<&str>, invalid: &mut bool) -> Option<usize> {
+fn token_hint<H: RequestHeaders + ?Sized>(
+    pool: &Pool,
+    headers: &H,
+    query: Option<&str>,
+    invalid: &mut bool,
+) -> Option<usize> {
     let name = pool.session_cookie.as_bytes();
     let from_cookie = cookie_values(headers, name).next().map(Cow::Borrowed);
-    let from_header = || headers.get(&pool.session_header).map(|v| Cow::Borrowed(v.as_bytes()));
+    let from_header = || headers.values(&pool.session_header).next().map(Cow::Borrowed);
     let from_query = || query_param(query?, "tokenId").map(|v| Cow::Owned(v.into_owned().into_bytes()));
     let token = from_cookie.or_else(from_header).or_else(from_query)?;
     let index = std::str::from_utf8(&token)
@@ -92,12 +102,35 @@ fn auth_id_hint(pool: &Pool, body: Option<&[u8]>, invalid: &mut bool) -> Option<
     index
 }
 
+/// Request headers as the hint readers see them: hyper's `HeaderMap` on the general path, the raw
+/// `httparse` headers on the HTTP/1.1 fast path ([`crate::proxy::h1`]), which never builds a map.
+pub trait RequestHeaders {
+    /// Every value of the field `name`, in order.
+    fn values<'a>(&'a self, name: &'a HeaderName) -> impl Iterator<Item = &'a [u8]> + 'a;
+}
+
+impl RequestHeaders for HeaderMap {
+    fn values<'a>(&'a self, name: &'a HeaderName) -> impl Iterator<Item = &'a [u8]> + 'a {
+        self.get_all(name).iter().map(http::HeaderValue::as_bytes)
+    }
+}
+
+impl RequestHeaders for [httparse::Header<'_>] {
+    fn values<'a>(&'a self, name: &'a HeaderName) -> impl Iterator<Item = &'a [u8]> + 'a {
+        // `HeaderName`s are lowercase; field names on the wire are compared without case (RFC 9110 §5.1).
+        self.iter().filter(move |h| h.name.eq_ignore_ascii_case(name.as_str())).map(|h| h.value)
+    }
+}
+
 /// Values of every cookie called `name` across all `Cookie` headers (HTTP/2 may split them), per the
 /// RFC 6265 §5.4 grammar: `name=value` pairs separated by `;`, optional spaces, an optionally quoted
 /// value. Works on bytes, so non-ASCII input cannot fail.
-pub fn cookie_values<'a>(headers: &'a HeaderMap, name: &'a [u8]) -> impl Iterator<Item = &'a [u8]> + 'a {
-    headers.get_all(COOKIE).iter().flat_map(move |h| {
-        h.as_bytes().split(|&b| b == b';').filter_map(move |pair| {
+pub fn cookie_values<'a, H: RequestHeaders + ?Sized>(
+    headers: &'a H,
+    name: &'a [u8],
+) -> impl Iterator<Item = &'a [u8]> + 'a {
+    headers.values(&COOKIE).flat_map(move |h| {
+        h.split(|&b| b == b';').filter_map(move |pair| {
             let pair = pair.trim_ascii();
             let eq = pair.iter().position(|&b| b == b'=')?;
             let (n, v) = (pair.get(..eq)?.trim_ascii(), pair.get(eq + 1..)?.trim_ascii());

@@ -1,0 +1,753 @@
+//! The HTTP/1.1 fast path of the public listener.
+//!
+//! Most proxied traffic is plain keep-alive HTTP/1.1 requests without a body: pages and assets, every
+//! `GET` of a REST client, `sessions?_action=validate` with the token in a header. hyper's server and
+//! client are general machinery (a `HeaderMap` built and copied per message, a task per upstream
+//! connection, boxed bodies, buffers kept per idle connection) and were most of tether's CPU per request
+//! and all of its memory per idle connection (`bench/RESULTS.md`). On a plain-text connection this module
+//! reads the request head itself with `httparse` (the parser inside hyper), decides with the same functions
+//! as the general path (route, hints, node choice, failover, metrics, access line), writes the forwarded
+//! head in one buffer to a pooled TCP connection, parses the answer, and relays its body with the framing
+//! it came with ([`super::framing`]). Between requests it holds no buffer at all.
+//!
+//! Anything else hands the connection, with the bytes already read, to hyper ([`Handoff`]), which serves
+//! it from then on exactly as it serves TLS connections: a request with a body (the bounded auth-body
+//! peek of SPEC 4.1, streamed uploads), `Expect`, `Upgrade`, HTTP/1.0, the h2c preface, an absolute or
+//! `*` target, a missing or repeated `Host`, more than [`MAX_FIELDS`] fields, a head larger than
+//! [`MAX_HEAD`], or anything `httparse` refuses. So the fast path never answers a protocol error itself.
+//!
+//! One request: read head → [`Request::parse`] (route, hints, forwarded head) → choose node → pooled
+//! stream → write head → read and parse the response head → write head and first body bytes in one
+//! write → relay the rest → connection back to the pool, metrics, access line.
+
+use std::io::ErrorKind;
+use std::sync::Arc;
+use std::task::{Context, Waker};
+use std::time::Duration;
+
+use bytes::{Buf, BytesMut};
+use http::{HeaderValue, Method, StatusCode};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::forward::{Peer, Trace, idempotent};
+use super::framing::{Chunked, Framing};
+use super::{NOT_SERVED, Proxy, Snapshot, route};
+use crate::config::{AffinityMode, RouteAction};
+use crate::error::{ProxyError, am_error_body};
+use crate::server::{Handoff, PlainContext};
+use crate::upstream::pool::{PoolSettings, SendError};
+use crate::upstream::select::{self, Outcome};
+use crate::upstream::sticky::{self, Hints};
+use crate::upstream::{Backend, Pool};
+
+/// Largest request head the fast path reads; a larger one goes to hyper, which has its own limits.
+pub const MAX_HEAD: usize = 16 * 1024;
+/// Most request fields parsed here (hyper takes requests with more).
+pub const MAX_FIELDS: usize = 64;
+/// Most response fields accepted from a node (hyper's client limit too).
+const MAX_RESPONSE_FIELDS: usize = 100;
+/// Largest response head accepted from a node.
+const MAX_RESPONSE_HEAD: usize = 256 * 1024;
+/// Read size for heads.
+const HEAD_READ: usize = 8 * 1024;
+/// Read size for body pieces: the most of a body in memory at once, per exchange.
+const BODY_READ: usize = 16 * 1024;
+
+/// Serves a plain-text client connection until it closes, or until a request needs hyper.
+pub async fn serve(proxy: Arc<Proxy>, stream: TcpStream, peer: Peer, ctx: PlainContext) -> Option<Handoff> {
+    let mut client = Client { stream, buf: BytesMut::new() };
+    loop {
+        // hyper's rule, kept: the head must be complete within the header timeout of the moment the
+        // connection starts waiting for it, so an idle keep-alive connection is closed after that long.
+        let deadline = Instant::now() + ctx.header_timeout;
+        if client.buf.is_empty() {
+            if !readable_now(&client.stream) {
+                // Idle: hold no buffer while waiting (HAProxy does the same), so ten thousand idle
+                // connections cost ten thousand small tasks and nothing more.
+                client.buf = BytesMut::new();
+            }
+            tokio::select! {
+                biased;
+                () = ctx.shutdown.cancelled() => return None,
+                ready = tokio::time::timeout_at(deadline, client.stream.readable()) => {
+                    if !matches!(ready, Ok(Ok(()))) {
+                        return None;
+                    }
+                }
+            }
+        }
+        // Boxed, so the task of an idle connection is only as large as this loop.
+        match Box::pin(exchange(&proxy, &mut client, &peer, deadline, &ctx.shutdown)).await {
+            Next::KeepAlive => {}
+            Next::Close => return None,
+            Next::Handoff => return Some(Handoff { stream: client.stream, read: client.buf.freeze() }),
+        }
+    }
+}
+
+/// The client side of a connection: the socket and what was read from it but not yet used.
+struct Client {
+    stream: TcpStream,
+    buf: BytesMut,
+}
+
+/// What the connection does after an exchange.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Next {
+    KeepAlive,
+    Close,
+    Handoff,
+}
+
+/// Whether tokio already knows the socket is readable (no system call).
+fn readable_now(stream: &TcpStream) -> bool {
+    stream.poll_read_ready(&mut Context::from_waker(Waker::noop())).is_ready()
+}
+
+/// How one exchange ended, for metrics and the access line.
+struct Done {
+    status: StatusCode,
+    bytes: u64,
+    complete: bool,
+    next: Next,
+}
+
+async fn exchange(
+    proxy: &Proxy,
+    client: &mut Client,
+    peer: &Peer,
+    deadline: Instant,
+    shutdown: &CancellationToken,
+) -> Next {
+    let snap = proxy.snapshot();
+    let log = tracing::enabled!(target: "tether::access", tracing::Level::INFO);
+    let req = loop {
+        match Request::parse(&snap, &client.buf, peer, log) {
+            Parse::Ready(req) => break req,
+            Parse::Handoff => return Next::Handoff,
+            Parse::Partial if client.buf.len() < MAX_HEAD => {}
+            Parse::Partial => return Next::Handoff,
+        }
+        client.buf.reserve(HEAD_READ);
+        match tokio::time::timeout_at(deadline, client.stream.read_buf(&mut client.buf)).await {
+            Ok(Ok(n)) if n > 0 => {}
+            // Closed, failed or too slow: as with hyper, the connection just ends.
+            _ => return Next::Close,
+        }
+    };
+    client.buf.advance(req.head_len);
+    let started = std::time::Instant::now();
+    let close = req.close || shutdown.is_cancelled();
+    let mut trace = Trace { hints: req.hints, ..Trace::default() };
+    let (result, pool) = match req.action {
+        None => (Err(Answer::from(ProxyError::NoRoute)), None),
+        Some(RouteAction::Status(status)) => (Err(Answer(status, NOT_SERVED.to_owned())), None),
+        Some(RouteAction::Pool(i)) => {
+            let pool = &snap.upstreams.pools[i];
+            (to_pool(&snap, pool, &req, client, close, &mut trace).await.map_err(Answer::from), Some(pool))
+        }
+    };
+    let done = match result {
+        Ok(done) => done,
+        Err(Answer(status, message)) => {
+            tracing::debug!(status = status.as_u16(), message, "synthetic answer");
+            synthetic(client, status, &message, close, req.method == Method::HEAD).await
+        }
+    };
+    if let Some(line) = proxy.record(pool, &trace, req.method, done.status, req.path, started) {
+        line.emit(done.bytes, done.complete);
+    }
+    done.next
+}
+
+/// A synthetic answer to write: status and message.
+struct Answer(StatusCode, String);
+
+impl From<ProxyError> for Answer {
+    fn from(e: ProxyError) -> Self {
+        Self(e.status(), e.to_string())
+    }
+}
+
+/// Writes an AM-shaped error answer (the headers of [`crate::error::json_response`]).
+async fn synthetic(client: &mut Client, status: StatusCode, message: &str, close: bool, head: bool) -> Done {
+    let body = am_error_body(status, message);
+    let mut out = Vec::with_capacity(body.len() + 160);
+    status_line(&mut out, status.as_u16(), status.canonical_reason().unwrap_or(""));
+    out.extend_from_slice(b"content-type: application/json\r\ncache-control: no-store\r\ncontent-length: ");
+    out.extend_from_slice(body.len().to_string().as_bytes());
+    out.extend_from_slice(b"\r\n");
+    if close {
+        out.extend_from_slice(b"connection: close\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    if !head {
+        out.extend_from_slice(body.as_bytes());
+    }
+    let sent = client.stream.write_all(&out).await.is_ok();
+    Done {
+        status,
+        bytes: if sent && !head { body.len() as u64 } else { 0 },
+        complete: sent,
+        next: if sent && !close { Next::KeepAlive } else { Next::Close },
+    }
+}
+
+fn status_line(out: &mut Vec<u8>, code: u16, reason: &str) {
+    out.extend_from_slice(b"HTTP/1.1 ");
+    // Status codes are three digits (httparse and `StatusCode` both guarantee it).
+    out.extend_from_slice(&[
+        b'0' + (code / 100 % 10) as u8,
+        b'0' + (code / 10 % 10) as u8,
+        b'0' + (code % 10) as u8,
+    ]);
+    out.push(b' ');
+    out.extend_from_slice(reason.as_bytes());
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Forwards to `pool`, retrying once on another node when the error allows it (SPEC 4.5). `Err` means
+/// nothing was written to the client yet.
+async fn to_pool(
+    snap: &Snapshot,
+    pool: &Pool,
+    req: &Request,
+    client: &mut Client,
+    close: bool,
+    trace: &mut Trace,
+) -> Result<Done, ProxyError> {
+    let cfg = &snap.config.proxy;
+    let settings = PoolSettings {
+        connect_timeout: cfg.connect_timeout,
+        idle_timeout: cfg.pool_idle_timeout,
+        max_idle: cfg.pool_max_idle_per_backend,
+    };
+    let idempotent = idempotent(&req.method);
+    let mut exclude = None;
+    let mut first_error = None;
+    loop {
+        let choice = match (select::choose(pool, &trace.hints, exclude), first_error) {
+            (Ok(choice), _) => choice,
+            // No other node for the retry: the client learns what went wrong with the first one.
+            (Err(_), Some(first)) => return Err(first),
+            (Err(e), None) => return Err(e),
+        };
+        trace.choice = Some(choice);
+        let backend = &pool.backends[choice.index];
+        let guard = backend.state.begin();
+        let args = AnswerArgs {
+            cookie_name: pool.affinity.cookie.as_bytes(),
+            cookie: set_cookie(pool, choice.index, &trace.hints),
+            close,
+            head_only: req.method == Method::HEAD,
+        };
+        match send(backend, &req.forward, &settings, cfg.response_timeout, idempotent, &args).await {
+            Ok((mut upstream, mut rbuf, answer)) => {
+                backend.state.record_success(&pool.health);
+                if choice.outcome == Outcome::Hit {
+                    backend.state.count_sticky_hit();
+                }
+                let relayed =
+                    relay(&mut client.stream, &mut upstream, &mut rbuf, answer.head, answer.framing).await;
+                if relayed.upstream_clean && answer.reusable {
+                    backend.conns.put_stream(upstream, &settings);
+                }
+                drop(guard);
+                let keep = relayed.complete && !answer.close_client;
+                return Ok(Done {
+                    status: answer.status,
+                    bytes: relayed.bytes,
+                    complete: relayed.complete,
+                    next: if keep { Next::KeepAlive } else { Next::Close },
+                });
+            }
+            Err(err) => {
+                if err.blames_backend().is_some() {
+                    backend.state.record_passive_failure(&pool.health, &err.to_string());
+                }
+                // A request without a body can always be sent again; the error decides whether it may.
+                if !(trace.retries == 0 && err.retryable(idempotent)) {
+                    return Err(err);
+                }
+                tracing::info!(backend = %backend.id, error = %err, "retrying on another node");
+                exclude = Some(choice.index);
+                trace.retries += 1;
+                backend.metrics.retried();
+                first_error = Some(err);
+            }
+        }
+    }
+}
+
+/// The pre-rendered `Set-Cookie` to add for a request served by node `served` (SPEC 4.3), if any.
+fn set_cookie<'a>(pool: &'a Pool, served: usize, hints: &Hints) -> Option<&'a HeaderValue> {
+    let wants = match pool.affinity.mode {
+        AffinityMode::Insert => hints.cookie != Some(served),
+        AffinityMode::Observe => hints.cookie.is_some_and(|named| named != served),
+    };
+    // Plain text only here: the value without `Secure` (unless the pool asks for it).
+    wants.then(|| &pool.backends[served].set_cookie)
+}
+
+/// Sends the head on a pooled connection (a fresh one if a pooled one turns out closed) and reads the
+/// answer's head, all within `timeout`, as the general path does.
+async fn send(
+    backend: &Backend,
+    head: &[u8],
+    settings: &PoolSettings,
+    timeout: Duration,
+    idempotent: bool,
+    args: &AnswerArgs<'_>,
+) -> Result<(TcpStream, BytesMut, ResponseHead), ProxyError> {
+    let upstream = |reason: String| ProxyError::Upstream { backend: backend.id.clone(), reason };
+    let attempt = async {
+        let mut fresh = false;
+        loop {
+            let (mut stream, reused) =
+                backend.conns.checkout_stream(settings, fresh).await.map_err(|e| match e {
+                    SendError::Connect(reason) => ProxyError::Connect { backend: backend.id.clone(), reason },
+                    SendError::Upstream(e) => upstream(e.to_string()),
+                })?;
+            if let Err(e) = stream.write_all(head).await {
+                if reused {
+                    // The node closed it while it was idle: nothing of this request reached it.
+                    fresh = true;
+                    continue;
+                }
+                let reason =
+                    format!("connection to {} failed before the request was sent: {e}", backend.authority);
+                return Err(ProxyError::Connect { backend: backend.id.clone(), reason });
+            }
+            let mut rbuf = BytesMut::with_capacity(HEAD_READ);
+            match read_answer(&mut stream, &mut rbuf, args).await {
+                Ok(answer) => return Ok((stream, rbuf, answer)),
+                // A pooled connection the node closed just as the request went out (the keep-alive
+                // race of RFC 9112 §9.3.1): an idempotent request goes again on a fresh connection.
+                Err(AnswerError::Closed) if reused && idempotent => fresh = true,
+                Err(e) => return Err(upstream(e.to_string())),
+            }
+        }
+    };
+    match tokio::time::timeout(timeout, attempt).await {
+        Ok(result) => result,
+        Err(_) => Err(ProxyError::Timeout { backend: backend.id.clone(), timeout_ms: timeout.as_millis() }),
+    }
+}
+
+/// Why a node's answer could not be read.
+#[derive(Debug, thiserror::Error)]
+enum AnswerError {
+    #[error("connection closed before any answer")]
+    Closed,
+    #[error("connection closed in the middle of the response head")]
+    Truncated,
+    #[error("reading the answer: {0}")]
+    Io(std::io::Error),
+    #[error("malformed response head: {0}")]
+    Malformed(String),
+    #[error("response head larger than {MAX_RESPONSE_HEAD} bytes")]
+    TooLarge,
+}
+
+async fn read_answer(
+    stream: &mut TcpStream,
+    rbuf: &mut BytesMut,
+    args: &AnswerArgs<'_>,
+) -> Result<ResponseHead, AnswerError> {
+    let mut received = false;
+    loop {
+        if !rbuf.is_empty() {
+            match ResponseHead::parse(rbuf, args)? {
+                ParsedResponse::Head(head) => {
+                    rbuf.advance(head.head_len);
+                    return Ok(head);
+                }
+                // `100 Continue`, `103 Early Hints`: not forwarded, as hyper's client does not.
+                ParsedResponse::Informational(len) => {
+                    rbuf.advance(len);
+                    continue;
+                }
+                ParsedResponse::Partial => {}
+            }
+        }
+        if rbuf.len() >= MAX_RESPONSE_HEAD {
+            return Err(AnswerError::TooLarge);
+        }
+        rbuf.reserve(HEAD_READ);
+        match stream.read_buf(rbuf).await {
+            Ok(0) if !received => return Err(AnswerError::Closed),
+            Ok(0) => return Err(AnswerError::Truncated),
+            Ok(_) => received = true,
+            Err(e) if !received && e.kind() == ErrorKind::ConnectionReset => return Err(AnswerError::Closed),
+            Err(e) => return Err(AnswerError::Io(e)),
+        }
+    }
+}
+
+/// How the relay of one body went.
+struct Relayed {
+    /// Body bytes written to the client.
+    bytes: u64,
+    /// The whole body reached the client.
+    complete: bool,
+    /// The node's connection ended exactly at the end of the body.
+    upstream_clean: bool,
+}
+
+/// Writes the response head with the body bytes that came with it, then relays the rest of the body as
+/// it arrives, one bounded read at a time.
+async fn relay(
+    client: &mut TcpStream,
+    upstream: &mut TcpStream,
+    rbuf: &mut BytesMut,
+    mut out: Vec<u8>,
+    mut framing: Framing,
+) -> Relayed {
+    let mut r = Relayed { bytes: 0, complete: false, upstream_clean: false };
+    let first = framing.take(rbuf);
+    let n = *first.as_ref().unwrap_or(&0);
+    out.extend_from_slice(&rbuf[..n]);
+    rbuf.advance(n);
+    if client.write_all(&out).await.is_err() {
+        return r;
+    }
+    r.bytes = n as u64;
+    if let Err(e) = first {
+        tracing::debug!(error = %e, "response body cut short");
+        return r;
+    }
+    drop(out);
+    loop {
+        if framing.done() {
+            r.complete = true;
+            r.upstream_clean = rbuf.is_empty();
+            return r;
+        }
+        rbuf.clear();
+        rbuf.reserve(BODY_READ);
+        match upstream.read_buf(rbuf).await {
+            // Only a body delimited by the close ends like this.
+            Ok(0) => {
+                r.complete = framing == Framing::UntilClose;
+                return r;
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::debug!(error = %e, "reading the response body failed");
+                return r;
+            }
+        }
+        let n = match framing.take(rbuf) {
+            Ok(n) => n,
+            Err(e) => {
+                tracing::debug!(error = %e, "response body cut short");
+                return r;
+            }
+        };
+        if client.write_all(&rbuf[..n]).await.is_err() {
+            return r;
+        }
+        r.bytes += n as u64;
+        rbuf.advance(n);
+    }
+}
+
+/// What the fast path made of one request head.
+enum Parse {
+    Ready(Request),
+    Partial,
+    Handoff,
+}
+
+/// A request head, decided: everything later steps need, owned, so the read buffer is free again.
+struct Request {
+    /// Bytes of the head in the read buffer.
+    head_len: usize,
+    method: Method,
+    /// The route's action; `None` when no route matched.
+    action: Option<RouteAction>,
+    /// The pool's hints, when a pool serves it.
+    hints: Hints,
+    /// The head to send to the node.
+    forward: Vec<u8>,
+    /// The client asked to close after this exchange.
+    close: bool,
+    /// For the access line, when it is wanted.
+    path: Option<String>,
+}
+
+impl Request {
+    fn parse(snap: &Snapshot, buf: &[u8], peer: &Peer, log: bool) -> Parse {
+        if buf.is_empty() {
+            return Parse::Partial;
+        }
+        let mut fields = [httparse::EMPTY_HEADER; MAX_FIELDS];
+        let mut req = httparse::Request::new(&mut fields);
+        let head_len = match req.parse(buf) {
+            Ok(httparse::Status::Complete(n)) => n,
+            Ok(httparse::Status::Partial) => return Parse::Partial,
+            Err(_) => return Parse::Handoff,
+        };
+        let (Some(method), Some(target), Some(1)) = (req.method, req.path, req.version) else {
+            return Parse::Handoff;
+        };
+        let Ok(method) = Method::from_bytes(method.as_bytes()) else { return Parse::Handoff };
+        if !target.starts_with('/') {
+            return Parse::Handoff;
+        }
+        let fields: &[httparse::Header<'_>] = req.headers;
+        let mut host = None;
+        let mut connection = Tokens::default();
+        for f in fields {
+            let name = f.name.as_bytes();
+            if name.eq_ignore_ascii_case(b"host") {
+                if host.replace(f.value).is_some() {
+                    return Parse::Handoff;
+                }
+            } else if name.eq_ignore_ascii_case(b"content-length") {
+                if f.value.trim_ascii() != b"0" {
+                    return Parse::Handoff;
+                }
+            } else if name.eq_ignore_ascii_case(b"transfer-encoding")
+                || name.eq_ignore_ascii_case(b"expect")
+                || name.eq_ignore_ascii_case(b"upgrade")
+            {
+                return Parse::Handoff;
+            } else if name.eq_ignore_ascii_case(b"connection") {
+                connection.add(f.value);
+            }
+        }
+        let Some(host) = host.and_then(|h| std::str::from_utf8(h).ok()) else { return Parse::Handoff };
+        let host = route::strip_port(host);
+        let (path, query) = match target.split_once('?') {
+            Some((p, q)) => (p, Some(q)),
+            None => (target, None),
+        };
+        let action = route::find_by(&snap.config.routes, &method, path, Some(host)).cloned();
+        let hints = match action {
+            Some(RouteAction::Pool(i)) => sticky::read(&snap.upstreams.pools[i], fields, query, None),
+            _ => Hints::default(),
+        };
+        let forward = forwarded_head(&method, target, fields, &connection, peer, host);
+        Parse::Ready(Request {
+            head_len,
+            method,
+            action,
+            hints,
+            forward,
+            close: connection.close,
+            path: log.then(|| path.to_owned()),
+        })
+    }
+}
+
+/// The request head as the node gets it: hop-by-hop fields removed (RFC 9110 §7.6.1), earlier
+/// `X-Forwarded-For` values folded into one field ending with the client, `X-Forwarded-Proto` and
+/// `X-Forwarded-Host` replaced: the same policy as [`super::headers`] on the general path.
+fn forwarded_head(
+    method: &Method,
+    target: &str,
+    fields: &[httparse::Header<'_>],
+    connection: &Tokens<'_>,
+    peer: &Peer,
+    host: &str,
+) -> Vec<u8> {
+    let mut out = Vec::with_capacity(512);
+    out.extend_from_slice(method.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(target.as_bytes());
+    out.extend_from_slice(b" HTTP/1.1\r\n");
+    let mut earlier_xff = false;
+    for f in fields {
+        let name = f.name.as_bytes();
+        if name.eq_ignore_ascii_case(b"x-forwarded-for") {
+            earlier_xff = true;
+            continue;
+        }
+        if hop_by_hop(name)
+            || connection.lists(name)
+            || name.eq_ignore_ascii_case(b"x-forwarded-proto")
+            || name.eq_ignore_ascii_case(b"x-forwarded-host")
+        {
+            continue;
+        }
+        field(&mut out, name, f.value);
+    }
+    out.extend_from_slice(b"x-forwarded-for: ");
+    if earlier_xff {
+        for f in fields.iter().filter(|f| f.name.eq_ignore_ascii_case("x-forwarded-for")) {
+            out.extend_from_slice(f.value);
+            out.extend_from_slice(b", ");
+        }
+    }
+    out.extend_from_slice(peer.forwarded_for.as_bytes());
+    out.extend_from_slice(b"\r\nx-forwarded-proto: http\r\n");
+    field(&mut out, b"x-forwarded-host", host.as_bytes());
+    out.extend_from_slice(b"\r\n");
+    out
+}
+
+fn field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    out.extend_from_slice(name);
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// The fixed hop-by-hop names (RFC 2616 §13.5.1 and `Proxy-Connection`), except `Transfer-Encoding`,
+/// which requests never carry here and responses keep (their framing is relayed as it is).
+fn hop_by_hop(name: &[u8]) -> bool {
+    const NAMES: [&[u8]; 8] = [
+        b"connection",
+        b"keep-alive",
+        b"proxy-connection",
+        b"te",
+        b"trailer",
+        b"upgrade",
+        b"proxy-authenticate",
+        b"proxy-authorization",
+    ];
+    NAMES.iter().any(|n| n.len() == name.len() && n.eq_ignore_ascii_case(name))
+}
+
+/// The tokens of `Connection` fields: `close`, and the field names listed as hop-by-hop.
+#[derive(Debug, Default)]
+struct Tokens<'a> {
+    close: bool,
+    listed: Vec<&'a [u8]>,
+}
+
+impl<'a> Tokens<'a> {
+    fn add(&mut self, value: &'a [u8]) {
+        for token in value.split(|&b| b == b',').map(<[u8]>::trim_ascii) {
+            if token.eq_ignore_ascii_case(b"close") {
+                self.close = true;
+            } else if !token.is_empty() && !token.eq_ignore_ascii_case(b"keep-alive") {
+                self.listed.push(token);
+            }
+        }
+    }
+
+    fn lists(&self, name: &[u8]) -> bool {
+        self.listed.iter().any(|t| t.eq_ignore_ascii_case(name))
+    }
+}
+
+/// What the response head needs from the request side.
+struct AnswerArgs<'a> {
+    /// The affinity cookie's name, to see whether the node sets it itself.
+    cookie_name: &'a [u8],
+    /// The `Set-Cookie` value to add unless the node sets the cookie itself.
+    cookie: Option<&'a HeaderValue>,
+    /// The client connection closes after this exchange.
+    close: bool,
+    /// The request was `HEAD`: the answer has no body whatever its fields say.
+    head_only: bool,
+}
+
+enum ParsedResponse {
+    Head(ResponseHead),
+    Informational(usize),
+    Partial,
+}
+
+/// A node's response head, decided.
+struct ResponseHead {
+    head_len: usize,
+    status: StatusCode,
+    framing: Framing,
+    /// The node's connection may take another request once the body is read.
+    reusable: bool,
+    /// The client's connection must close after this response.
+    close_client: bool,
+    /// The head to write to the client.
+    head: Vec<u8>,
+}
+
+impl ResponseHead {
+    fn parse(buf: &[u8], args: &AnswerArgs<'_>) -> Result<ParsedResponse, AnswerError> {
+        let mut fields = [httparse::EMPTY_HEADER; MAX_RESPONSE_FIELDS];
+        let mut resp = httparse::Response::new(&mut fields);
+        let head_len = match resp.parse(buf) {
+            Ok(httparse::Status::Complete(n)) => n,
+            Ok(httparse::Status::Partial) => return Ok(ParsedResponse::Partial),
+            Err(e) => return Err(AnswerError::Malformed(e.to_string())),
+        };
+        let code = resp.code.unwrap_or(0);
+        if code == 101 {
+            return Err(AnswerError::Malformed("101 Switching Protocols without an upgrade asked".into()));
+        }
+        if (100..200).contains(&code) {
+            return Ok(ParsedResponse::Informational(head_len));
+        }
+        let status = StatusCode::from_u16(code).map_err(|e| AnswerError::Malformed(e.to_string()))?;
+        let fields: &[httparse::Header<'_>] = resp.headers;
+        // RFC 9112 §6.3: Transfer-Encoding first, then Content-Length, else the body runs to the close.
+        let mut chunked = None;
+        let mut length: Option<u64> = None;
+        let mut connection = Tokens::default();
+        let mut sets_cookie = false;
+        for f in fields {
+            let name = f.name.as_bytes();
+            if name.eq_ignore_ascii_case(b"transfer-encoding") {
+                let last = f.value.rsplit(|&b| b == b',').next().unwrap_or_default().trim_ascii();
+                chunked = Some(last.eq_ignore_ascii_case(b"chunked"));
+            } else if name.eq_ignore_ascii_case(b"content-length") {
+                let n = std::str::from_utf8(f.value)
+                    .ok()
+                    .filter(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()))
+                    .and_then(|v| v.parse::<u64>().ok())
+                    .ok_or_else(|| AnswerError::Malformed("invalid Content-Length".into()))?;
+                if length.replace(n).is_some_and(|m| m != n) {
+                    return Err(AnswerError::Malformed("conflicting Content-Length fields".into()));
+                }
+            } else if name.eq_ignore_ascii_case(b"connection") {
+                connection.add(f.value);
+            } else if args.cookie.is_some() && name.eq_ignore_ascii_case(b"set-cookie") {
+                let v = f.value.trim_ascii_start();
+                sets_cookie |= v
+                    .strip_prefix(args.cookie_name)
+                    .is_some_and(|rest| rest.trim_ascii_start().starts_with(b"="));
+            }
+        }
+        let framing = if args.head_only || code == 204 || code == 304 {
+            Framing::Empty
+        } else {
+            match (chunked, length) {
+                (Some(true), _) => Framing::Chunked(Chunked::default()),
+                (Some(false), _) | (None, None) => Framing::UntilClose,
+                (None, Some(0)) => Framing::Empty,
+                (None, Some(n)) => Framing::Length(n),
+            }
+        };
+        // Both framings at once is a smuggling shape: relay by Transfer-Encoding, then close (§6.1).
+        let reusable = resp.version == Some(1)
+            && !connection.close
+            && !(chunked.is_some() && length.is_some())
+            && framing != Framing::UntilClose;
+        let close_client = args.close || framing == Framing::UntilClose;
+        let mut head = Vec::with_capacity(head_len + 128);
+        status_line(&mut head, code, resp.reason.unwrap_or(""));
+        for f in fields {
+            let name = f.name.as_bytes();
+            if hop_by_hop(name)
+                || connection.lists(name)
+                || (chunked.is_some() && name.eq_ignore_ascii_case(b"content-length"))
+            {
+                continue;
+            }
+            field(&mut head, name, f.value);
+        }
+        if let Some(cookie) = args.cookie.filter(|_| !sets_cookie) {
+            field(&mut head, b"set-cookie", cookie.as_bytes());
+        }
+        if close_client {
+            head.extend_from_slice(b"connection: close\r\n");
+        }
+        head.extend_from_slice(b"\r\n");
+        Ok(ParsedResponse::Head(ResponseHead { head_len, status, framing, reusable, close_client, head }))
+    }
+}
