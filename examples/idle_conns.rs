@@ -64,7 +64,8 @@ async fn one(addr: SocketAddr) -> std::io::Result<TcpStream> {
         if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
             let head = String::from_utf8_lossy(buf.get(..end).unwrap_or_default()).to_ascii_lowercase();
             if !head.starts_with("http/1.1 200") {
-                return Err(std::io::Error::other(format!("unexpected answer: {head}")));
+                let rest = String::from_utf8_lossy(buf.get(end..).unwrap_or_default()).into_owned();
+                return Err(std::io::Error::other(format!("unexpected answer: {head}{rest}")));
             }
             let len = head
                 .lines()

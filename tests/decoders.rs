@@ -1,9 +1,11 @@
 //! Property tests (proptest, in place of a nightly-only cargo-fuzz target) for everything that decodes
 //! client input on the request path: AM tokens, `authId` JWS payloads, sealed journey state, cookies and
-//! query strings. Any input yields an answer or "no hint", never a panic; well-formed tokens round-trip.
+//! query strings; and the chunked-body scanner of the HTTP/1.1 fast path, which reads node output. Any
+//! input yields an answer or "no hint", never a panic; well-formed tokens round-trip.
 //! Each property runs a few hundred generated cases per `cargo test`, a bounded fuzz run.
 
 use proptest::prelude::*;
+use tether::proxy::framing::Chunked;
 use tether::token;
 
 /// Node IDs the config accepts.
@@ -92,5 +94,53 @@ proptest! {
         }
         let _: Vec<&[u8]> = tether::upstream::sticky::cookie_values(&headers, b"amlbcookie").collect();
         let _ = tether::upstream::sticky::query_param(&q, "tokenId");
+    }
+
+    #[test]
+    fn the_chunk_scanner_never_panics_on_garbage(raw in proptest::collection::vec(any::<u8>(), 0..400), step in 1usize..64) {
+        let mut scan = Chunked::default();
+        for piece in raw.chunks(step) {
+            match scan.feed(piece) {
+                Ok(n) => prop_assert!(n <= piece.len()),
+                Err(_) => break,
+            }
+        }
+    }
+
+    #[test]
+    fn the_chunk_scanner_ends_exactly_at_the_end_of_any_chunked_body(
+        chunks in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 1..300), 0..8),
+        trailers in proptest::collection::vec("[a-z]{1,8}: [ -~]{0,20}", 0..3),
+        upper in any::<bool>(),
+        step in 1usize..97,
+    ) {
+        let mut body = Vec::new();
+        for c in &chunks {
+            let size = if upper { format!("{:X}", c.len()) } else { format!("{:x}", c.len()) };
+            body.extend_from_slice(size.as_bytes());
+            body.extend_from_slice(b"\r\n");
+            body.extend_from_slice(c);
+            body.extend_from_slice(b"\r\n");
+        }
+        body.extend_from_slice(b"0\r\n");
+        for t in &trailers {
+            body.extend_from_slice(t.as_bytes());
+            body.extend_from_slice(b"\r\n");
+        }
+        body.extend_from_slice(b"\r\n");
+        let end = body.len();
+        body.extend_from_slice(b"HTTP/1.1 200 OK\r\n");
+        let mut scan = Chunked::default();
+        let mut taken = 0;
+        for piece in body.chunks(step) {
+            let n = scan.feed(piece).expect("a well-formed body");
+            taken += n;
+            if scan.done() {
+                break;
+            }
+            prop_assert_eq!(n, piece.len(), "an unfinished body takes everything it is given");
+        }
+        prop_assert!(scan.done());
+        prop_assert_eq!(taken, end);
     }
 }

@@ -52,7 +52,7 @@ const MAX_RESPONSE_FIELDS: usize = 100;
 /// Largest response head accepted from a node.
 const MAX_RESPONSE_HEAD: usize = 256 * 1024;
 /// Read size for heads.
-const HEAD_READ: usize = 8 * 1024;
+const HEAD_READ: usize = 4 * 1024;
 /// Read size for body pieces: the most of a body in memory at once, per exchange.
 const BODY_READ: usize = 16 * 1024;
 

@@ -1,0 +1,343 @@
+//! The HTTP/1.1 fast path (`tether::proxy::h1`) against a node that answers byte for byte from a
+//! script: bodies relayed with the framing they came with (chunked, length, until close, none for
+//! `HEAD`), interim answers skipped, node connections reused exactly when the exchange ended cleanly and
+//! replaced when the node closed them, pipelined requests answered in order, and a request with a body
+//! handing the connection to hyper in the middle of a keep-alive connection.
+
+mod support;
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use support::{ProxyHandle, backends_toml, client};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::CancellationToken;
+
+/// What the scripted node does after a request.
+enum Reply {
+    /// Writes these bytes and waits for the next request on the connection.
+    Bytes(Vec<u8>),
+    /// Writes these bytes and closes the connection.
+    BytesThenClose(Vec<u8>),
+}
+
+/// A node answering every request (but the proxy's health checks) from `script(method, target, body)`.
+struct RawNode {
+    addr: SocketAddr,
+    /// Connections that carried at least one request other than a health check.
+    connections: Arc<AtomicUsize>,
+    /// Heads of the requests received, health checks left out.
+    heads: Arc<Mutex<Vec<String>>>,
+    shutdown: CancellationToken,
+}
+
+impl Drop for RawNode {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+type Script = fn(&str, &str, &[u8]) -> Reply;
+
+impl RawNode {
+    async fn start(script: Script) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let node = RawNode {
+            addr: listener.local_addr().unwrap(),
+            connections: Arc::default(),
+            heads: Arc::default(),
+            shutdown: CancellationToken::new(),
+        };
+        let (connections, heads, shutdown) =
+            (node.connections.clone(), node.heads.clone(), node.shutdown.clone());
+        tokio::spawn(async move {
+            loop {
+                let stream = tokio::select! {
+                    () = shutdown.cancelled() => return,
+                    r = listener.accept() => match r { Ok((s, _)) => s, Err(_) => continue },
+                };
+                let (connections, heads) = (connections.clone(), heads.clone());
+                tokio::spawn(async move {
+                    let _ = serve_raw(stream, script, &connections, &heads).await;
+                });
+            }
+        });
+        node
+    }
+
+    fn connections(&self) -> usize {
+        self.connections.load(Ordering::SeqCst)
+    }
+
+    fn heads(&self) -> Vec<String> {
+        self.heads.lock().unwrap().clone()
+    }
+
+    /// A proxy with this node alone behind it.
+    async fn proxy(&self) -> ProxyHandle {
+        let toml = format!(
+            "[proxy]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n\n[[pool]]\nname = \"am\"\n{}\n[[route]]\npath_prefix = \"/\"\npool = \"am\"\n",
+            backends_toml(&[("01", format!("http://{}", self.addr), "active")]),
+        );
+        ProxyHandle::start(&toml).await
+    }
+}
+
+async fn serve_raw(
+    mut stream: TcpStream,
+    script: Script,
+    connections: &AtomicUsize,
+    heads: &Mutex<Vec<String>>,
+) -> std::io::Result<()> {
+    let mut buf = Vec::new();
+    let mut counted = false;
+    loop {
+        let Some((head, body)) = read_request(&mut stream, &mut buf).await? else { return Ok(()) };
+        let mut words = head.split(' ');
+        let (method, target) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
+        if target.contains("/health") {
+            stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok").await?;
+            continue;
+        }
+        if !counted {
+            counted = true;
+            connections.fetch_add(1, Ordering::SeqCst);
+        }
+        heads.lock().unwrap().push(head.clone());
+        match script(method, target, &body) {
+            Reply::Bytes(bytes) => stream.write_all(&bytes).await?,
+            Reply::BytesThenClose(bytes) => {
+                stream.write_all(&bytes).await?;
+                return stream.shutdown().await;
+            }
+        }
+    }
+}
+
+/// One request head (as text) and its `Content-Length` body, or `None` at a clean end.
+async fn read_request(
+    stream: &mut TcpStream,
+    buf: &mut Vec<u8>,
+) -> std::io::Result<Option<(String, Vec<u8>)>> {
+    loop {
+        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&buf[..end]).into_owned();
+            let length = head
+                .lines()
+                .filter_map(|l| l.split_once(':'))
+                .find(|(n, _)| n.eq_ignore_ascii_case("content-length"))
+                .and_then(|(_, v)| v.trim().parse::<usize>().ok())
+                .unwrap_or(0);
+            while buf.len() < end + 4 + length {
+                let mut chunk = [0u8; 4096];
+                let n = stream.read(&mut chunk).await?;
+                if n == 0 {
+                    return Ok(None);
+                }
+                buf.extend_from_slice(&chunk[..n]);
+            }
+            let body = buf[end + 4..end + 4 + length].to_vec();
+            buf.drain(..end + 4 + length);
+            return Ok(Some((head, body)));
+        }
+        let mut chunk = [0u8; 4096];
+        let n = stream.read(&mut chunk).await?;
+        if n == 0 {
+            return Ok(None);
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+/// Reads from `conn` until `want` bytes arrived or the connection closed (bounded by a deadline).
+async fn read_exactly_or_close(conn: &mut TcpStream, want: usize) -> Vec<u8> {
+    let mut got = Vec::new();
+    let read = async {
+        while got.len() < want {
+            let mut chunk = [0u8; 4096];
+            match conn.read(&mut chunk).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => got.extend_from_slice(&chunk[..n]),
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), read).await.expect("the answer in time");
+    got
+}
+
+const CHUNKED: &[u8] =
+    b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n7;x=1\r\n, world\r\n0\r\nx-trailer: 1\r\n\r\n";
+
+#[tokio::test]
+async fn a_chunked_answer_is_relayed_intact_and_its_node_connection_reused() {
+    let node = RawNode::start(|_, _, _| Reply::Bytes(CHUNKED.to_vec())).await;
+    let proxy = node.proxy().await;
+    let http = client();
+    for _ in 0..5 {
+        let resp = http.get(proxy.url("/chunked")).send().await.unwrap();
+        assert_eq!(resp.status(), 200);
+        assert_eq!(resp.text().await.unwrap(), "hello, world");
+    }
+    // Five exchanges on one node connection: the scanner found each body's end, trailers included.
+    assert_eq!(node.connections(), 1);
+}
+
+#[tokio::test]
+async fn a_body_delimited_by_close_reaches_the_client_whose_connection_then_closes() {
+    let node =
+        RawNode::start(|_, _, _| Reply::BytesThenClose(b"HTTP/1.1 200 OK\r\n\r\nuntil the end".to_vec()))
+            .await;
+    let proxy = node.proxy().await;
+    for round in 1..=2 {
+        let mut conn = TcpStream::connect(proxy.addr).await.unwrap();
+        conn.write_all(b"GET /close HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+        let answer = String::from_utf8(read_exactly_or_close(&mut conn, usize::MAX).await).unwrap();
+        assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
+        assert!(answer.to_ascii_lowercase().contains("\r\nconnection: close\r\n"), "{answer}");
+        assert!(answer.ends_with("\r\n\r\nuntil the end"), "{answer}");
+        assert_eq!(node.connections(), round, "a connection that ended its body is not reused");
+    }
+}
+
+#[tokio::test]
+async fn head_answers_carry_no_body_whatever_their_length_says() {
+    let node = RawNode::start(|method, _, _| match method {
+        "HEAD" => Reply::Bytes(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\n".to_vec()),
+        _ => Reply::Bytes(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nafter".to_vec()),
+    })
+    .await;
+    let proxy = node.proxy().await;
+    let mut conn = TcpStream::connect(proxy.addr).await.unwrap();
+    conn.write_all(b"HEAD /h HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+    let head = String::from_utf8(read_head(&mut conn).await).unwrap();
+    assert!(head.starts_with("HTTP/1.1 200") && head.contains("content-length: 5"), "{head}");
+    // The same connection carries a GET next: nothing of a body was expected or sent after the HEAD.
+    conn.write_all(b"GET /g HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+    let next = String::from_utf8(read_head(&mut conn).await).unwrap();
+    assert!(next.starts_with("HTTP/1.1 200"), "{next}");
+    assert_eq!(read_exactly_or_close(&mut conn, 5).await, b"after");
+    assert_eq!(node.connections(), 1);
+}
+
+/// Reads one answer head, byte by byte so nothing after it is consumed.
+async fn read_head(conn: &mut TcpStream) -> Vec<u8> {
+    let mut head = Vec::new();
+    let read = async {
+        while !head.ends_with(b"\r\n\r\n") {
+            let mut b = [0u8; 1];
+            match conn.read(&mut b).await {
+                Ok(1) => head.push(b[0]),
+                _ => break,
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), read).await.expect("a head in time");
+    head
+}
+
+#[tokio::test]
+async fn interim_answers_are_skipped() {
+    let node = RawNode::start(|_, _, _| {
+        Reply::Bytes(
+            b"HTTP/1.1 103 Early Hints\r\nlink: </a.css>\r\n\r\nHTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"
+                .to_vec(),
+        )
+    })
+    .await;
+    let proxy = node.proxy().await;
+    let resp = client().get(proxy.url("/")).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.text().await.unwrap(), "ok");
+}
+
+#[tokio::test]
+async fn pooled_connections_the_node_closed_are_replaced_without_an_error() {
+    // The node closes every connection right after its answer, without saying so: the pooled
+    // connection is dead by the next request, which must still succeed.
+    let node = RawNode::start(|_, _, _| {
+        Reply::BytesThenClose(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok".to_vec())
+    })
+    .await;
+    let proxy = node.proxy().await;
+    let http = client();
+    for i in 0..30 {
+        let resp = http.get(proxy.url("/")).send().await.unwrap();
+        assert_eq!(resp.status(), 200, "request {i}");
+        assert_eq!(resp.text().await.unwrap(), "ok");
+    }
+    assert_eq!(node.connections(), 30);
+}
+
+#[tokio::test]
+async fn a_malformed_answer_is_a_502_in_am_shape_and_the_client_connection_survives() {
+    let node = RawNode::start(|_, target, _| match target {
+        "/bad" => Reply::BytesThenClose(b"THIS IS NOT HTTP\r\n\r\n".to_vec()),
+        _ => Reply::Bytes(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok".to_vec()),
+    })
+    .await;
+    let proxy = node.proxy().await;
+    let http = client();
+    let resp = http.get(proxy.url("/bad")).send().await.unwrap();
+    assert_eq!(resp.status(), 502);
+    let v: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(v["code"], 502);
+    assert!(v["message"].as_str().unwrap().contains("malformed"), "{v}");
+    assert_eq!(http.get(proxy.url("/good")).send().await.unwrap().text().await.unwrap(), "ok");
+}
+
+#[tokio::test]
+async fn pipelined_requests_are_answered_in_order_and_a_body_hands_the_connection_to_hyper() {
+    // Echoes method, target and body length, so each answer names its request.
+    let node = RawNode::start(|method, target, body| {
+        let text = format!("{method} {target} {}", body.len());
+        Reply::Bytes(format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{text}", text.len()).into_bytes())
+    })
+    .await;
+    let proxy = node.proxy().await;
+    let mut conn = TcpStream::connect(proxy.addr).await.unwrap();
+    // Two fast-path requests, one with a body (hyper's from here on), one more after it: one write.
+    conn.write_all(
+        b"GET /a HTTP/1.1\r\nHost: x\r\n\r\nGET /b?q=1 HTTP/1.1\r\nHost: x\r\n\r\n\
+          POST /c HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nxyzGET /d HTTP/1.1\r\nHost: x\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    for want in ["GET /a 0", "GET /b?q=1 0", "POST /c 3", "GET /d 0"] {
+        let head = String::from_utf8(read_head(&mut conn).await).unwrap();
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+        let length: usize = head
+            .lines()
+            .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().to_owned()))
+            .and_then(|v| v.parse().ok())
+            .expect("a length");
+        assert_eq!(String::from_utf8(read_exactly_or_close(&mut conn, length).await).unwrap(), want);
+    }
+    let heads = node.heads();
+    assert_eq!(heads.len(), 4, "{heads:?}");
+    assert!(heads.iter().all(|h| h.to_ascii_lowercase().contains("x-forwarded-for: 127.0.0.1")), "{heads:?}");
+}
+
+#[tokio::test]
+async fn an_idle_keep_alive_connection_is_closed_after_the_header_timeout() {
+    let node =
+        RawNode::start(|_, _, _| Reply::Bytes(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok".to_vec()))
+            .await;
+    let toml = format!(
+        "[proxy]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\nrequest_header_timeout_ms = 200\n\n[[pool]]\nname = \"am\"\n{}\n[[route]]\npath_prefix = \"/\"\npool = \"am\"\n",
+        backends_toml(&[("01", format!("http://{}", node.addr), "active")]),
+    );
+    let proxy = ProxyHandle::start(&toml).await;
+    let mut conn = TcpStream::connect(proxy.addr).await.unwrap();
+    conn.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+    let head = String::from_utf8(read_head(&mut conn).await).unwrap();
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert_eq!(read_exactly_or_close(&mut conn, 2).await, b"ok");
+    // Then nothing: the proxy closes the keep-alive connection once the header timeout has passed.
+    let mut rest = [0u8; 16];
+    let closed =
+        tokio::time::timeout(Duration::from_secs(10), conn.read(&mut rest)).await.expect("closed in time");
+    assert!(matches!(closed, Ok(0) | Err(_)), "{closed:?}");
+}
