@@ -47,10 +47,10 @@ pub trait Handler: Send + Sync + 'static {
     fn serve_plain(
         self: Arc<Self>,
         stream: TcpStream,
-        peer: Peer,
+        addr: SocketAddr,
         ctx: PlainContext,
     ) -> impl Future<Output = Option<Handoff>> + Send {
-        let _ = (peer, ctx);
+        let _ = (addr, ctx);
         std::future::ready(Some(Handoff { stream, read: Bytes::new() }))
     }
 }
@@ -210,9 +210,8 @@ pub async fn serve<H: Handler>(
                 let ctx = PlainContext { header_timeout: opts.header_timeout, shutdown: shutdown.clone() };
                 plain.spawn(async move {
                     let _open = open;
-                    let peer = Peer::new(addr, false);
                     let Some(Handoff { stream, read }) =
-                        Arc::clone(&handler).serve_plain(stream, peer, ctx).await
+                        Arc::clone(&handler).serve_plain(stream, addr, ctx).await
                     else {
                         return;
                     };

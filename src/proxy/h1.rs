@@ -20,20 +20,23 @@
 //! stream → write head → read and parse the response head → write head and first body bytes in one
 //! write → relay the rest → connection back to the pool, metrics, access line.
 
-use std::io::ErrorKind;
+use std::cell::RefCell;
+use std::future::Future;
+use std::io::{self, ErrorKind, Write as _};
+use std::net::{IpAddr, SocketAddr};
+use std::pin::{Pin, pin};
 use std::sync::Arc;
-use std::task::{Context, Waker};
-use std::time::Duration;
+use std::task::{Context, Poll, Waker};
 
 use bytes::{Buf, BytesMut};
 use http::{HeaderValue, Method, StatusCode};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
-use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
+use tokio::time::{Instant, Sleep};
+use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
 
-use super::forward::{Peer, Trace, idempotent};
-use super::framing::{Chunked, Framing};
+use super::forward::{Trace, idempotent};
+use super::framing::{Chunked, Framing, FramingError};
 use super::{NOT_SERVED, Proxy, Snapshot, route};
 use crate::config::{AffinityMode, RouteAction};
 use crate::error::{ProxyError, am_error_body};
@@ -51,40 +54,159 @@ pub const MAX_FIELDS: usize = 64;
 const MAX_RESPONSE_FIELDS: usize = 100;
 /// Largest response head accepted from a node.
 const MAX_RESPONSE_HEAD: usize = 256 * 1024;
-/// Read size for heads.
-const HEAD_READ: usize = 4 * 1024;
+/// The per-thread buffer heads are read into ([`read_scratch`]).
+const SCRATCH_SIZE: usize = 16 * 1024;
 /// Read size for body pieces: the most of a body in memory at once, per exchange.
 const BODY_READ: usize = 16 * 1024;
 
 /// Serves a plain-text client connection until it closes, or until a request needs hyper.
-pub async fn serve(proxy: Arc<Proxy>, stream: TcpStream, peer: Peer, ctx: PlainContext) -> Option<Handoff> {
-    let mut client = Client { stream, buf: BytesMut::new() };
-    loop {
-        // hyper's rule, kept: the head must be complete within the header timeout of the moment the
-        // connection starts waiting for it, so an idle keep-alive connection is closed after that long.
-        let deadline = Instant::now() + ctx.header_timeout;
-        if client.buf.is_empty() {
-            if !readable_now(&client.stream) {
-                // Idle: hold no buffer while waiting (HAProxy does the same), so ten thousand idle
-                // connections cost ten thousand small tasks and nothing more.
-                client.buf = BytesMut::new();
+pub fn serve(
+    proxy: Arc<Proxy>,
+    stream: TcpStream,
+    addr: SocketAddr,
+    ctx: PlainContext,
+) -> impl Future<Output = Option<Handoff>> + Send {
+    let mut conn = Connection {
+        proxy,
+        client: Client { stream, buf: BytesMut::new() },
+        ip: IpText::new(addr.ip()),
+        ctx,
+    };
+    // A block rather than an `async fn`, whose argument would be stored twice in the task (once as the
+    // argument, once as the moved local): the task of an idle connection is mostly this future.
+    async move {
+        // One timer and one shutdown waiter for the connection's life: the timer is moved, not
+        // re-created, for each deadline (a later deadline costs tokio no timer-wheel work at all).
+        let timer = tokio::time::sleep(conn.ctx.header_timeout);
+        let cancelled = conn.ctx.shutdown.cancelled();
+        let (mut timer, mut cancelled) = (pin!(timer), pin!(cancelled));
+        loop {
+            // hyper's rule, kept: the head must be complete within the header timeout of the moment the
+            // connection starts waiting for it, so an idle keep-alive connection closes after that long.
+            timer.as_mut().reset(Instant::now() + conn.ctx.header_timeout);
+            if conn.client.buf.is_empty() {
+                if !readable_now(&conn.client.stream) {
+                    // Idle: hold no buffer while waiting (HAProxy does the same), so ten thousand idle
+                    // connections cost ten thousand small tasks and nothing more.
+                    conn.client.buf = BytesMut::new();
+                }
+                match idle(&conn.client.stream, timer.as_mut(), cancelled.as_mut()).await {
+                    Woke::Readable => {}
+                    Woke::Shutdown | Woke::TimedOut => return None,
+                }
             }
-            tokio::select! {
-                biased;
-                () = ctx.shutdown.cancelled() => return None,
-                ready = tokio::time::timeout_at(deadline, client.stream.readable()) => {
-                    if !matches!(ready, Ok(Ok(()))) {
-                        return None;
-                    }
+            // Boxed, so the task of an idle connection is only as large as this loop.
+            let exchange =
+                exchange(&conn.proxy, &mut conn.client, &conn.ip, timer.as_mut(), &conn.ctx.shutdown);
+            match Box::pin(exchange).await {
+                Next::KeepAlive => {}
+                Next::Close => return None,
+                Next::Handoff => {
+                    let Client { stream, buf } = conn.client;
+                    return Some(Handoff { stream, read: buf.freeze() });
                 }
             }
         }
-        // Boxed, so the task of an idle connection is only as large as this loop.
-        match Box::pin(exchange(&proxy, &mut client, &peer, deadline, &ctx.shutdown)).await {
-            Next::KeepAlive => {}
-            Next::Close => return None,
-            Next::Handoff => return Some(Handoff { stream: client.stream, read: client.buf.freeze() }),
+    }
+}
+
+/// Everything the task of one fast-path connection holds between requests.
+struct Connection {
+    proxy: Arc<Proxy>,
+    client: Client,
+    ip: IpText,
+    ctx: PlainContext,
+}
+
+/// Why an idle connection woke up.
+enum Woke {
+    Readable,
+    Shutdown,
+    TimedOut,
+}
+
+/// Waits for the next request, the shutdown or the timer. Polls the socket's own readiness (its waker
+/// slot, no waiter of its own), so waiting adds nothing to the task.
+fn idle<'a>(
+    stream: &'a TcpStream,
+    mut timer: Pin<&'a mut Sleep>,
+    mut cancelled: Pin<&'a mut WaitForCancellationFuture<'_>>,
+) -> impl Future<Output = Woke> + 'a {
+    std::future::poll_fn(move |cx| {
+        if cancelled.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(Woke::Shutdown);
         }
+        if stream.poll_read_ready(cx).is_ready() {
+            return Poll::Ready(Woke::Readable);
+        }
+        if timer.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(Woke::TimedOut);
+        }
+        Poll::Pending
+    })
+}
+
+/// `fut`, unless `timer` fires first (`None`).
+async fn before<F: Future>(mut timer: Pin<&mut Sleep>, fut: F) -> Option<F::Output> {
+    let mut fut = pin!(fut);
+    std::future::poll_fn(|cx| {
+        if let Poll::Ready(v) = fut.as_mut().poll(cx) {
+            return Poll::Ready(Some(v));
+        }
+        if timer.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(None);
+        }
+        Poll::Pending
+    })
+    .await
+}
+
+thread_local! {
+    /// Where heads are read: one buffer per worker thread, borrowed only inside one poll (never across
+    /// an `.await`), so a request costs no read buffer of its own unless its head arrives in pieces or
+    /// its answer's body needs more than one read.
+    static SCRATCH: RefCell<Box<[u8]>> = RefCell::new(vec![0; SCRATCH_SIZE].into_boxed_slice());
+}
+
+/// One read from `stream` into the thread's scratch buffer, handed to `use_bytes` at once; `None` at
+/// the end of the stream. A short read clears tokio's readiness (as `AsyncRead` does), so the next
+/// wait needs no extra system call.
+fn read_scratch<'a, R>(
+    stream: &'a mut TcpStream,
+    mut use_bytes: impl FnMut(&[u8]) -> R + 'a,
+) -> impl Future<Output = io::Result<Option<R>>> + 'a {
+    std::future::poll_fn(move |cx| {
+        SCRATCH.with_borrow_mut(|scratch| {
+            let mut read = ReadBuf::new(scratch);
+            match Pin::new(&mut *stream).poll_read(cx, &mut read) {
+                Poll::Ready(Ok(())) if read.filled().is_empty() => Poll::Ready(Ok(None)),
+                Poll::Ready(Ok(())) => Poll::Ready(Ok(Some(use_bytes(read.filled())))),
+                Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+                Poll::Pending => Poll::Pending,
+            }
+        })
+    })
+}
+
+/// An IP address as text, rendered once per connection and kept inline (no allocation), for
+/// `X-Forwarded-For`.
+struct IpText {
+    len: u8,
+    text: [u8; 45],
+}
+
+impl IpText {
+    fn new(ip: IpAddr) -> Self {
+        let mut text = [0u8; 45];
+        let mut rest = &mut text[..];
+        // The longest IPv6 text is 45 bytes; a failure would only leave the text short.
+        let _ = write!(rest, "{ip}");
+        let len = 45 - rest.len();
+        Self { len: u8::try_from(len).unwrap_or(0), text }
+    }
+
+    fn as_bytes(&self) -> &[u8] {
+        &self.text[..usize::from(self.len)]
     }
 }
 
@@ -118,27 +240,44 @@ struct Done {
 async fn exchange(
     proxy: &Proxy,
     client: &mut Client,
-    peer: &Peer,
-    deadline: Instant,
+    ip: &IpText,
+    mut timer: Pin<&mut Sleep>,
     shutdown: &CancellationToken,
 ) -> Next {
     let snap = proxy.snapshot();
     let log = tracing::enabled!(target: "tether::access", tracing::Level::INFO);
     let req = loop {
-        match Request::parse(&snap, &client.buf, peer, log) {
-            Parse::Ready(req) => break req,
-            Parse::Handoff => return Next::Handoff,
-            Parse::Partial if client.buf.len() < MAX_HEAD => {}
-            Parse::Partial => return Next::Handoff,
+        if !client.buf.is_empty() {
+            match Request::parse(&snap, &client.buf, ip, log) {
+                Parse::Ready(req) => {
+                    client.buf.advance(req.head_len);
+                    break req;
+                }
+                Parse::Handoff => return Next::Handoff,
+                Parse::Partial if client.buf.len() < MAX_HEAD => {}
+                Parse::Partial => return Next::Handoff,
+            }
         }
-        client.buf.reserve(HEAD_READ);
-        match tokio::time::timeout_at(deadline, client.stream.read_buf(&mut client.buf)).await {
-            Ok(Ok(n)) if n > 0 => {}
+        let Client { stream, buf } = &mut *client;
+        let read = read_scratch(stream, |bytes| {
+            if buf.is_empty()
+                && let Parse::Ready(req) = Request::parse(&snap, bytes, ip, log)
+            {
+                // The usual case: a whole head in one read, used where it landed; only what follows
+                // it (a pipelined request) is kept.
+                buf.extend_from_slice(&bytes[req.head_len..]);
+                return Some(req);
+            }
+            buf.extend_from_slice(bytes);
+            None
+        });
+        match before(timer.as_mut(), read).await {
+            Some(Ok(Some(Some(req)))) => break req,
+            Some(Ok(Some(None))) => {}
             // Closed, failed or too slow: as with hyper, the connection just ends.
             _ => return Next::Close,
         }
     };
-    client.buf.advance(req.head_len);
     let started = std::time::Instant::now();
     let close = req.close || shutdown.is_cancelled();
     let mut trace = Trace { hints: req.hints, ..Trace::default() };
@@ -147,7 +286,8 @@ async fn exchange(
         Some(RouteAction::Status(status)) => (Err(Answer(status, NOT_SERVED.to_owned())), None),
         Some(RouteAction::Pool(i)) => {
             let pool = &snap.upstreams.pools[i];
-            (to_pool(&snap, pool, &req, client, close, &mut trace).await.map_err(Answer::from), Some(pool))
+            let forwarded = to_pool(&snap, pool, &req, client, close, &mut trace, timer).await;
+            (forwarded.map_err(Answer::from), Some(pool))
         }
     };
     let done = match result {
@@ -218,6 +358,7 @@ async fn to_pool(
     client: &mut Client,
     close: bool,
     trace: &mut Trace,
+    mut timer: Pin<&mut Sleep>,
 ) -> Result<Done, ProxyError> {
     let cfg = &snap.config.proxy;
     let settings = PoolSettings {
@@ -244,21 +385,25 @@ async fn to_pool(
             close,
             head_only: req.method == Method::HEAD,
         };
-        match send(backend, &req.forward, &settings, cfg.response_timeout, idempotent, &args).await {
-            Ok((mut upstream, mut rbuf, answer)) => {
+        // Connect, send and the answer's head within the response timeout, as on the general path.
+        timer.as_mut().reset(Instant::now() + cfg.response_timeout);
+        let sent = before(timer.as_mut(), send(backend, &req.forward, &settings, idempotent, &args)).await;
+        let timeout_ms = cfg.response_timeout.as_millis();
+        match sent.unwrap_or_else(|| Err(ProxyError::Timeout { backend: backend.id.clone(), timeout_ms })) {
+            Ok((mut upstream, answer)) => {
                 backend.state.record_success(&pool.health);
                 if choice.outcome == Outcome::Hit {
                     backend.state.count_sticky_hit();
                 }
-                let relayed =
-                    relay(&mut client.stream, &mut upstream, &mut rbuf, answer.head, answer.framing).await;
-                if relayed.upstream_clean && answer.reusable {
+                let (status, close_client, reusable) = (answer.status, answer.close_client, answer.reusable);
+                let relayed = relay(&mut client.stream, &mut upstream, answer).await;
+                if relayed.upstream_clean && reusable {
                     backend.conns.put_stream(upstream, &settings);
                 }
                 drop(guard);
-                let keep = relayed.complete && !answer.close_client;
+                let keep = relayed.complete && !close_client;
                 return Ok(Done {
-                    status: answer.status,
+                    status,
                     bytes: relayed.bytes,
                     complete: relayed.complete,
                     next: if keep { Next::KeepAlive } else { Next::Close },
@@ -293,47 +438,39 @@ fn set_cookie<'a>(pool: &'a Pool, served: usize, hints: &Hints) -> Option<&'a He
 }
 
 /// Sends the head on a pooled connection (a fresh one if a pooled one turns out closed) and reads the
-/// answer's head, all within `timeout`, as the general path does.
+/// answer's head.
 async fn send(
     backend: &Backend,
     head: &[u8],
     settings: &PoolSettings,
-    timeout: Duration,
     idempotent: bool,
     args: &AnswerArgs<'_>,
-) -> Result<(TcpStream, BytesMut, ResponseHead), ProxyError> {
+) -> Result<(TcpStream, ResponseHead), ProxyError> {
     let upstream = |reason: String| ProxyError::Upstream { backend: backend.id.clone(), reason };
-    let attempt = async {
-        let mut fresh = false;
-        loop {
-            let (mut stream, reused) =
-                backend.conns.checkout_stream(settings, fresh).await.map_err(|e| match e {
-                    SendError::Connect(reason) => ProxyError::Connect { backend: backend.id.clone(), reason },
-                    SendError::Upstream(e) => upstream(e.to_string()),
-                })?;
-            if let Err(e) = stream.write_all(head).await {
-                if reused {
-                    // The node closed it while it was idle: nothing of this request reached it.
-                    fresh = true;
-                    continue;
-                }
-                let reason =
-                    format!("connection to {} failed before the request was sent: {e}", backend.authority);
-                return Err(ProxyError::Connect { backend: backend.id.clone(), reason });
+    let mut fresh = false;
+    loop {
+        let (mut stream, reused) =
+            backend.conns.checkout_stream(settings, fresh).await.map_err(|e| match e {
+                SendError::Connect(reason) => ProxyError::Connect { backend: backend.id.clone(), reason },
+                SendError::Upstream(e) => upstream(e.to_string()),
+            })?;
+        if let Err(e) = stream.write_all(head).await {
+            if reused {
+                // The node closed it while it was idle: nothing of this request reached it.
+                fresh = true;
+                continue;
             }
-            let mut rbuf = BytesMut::with_capacity(HEAD_READ);
-            match read_answer(&mut stream, &mut rbuf, args).await {
-                Ok(answer) => return Ok((stream, rbuf, answer)),
-                // A pooled connection the node closed just as the request went out (the keep-alive
-                // race of RFC 9112 §9.3.1): an idempotent request goes again on a fresh connection.
-                Err(AnswerError::Closed) if reused && idempotent => fresh = true,
-                Err(e) => return Err(upstream(e.to_string())),
-            }
+            let reason =
+                format!("connection to {} failed before the request was sent: {e}", backend.authority);
+            return Err(ProxyError::Connect { backend: backend.id.clone(), reason });
         }
-    };
-    match tokio::time::timeout(timeout, attempt).await {
-        Ok(result) => result,
-        Err(_) => Err(ProxyError::Timeout { backend: backend.id.clone(), timeout_ms: timeout.as_millis() }),
+        match read_answer(&mut stream, args).await {
+            Ok(answer) => return Ok((stream, answer)),
+            // A pooled connection the node closed just as the request went out (the keep-alive race of
+            // RFC 9112 §9.3.1): an idempotent request goes again on a fresh connection.
+            Err(AnswerError::Closed) if reused && idempotent => fresh = true,
+            Err(e) => return Err(upstream(e.to_string())),
+        }
     }
 }
 
@@ -345,44 +482,69 @@ enum AnswerError {
     #[error("connection closed in the middle of the response head")]
     Truncated,
     #[error("reading the answer: {0}")]
-    Io(std::io::Error),
+    Io(io::Error),
     #[error("malformed response head: {0}")]
     Malformed(String),
     #[error("response head larger than {MAX_RESPONSE_HEAD} bytes")]
     TooLarge,
+    #[error(transparent)]
+    Framing(#[from] FramingError),
 }
 
-async fn read_answer(
-    stream: &mut TcpStream,
-    rbuf: &mut BytesMut,
-    args: &AnswerArgs<'_>,
-) -> Result<ResponseHead, AnswerError> {
+/// Reads the answer's head (skipping interim ones) with the body bytes that came with it. Reads land
+/// in the scratch buffer; only a head that arrives in pieces is gathered in a buffer of its own.
+async fn read_answer(stream: &mut TcpStream, args: &AnswerArgs<'_>) -> Result<ResponseHead, AnswerError> {
+    let mut pending = BytesMut::new();
     let mut received = false;
     loop {
-        if !rbuf.is_empty() {
-            match ResponseHead::parse(rbuf, args)? {
-                ParsedResponse::Head(head) => {
-                    rbuf.advance(head.head_len);
-                    return Ok(head);
+        let step = read_scratch(stream, |bytes| {
+            let (skip, head) = if pending.is_empty() {
+                let (skip, head) = take_head(bytes, args)?;
+                if head.is_none() {
+                    pending.extend_from_slice(&bytes[skip..]);
                 }
-                // `100 Continue`, `103 Early Hints`: not forwarded, as hyper's client does not.
-                ParsedResponse::Informational(len) => {
-                    rbuf.advance(len);
-                    continue;
-                }
-                ParsedResponse::Partial => {}
+                (0, head)
+            } else {
+                pending.extend_from_slice(bytes);
+                take_head(&pending, args)?
+            };
+            pending.advance(skip);
+            if head.is_none() && pending.len() >= MAX_RESPONSE_HEAD {
+                return Err(AnswerError::TooLarge);
             }
-        }
-        if rbuf.len() >= MAX_RESPONSE_HEAD {
-            return Err(AnswerError::TooLarge);
-        }
-        rbuf.reserve(HEAD_READ);
-        match stream.read_buf(rbuf).await {
-            Ok(0) if !received => return Err(AnswerError::Closed),
-            Ok(0) => return Err(AnswerError::Truncated),
-            Ok(_) => received = true,
+            Ok(head)
+        })
+        .await;
+        match step {
+            Ok(Some(Ok(Some(head)))) => return Ok(head),
+            Ok(Some(Ok(None))) => received = true,
+            Ok(Some(Err(e))) => return Err(e),
+            Ok(None) if !received => return Err(AnswerError::Closed),
+            Ok(None) => return Err(AnswerError::Truncated),
             Err(e) if !received && e.kind() == ErrorKind::ConnectionReset => return Err(AnswerError::Closed),
             Err(e) => return Err(AnswerError::Io(e)),
+        }
+    }
+}
+
+/// Parses the heads at the start of `data`, skipping interim ones, and adds the body bytes that follow
+/// the final head to the head for the client (they go out in one write). `(n, None)`: no final head
+/// yet, and the first `n` bytes (interim heads) are done with.
+fn take_head(data: &[u8], args: &AnswerArgs<'_>) -> Result<(usize, Option<ResponseHead>), AnswerError> {
+    let mut at = 0;
+    loop {
+        match ResponseHead::parse(&data[at..], args)? {
+            // `100 Continue`, `103 Early Hints`: not forwarded, as hyper's client does not.
+            ParsedResponse::Informational(len) => at += len,
+            ParsedResponse::Partial => return Ok((at, None)),
+            ParsedResponse::Head(mut head) => {
+                let rest = &data[at + head.head_len..];
+                let n = head.framing.take(rest)?;
+                head.head.extend_from_slice(&rest[..n]);
+                head.first_body = n as u64;
+                head.overrun = n < rest.len();
+                return Ok((data.len(), Some(head)));
+            }
         }
     }
 }
@@ -399,36 +561,23 @@ struct Relayed {
 
 /// Writes the response head with the body bytes that came with it, then relays the rest of the body as
 /// it arrives, one bounded read at a time.
-async fn relay(
-    client: &mut TcpStream,
-    upstream: &mut TcpStream,
-    rbuf: &mut BytesMut,
-    mut out: Vec<u8>,
-    mut framing: Framing,
-) -> Relayed {
+async fn relay(client: &mut TcpStream, upstream: &mut TcpStream, answer: ResponseHead) -> Relayed {
+    let ResponseHead { head, mut framing, first_body, overrun, .. } = answer;
     let mut r = Relayed { bytes: 0, complete: false, upstream_clean: false };
-    let first = framing.take(rbuf);
-    let n = *first.as_ref().unwrap_or(&0);
-    out.extend_from_slice(&rbuf[..n]);
-    rbuf.advance(n);
-    if client.write_all(&out).await.is_err() {
+    if client.write_all(&head).await.is_err() {
         return r;
     }
-    r.bytes = n as u64;
-    if let Err(e) = first {
-        tracing::debug!(error = %e, "response body cut short");
+    drop(head);
+    r.bytes = first_body;
+    if framing.done() {
+        r.complete = true;
+        r.upstream_clean = !overrun;
         return r;
     }
-    drop(out);
+    let mut buf = BytesMut::with_capacity(BODY_READ);
     loop {
-        if framing.done() {
-            r.complete = true;
-            r.upstream_clean = rbuf.is_empty();
-            return r;
-        }
-        rbuf.clear();
-        rbuf.reserve(BODY_READ);
-        match upstream.read_buf(rbuf).await {
+        buf.clear();
+        match upstream.read_buf(&mut buf).await {
             // Only a body delimited by the close ends like this.
             Ok(0) => {
                 r.complete = framing == Framing::UntilClose;
@@ -440,18 +589,22 @@ async fn relay(
                 return r;
             }
         }
-        let n = match framing.take(rbuf) {
+        let n = match framing.take(&buf) {
             Ok(n) => n,
             Err(e) => {
                 tracing::debug!(error = %e, "response body cut short");
                 return r;
             }
         };
-        if client.write_all(&rbuf[..n]).await.is_err() {
+        if client.write_all(&buf[..n]).await.is_err() {
             return r;
         }
         r.bytes += n as u64;
-        rbuf.advance(n);
+        if framing.done() {
+            r.complete = true;
+            r.upstream_clean = n == buf.len();
+            return r;
+        }
     }
 }
 
@@ -480,7 +633,7 @@ struct Request {
 }
 
 impl Request {
-    fn parse(snap: &Snapshot, buf: &[u8], peer: &Peer, log: bool) -> Parse {
+    fn parse(snap: &Snapshot, buf: &[u8], ip: &IpText, log: bool) -> Parse {
         if buf.is_empty() {
             return Parse::Partial;
         }
@@ -531,7 +684,7 @@ impl Request {
             Some(RouteAction::Pool(i)) => sticky::read(&snap.upstreams.pools[i], fields, query, None),
             _ => Hints::default(),
         };
-        let forward = forwarded_head(&method, target, fields, &connection, peer, host);
+        let forward = forwarded_head(&method, target, fields, &connection, ip, host);
         Parse::Ready(Request {
             head_len,
             method,
@@ -552,7 +705,7 @@ fn forwarded_head(
     target: &str,
     fields: &[httparse::Header<'_>],
     connection: &Tokens<'_>,
-    peer: &Peer,
+    ip: &IpText,
     host: &str,
 ) -> Vec<u8> {
     let mut out = Vec::with_capacity(512);
@@ -583,7 +736,7 @@ fn forwarded_head(
             out.extend_from_slice(b", ");
         }
     }
-    out.extend_from_slice(peer.forwarded_for.as_bytes());
+    out.extend_from_slice(ip.as_bytes());
     out.extend_from_slice(b"\r\nx-forwarded-proto: http\r\n");
     field(&mut out, b"x-forwarded-host", host.as_bytes());
     out.extend_from_slice(b"\r\n");
@@ -663,8 +816,12 @@ struct ResponseHead {
     reusable: bool,
     /// The client's connection must close after this response.
     close_client: bool,
-    /// The head to write to the client.
+    /// The head to write to the client, then the body bytes that came with it.
     head: Vec<u8>,
+    /// How many body bytes `head` carries.
+    first_body: u64,
+    /// The node sent more than the body it framed: its connection cannot be reused.
+    overrun: bool,
 }
 
 impl ResponseHead {
@@ -748,6 +905,15 @@ impl ResponseHead {
             head.extend_from_slice(b"connection: close\r\n");
         }
         head.extend_from_slice(b"\r\n");
-        Ok(ParsedResponse::Head(ResponseHead { head_len, status, framing, reusable, close_client, head }))
+        Ok(ParsedResponse::Head(ResponseHead {
+            head_len,
+            status,
+            framing,
+            reusable,
+            close_client,
+            head,
+            first_body: 0,
+            overrun: false,
+        }))
     }
 }

@@ -161,9 +161,9 @@ impl crate::server::Handler for Proxy {
     fn serve_plain(
         self: Arc<Self>,
         stream: tokio::net::TcpStream,
-        peer: Peer,
+        addr: std::net::SocketAddr,
         ctx: crate::server::PlainContext,
     ) -> impl Future<Output = Option<crate::server::Handoff>> + Send {
-        h1::serve(self, stream, peer, ctx)
+        h1::serve(self, stream, addr, ctx)
     }
 }
