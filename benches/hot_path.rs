@@ -1,6 +1,7 @@
 //! The pure pieces of the request hot path, each alone (issue 8): reading the affinity cookie and
 //! choosing the node, decoding the node hint of a session token and of an `authId`, and rewriting a
-//! browser's request headers. `bench/run.sh` measures the whole proxy against HAProxy and nginx; these
+//! browser's request headers (hyper's path, and the HTTP/1.1 fast path's parse-to-forwarded-head).
+//! `bench/run.sh` measures the whole proxy against HAProxy and nginx; these
 //! say which piece costs what.
 //!
 //! `cargo bench --bench hot_path`
@@ -135,6 +136,22 @@ fn header_rewriting(c: &mut Criterion) {
     let host = HeaderValue::from_static("login.example.com");
     let mut group = c.benchmark_group("header_rewriting");
     group.throughput(Throughput::Elements(1));
+    // The fast path's whole request side on the same browser request as bytes: parse, route, hints,
+    // forwarded head (`tether::proxy::h1`).
+    let config = std::sync::Arc::new(tether::config::parse(CONFIG).unwrap());
+    let snap = tether::proxy::Snapshot::build(config, &StateRegistry::default(), &Metrics::default());
+    let mut raw = b"GET /am/json/realms/root/sessions?_action=validate HTTP/1.1\r\n".to_vec();
+    for (name, value) in &headers {
+        raw.extend_from_slice(format!("{name}: ").as_bytes());
+        raw.extend_from_slice(value.as_bytes());
+        raw.extend_from_slice(b"\r\n");
+    }
+    raw.extend_from_slice(b"\r\n");
+    let ip = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 10));
+    assert!(tether::proxy::h1::forwarded_request(&snap, &raw, ip).is_some());
+    group.bench_function("fast_path_parse_route_hints_and_forwarded_head", |b| {
+        b.iter(|| tether::proxy::h1::forwarded_request(&snap, black_box(&raw), ip))
+    });
     group.bench_function("strip_hop_by_hop_and_add_forwarded", |b| {
         b.iter_batched(
             || headers.clone(),

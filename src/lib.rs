@@ -3,13 +3,17 @@
 //!
 //! # Request flow
 //! ```text
-//! client ──► server (accept, h1/h2c, drain) ──► proxy::route (rules → pool | status)
+//! client ──► server (accept, drain) ──► proxy::h1 (plain HTTP/1.1 without a body: parse the head once)
+//!             │            │ anything else: handed to hyper (h1/h2c, TLS) ──► proxy::Proxy::handle
+//!             │            ▼                                   ▼
+//!             │          proxy::route (rules → pool | status)
 //!             │                                      │
 //!             │                      upstream::sticky (hints → node ID: cookie, authId, session token)
 //!             │                                      │
 //!             │                      upstream::select (tier, balance, health, admin state)
 //!             │                                      │
-//!             │                      proxy::forward (headers, pooled client, retry, Set-Cookie)
+//!             │       proxy::h1 (bytes to a pooled TCP stream, framing relayed) | proxy::forward
+//!             │       (HeaderMap, hyper's pooled client); both: one retry, Set-Cookie rules
 //!             │                                      ▼
 //!             │                         auth node (embedded or remote): auth::node
 //!             └──► admin (healthz, readyz)

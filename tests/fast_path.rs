@@ -78,11 +78,7 @@ impl RawNode {
 
     /// A proxy with this node alone behind it.
     async fn proxy(&self) -> ProxyHandle {
-        let toml = format!(
-            "[proxy]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n\n[[pool]]\nname = \"am\"\n{}\n[[route]]\npath_prefix = \"/\"\npool = \"am\"\n",
-            backends_toml(&[("01", format!("http://{}", self.addr), "active")]),
-        );
-        ProxyHandle::start(&toml).await
+        ProxyHandle::start(&toml_for(self.addr, "")).await
     }
 }
 
@@ -340,4 +336,99 @@ async fn an_idle_keep_alive_connection_is_closed_after_the_header_timeout() {
     let closed =
         tokio::time::timeout(Duration::from_secs(10), conn.read(&mut rest)).await.expect("closed in time");
     assert!(matches!(closed, Ok(0) | Err(_)), "{closed:?}");
+}
+
+/// A proxy config with the node at `addr` alone behind it, and extra `[proxy]` lines.
+fn toml_for(addr: SocketAddr, proxy_lines: &str) -> String {
+    format!(
+        "[proxy]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n{proxy_lines}\n\n[[pool]]\nname = \"am\"\n{}\n[[route]]\npath_prefix = \"/\"\npool = \"am\"\n",
+        backends_toml(&[("01", format!("http://{addr}"), "active")]),
+    )
+}
+
+#[tokio::test]
+async fn an_answer_slower_than_the_header_timeout_but_within_the_response_timeout_arrives() {
+    // One timer serves both deadlines; the head's must not cut off the answer's.
+    let node =
+        RawNode::start(|_, _, _| Reply::Bytes(b"HTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\nslow".to_vec()))
+            .await;
+    // Twice the header timeout, and within the health checks' own timeout (500 ms), which pass through it too.
+    let slow = SlowNode::start(node.addr, Duration::from_millis(400)).await;
+    let proxy = ProxyHandle::start(&toml_for(
+        slow.addr,
+        "request_header_timeout_ms = 200\nresponse_timeout_ms = 10000",
+    ))
+    .await;
+    let resp = client().get(proxy.url("/")).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.text().await.unwrap(), "slow");
+}
+
+#[tokio::test]
+async fn shutdown_closes_idle_keep_alive_connections_at_once() {
+    let node =
+        RawNode::start(|_, _, _| Reply::Bytes(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok".to_vec()))
+            .await;
+    // A grace period far longer than the test's deadline: only closing the idle connection ends the drain.
+    let proxy = ProxyHandle::start(&toml_for(node.addr, "shutdown_grace_s = 120")).await;
+    let mut conn = TcpStream::connect(proxy.addr).await.unwrap();
+    conn.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+    assert!(String::from_utf8(read_head(&mut conn).await).unwrap().starts_with("HTTP/1.1 200"));
+    assert_eq!(read_exactly_or_close(&mut conn, 2).await, b"ok");
+    tokio::time::timeout(Duration::from_secs(5), proxy.shutdown())
+        .await
+        .expect("drained without waiting for grace");
+    let mut rest = [0u8; 16];
+    assert!(matches!(conn.read(&mut rest).await, Ok(0) | Err(_)), "the idle connection was closed");
+}
+
+/// A TCP relay in front of a node that holds each answer back for `delay`: a node slow to answer.
+struct SlowNode {
+    addr: SocketAddr,
+    shutdown: CancellationToken,
+}
+
+impl Drop for SlowNode {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+impl SlowNode {
+    async fn start(target: SocketAddr, delay: Duration) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let node = SlowNode { addr: listener.local_addr().unwrap(), shutdown: CancellationToken::new() };
+        let shutdown = node.shutdown.clone();
+        tokio::spawn(async move {
+            loop {
+                let mut client = tokio::select! {
+                    () = shutdown.cancelled() => return,
+                    r = listener.accept() => match r { Ok((s, _)) => s, Err(_) => continue },
+                };
+                tokio::spawn(async move {
+                    let mut upstream = TcpStream::connect(target).await.unwrap();
+                    let mut buf = vec![0u8; 16384];
+                    loop {
+                        let n = match client.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => n,
+                        };
+                        if upstream.write_all(&buf[..n]).await.is_err() {
+                            return;
+                        }
+                        let n = match upstream.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => n,
+                        };
+                        // The scenario itself: the node takes this long to answer.
+                        tokio::time::sleep(delay).await;
+                        if client.write_all(&buf[..n]).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        node
+    }
 }

@@ -23,6 +23,7 @@
 use std::cell::RefCell;
 use std::future::Future;
 use std::io::{self, ErrorKind, Write as _};
+use std::mem::MaybeUninit;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::{Pin, pin};
 use std::sync::Arc;
@@ -75,29 +76,28 @@ pub fn serve(
     // A block rather than an `async fn`, whose argument would be stored twice in the task (once as the
     // argument, once as the moved local): the task of an idle connection is mostly this future.
     async move {
-        // One timer and one shutdown waiter for the connection's life: the timer is moved, not
-        // re-created, for each deadline (a later deadline costs tokio no timer-wheel work at all).
-        let timer = tokio::time::sleep(conn.ctx.header_timeout);
-        let cancelled = conn.ctx.shutdown.cancelled();
-        let (mut timer, mut cancelled) = (pin!(timer), pin!(cancelled));
+        // One timer and one shutdown waiter for the connection's life, neither re-created per request.
+        let sleep = pin!(tokio::time::sleep(conn.ctx.header_timeout));
+        let mut clock = Clock { deadline: sleep.deadline(), sleep };
+        let waiter = pin!(conn.ctx.shutdown.cancelled());
+        let mut shutdown = Shutdown { waiter, registered: false };
         loop {
             // hyper's rule, kept: the head must be complete within the header timeout of the moment the
             // connection starts waiting for it, so an idle keep-alive connection closes after that long.
-            timer.as_mut().reset(Instant::now() + conn.ctx.header_timeout);
+            clock.set(Instant::now() + conn.ctx.header_timeout);
             if conn.client.buf.is_empty() {
                 if !readable_now(&conn.client.stream) {
                     // Idle: hold no buffer while waiting (HAProxy does the same), so ten thousand idle
                     // connections cost ten thousand small tasks and nothing more.
                     conn.client.buf = BytesMut::new();
                 }
-                match idle(&conn.client.stream, timer.as_mut(), cancelled.as_mut()).await {
+                match idle(&conn.client.stream, &mut clock, &mut shutdown, &conn.ctx.shutdown).await {
                     Woke::Readable => {}
                     Woke::Shutdown | Woke::TimedOut => return None,
                 }
             }
             // Boxed, so the task of an idle connection is only as large as this loop.
-            let exchange =
-                exchange(&conn.proxy, &mut conn.client, &conn.ip, timer.as_mut(), &conn.ctx.shutdown);
+            let exchange = exchange(&conn.proxy, &mut conn.client, &conn.ip, &mut clock, &conn.ctx.shutdown);
             match Box::pin(exchange).await {
                 Next::KeepAlive => {}
                 Next::Close => return None,
@@ -125,35 +125,83 @@ enum Woke {
     TimedOut,
 }
 
-/// Waits for the next request, the shutdown or the timer. Polls the socket's own readiness (its waker
-/// slot, no waiter of its own), so waiting adds nothing to the task.
+/// The connection's one timer, moved lazily. A deadline later than the armed one is only recorded: the
+/// timer fires at the old one, sees it is early and re-arms. Only an earlier deadline re-arms at once.
+/// A request's deadlines (the head's, then the response's) usually move later, so the usual request
+/// costs no timer work (HAProxy's task timers work the same way).
+struct Clock<'a> {
+    sleep: Pin<&'a mut Sleep>,
+    /// When the current phase (waiting for a head, or for an answer) times out.
+    deadline: Instant,
+}
+
+impl Clock<'_> {
+    fn set(&mut self, deadline: Instant) {
+        self.deadline = deadline;
+        if deadline < self.sleep.deadline() {
+            self.sleep.as_mut().reset(deadline);
+        }
+    }
+
+    /// Ready once the deadline has passed.
+    fn poll_expired(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        while self.sleep.as_mut().poll(cx).is_ready() {
+            if self.sleep.deadline() >= self.deadline {
+                return Poll::Ready(());
+            }
+            self.sleep.as_mut().reset(self.deadline);
+        }
+        Poll::Pending
+    }
+}
+
+/// The connection's shutdown waiter: polled once, so it holds the task's waker, and after that read
+/// with the token's own flag (a task's waker never changes), which is cheaper than polling it again.
+struct Shutdown<'a, 'b> {
+    waiter: Pin<&'a mut WaitForCancellationFuture<'b>>,
+    registered: bool,
+}
+
+impl Shutdown<'_, '_> {
+    fn poll_fired(&mut self, token: &CancellationToken, cx: &mut Context<'_>) -> Poll<()> {
+        if self.registered {
+            return if token.is_cancelled() { Poll::Ready(()) } else { Poll::Pending };
+        }
+        self.registered = true;
+        self.waiter.as_mut().poll(cx)
+    }
+}
+
+/// Waits for the next request, the shutdown or the header deadline. Polls the socket's own readiness
+/// (its waker slot, no waiter of its own), so waiting adds nothing to the task.
 fn idle<'a>(
     stream: &'a TcpStream,
-    mut timer: Pin<&'a mut Sleep>,
-    mut cancelled: Pin<&'a mut WaitForCancellationFuture<'_>>,
+    clock: &'a mut Clock<'_>,
+    shutdown: &'a mut Shutdown<'_, '_>,
+    token: &'a CancellationToken,
 ) -> impl Future<Output = Woke> + 'a {
     std::future::poll_fn(move |cx| {
-        if cancelled.as_mut().poll(cx).is_ready() {
-            return Poll::Ready(Woke::Shutdown);
-        }
         if stream.poll_read_ready(cx).is_ready() {
             return Poll::Ready(Woke::Readable);
         }
-        if timer.as_mut().poll(cx).is_ready() {
+        if shutdown.poll_fired(token, cx).is_ready() {
+            return Poll::Ready(Woke::Shutdown);
+        }
+        if clock.poll_expired(cx).is_ready() {
             return Poll::Ready(Woke::TimedOut);
         }
         Poll::Pending
     })
 }
 
-/// `fut`, unless `timer` fires first (`None`).
-async fn before<F: Future>(mut timer: Pin<&mut Sleep>, fut: F) -> Option<F::Output> {
+/// `fut`, unless the clock's deadline passes first (`None`).
+async fn before<F: Future>(clock: &mut Clock<'_>, fut: F) -> Option<F::Output> {
     let mut fut = pin!(fut);
     std::future::poll_fn(|cx| {
         if let Poll::Ready(v) = fut.as_mut().poll(cx) {
             return Poll::Ready(Some(v));
         }
-        if timer.as_mut().poll(cx).is_ready() {
+        if clock.poll_expired(cx).is_ready() {
             return Poll::Ready(None);
         }
         Poll::Pending
@@ -241,7 +289,7 @@ async fn exchange(
     proxy: &Proxy,
     client: &mut Client,
     ip: &IpText,
-    mut timer: Pin<&mut Sleep>,
+    clock: &mut Clock<'_>,
     shutdown: &CancellationToken,
 ) -> Next {
     let snap = proxy.snapshot();
@@ -271,7 +319,7 @@ async fn exchange(
             buf.extend_from_slice(bytes);
             None
         });
-        match before(timer.as_mut(), read).await {
+        match before(clock, read).await {
             Some(Ok(Some(Some(req)))) => break req,
             Some(Ok(Some(None))) => {}
             // Closed, failed or too slow: as with hyper, the connection just ends.
@@ -286,7 +334,7 @@ async fn exchange(
         Some(RouteAction::Status(status)) => (Err(Answer(status, NOT_SERVED.to_owned())), None),
         Some(RouteAction::Pool(i)) => {
             let pool = &snap.upstreams.pools[i];
-            let forwarded = to_pool(&snap, pool, &req, client, close, &mut trace, timer).await;
+            let forwarded = to_pool(&snap, pool, &req, client, close, &mut trace, clock).await;
             (forwarded.map_err(Answer::from), Some(pool))
         }
     };
@@ -358,7 +406,7 @@ async fn to_pool(
     client: &mut Client,
     close: bool,
     trace: &mut Trace,
-    mut timer: Pin<&mut Sleep>,
+    clock: &mut Clock<'_>,
 ) -> Result<Done, ProxyError> {
     let cfg = &snap.config.proxy;
     let settings = PoolSettings {
@@ -386,8 +434,8 @@ async fn to_pool(
             head_only: req.method == Method::HEAD,
         };
         // Connect, send and the answer's head within the response timeout, as on the general path.
-        timer.as_mut().reset(Instant::now() + cfg.response_timeout);
-        let sent = before(timer.as_mut(), send(backend, &req.forward, &settings, idempotent, &args)).await;
+        clock.set(Instant::now() + cfg.response_timeout);
+        let sent = before(clock, send(backend, &req.forward, &settings, idempotent, &args)).await;
         let timeout_ms = cfg.response_timeout.as_millis();
         match sent.unwrap_or_else(|| Err(ProxyError::Timeout { backend: backend.id.clone(), timeout_ms })) {
             Ok((mut upstream, answer)) => {
@@ -608,6 +656,16 @@ async fn relay(client: &mut TcpStream, upstream: &mut TcpStream, answer: Respons
     }
 }
 
+/// The request side of the fast path alone, for the `hot_path` benchmark: parses `head`, routes it,
+/// reads the pool's hints and renders the head the node would get. `None` when the fast path would
+/// hand the request to hyper (or needs more bytes).
+pub fn forwarded_request(snap: &Snapshot, head: &[u8], client: IpAddr) -> Option<Vec<u8>> {
+    match Request::parse(snap, head, &IpText::new(client), false) {
+        Parse::Ready(req) => Some(req.forward),
+        Parse::Partial | Parse::Handoff => None,
+    }
+}
+
 /// What the fast path made of one request head.
 enum Parse {
     Ready(Request),
@@ -637,9 +695,10 @@ impl Request {
         if buf.is_empty() {
             return Parse::Partial;
         }
-        let mut fields = [httparse::EMPTY_HEADER; MAX_FIELDS];
-        let mut req = httparse::Request::new(&mut fields);
-        let head_len = match req.parse(buf) {
+        // Uninitialised: the parser writes the fields it finds (no 2 KiB of zeroes per request).
+        let mut fields = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_FIELDS];
+        let mut req = httparse::Request::new(&mut []);
+        let head_len = match req.parse_with_uninit_headers(buf, &mut fields) {
             Ok(httparse::Status::Complete(n)) => n,
             Ok(httparse::Status::Partial) => return Parse::Partial,
             Err(_) => return Parse::Handoff,
@@ -826,9 +885,13 @@ struct ResponseHead {
 
 impl ResponseHead {
     fn parse(buf: &[u8], args: &AnswerArgs<'_>) -> Result<ParsedResponse, AnswerError> {
-        let mut fields = [httparse::EMPTY_HEADER; MAX_RESPONSE_FIELDS];
-        let mut resp = httparse::Response::new(&mut fields);
-        let head_len = match resp.parse(buf) {
+        let mut fields = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_RESPONSE_FIELDS];
+        let mut resp = httparse::Response::new(&mut []);
+        let head_len = match httparse::ParserConfig::default().parse_response_with_uninit_headers(
+            &mut resp,
+            buf,
+            &mut fields,
+        ) {
             Ok(httparse::Status::Complete(n)) => n,
             Ok(httparse::Status::Partial) => return Ok(ParsedResponse::Partial),
             Err(e) => return Err(AnswerError::Malformed(e.to_string())),

@@ -54,7 +54,12 @@ pub fn strip_port(host: &str) -> &str {
     if host.starts_with('[') {
         return host.split_once(']').map_or(host, |(h, _)| h.get(1..).unwrap_or(h));
     }
-    host.rsplit_once(':').filter(|(_, p)| p.bytes().all(|b| b.is_ascii_digit())).map_or(host, |(h, _)| h)
+    // Bytes, not chars: `:` is ASCII, so the cut is a char boundary.
+    let bytes = host.as_bytes();
+    match bytes.iter().rposition(|&b| b == b':') {
+        Some(i) if bytes[i + 1..].iter().all(u8::is_ascii_digit) => host.get(..i).unwrap_or(host),
+        _ => host,
+    }
 }
 
 #[cfg(test)]
