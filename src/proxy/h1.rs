@@ -34,7 +34,7 @@ use http::{HeaderValue, Method, StatusCode};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::time::{Instant, Sleep};
-use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
+use tokio_util::sync::CancellationToken;
 
 use super::forward::{Trace, idempotent};
 use super::framing::{Chunked, Framing, FramingError};
@@ -67,20 +67,19 @@ pub fn serve(
     addr: SocketAddr,
     ctx: PlainContext,
 ) -> impl Future<Output = Option<Handoff>> + Send {
-    let mut conn = Connection {
-        proxy,
-        client: Client { stream, buf: BytesMut::new() },
-        ip: IpText::new(addr.ip()),
-        ctx,
-    };
+    let mut conn = Connection { proxy, client: Client { stream, buf: BytesMut::new() }, ip: addr.ip(), ctx };
     // A block rather than an `async fn`, whose argument would be stored twice in the task (once as the
     // argument, once as the moved local): the task of an idle connection is mostly this future.
     async move {
         // One timer and one shutdown waiter for the connection's life, neither re-created per request.
         let sleep = pin!(tokio::time::sleep(conn.ctx.header_timeout));
         let mut clock = Clock { deadline: sleep.deadline(), sleep };
-        let waiter = pin!(conn.ctx.shutdown.cancelled());
-        let mut shutdown = Shutdown { waiter, registered: false };
+        let mut waiter = pin!(conn.ctx.shutdown.cancelled());
+        // Polled once, so it holds the task's waker (which never changes); from then on the token's own
+        // flag says whether it fired, cheaper than polling the waiter again.
+        if std::future::poll_fn(|cx| Poll::Ready(waiter.as_mut().poll(cx).is_ready())).await {
+            return None;
+        }
         loop {
             // hyper's rule, kept: the head must be complete within the header timeout of the moment the
             // connection starts waiting for it, so an idle keep-alive connection closes after that long.
@@ -91,13 +90,13 @@ pub fn serve(
                     // connections cost ten thousand small tasks and nothing more.
                     conn.client.buf = BytesMut::new();
                 }
-                match idle(&conn.client.stream, &mut clock, &mut shutdown, &conn.ctx.shutdown).await {
+                match idle(&conn.client.stream, &mut clock, &conn.ctx.shutdown).await {
                     Woke::Readable => {}
                     Woke::Shutdown | Woke::TimedOut => return None,
                 }
             }
             // Boxed, so the task of an idle connection is only as large as this loop.
-            let exchange = exchange(&conn.proxy, &mut conn.client, &conn.ip, &mut clock, &conn.ctx.shutdown);
+            let exchange = exchange(&conn.proxy, &mut conn.client, conn.ip, &mut clock, &conn.ctx.shutdown);
             match Box::pin(exchange).await {
                 Next::KeepAlive => {}
                 Next::Close => return None,
@@ -114,7 +113,7 @@ pub fn serve(
 struct Connection {
     proxy: Arc<Proxy>,
     client: Client,
-    ip: IpText,
+    ip: IpAddr,
     ctx: PlainContext,
 }
 
@@ -155,36 +154,18 @@ impl Clock<'_> {
     }
 }
 
-/// The connection's shutdown waiter: polled once, so it holds the task's waker, and after that read
-/// with the token's own flag (a task's waker never changes), which is cheaper than polling it again.
-struct Shutdown<'a, 'b> {
-    waiter: Pin<&'a mut WaitForCancellationFuture<'b>>,
-    registered: bool,
-}
-
-impl Shutdown<'_, '_> {
-    fn poll_fired(&mut self, token: &CancellationToken, cx: &mut Context<'_>) -> Poll<()> {
-        if self.registered {
-            return if token.is_cancelled() { Poll::Ready(()) } else { Poll::Pending };
-        }
-        self.registered = true;
-        self.waiter.as_mut().poll(cx)
-    }
-}
-
 /// Waits for the next request, the shutdown or the header deadline. Polls the socket's own readiness
 /// (its waker slot, no waiter of its own), so waiting adds nothing to the task.
 fn idle<'a>(
     stream: &'a TcpStream,
     clock: &'a mut Clock<'_>,
-    shutdown: &'a mut Shutdown<'_, '_>,
-    token: &'a CancellationToken,
+    shutdown: &'a CancellationToken,
 ) -> impl Future<Output = Woke> + 'a {
     std::future::poll_fn(move |cx| {
         if stream.poll_read_ready(cx).is_ready() {
             return Poll::Ready(Woke::Readable);
         }
-        if shutdown.poll_fired(token, cx).is_ready() {
+        if shutdown.is_cancelled() {
             return Poll::Ready(Woke::Shutdown);
         }
         if clock.poll_expired(cx).is_ready() {
@@ -236,25 +217,27 @@ fn read_scratch<'a, R>(
     })
 }
 
-/// An IP address as text, rendered once per connection and kept inline (no allocation), for
-/// `X-Forwarded-For`.
-struct IpText {
-    len: u8,
-    text: [u8; 45],
-}
-
-impl IpText {
-    fn new(ip: IpAddr) -> Self {
-        let mut text = [0u8; 45];
-        let mut rest = &mut text[..];
-        // The longest IPv6 text is 45 bytes; a failure would only leave the text short.
-        let _ = write!(rest, "{ip}");
-        let len = 45 - rest.len();
-        Self { len: u8::try_from(len).unwrap_or(0), text }
-    }
-
-    fn as_bytes(&self) -> &[u8] {
-        &self.text[..usize::from(self.len)]
+/// Appends `ip` as text (`X-Forwarded-For`): IPv4 by hand, digits only, as this runs per request;
+/// the connection keeps the 17-byte address rather than its text.
+fn push_ip(out: &mut Vec<u8>, ip: IpAddr) {
+    match ip {
+        IpAddr::V4(v4) => {
+            for (i, octet) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    out.push(b'.');
+                }
+                if octet >= 100 {
+                    out.push(b'0' + octet / 100);
+                }
+                if octet >= 10 {
+                    out.push(b'0' + octet / 10 % 10);
+                }
+                out.push(b'0' + octet % 10);
+            }
+        }
+        IpAddr::V6(_) => {
+            let _ = write!(out, "{ip}");
+        }
     }
 }
 
@@ -288,7 +271,7 @@ struct Done {
 async fn exchange(
     proxy: &Proxy,
     client: &mut Client,
-    ip: &IpText,
+    ip: IpAddr,
     clock: &mut Clock<'_>,
     shutdown: &CancellationToken,
 ) -> Next {
@@ -660,7 +643,7 @@ async fn relay(client: &mut TcpStream, upstream: &mut TcpStream, answer: Respons
 /// reads the pool's hints and renders the head the node would get. `None` when the fast path would
 /// hand the request to hyper (or needs more bytes).
 pub fn forwarded_request(snap: &Snapshot, head: &[u8], client: IpAddr) -> Option<Vec<u8>> {
-    match Request::parse(snap, head, &IpText::new(client), false) {
+    match Request::parse(snap, head, client, false) {
         Parse::Ready(req) => Some(req.forward),
         Parse::Partial | Parse::Handoff => None,
     }
@@ -691,7 +674,7 @@ struct Request {
 }
 
 impl Request {
-    fn parse(snap: &Snapshot, buf: &[u8], ip: &IpText, log: bool) -> Parse {
+    fn parse(snap: &Snapshot, buf: &[u8], ip: IpAddr, log: bool) -> Parse {
         if buf.is_empty() {
             return Parse::Partial;
         }
@@ -764,7 +747,7 @@ fn forwarded_head(
     target: &str,
     fields: &[httparse::Header<'_>],
     connection: &Tokens<'_>,
-    ip: &IpText,
+    ip: IpAddr,
     host: &str,
 ) -> Vec<u8> {
     let mut out = Vec::with_capacity(512);
@@ -795,7 +778,7 @@ fn forwarded_head(
             out.extend_from_slice(b", ");
         }
     }
-    out.extend_from_slice(ip.as_bytes());
+    push_ip(&mut out, ip);
     out.extend_from_slice(b"\r\nx-forwarded-proto: http\r\n");
     field(&mut out, b"x-forwarded-host", host.as_bytes());
     out.extend_from_slice(b"\r\n");
@@ -978,5 +961,21 @@ impl ResponseHead {
             first_body: 0,
             overrun: false,
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_addresses_render_as_std_does() {
+        for ip in ["0.0.0.0", "9.10.99.100", "255.255.255.255", "127.0.0.1", "::1", "2001:db8::8a2e:370:7334"]
+        {
+            let ip: IpAddr = ip.parse().unwrap();
+            let mut out = Vec::new();
+            push_ip(&mut out, ip);
+            assert_eq!(String::from_utf8(out).unwrap(), ip.to_string());
+        }
     }
 }
