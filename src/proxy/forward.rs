@@ -138,16 +138,9 @@ pub async fn to_pool(
     trace.hints = sticky::read(pool, &parts.headers, parts.uri.query(), outgoing.peeked());
     prepare_headers(&mut parts, &peer);
 
-    let mut exclude = None;
-    let mut first_error = None;
+    let mut failover = Failover::default();
     loop {
-        let choice = match (select::choose(pool, &trace.hints, exclude), first_error) {
-            (Ok(choice), _) => choice,
-            // No other node for the retry: the client learns what went wrong with the first one.
-            (Err(_), Some(first)) => return Err(first),
-            (Err(e), None) => return Err(e),
-        };
-        trace.choice = Some(choice);
+        let choice = failover.choose(pool, trace)?;
         let backend = &pool.backends[choice.index];
         // Only a replayable request keeps its head for a second attempt (and sends a copy); any other
         // request hands its head over.
@@ -157,26 +150,72 @@ pub async fn to_pool(
         let guard = backend.state.begin();
         match send(snap, backend, attempt).await {
             Ok((resp, lease)) => {
-                backend.state.record_success(&pool.health);
-                if choice.outcome == select::Outcome::Hit {
-                    backend.state.count_sticky_hit();
-                }
+                served(pool, choice);
                 return Ok(finish(resp, lease, pool, choice, &trace.hints, peer.tls, guard));
             }
-            Err(err) => {
-                if err.blames_backend().is_some() {
-                    backend.state.record_passive_failure(&pool.health, &err.to_string());
-                }
-                if !(replayable && err.retryable(idempotent(&parts.method))) {
-                    return Err(err);
-                }
-                tracing::info!(backend = %backend.id, error = %err, "retrying on another node");
-                exclude = Some(choice.index);
-                trace.retries += 1;
-                backend.metrics.retried();
-                first_error = Some(err);
-            }
+            Err(err) => failover.failed(pool, choice, err, replayable, idempotent(&parts.method), trace)?,
         }
+    }
+}
+
+/// The failover rule both request paths share (SPEC 4.5): choose a node, and after a failed attempt
+/// record it against the node and decide whether one retry on another node is allowed.
+#[derive(Debug, Default)]
+pub(super) struct Failover {
+    /// The node that failed this request; a retry never goes back to it.
+    exclude: Option<usize>,
+    /// What went wrong on the first attempt, for the client when no other node is left.
+    first_error: Option<ProxyError>,
+}
+
+impl Failover {
+    /// The node for the next attempt, noted in `trace`.
+    pub(super) fn choose(&mut self, pool: &Pool, trace: &mut Trace) -> Result<Choice, ProxyError> {
+        match (select::choose(pool, &trace.hints, self.exclude), self.first_error.take()) {
+            (Ok(choice), _) => {
+                trace.choice = Some(choice);
+                Ok(choice)
+            }
+            // No other node for the retry: the client learns what went wrong with the first one.
+            (Err(_), Some(first)) => Err(first),
+            (Err(e), None) => Err(e),
+        }
+    }
+
+    /// Records a failed attempt on `choice` (a passive health check when the error blames the node) and
+    /// allows one retry when the request can be sent again (`replayable`) and the error permits it for
+    /// this method; otherwise gives the error back.
+    pub(super) fn failed(
+        &mut self,
+        pool: &Pool,
+        choice: Choice,
+        err: ProxyError,
+        replayable: bool,
+        idempotent: bool,
+        trace: &mut Trace,
+    ) -> Result<(), ProxyError> {
+        let backend = &pool.backends[choice.index];
+        if err.blames_backend().is_some() {
+            backend.state.record_passive_failure(&pool.health, &err.to_string());
+        }
+        if !(replayable && trace.retries == 0 && err.retryable(idempotent)) {
+            return Err(err);
+        }
+        tracing::info!(backend = %backend.id, error = %err, "retrying on another node");
+        self.exclude = Some(choice.index);
+        trace.retries += 1;
+        backend.metrics.retried();
+        self.first_error = Some(err);
+        Ok(())
+    }
+}
+
+/// Records that `choice` answered: it ends an open failure streak, and counts a sticky hit.
+pub(super) fn served(pool: &Pool, choice: Choice) {
+    let state = &pool.backends[choice.index].state;
+    state.record_success(&pool.health);
+    if choice.outcome == select::Outcome::Hit {
+        state.count_sticky_hit();
     }
 }
 

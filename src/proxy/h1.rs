@@ -36,14 +36,13 @@ use tokio::net::TcpStream;
 use tokio::time::{Instant, Sleep};
 use tokio_util::sync::CancellationToken;
 
-use super::forward::{Trace, idempotent};
+use super::forward::{Failover, Trace, idempotent, served};
 use super::framing::{Chunked, Framing, FramingError};
 use super::{NOT_SERVED, Proxy, Snapshot, route};
 use crate::config::{AffinityMode, RouteAction};
 use crate::error::{ProxyError, am_error_body};
 use crate::server::{Handoff, PlainContext};
 use crate::upstream::pool::{PoolSettings, SendError};
-use crate::upstream::select::{self, Outcome};
 use crate::upstream::sticky::{self, Hints};
 use crate::upstream::{Backend, Pool};
 
@@ -398,16 +397,9 @@ async fn to_pool(
         max_idle: cfg.pool_max_idle_per_backend,
     };
     let idempotent = idempotent(&req.method);
-    let mut exclude = None;
-    let mut first_error = None;
+    let mut failover = Failover::default();
     loop {
-        let choice = match (select::choose(pool, &trace.hints, exclude), first_error) {
-            (Ok(choice), _) => choice,
-            // No other node for the retry: the client learns what went wrong with the first one.
-            (Err(_), Some(first)) => return Err(first),
-            (Err(e), None) => return Err(e),
-        };
-        trace.choice = Some(choice);
+        let choice = failover.choose(pool, trace)?;
         let backend = &pool.backends[choice.index];
         let guard = backend.state.begin();
         let args = AnswerArgs {
@@ -422,10 +414,7 @@ async fn to_pool(
         let timeout_ms = cfg.response_timeout.as_millis();
         match sent.unwrap_or_else(|| Err(ProxyError::Timeout { backend: backend.id.clone(), timeout_ms })) {
             Ok((mut upstream, answer)) => {
-                backend.state.record_success(&pool.health);
-                if choice.outcome == Outcome::Hit {
-                    backend.state.count_sticky_hit();
-                }
+                served(pool, choice);
                 let (status, close_client, reusable) = (answer.status, answer.close_client, answer.reusable);
                 let relayed = relay(&mut client.stream, &mut upstream, answer).await;
                 if relayed.upstream_clean && reusable {
@@ -440,20 +429,8 @@ async fn to_pool(
                     next: if keep { Next::KeepAlive } else { Next::Close },
                 });
             }
-            Err(err) => {
-                if err.blames_backend().is_some() {
-                    backend.state.record_passive_failure(&pool.health, &err.to_string());
-                }
-                // A request without a body can always be sent again; the error decides whether it may.
-                if !(trace.retries == 0 && err.retryable(idempotent)) {
-                    return Err(err);
-                }
-                tracing::info!(backend = %backend.id, error = %err, "retrying on another node");
-                exclude = Some(choice.index);
-                trace.retries += 1;
-                backend.metrics.retried();
-                first_error = Some(err);
-            }
+            // A request without a body can always be sent again; the error decides whether it may.
+            Err(err) => failover.failed(pool, choice, err, true, idempotent, trace)?,
         }
     }
 }
