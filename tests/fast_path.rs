@@ -14,6 +14,7 @@ use std::time::Duration;
 use support::{ProxyHandle, backends_toml, client};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 /// What the scripted node does after a request.
@@ -22,6 +23,8 @@ enum Reply {
     Bytes(Vec<u8>),
     /// Writes these bytes and closes the connection.
     BytesThenClose(Vec<u8>),
+    /// Writes these bytes once the test releases the answer (`RawNode::release`).
+    Held(Vec<u8>),
 }
 
 /// A node answering every request (but the proxy's health checks) from `script(method, target, body)`.
@@ -31,6 +34,8 @@ struct RawNode {
     connections: Arc<AtomicUsize>,
     /// Heads of the requests received, health checks left out.
     heads: Arc<Mutex<Vec<String>>>,
+    /// Lets one held answer go.
+    release: Arc<Notify>,
     shutdown: CancellationToken,
 }
 
@@ -49,19 +54,20 @@ impl RawNode {
             addr: listener.local_addr().unwrap(),
             connections: Arc::default(),
             heads: Arc::default(),
+            release: Arc::default(),
             shutdown: CancellationToken::new(),
         };
-        let (connections, heads, shutdown) =
-            (node.connections.clone(), node.heads.clone(), node.shutdown.clone());
+        let (connections, heads, release, shutdown) =
+            (node.connections.clone(), node.heads.clone(), node.release.clone(), node.shutdown.clone());
         tokio::spawn(async move {
             loop {
                 let stream = tokio::select! {
                     () = shutdown.cancelled() => return,
                     r = listener.accept() => match r { Ok((s, _)) => s, Err(_) => continue },
                 };
-                let (connections, heads) = (connections.clone(), heads.clone());
+                let (connections, heads, release) = (connections.clone(), heads.clone(), release.clone());
                 tokio::spawn(async move {
-                    let _ = serve_raw(stream, script, &connections, &heads).await;
+                    let _ = serve_raw(stream, script, &connections, &heads, &release).await;
                 });
             }
         });
@@ -87,6 +93,7 @@ async fn serve_raw(
     script: Script,
     connections: &AtomicUsize,
     heads: &Mutex<Vec<String>>,
+    release: &Notify,
 ) -> std::io::Result<()> {
     let mut buf = Vec::new();
     let mut counted = false;
@@ -108,6 +115,10 @@ async fn serve_raw(
             Reply::BytesThenClose(bytes) => {
                 stream.write_all(&bytes).await?;
                 return stream.shutdown().await;
+            }
+            Reply::Held(bytes) => {
+                release.notified().await;
+                stream.write_all(&bytes).await?;
             }
         }
     }
@@ -350,16 +361,24 @@ fn toml_for(addr: SocketAddr, proxy_lines: &str) -> String {
 async fn an_answer_slower_than_the_header_timeout_but_within_the_response_timeout_arrives() {
     // One timer serves both deadlines; the head's must not cut off the answer's.
     let node =
-        RawNode::start(|_, _, _| Reply::Bytes(b"HTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\nslow".to_vec()))
+        RawNode::start(|_, _, _| Reply::Held(b"HTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\nslow".to_vec()))
             .await;
-    // Twice the header timeout, and within the health checks' own timeout (500 ms), which pass through it too.
-    let slow = SlowNode::start(node.addr, Duration::from_millis(400)).await;
     let proxy = ProxyHandle::start(&toml_for(
-        slow.addr,
+        node.addr,
         "request_header_timeout_ms = 200\nresponse_timeout_ms = 10000",
     ))
     .await;
-    let resp = client().get(proxy.url("/")).send().await.unwrap();
+    let url = proxy.url("/");
+    let request = tokio::spawn(async move { client().get(url).send().await });
+    support::eventually("the node has the request", Duration::from_secs(5), async || node.heads().len() == 1)
+        .await;
+    // A connection opened now and left idle is closed by the proxy one header timeout later, so by then
+    // the request's own head deadline (earlier) has passed too. Only then does the node answer.
+    let mut witness = TcpStream::connect(proxy.addr).await.unwrap();
+    let closed = tokio::time::timeout(Duration::from_secs(5), witness.read(&mut [0u8; 1])).await;
+    assert!(matches!(closed, Ok(Ok(0) | Err(_))), "the idle witness was closed: {closed:?}");
+    node.release.notify_one();
+    let resp = request.await.unwrap().unwrap();
     assert_eq!(resp.status(), 200);
     assert_eq!(resp.text().await.unwrap(), "slow");
 }
@@ -380,55 +399,4 @@ async fn shutdown_closes_idle_keep_alive_connections_at_once() {
         .expect("drained without waiting for grace");
     let mut rest = [0u8; 16];
     assert!(matches!(conn.read(&mut rest).await, Ok(0) | Err(_)), "the idle connection was closed");
-}
-
-/// A TCP relay in front of a node that holds each answer back for `delay`: a node slow to answer.
-struct SlowNode {
-    addr: SocketAddr,
-    shutdown: CancellationToken,
-}
-
-impl Drop for SlowNode {
-    fn drop(&mut self) {
-        self.shutdown.cancel();
-    }
-}
-
-impl SlowNode {
-    async fn start(target: SocketAddr, delay: Duration) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let node = SlowNode { addr: listener.local_addr().unwrap(), shutdown: CancellationToken::new() };
-        let shutdown = node.shutdown.clone();
-        tokio::spawn(async move {
-            loop {
-                let mut client = tokio::select! {
-                    () = shutdown.cancelled() => return,
-                    r = listener.accept() => match r { Ok((s, _)) => s, Err(_) => continue },
-                };
-                tokio::spawn(async move {
-                    let mut upstream = TcpStream::connect(target).await.unwrap();
-                    let mut buf = vec![0u8; 16384];
-                    loop {
-                        let n = match client.read(&mut buf).await {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => n,
-                        };
-                        if upstream.write_all(&buf[..n]).await.is_err() {
-                            return;
-                        }
-                        let n = match upstream.read(&mut buf).await {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => n,
-                        };
-                        // The scenario itself: the node takes this long to answer.
-                        tokio::time::sleep(delay).await;
-                        if client.write_all(&buf[..n]).await.is_err() {
-                            return;
-                        }
-                    }
-                });
-            }
-        });
-        node
-    }
 }
