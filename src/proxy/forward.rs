@@ -316,14 +316,9 @@ fn finish(
 ) -> Response<Body> {
     let (mut parts, incoming) = resp.into_parts();
     headers::strip_hop_by_hop(&mut parts.headers);
-    let served = choice.index;
-    let wants_cookie = match pool.affinity.mode {
-        AffinityMode::Insert => hints.cookie != Some(served),
-        AffinityMode::Observe => hints.cookie.is_some_and(|named| named != served),
-    };
-    if wants_cookie && !headers::sets_cookie(&parts.headers, &pool.affinity.cookie) {
-        let backend = &pool.backends[served];
-        let value = if tls { &backend.set_cookie_secure } else { &backend.set_cookie };
+    if let Some(value) = cookie_to_set(pool, choice.index, hints, tls)
+        && !headers::sets_cookie(&parts.headers, &pool.affinity.cookie)
+    {
         parts.headers.append(SET_COOKIE, value.clone());
     }
     // The connection goes back to its pool at the end of the body: now when there is none, else after the
@@ -337,6 +332,23 @@ fn finish(
         PooledBody::new(incoming, lease, guard).boxed()
     };
     Response::from_parts(parts, body)
+}
+
+/// The pre-rendered `Set-Cookie` the answer of node `served` gets under the rules of SPEC 4.3 (`insert`:
+/// unless the request's cookie already named it; both modes: a cookie that named another node is
+/// rewritten), before checking that the node does not set the cookie itself. Both request paths use it.
+pub(super) fn cookie_to_set<'a>(
+    pool: &'a Pool,
+    served: usize,
+    hints: &Hints,
+    tls: bool,
+) -> Option<&'a HeaderValue> {
+    let wants = match pool.affinity.mode {
+        AffinityMode::Insert => hints.cookie != Some(served),
+        AffinityMode::Observe => hints.cookie.is_some_and(|named| named != served),
+    };
+    let backend = &pool.backends[served];
+    wants.then_some(if tls { &backend.set_cookie_secure } else { &backend.set_cookie })
 }
 
 /// Methods RFC 9110 §9.2.2 calls idempotent: safe to send again after a node failed mid-request.

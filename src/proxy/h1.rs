@@ -27,7 +27,7 @@ use std::mem::MaybeUninit;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::{Pin, pin};
 use std::sync::Arc;
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Poll};
 
 use bytes::{Buf, BytesMut};
 use http::{HeaderValue, Method, StatusCode};
@@ -36,10 +36,10 @@ use tokio::net::TcpStream;
 use tokio::time::{Instant, Sleep};
 use tokio_util::sync::CancellationToken;
 
-use super::forward::{Failover, Trace, idempotent, served};
+use super::forward::{Failover, Trace, cookie_to_set, idempotent, served};
 use super::framing::{Chunked, Framing, FramingError};
-use super::{NOT_SERVED, Proxy, Snapshot, route};
-use crate::config::{AffinityMode, RouteAction};
+use super::{NOT_SERVED, Proxy, Snapshot, headers, route};
+use crate::config::RouteAction;
 use crate::error::{ProxyError, am_error_body};
 use crate::server::{Handoff, PlainContext};
 use crate::upstream::pool::{PoolSettings, SendError};
@@ -84,11 +84,10 @@ pub fn serve(
             // connection starts waiting for it, so an idle keep-alive connection closes after that long.
             clock.set(Instant::now() + conn.ctx.header_timeout);
             if conn.client.buf.is_empty() {
-                if !readable_now(&conn.client.stream) {
-                    // Idle: hold no buffer while waiting (HAProxy does the same), so ten thousand idle
-                    // connections cost ten thousand small tasks and nothing more.
-                    conn.client.buf = BytesMut::new();
-                }
+                // Idle: hold no buffer while waiting (HAProxy does the same), so ten thousand idle
+                // connections cost ten thousand small tasks and nothing more. (Heads are read into the
+                // thread's scratch buffer; this one only ever held a partial head or a pipelined rest.)
+                conn.client.buf = BytesMut::new();
                 match idle(&conn.client.stream, &mut clock, &conn.ctx.shutdown).await {
                     Woke::Readable => {}
                     Woke::Shutdown | Woke::TimedOut => return None,
@@ -254,11 +253,6 @@ enum Next {
     Handoff,
 }
 
-/// Whether tokio already knows the socket is readable (no system call).
-fn readable_now(stream: &TcpStream) -> bool {
-    stream.poll_read_ready(&mut Context::from_waker(Waker::noop())).is_ready()
-}
-
 /// How one exchange ended, for metrics and the access line.
 struct Done {
     status: StatusCode,
@@ -404,7 +398,8 @@ async fn to_pool(
         let guard = backend.state.begin();
         let args = AnswerArgs {
             cookie_name: pool.affinity.cookie.as_bytes(),
-            cookie: set_cookie(pool, choice.index, &trace.hints),
+            // Plain text only here: the value without `Secure` (unless the pool asks for it).
+            cookie: cookie_to_set(pool, choice.index, &trace.hints, false),
             close,
             head_only: req.method == Method::HEAD,
         };
@@ -433,16 +428,6 @@ async fn to_pool(
             Err(err) => failover.failed(pool, choice, err, true, idempotent, trace)?,
         }
     }
-}
-
-/// The pre-rendered `Set-Cookie` to add for a request served by node `served` (SPEC 4.3), if any.
-fn set_cookie<'a>(pool: &'a Pool, served: usize, hints: &Hints) -> Option<&'a HeaderValue> {
-    let wants = match pool.affinity.mode {
-        AffinityMode::Insert => hints.cookie != Some(served),
-        AffinityMode::Observe => hints.cookie.is_some_and(|named| named != served),
-    };
-    // Plain text only here: the value without `Secure` (unless the pool asks for it).
-    wants.then(|| &pool.backends[served].set_cookie)
 }
 
 /// Sends the head on a pooled connection (a fresh one if a pooled one turns out closed) and reads the
@@ -739,7 +724,7 @@ fn forwarded_head(
             earlier_xff = true;
             continue;
         }
-        if hop_by_hop(name)
+        if headers::is_hop_by_hop(name)
             || connection.lists(name)
             || name.eq_ignore_ascii_case(b"x-forwarded-proto")
             || name.eq_ignore_ascii_case(b"x-forwarded-host")
@@ -767,22 +752,6 @@ fn field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
     out.extend_from_slice(b": ");
     out.extend_from_slice(value);
     out.extend_from_slice(b"\r\n");
-}
-
-/// The fixed hop-by-hop names (RFC 2616 §13.5.1 and `Proxy-Connection`), except `Transfer-Encoding`,
-/// which requests never carry here and responses keep (their framing is relayed as it is).
-fn hop_by_hop(name: &[u8]) -> bool {
-    const NAMES: [&[u8]; 8] = [
-        b"connection",
-        b"keep-alive",
-        b"proxy-connection",
-        b"te",
-        b"trailer",
-        b"upgrade",
-        b"proxy-authenticate",
-        b"proxy-authorization",
-    ];
-    NAMES.iter().any(|n| n.len() == name.len() && n.eq_ignore_ascii_case(name))
 }
 
 /// The tokens of `Connection` fields: `close`, and the field names listed as hop-by-hop.
@@ -887,10 +856,7 @@ impl ResponseHead {
             } else if name.eq_ignore_ascii_case(b"connection") {
                 connection.add(f.value);
             } else if args.cookie.is_some() && name.eq_ignore_ascii_case(b"set-cookie") {
-                let v = f.value.trim_ascii_start();
-                sets_cookie |= v
-                    .strip_prefix(args.cookie_name)
-                    .is_some_and(|rest| rest.trim_ascii_start().starts_with(b"="));
+                sets_cookie |= headers::sets_cookie_named(f.value, args.cookie_name);
             }
         }
         let framing = if args.head_only || code == 204 || code == 304 {
@@ -913,7 +879,9 @@ impl ResponseHead {
         status_line(&mut head, code, resp.reason.unwrap_or(""));
         for f in fields {
             let name = f.name.as_bytes();
-            if hop_by_hop(name)
+            // The framing fields are relayed as they came (the body is, with its framing).
+            let framing_field = name.eq_ignore_ascii_case(b"transfer-encoding");
+            if (headers::is_hop_by_hop(name) && !framing_field)
                 || connection.lists(name)
                 || (chunked.is_some() && name.eq_ignore_ascii_case(b"content-length"))
             {

@@ -35,6 +35,12 @@ static HOP_BY_HOP: [&HeaderName; 9] = [
     &PROXY_AUTHORIZATION,
 ];
 
+/// Whether `name` (any case) is one of the fixed hop-by-hop names; the HTTP/1.1 fast path's test on raw
+/// field names, against the same list.
+pub fn is_hop_by_hop(name: &[u8]) -> bool {
+    HOP_BY_HOP.iter().any(|n| n.as_str().as_bytes().eq_ignore_ascii_case(name))
+}
+
 /// Removes hop-by-hop headers, first the names `Connection` lists, then the fixed set.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     // One pass over the names present (usually none is hop-by-hop) instead of nine hashed removals.
@@ -90,10 +96,13 @@ pub fn add_forwarded(headers: &mut HeaderMap, client: &HeaderValue, tls: bool, h
 
 /// Whether a response already sets the cookie `name` (the proxy then adds no second one, SPEC 4.3).
 pub fn sets_cookie(headers: &HeaderMap, name: &str) -> bool {
-    headers.get_all(http::header::SET_COOKIE).iter().any(|v| {
-        let v = v.as_bytes().trim_ascii_start();
-        v.strip_prefix(name.as_bytes()).is_some_and(|rest| rest.trim_ascii_start().starts_with(b"="))
-    })
+    headers.get_all(http::header::SET_COOKIE).iter().any(|v| sets_cookie_named(v.as_bytes(), name.as_bytes()))
+}
+
+/// Whether one `Set-Cookie` value sets the cookie `name`.
+pub fn sets_cookie_named(value: &[u8], name: &[u8]) -> bool {
+    let v = value.trim_ascii_start();
+    v.strip_prefix(name).is_some_and(|rest| rest.trim_ascii_start().starts_with(b"="))
 }
 
 #[cfg(test)]

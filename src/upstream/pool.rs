@@ -55,12 +55,11 @@ pub struct PoolSettings {
 pub struct ConnPool {
     /// `host:port` every connection of this pool goes to.
     authority: Authority,
-    /// Idle senders with the time they went idle; the most recently used is last. Never held across an
-    /// `.await`.
-    idle: Mutex<Vec<(SendRequest<Body>, Instant)>>,
+    /// Idle hyper senders.
+    idle: IdleStack<SendRequest<Body>>,
     /// Idle plain TCP connections of the HTTP/1.1 fast path ([`crate::proxy::h1`]), which writes and
-    /// parses the messages itself; same order and rules.
-    streams: Mutex<Vec<(TcpStream, Instant)>>,
+    /// parses the messages itself; same rules.
+    streams: IdleStack<TcpStream>,
     /// The idle timeout last put into effect, in milliseconds, for the reaper.
     idle_timeout_ms: AtomicU64,
     /// The reaper task was started (on the first request, from inside the runtime).
@@ -75,8 +74,8 @@ impl ConnPool {
     pub fn new(authority: Authority) -> Self {
         Self {
             authority,
-            idle: Mutex::new(Vec::new()),
-            streams: Mutex::new(Vec::new()),
+            idle: IdleStack::default(),
+            streams: IdleStack::default(),
             idle_timeout_ms: AtomicU64::new(u64::MAX),
             reaping: AtomicBool::new(false),
         }
@@ -89,32 +88,7 @@ impl ConnPool {
 
     /// Idle connections now (both kinds).
     pub fn idle_count(&self) -> usize {
-        self.lock().len() + self.lock_streams().len()
-    }
-
-    fn lock_streams(&self) -> std::sync::MutexGuard<'_, Vec<(TcpStream, Instant)>> {
-        self.streams.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<(SendRequest<Body>, Instant)>> {
-        self.idle.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// The most recently used live idle sender, dropping expired and closed ones on the way.
-    fn pop_idle(&self, idle_timeout: Duration) -> Option<SendRequest<Body>> {
-        let mut idle = self.lock();
-        while let Some((sender, since)) = idle.pop() {
-            if sender.is_closed() {
-                continue;
-            }
-            if since.elapsed() > idle_timeout {
-                // The rest are older still.
-                idle.clear();
-                return None;
-            }
-            return Some(sender);
-        }
-        None
+        self.idle.len() + self.streams.len()
     }
 
     /// Closes idle connections older than `idle_timeout` even when no request comes to take them: a task
@@ -133,35 +107,18 @@ impl ConnPool {
                 tokio::time::sleep(Duration::from_millis(ms.clamp(1000, 3_600_000))).await;
                 let Some(pool) = pool.upgrade() else { return };
                 let timeout = Duration::from_millis(ms);
-                let now = Instant::now();
-                let mut idle = pool.lock();
-                let expired = idle
-                    .iter()
-                    .take_while(|(s, t)| s.is_closed() || now.duration_since(*t) > timeout)
-                    .count();
-                idle.drain(..expired);
-                drop(idle);
-                let mut streams = pool.lock_streams();
-                let expired = streams.iter().take_while(|(_, t)| now.duration_since(*t) > timeout).count();
-                streams.drain(..expired);
+                pool.idle.prune(timeout, SendRequest::is_closed);
+                pool.streams.prune(timeout, |_| false);
             }
         });
     }
 
     /// Puts a sender whose exchange is complete back, if there is room.
     fn put(&self, sender: SendRequest<Body>, settings: &PoolSettings) {
-        if sender.is_closed() || settings.max_idle == 0 {
-            return;
+        if !sender.is_closed() {
+            self.idle_timeout_ms.store(millis(settings.idle_timeout), Ordering::Relaxed);
+            self.idle.push(sender, settings);
         }
-        let now = Instant::now();
-        self.idle_timeout_ms.store(millis(settings.idle_timeout), Ordering::Relaxed);
-        let mut idle = self.lock();
-        // Oldest first: drop the expired ones and make room.
-        let expired = idle.iter().take_while(|(_, t)| now.duration_since(*t) > settings.idle_timeout).count();
-        let excess = (idle.len() + 1).saturating_sub(settings.max_idle);
-        let cut = expired.max(excess).min(idle.len());
-        idle.drain(..cut);
-        idle.push((sender, now));
     }
 
     /// A new TCP connection within the connect timeout, without Nagle's delay.
@@ -183,43 +140,16 @@ impl ConnPool {
         fresh: bool,
     ) -> Result<(TcpStream, bool), SendError> {
         self.start_reaper(settings.idle_timeout);
-        if !fresh {
-            loop {
-                let popped = {
-                    let mut streams = self.lock_streams();
-                    match streams.pop() {
-                        Some((_, since)) if since.elapsed() > settings.idle_timeout => {
-                            // The rest are older still.
-                            streams.clear();
-                            None
-                        }
-                        other => other.map(|(s, _)| s),
-                    }
-                };
-                match popped {
-                    Some(stream) if quiet(&stream) => return Ok((stream, true)),
-                    Some(_) => {}
-                    None => break,
-                }
-            }
+        if !fresh && let Some(stream) = self.streams.pop(settings.idle_timeout, quiet) {
+            return Ok((stream, true));
         }
         Ok((self.connect_tcp(settings).await?, false))
     }
 
     /// Puts a fast-path connection whose exchange ended cleanly back, if there is room.
     pub fn put_stream(&self, stream: TcpStream, settings: &PoolSettings) {
-        if settings.max_idle == 0 {
-            return;
-        }
-        let now = Instant::now();
         self.idle_timeout_ms.store(millis(settings.idle_timeout), Ordering::Relaxed);
-        let mut streams = self.lock_streams();
-        let expired =
-            streams.iter().take_while(|(_, t)| now.duration_since(*t) > settings.idle_timeout).count();
-        let excess = (streams.len() + 1).saturating_sub(settings.max_idle);
-        let cut = expired.max(excess).min(streams.len());
-        streams.drain(..cut);
-        streams.push((stream, now));
+        self.streams.push(stream, settings);
     }
 
     /// A new connection: TCP connect within the timeout, no Nagle, HTTP/1 handshake, connection task
@@ -240,7 +170,7 @@ impl ConnPool {
 
     /// A sender ready for a request: a pooled one if any is still usable, else a new connection.
     async fn checkout(&self, settings: &PoolSettings) -> Result<SendRequest<Body>, SendError> {
-        while let Some(mut sender) = self.pop_idle(settings.idle_timeout) {
+        while let Some(mut sender) = self.idle.pop(settings.idle_timeout, |s| !s.is_closed()) {
             if sender.ready().await.is_ok() {
                 return Ok(sender);
             }
@@ -299,6 +229,70 @@ fn quiet(stream: &TcpStream) -> bool {
     }
     let mut probe = [0u8; 1];
     matches!(stream.try_read(&mut probe), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+}
+
+/// Idle connections of one kind with the time each went idle, the most recently used last. The lock is
+/// never held across an `.await`, nor while a refused connection is dropped.
+#[derive(Debug)]
+struct IdleStack<C>(Mutex<Vec<(C, Instant)>>);
+
+impl<C> Default for IdleStack<C> {
+    fn default() -> Self {
+        Self(Mutex::new(Vec::new()))
+    }
+}
+
+impl<C> IdleStack<C> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<(C, Instant)>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// The most recently used connection that `usable` accepts; the ones it refuses are dropped, and an
+    /// expired one ends the search (the rest are older still).
+    fn pop(&self, idle_timeout: Duration, usable: impl Fn(&C) -> bool) -> Option<C> {
+        loop {
+            let conn = {
+                let mut idle = self.lock();
+                match idle.pop() {
+                    Some((_, since)) if since.elapsed() > idle_timeout => {
+                        idle.clear();
+                        return None;
+                    }
+                    Some((conn, _)) => conn,
+                    None => return None,
+                }
+            };
+            if usable(&conn) {
+                return Some(conn);
+            }
+        }
+    }
+
+    /// Puts a connection back after dropping the expired ones, and the oldest when `max_idle` are held.
+    fn push(&self, conn: C, settings: &PoolSettings) {
+        if settings.max_idle == 0 {
+            return;
+        }
+        let now = Instant::now();
+        let mut idle = self.lock();
+        let expired = idle.iter().take_while(|(_, t)| now.duration_since(*t) > settings.idle_timeout).count();
+        let excess = (idle.len() + 1).saturating_sub(settings.max_idle);
+        let cut = expired.max(excess).min(idle.len());
+        idle.drain(..cut);
+        idle.push((conn, now));
+    }
+
+    /// Drops, from the oldest end, the connections that expired or are `dead`.
+    fn prune(&self, timeout: Duration, dead: impl Fn(&C) -> bool) {
+        let now = Instant::now();
+        let mut idle = self.lock();
+        let gone = idle.iter().take_while(|(c, t)| dead(c) || now.duration_since(*t) > timeout).count();
+        idle.drain(..gone);
+    }
 }
 
 fn millis(d: Duration) -> u64 {
