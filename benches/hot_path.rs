@@ -72,7 +72,7 @@ fn cookie_and_choice(c: &mut Criterion) {
     let config = tether::config::parse(CONFIG).unwrap();
     let upstreams = Upstreams::build(&config, &StateRegistry::default(), &Metrics::default());
     let pool = &upstreams.pools[0];
-    let token = tether::token::mint_token(&SystemRandom::new(), "02");
+    let token = tether::am::token::mint_token(&SystemRandom::new(), "02");
     let mut group = c.benchmark_group("cookie_and_choice");
     group.throughput(Throughput::Elements(1));
     let cases = [
@@ -107,29 +107,29 @@ fn cookie_and_choice(c: &mut Criterion) {
 
 fn hint_decoding(c: &mut Criterion) {
     let rng = SystemRandom::new();
-    let token = tether::token::mint_token(&rng, "02");
+    let token = tether::am::token::mint_token(&rng, "02");
     let key = hmac::Key::new(hmac::HMAC_SHA256, b"bench secret bench secret bench!");
     let claims = AuthIdClaims {
         otk: "k3v1q0m2g8c6u1m8d2o9r5hj7b".into(),
         realm: "/".into(),
-        session_id: tether::token::mint_token(&rng, "02"),
+        session_id: tether::am::token::mint_token(&rng, "02"),
         auth_index_type: "service".into(),
         auth_index_value: "ldapService".into(),
         exp: 1_900_000_000,
         state: None,
     };
-    let auth_id = tether::token::sign_hs256(&key, &claims).unwrap();
-    assert_eq!(tether::token::node_hint(&token).as_deref(), Some("02"));
-    assert_eq!(tether::token::auth_id_node_hint(&auth_id).as_deref(), Some("02"));
+    let auth_id = tether::am::token::sign_hs256(&key, &claims).unwrap();
+    assert_eq!(tether::am::token::node_hint(&token).as_deref(), Some("02"));
+    assert_eq!(tether::am::token::auth_id_node_hint(&auth_id).as_deref(), Some("02"));
     let mut group = c.benchmark_group("hint_decoding");
     group.throughput(Throughput::Elements(1));
-    group.bench_function("session_token", |b| b.iter(|| tether::token::node_hint(black_box(&token))));
-    group.bench_function("auth_id", |b| b.iter(|| tether::token::auth_id_node_hint(black_box(&auth_id))));
+    group.bench_function("session_token", |b| b.iter(|| tether::am::token::node_hint(black_box(&token))));
+    group.bench_function("auth_id", |b| b.iter(|| tether::am::token::auth_id_node_hint(black_box(&auth_id))));
     group.finish();
 }
 
 fn header_rewriting(c: &mut Criterion) {
-    let token = tether::token::mint_token(&SystemRandom::new(), "02");
+    let token = tether::am::token::mint_token(&SystemRandom::new(), "02");
     let headers = browser_headers(&format!("_ga=GA1.2.12345; amlbcookie=02; iPlanetDirectoryPro={token}"));
     // Rendered once per connection by the proxy.
     let client = headers::forwarded_for_value(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 10)));

@@ -107,7 +107,7 @@ fn full_login(c: &mut Criterion) {
         let node = Arc::new(tether::auth::AuthNode::new(
             tether::config::BackendId::new("01").unwrap(),
             Arc::new(config.auth.unwrap()),
-            tether::token::Keys::derive(b"bench secret bench secret"),
+            tether::am::token::Keys::derive(b"bench secret bench secret"),
             store.clone(),
             Arc::new(tether::auth::SpentOtks::new()),
         ));

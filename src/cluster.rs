@@ -19,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::StartError;
+use crate::am::token::Keys;
 use crate::auth::AuthNode;
 use crate::auth::journey::SpentOtks;
 use crate::auth::session::{MemoryStore, SessionStore};
@@ -26,7 +27,6 @@ use crate::body::Body;
 use crate::config::{AuthConfig, BackendConfig, Config, SessionStoreMode};
 use crate::proxy::Peer;
 use crate::server::{self, Handler, ServeOptions};
-use crate::token::Keys;
 
 /// How often expired sessions and journeys are swept (they are also dropped lazily when met).
 const SWEEP_EVERY: Duration = Duration::from_secs(30);

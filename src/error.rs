@@ -5,10 +5,10 @@
 //! Failover asks an error whether a retry is allowed ([`ProxyError::retryable`]) instead of matching
 //! strings.
 
-use http::header::{CACHE_CONTROL, CONTENT_TYPE, HeaderValue};
 use http::{Response, StatusCode};
 
-use crate::body::{Body, full};
+use crate::am::crest;
+use crate::body::Body;
 use crate::config::BackendId;
 
 /// What can go wrong while proxying one request.
@@ -96,55 +96,14 @@ impl ProxyError {
 
     /// The AM-shaped answer.
     pub fn to_response(&self) -> Response<Body> {
-        am_error(self.status(), &self.to_string())
+        crest::error(self.status(), &self.to_string())
     }
-}
-
-/// An AM CREST error answer: `{"code":N,"reason":"...","message":"..."}`.
-pub fn am_error(status: StatusCode, message: &str) -> Response<Body> {
-    am_error_with(status, message, None)
-}
-
-/// An AM CREST error answer with a `detail` object.
-pub fn am_error_with(status: StatusCode, message: &str, detail: Option<serde_json::Value>) -> Response<Body> {
-    let mut body = am_error_json(status, message);
-    if let Some(detail) = detail {
-        body["detail"] = detail;
-    }
-    json_response(status, &body)
-}
-
-/// The body of an AM CREST error answer, for the HTTP/1.1 fast path, which writes its answers itself
-/// with the same headers as [`json_response`].
-pub fn am_error_body(status: StatusCode, message: &str) -> String {
-    am_error_json(status, message).to_string()
-}
-
-fn am_error_json(status: StatusCode, message: &str) -> serde_json::Value {
-    serde_json::json!({
-        "code": status.as_u16(),
-        "reason": reason(status),
-        "message": message,
-    })
-}
-
-/// A JSON answer with `Content-Type: application/json` and `Cache-Control: no-store`.
-pub fn json_response(status: StatusCode, body: &serde_json::Value) -> Response<Body> {
-    let mut resp = Response::new(full(body.to_string()));
-    *resp.status_mut() = status;
-    resp.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    resp.headers_mut().insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    resp
-}
-
-/// AM's `reason` strings are the standard reason phrases.
-fn reason(status: StatusCode) -> &'static str {
-    status.canonical_reason().unwrap_or("Error")
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http::header::CONTENT_TYPE;
     use http_body_util::BodyExt;
 
     #[tokio::test]

@@ -24,6 +24,7 @@
 #![warn(missing_docs)]
 
 pub mod admin;
+pub mod am;
 pub mod auth;
 pub mod body;
 pub mod cluster;
@@ -34,7 +35,6 @@ pub mod proxy;
 pub mod reload;
 pub mod server;
 pub mod tls;
-pub mod token;
 pub mod upstream;
 
 use std::net::SocketAddr;

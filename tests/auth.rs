@@ -70,7 +70,7 @@ async fn issued_tokens_name_the_issuing_node_in_s1() {
     let (status, done) = journey.answer("ldapService", step, &["demo", "secret"]).await;
     assert_eq!(status, 200, "{done}");
     let token = done["tokenId"].as_str().unwrap();
-    let ext = tether::token::decode_ext(token).expect("AM token layout");
+    let ext = tether::am::token::decode_ext(token).expect("AM token layout");
     assert!(ext.contains(&("S1".to_string(), "02".to_string())), "{ext:?}");
-    assert_eq!(tether::token::node_hint(token).as_deref(), Some("02"));
+    assert_eq!(tether::am::token::node_hint(token).as_deref(), Some("02"));
 }

@@ -5,8 +5,8 @@
 //! Each property runs a few hundred generated cases per `cargo test`, a bounded fuzz run.
 
 use proptest::prelude::*;
+use tether::am::token;
 use tether::proxy::framing::Chunked;
-use tether::token;
 
 /// Node IDs the config accepts.
 fn node_id() -> impl Strategy<Value = String> {
@@ -92,8 +92,8 @@ proptest! {
         if let Ok(v) = http::HeaderValue::from_bytes(&raw) {
             headers.append(http::header::COOKIE, v);
         }
-        let _: Vec<&[u8]> = tether::upstream::sticky::cookie_values(&headers, b"amlbcookie").collect();
-        let _ = tether::upstream::sticky::query_param(&q, "tokenId");
+        let _: Vec<&[u8]> = tether::am::request::cookie_values(&headers, b"amlbcookie").collect();
+        let _ = tether::am::request::query_param(&q, "tokenId");
     }
 
     #[test]

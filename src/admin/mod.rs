@@ -14,9 +14,9 @@ use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use serde_json::json;
 
+use crate::am::crest;
 use crate::auth::AuthNode;
 use crate::body::Body;
-use crate::error::{am_error, json_response};
 use crate::proxy::{Peer, Proxy};
 use crate::reload::Reloader;
 use crate::server::Handler;
@@ -53,10 +53,10 @@ impl Admin {
         // Reading and validating the file is blocking work; keep it off the async workers.
         match tokio::task::spawn_blocking(move || reloader.reload()).await {
             Ok(Ok(summary)) => {
-                json_response(StatusCode::OK, &json!({"status": "reloaded", "summary": summary}))
+                crest::json(StatusCode::OK, &json!({"status": "reloaded", "summary": summary}))
             }
-            Ok(Err(e)) => am_error(StatusCode::BAD_REQUEST, &e.to_string()),
-            Err(_) => am_error(StatusCode::INTERNAL_SERVER_ERROR, "the reload task failed"),
+            Ok(Err(e)) => crest::error(StatusCode::BAD_REQUEST, &e.to_string()),
+            Err(_) => crest::error(StatusCode::INTERNAL_SERVER_ERROR, "the reload task failed"),
         }
     }
 
@@ -85,9 +85,9 @@ impl Admin {
             }
         }
         if unready_pools.is_empty() {
-            json_response(StatusCode::OK, &json!({"status": "ready", "down": down}))
+            crest::json(StatusCode::OK, &json!({"status": "ready", "down": down}))
         } else {
-            json_response(
+            crest::json(
                 StatusCode::SERVICE_UNAVAILABLE,
                 &json!({"status": "not ready", "pools_without_node": unready_pools, "down": down}),
             )
@@ -108,7 +108,7 @@ impl Admin {
                 json!({"name": pool.name, "balance": format!("{:?}", pool.balance), "backends": backends})
             })
             .collect();
-        json_response(StatusCode::OK, &json!({"pools": pools}))
+        crest::json(StatusCode::OK, &json!({"pools": pools}))
     }
 
     /// `POST /backends/{id}/{drain|ready|maint}[?deadline_s=N]`.
@@ -118,19 +118,19 @@ impl Admin {
             "ready" => AdminState::Ready,
             "maint" => AdminState::Maint,
             _ => {
-                return am_error(
+                return crest::error(
                     StatusCode::NOT_FOUND,
                     &format!("Unknown backend action '{action}': use drain, ready or maint"),
                 );
             }
         };
-        let deadline = match query.and_then(|q| crate::upstream::sticky::query_param(q, "deadline_s")) {
+        let deadline = match query.and_then(|q| crate::am::request::query_param(q, "deadline_s")) {
             None => None,
             Some(v) => match v.parse::<u64>() {
                 Ok(s) if state == AdminState::Drain => Some(Duration::from_secs(s)),
-                Ok(_) => return am_error(StatusCode::BAD_REQUEST, "deadline_s applies to drain only"),
+                Ok(_) => return crest::error(StatusCode::BAD_REQUEST, "deadline_s applies to drain only"),
                 Err(_) => {
-                    return am_error(
+                    return crest::error(
                         StatusCode::BAD_REQUEST,
                         &format!("deadline_s must be whole seconds, not {v:?}"),
                     );
@@ -139,10 +139,10 @@ impl Admin {
         };
         let snap = self.proxy.snapshot();
         let Some(backend) = snap.upstreams.backend(id) else {
-            return am_error(StatusCode::NOT_FOUND, &format!("No backend has id '{id}'"));
+            return crest::error(StatusCode::NOT_FOUND, &format!("No backend has id '{id}'"));
         };
         backend.state.set_admin(state, deadline);
-        json_response(StatusCode::OK, &backend_json(backend))
+        crest::json(StatusCode::OK, &backend_json(backend))
     }
 }
 
@@ -179,11 +179,11 @@ impl Handler for Admin {
             let fields = if form { read_form(body).await } else { String::new() };
             let expected = self.proxy.snapshot().config.proxy.admin_token.clone();
             if let Some(expected) = expected {
-                let given = bearer(&parts.headers).map(str::to_owned).or_else(|| {
-                    crate::upstream::sticky::query_param(&fields, "token").map(|t| t.into_owned())
-                });
+                let given = bearer(&parts.headers)
+                    .map(str::to_owned)
+                    .or_else(|| crate::am::request::query_param(&fields, "token").map(|t| t.into_owned()));
                 if !given.is_some_and(|g| same_secret(g.as_bytes(), expected.as_bytes())) {
-                    return am_error(
+                    return crest::error(
                         StatusCode::UNAUTHORIZED,
                         "This admin endpoint needs `Authorization: Bearer <admin_token>`",
                     );
@@ -192,19 +192,19 @@ impl Handler for Admin {
             let resp = match path.strip_prefix("/backends/") {
                 Some(rest) => match rest.split_once('/') {
                     Some((id, action)) => self.set_state(id, action, parts.uri.query()),
-                    None => am_error(StatusCode::NOT_FOUND, "Use /backends/{id}/drain, /ready or /maint"),
+                    None => crest::error(StatusCode::NOT_FOUND, "Use /backends/{id}/drain, /ready or /maint"),
                 },
                 None if path == "/reload" => self.reload().await,
-                None => am_error(StatusCode::NOT_FOUND, "No admin endpoint at this path"),
+                None => crest::error(StatusCode::NOT_FOUND, "No admin endpoint at this path"),
             };
             return if form && resp.status().is_success() { see_other("/status") } else { resp };
         }
         let read = parts.method == Method::GET || parts.method == Method::HEAD;
         match path {
             _ if !read => {
-                am_error(StatusCode::METHOD_NOT_ALLOWED, "Admin endpoints take GET, or POST for changes")
+                crest::error(StatusCode::METHOD_NOT_ALLOWED, "Admin endpoints take GET, or POST for changes")
             }
-            "/healthz" => json_response(StatusCode::OK, &json!({"status": "ok"})),
+            "/healthz" => crest::json(StatusCode::OK, &json!({"status": "ok"})),
             "/readyz" => self.readyz(),
             "/status.json" => self.status_json(),
             "/status" => {
@@ -213,9 +213,9 @@ impl Handler for Admin {
             }
             "/metrics" => self.metrics(),
             p if p.starts_with("/backends/") || p == "/reload" => {
-                am_error(StatusCode::METHOD_NOT_ALLOWED, "Changes are POST requests")
+                crest::error(StatusCode::METHOD_NOT_ALLOWED, "Changes are POST requests")
             }
-            _ => am_error(StatusCode::NOT_FOUND, "No admin endpoint at this path"),
+            _ => crest::error(StatusCode::NOT_FOUND, "No admin endpoint at this path"),
         }
     }
 }

@@ -72,7 +72,7 @@ pub fn render(snap: &Snapshot, token_required: bool) -> String {
 
 fn render_at(snap: &Snapshot, token_required: bool, now: SystemTime) -> String {
     let unix = now.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-    let rendered = crate::auth::node::iso8601(unix);
+    let rendered = crate::am::time::iso8601(unix);
     let mut out = String::with_capacity(4096);
     // Writing to a String cannot fail; the results are ignored on purpose.
     let _ = write!(

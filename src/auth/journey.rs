@@ -288,7 +288,7 @@ pub struct AuthIdClaims {
     /// The realm of the login.
     pub realm: String,
     /// The auth session ID: an AM token whose `S1` names the node that started the login, which the
-    /// proxy routes on (`crate::token::auth_id_node_hint`).
+    /// proxy routes on (`crate::am::token::auth_id_node_hint`).
     #[serde(rename = "sessionId")]
     pub session_id: String,
     /// `service` or `module`.

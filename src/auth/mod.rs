@@ -4,7 +4,7 @@
 //! logins in progress live; [`session`] and [`quota`] the authenticated sessions and their limits.
 //!
 //! What an integrator wires up, per process:
-//! * one [`token::Keys`](crate::token::Keys) derived from the cluster's shared secret, cloned into every
+//! * one [`token::Keys`](crate::am::token::Keys) derived from the cluster's shared secret, cloned into every
 //!   node (nodes refuse `authId`s signed with another secret);
 //! * a [`session::SessionStore`] and a [`SpentOtks`]: one of each shared by all nodes for
 //!   `sessions = "shared"`, one per node for `"local"`;

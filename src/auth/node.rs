@@ -22,12 +22,12 @@ use std::fmt::Display;
 use std::num::NonZero;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use bytes::Bytes;
-use http::header::{ALLOW, CONTENT_TYPE, COOKIE, HeaderMap, HeaderValue, SET_COOKIE};
+use http::header::{ALLOW, CONTENT_TYPE, HeaderMap, HeaderValue, SET_COOKIE};
 use http::request::Parts;
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
@@ -36,6 +36,10 @@ use serde_json::{Value, json};
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
+use crate::am::crest;
+use crate::am::request::{self, Query, TokenPlaces};
+use crate::am::time::{Clock, MAX_LIFETIME, later};
+use crate::am::token::{self, JwsError, Keys};
 use crate::auth::journey::{
     AuthIdClaims, ClientState, Journey, MAX_PENDING_JOURNEYS, PendingJourneys, Spend, SpentOtks, callbacks,
     stage, step_inputs,
@@ -45,8 +49,6 @@ use crate::auth::session::{Session, SessionStore};
 use crate::auth::{totp, user};
 use crate::body::{self, Body};
 use crate::config::{AuthConfig, AuthSessionMode, BackendId, ModuleKind, UserConfig};
-use crate::error::{am_error, am_error_with, json_response};
-use crate::token::{self, JwsError, Keys};
 
 /// Largest request body the node reads (SPEC 4.1 uses the same bound for the proxy's `authId` peek). AM
 /// requests are a few KiB at most; the bound keeps an unauthenticated client from making the node buffer
@@ -59,61 +61,9 @@ const OTK_BYTES: usize = 20;
 /// Random bytes after `shandle:` in a session handle.
 const HANDLE_BYTES: usize = 24;
 
-/// Bound applied to configured durations before adding them to an instant, so a huge value means
-/// "practically never" rather than an overflow panic (as in `crate::auth::session`).
-const MAX_LIFETIME: Duration = Duration::from_secs(100 * 365 * 24 * 60 * 60);
-
 /// The target every log line of the auth node uses, so operators can filter logins with
 /// `RUST_LOG=tether::auth=info` whichever file logged them.
 const LOG: &str = "tether::auth";
-
-/// Unix time that follows tokio's clock: `base_unix + (now - base_instant)`.
-///
-/// Reading `SystemTime` at every use would make wall-clock values (an `authId`'s `exp`, the TOTP time
-/// step, `getSessionInfo`'s ISO times) disagree with `Instant`-based expiry under paused test time, and
-/// jump with NTP corrections while a login is in progress. One base per node, read at creation, avoids
-/// both; the drift against the system clock over a process lifetime is that of the monotonic clock.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Clock {
-    base_unix: Duration,
-    base: Instant,
-}
-
-impl Clock {
-    fn new() -> Self {
-        Self {
-            base_unix: SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default(),
-            base: Instant::now(),
-        }
-    }
-
-    /// Unix time of the instant `at`.
-    pub(crate) fn unix_at(&self, at: Instant) -> Duration {
-        match at.checked_duration_since(self.base) {
-            Some(after) => self.base_unix.saturating_add(after),
-            None => self.base_unix.saturating_sub(self.base.duration_since(at)),
-        }
-    }
-
-    /// Unix time now.
-    pub(crate) fn unix_now(&self) -> Duration {
-        self.unix_at(Instant::now())
-    }
-
-    /// The instant of unix time `unix`, computed relative to `now`.
-    fn instant_at(&self, unix: Duration, now: Instant) -> Instant {
-        let now_unix = self.unix_at(now);
-        match unix.checked_sub(now_unix) {
-            Some(ahead) => later(now, ahead),
-            None => now.checked_sub(now_unix.saturating_sub(unix)).unwrap_or(now),
-        }
-    }
-}
-
-/// `now + d`, bounded by [`MAX_LIFETIME`] so it cannot overflow.
-fn later(now: Instant, d: Duration) -> Instant {
-    now.checked_add(d.min(MAX_LIFETIME)).unwrap_or(now)
-}
 
 /// Counters of one node, for the integrator's metrics. Monotonic; read with `load(Ordering::Relaxed)`.
 #[derive(Debug, Default)]
@@ -154,6 +104,7 @@ pub struct AuthNode {
     hashing: Semaphore,
     rng: SystemRandom,
     clock: Clock,
+    token_places: TokenPlaces,
     stats: AuthStats,
     ready: AtomicBool,
 }
@@ -204,6 +155,10 @@ impl AuthNode {
     ) -> Self {
         let users = auth.users.iter().enumerate().map(|(i, u)| (u.username.clone(), i)).collect();
         let cpus = std::thread::available_parallelism().map_or(1, NonZero::get);
+        // Cookie names were validated as RFC 9110 tokens, which are valid header names.
+        let token_places = TokenPlaces::named(&auth.session_cookie)
+            .or_else(|| TokenPlaces::named("iPlanetDirectoryPro"))
+            .expect("the default session cookie name is a valid header name");
         AuthNode {
             id,
             auth,
@@ -215,6 +170,7 @@ impl AuthNode {
             hashing: Semaphore::new(cpus),
             rng: SystemRandom::new(),
             clock: Clock::new(),
+            token_places,
             stats: AuthStats::default(),
             ready: AtomicBool::new(true),
         }
@@ -279,7 +235,10 @@ impl AuthNode {
     {
         let (parts, body) = req.into_parts();
         let Some(route) = self.route(parts.uri.path()) else {
-            return am_error(StatusCode::NOT_FOUND, &format!("Resource '{}' not found", parts.uri.path()));
+            return crest::error(
+                StatusCode::NOT_FOUND,
+                &format!("Resource '{}' not found", parts.uri.path()),
+            );
         };
         match route {
             Route::IsAlive | Route::Live | Route::Ready => {
@@ -361,13 +320,13 @@ impl AuthNode {
             match serde_json::from_slice(text) {
                 Ok(Value::Object(object)) => step = object,
                 Ok(_) => {
-                    return am_error(
+                    return crest::error(
                         StatusCode::BAD_REQUEST,
                         "Invalid JSON in the request body: expected an object",
                     );
                 }
                 Err(e) => {
-                    return am_error(
+                    return crest::error(
                         StatusCode::BAD_REQUEST,
                         &format!("Invalid JSON in the request body: {e}"),
                     );
@@ -383,7 +342,7 @@ impl AuthNode {
                 let query = Query::parse(parts.uri.query());
                 self.start_login(&parts.headers, &query, realm).await
             }
-            Some(_) => am_error(StatusCode::BAD_REQUEST, "Failed to parse JWT: authId is not a string"),
+            Some(_) => crest::error(StatusCode::BAD_REQUEST, "Failed to parse JWT: authId is not a string"),
         }
     }
 
@@ -393,7 +352,7 @@ impl AuthNode {
         let index_type = query.get("authIndexType").filter(|t| !t.is_empty());
         let journey = match Journey::start(&self.auth, index_type, query.get("authIndexValue"), &realm) {
             Ok(journey) => journey,
-            Err(e) => return am_error(StatusCode::BAD_REQUEST, &e.to_string()),
+            Err(e) => return crest::error(StatusCode::BAD_REQUEST, &e.to_string()),
         };
         bump(&self.stats.logins_started);
         // AM applies the headers to a first page of name/password callbacks only; other chains simply get
@@ -426,9 +385,9 @@ impl AuthNode {
         let claims: AuthIdClaims = match token::verify_hs256(self.keys.signing(), auth_id) {
             Ok(claims) => claims,
             Err(JwsError::Malformed(why)) => {
-                return am_error(StatusCode::BAD_REQUEST, &format!("Failed to parse JWT, {why}"));
+                return crest::error(StatusCode::BAD_REQUEST, &format!("Failed to parse JWT, {why}"));
             }
-            Err(e) => return am_error(StatusCode::BAD_REQUEST, &e.to_string()),
+            Err(e) => return crest::error(StatusCode::BAD_REQUEST, &e.to_string()),
         };
         let now = Instant::now();
         if self.clock.unix_at(now) >= Duration::from_secs(claims.exp) {
@@ -567,7 +526,7 @@ impl AuthNode {
         {
             return self.overloaded("too many logins in progress on this node");
         }
-        json_response(
+        crest::json(
             StatusCode::OK,
             &json!({
                 "authId": auth_id,
@@ -622,7 +581,7 @@ impl AuthNode {
                 tracing::info!(
                     target: LOG, node = %self.id, user = %user.username, "login refused: session quota reached"
                 );
-                return am_error(StatusCode::UNAUTHORIZED, &refused.to_string());
+                return crest::error(StatusCode::UNAUTHORIZED, &refused.to_string());
             }
         };
         for evicted in &created.evicted {
@@ -639,7 +598,7 @@ impl AuthNode {
             target: LOG, node = %self.id, user = %user.username, chain = %journey.index_value,
             session = %fingerprint(&token), "login succeeded"
         );
-        let mut resp = json_response(
+        let mut resp = crest::json(
             StatusCode::OK,
             &json!({
                 "tokenId": token,
@@ -657,19 +616,23 @@ impl AuthNode {
             target: LOG, node = %self.id, chain = %journey.index_value,
             module = journey.current().map(ModuleKind::as_str), "authentication failed"
         );
-        am_error(StatusCode::UNAUTHORIZED, "Authentication Failed")
+        crest::error(StatusCode::UNAUTHORIZED, "Authentication Failed")
     }
 
     /// AM's answer for a login this node cannot continue: 401 with error code 110.
     fn timed_out(&self, why: &str) -> Response<Body> {
         bump(&self.stats.timed_out);
         tracing::debug!(target: LOG, node = %self.id, why, "login step refused: session has timed out");
-        am_error_with(StatusCode::UNAUTHORIZED, "Session has timed out", Some(json!({"errorCode": "110"})))
+        crest::error_with(
+            StatusCode::UNAUTHORIZED,
+            "Session has timed out",
+            Some(json!({"errorCode": "110"})),
+        )
     }
 
     fn overloaded(&self, why: &str) -> Response<Body> {
         tracing::warn!(target: LOG, node = %self.id, why, "login refused");
-        am_error(StatusCode::SERVICE_UNAVAILABLE, &format!("Service unavailable: {why}; try again later"))
+        crest::error(StatusCode::SERVICE_UNAVAILABLE, &format!("Service unavailable: {why}; try again later"))
     }
 
     fn user(&self, username: &str) -> Option<&UserConfig> {
@@ -685,13 +648,13 @@ impl AuthNode {
     fn sessions(&self, parts: &Parts, body: &[u8]) -> Response<Body> {
         let query = Query::parse(parts.uri.query());
         let Some(action) = query.get("_action") else {
-            return am_error(
+            return crest::error(
                 StatusCode::BAD_REQUEST,
                 "The _action query parameter is required \
                  (validate, getSessionInfo, getSessionInfoAndResetIdleTime, refresh, logout)",
             );
         };
-        let token = self.request_token(&query, &parts.headers, body);
+        let token = self.request_token(parts.uri.query(), &parts.headers, body);
         let token = token.as_deref();
         let now = Instant::now();
         let get = |reset: bool| {
@@ -701,20 +664,20 @@ impl AuthNode {
         match action {
             // No idle reset: validating a session (agents do it on every request) is not using it.
             "validate" => match get(false) {
-                Some(s) => json_response(
+                Some(s) => crest::json(
                     StatusCode::OK,
                     &json!({"valid": true, "sessionUid": s.handle, "uid": s.username, "realm": s.realm}),
                 ),
-                None => json_response(StatusCode::OK, &json!({"valid": false})),
+                None => crest::json(StatusCode::OK, &json!({"valid": false})),
             },
             "getSessionInfo" | "getSessionInfoAndResetIdleTime" => {
                 match get(action == "getSessionInfoAndResetIdleTime") {
-                    Some(s) => json_response(StatusCode::OK, &self.session_info(&s)),
+                    Some(s) => crest::json(StatusCode::OK, &self.session_info(&s)),
                     None => invalid_session(),
                 }
             }
             "refresh" => match get(true) {
-                Some(s) => json_response(
+                Some(s) => crest::json(
                     StatusCode::OK,
                     &json!({
                         "uid": s.username,
@@ -730,26 +693,22 @@ impl AuthNode {
             "logout" => {
                 let ended = token.is_some_and(|t| self.store.remove(t, now));
                 let result = if ended { "Successfully logged out" } else { "Token has expired" };
-                json_response(StatusCode::OK, &json!({"result": result}))
+                crest::json(StatusCode::OK, &json!({"result": result}))
             }
-            other => am_error(
+            other => crest::error(
                 StatusCode::NOT_IMPLEMENTED,
                 &format!("Action '{other}' not implemented for this resource"),
             ),
         }
     }
 
-    fn request_token(&self, query: &Query, headers: &HeaderMap, body: &[u8]) -> Option<String> {
-        let name = self.auth.session_cookie.as_str();
+    fn request_token(&self, query: Option<&str>, headers: &HeaderMap, body: &[u8]) -> Option<String> {
         let from_body = || {
             let value: Value = serde_json::from_slice(body.trim_ascii()).ok()?;
             value.get("tokenId")?.as_str().map(str::to_owned)
         };
-        query
-            .get("tokenId")
-            .map(str::to_owned)
-            .or_else(|| headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned))
-            .or_else(|| cookie(headers, name))
+        request::session_token(&self.token_places, headers, query)
+            .map(|t| String::from_utf8_lossy(&t).into_owned())
             .or_else(from_body)
             .filter(|t| !t.is_empty())
     }
@@ -767,7 +726,7 @@ impl AuthNode {
     }
 
     fn iso(&self, at: Instant) -> String {
-        iso8601(self.clock.unix_at(at).as_secs())
+        self.clock.iso_at(at)
     }
 }
 
@@ -780,11 +739,13 @@ where
     let limited = Limited::new(body.map_err(|e| e.to_string()), MAX_BODY);
     match limited.collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.is::<LengthLimitError>() => Err(am_error(
+        Err(e) if e.is::<LengthLimitError>() => Err(crest::error(
             StatusCode::PAYLOAD_TOO_LARGE,
             &format!("Request body larger than {MAX_BODY} bytes"),
         )),
-        Err(e) => Err(am_error(StatusCode::BAD_REQUEST, &format!("Failed to read the request body: {e}"))),
+        Err(e) => {
+            Err(crest::error(StatusCode::BAD_REQUEST, &format!("Failed to read the request body: {e}")))
+        }
     }
 }
 
@@ -834,18 +795,18 @@ fn universal_id(username: &str, realm: &str) -> String {
 }
 
 fn invalid_session() -> Response<Body> {
-    am_error(StatusCode::UNAUTHORIZED, "Invalid or expired session")
+    crest::error(StatusCode::UNAUTHORIZED, "Invalid or expired session")
 }
 
 fn method_not_allowed(allow: &'static str) -> Response<Body> {
-    let mut resp = am_error(StatusCode::METHOD_NOT_ALLOWED, "Method not allowed");
+    let mut resp = crest::error(StatusCode::METHOD_NOT_ALLOWED, "Method not allowed");
     resp.headers_mut().insert(ALLOW, HeaderValue::from_static(allow));
     resp
 }
 
 fn internal_error(why: &str) -> Response<Body> {
     tracing::error!(target: LOG, why, "internal error");
-    am_error(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error")
+    crest::error(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error")
 }
 
 /// Appends a `Set-Cookie`. Names come from validated configuration and values are token or ID characters,
@@ -857,18 +818,6 @@ fn add_cookie(resp: &mut Response<Body>, cookie: &str) {
         }
         Err(_) => tracing::warn!(target: LOG, "cannot write a Set-Cookie header; left out"),
     }
-}
-
-/// The value of cookie `name` from the request's `Cookie` headers (HTTP/2 may send several).
-fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
-    headers
-        .get_all(COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(cookie::Cookie::split_parse)
-        .filter_map(Result::ok)
-        .find(|c| c.name() == name)
-        .map(|c| c.value().to_owned())
 }
 
 /// A zero-page login header as text. AM accepts RFC 2047 `=?UTF-8?B?<base64>?=` for non-ASCII names and
@@ -891,90 +840,14 @@ fn fingerprint(token: &str) -> String {
     digest.as_ref().iter().take(6).map(|b| format!("{b:02x}")).collect()
 }
 
-/// Decoded query parameters, in order; the first of repeated names wins.
-#[derive(Debug, Default)]
-struct Query(Vec<(String, String)>);
-
-impl Query {
-    fn parse(query: Option<&str>) -> Self {
-        Query(
-            query
-                .unwrap_or_default()
-                .split('&')
-                .filter(|pair| !pair.is_empty())
-                .map(|pair| {
-                    let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
-                    (percent_decode(name), percent_decode(value))
-                })
-                .collect(),
-        )
-    }
-
-    fn get(&self, name: &str) -> Option<&str> {
-        self.0.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
-    }
-}
-
-/// `application/x-www-form-urlencoded` decoding: `+` is a space, `%XX` a byte; a malformed escape is kept
-/// as it is, and invalid UTF-8 becomes U+FFFD, so no input makes it fail.
-fn percent_decode(s: &str) -> String {
-    fn hex(b: u8) -> Option<u8> {
-        char::from(b).to_digit(16).and_then(|d| u8::try_from(d).ok())
-    }
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while let Some(&b) = bytes.get(i) {
-        match b {
-            b'+' => out.push(b' '),
-            b'%' => {
-                let hi = bytes.get(i + 1).copied().and_then(hex);
-                let lo = bytes.get(i + 2).copied().and_then(hex);
-                if let (Some(hi), Some(lo)) = (hi, lo) {
-                    out.push(hi << 4 | lo);
-                    i += 2;
-                } else {
-                    out.push(b'%');
-                }
-            }
-            other => out.push(other),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-/// ISO-8601 UTC with second precision, as AM writes session times: `2026-11-23T14:03:12Z`.
-pub fn iso8601(unix_secs: u64) -> String {
-    // Beyond year 9999 the format has no room; clamp rather than print nonsense.
-    const MAX: u64 = 253_402_300_799; // 9999-12-31T23:59:59Z
-    let secs = unix_secs.min(MAX);
-    let (y, m, d) = civil_from_days(i64::try_from(secs / 86_400).unwrap_or_default());
-    let t = secs % 86_400;
-    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", t / 3600, t % 3600 / 60, t % 60)
-}
-
-/// Days since 1970-01-01 to (year, month, day) in the proleptic Gregorian calendar: Howard Hinnant's
-/// `civil_from_days` (eras of 400 years starting on March 1st, so leap days fall at the end of a year).
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097); // [0, 146096]
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365; // [0, 399]
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100); // [0, 365]
-    let mp = (5 * doy + 2) / 153; // [0, 11], March = 0
-    let day = doy - (153 * mp + 2) / 5 + 1; // [1, 31]
-    let month = if mp < 10 { mp + 3 } else { mp - 9 }; // [1, 12]
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, u32::try_from(month).unwrap_or(1), u32::try_from(day).unwrap_or(1))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::am::time::iso8601;
     use crate::auth::session::MemoryStore;
     use argon2::password_hash::PasswordHasher;
     use argon2::{Algorithm, Argon2, Params, Version};
+    use http::header::COOKIE;
     use http_body_util::Full;
     use std::sync::OnceLock;
     use tokio::time::advance;
@@ -1811,27 +1684,6 @@ default_chain = "ldapService"
         req: Request<hyper::body::Incoming>,
     ) -> impl Future<Output = Response<Body>> + Send + '_ {
         node.handle(req)
-    }
-
-    #[test]
-    fn query_parameters_are_percent_decoded() {
-        let q = Query::parse(Some("a=1&b=x%2Ay+z&b=second&c&d=%zz%4"));
-        assert_eq!(q.get("a"), Some("1"));
-        assert_eq!(q.get("b"), Some("x*y z"));
-        assert_eq!(q.get("c"), Some(""));
-        assert_eq!(q.get("d"), Some("%zz%4"));
-        assert_eq!(q.get("e"), None);
-        assert_eq!(percent_decode("%E2%82%AC%ff"), "€\u{fffd}");
-    }
-
-    #[test]
-    fn iso8601_formats_civil_utc_times() {
-        assert_eq!(iso8601(0), "1970-01-01T00:00:00Z");
-        assert_eq!(iso8601(946_684_799), "1999-12-31T23:59:59Z");
-        assert_eq!(iso8601(951_868_799), "2000-02-29T23:59:59Z");
-        assert_eq!(iso8601(1_795_442_592), "2026-11-23T14:03:12Z");
-        assert_eq!(iso8601(4_107_542_400), "2100-03-01T00:00:00Z");
-        assert_eq!(iso8601(u64::MAX), "9999-12-31T23:59:59Z");
     }
 
     #[test]

@@ -17,13 +17,11 @@ use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime};
 
+use crate::am::time::MAX_LIFETIME;
+
 use tokio::time::Instant;
 
 use crate::auth::quota::{Decision, LiveSession, Quota, plan_admission};
-
-/// Upper bound applied to session lifetimes before adding them to an instant, so a misconfigured huge
-/// duration means "practically never" instead of an arithmetic overflow panic.
-const MAX_LIFETIME: Duration = Duration::from_secs(100 * 365 * 24 * 60 * 60);
 
 /// One authenticated session, as the store keeps it.
 #[derive(Debug, Clone, PartialEq, Eq)]

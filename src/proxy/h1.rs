@@ -39,8 +39,9 @@ use tokio_util::sync::CancellationToken;
 use super::forward::{Failover, Trace, cookie_to_set, idempotent, served};
 use super::framing::{Chunked, Framing, FramingError};
 use super::{NOT_SERVED, Proxy, Snapshot, headers, route};
+use crate::am::crest;
 use crate::config::RouteAction;
-use crate::error::{ProxyError, am_error_body};
+use crate::error::ProxyError;
 use crate::server::{Handoff, PlainContext};
 use crate::upstream::pool::{PoolSettings, SendError};
 use crate::upstream::sticky::{self, Hints};
@@ -338,7 +339,7 @@ impl From<ProxyError> for Answer {
 
 /// Writes an AM-shaped error answer (the headers of [`crate::error::json_response`]).
 async fn synthetic(client: &mut Client, status: StatusCode, message: &str, close: bool, head: bool) -> Done {
-    let body = am_error_body(status, message);
+    let body = crest::error_body(status, message);
     let mut out = Vec::with_capacity(body.len() + 160);
     status_line(&mut out, status.as_u16(), status.canonical_reason().unwrap_or(""));
     out.extend_from_slice(b"content-type: application/json\r\ncache-control: no-store\r\ncontent-length: ");

@@ -19,9 +19,10 @@ use hyper::body::Incoming;
 
 pub use forward::Peer;
 
+use crate::am::crest;
 use crate::body::Body;
 use crate::config::{Config, RouteAction};
-use crate::error::{ProxyError, am_error};
+use crate::error::ProxyError;
 use crate::metrics::Metrics;
 use crate::upstream::select::Outcome;
 use crate::upstream::{StateRegistry, Upstreams};
@@ -89,7 +90,7 @@ impl Proxy {
         let action = route::find(&snap.config.routes, req.method(), req.uri(), req.headers()).cloned();
         let (result, pool) = match action {
             None => (Err(ProxyError::NoRoute), None),
-            Some(RouteAction::Status(status)) => (Ok(am_error(status, NOT_SERVED)), None),
+            Some(RouteAction::Status(status)) => (Ok(crest::error(status, NOT_SERVED)), None),
             Some(RouteAction::Pool(i)) => {
                 let pool = &snap.upstreams.pools[i];
                 (forward::to_pool(&snap, pool, req, peer, &mut trace).await, Some(pool))

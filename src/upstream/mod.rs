@@ -19,6 +19,7 @@ use http::HeaderValue;
 use http::uri::{Authority, Scheme};
 use tokio::time::Instant;
 
+use crate::am::request::TokenPlaces;
 use crate::config::{Affinity, BackendId, Balance, Config, HealthConfig, Role};
 use crate::metrics::{BackendMetrics, Metrics, PoolMetrics};
 use health::{CheckResult, HealthMachine, Transition};
@@ -329,10 +330,8 @@ pub struct Pool {
     pub health: HealthConfig,
     /// Nodes in file order.
     pub backends: Vec<Backend>,
-    /// The session cookie whose token may carry a node hint.
-    pub session_cookie: String,
-    /// The header of the same name (AM REST clients send the token there), parsed once per snapshot.
-    pub session_header: http::HeaderName,
+    /// Where the session token (which may carry a node hint) is read, parsed once per snapshot.
+    pub session_token: TokenPlaces,
     /// Traffic metrics of this pool.
     pub metrics: PoolMetrics,
     rr: AtomicUsize,
@@ -360,10 +359,12 @@ pub struct Upstreams {
 impl Upstreams {
     /// Builds the pools of `config`, reusing node state from `registry`.
     pub fn build(config: &Config, registry: &StateRegistry, metrics: &Metrics) -> Self {
-        let session_cookie = config
-            .auth
-            .as_ref()
-            .map_or_else(|| "iPlanetDirectoryPro".to_string(), |a| a.session_cookie.clone());
+        let session_cookie =
+            config.auth.as_ref().map_or("iPlanetDirectoryPro", |a| a.session_cookie.as_str());
+        // Cookie names were validated as RFC 9110 tokens, which are valid header names.
+        let session_token = TokenPlaces::named(session_cookie)
+            .or_else(|| TokenPlaces::named("iPlanetDirectoryPro"))
+            .expect("the default session cookie name is a valid header name");
         let pools = config
             .pools
             .iter()
@@ -372,10 +373,7 @@ impl Upstreams {
                 balance: p.balance,
                 affinity: p.affinity.clone(),
                 health: p.health.clone(),
-                session_cookie: session_cookie.clone(),
-                // Cookie names were validated as RFC 9110 tokens, which are valid header names.
-                session_header: http::HeaderName::from_bytes(session_cookie.as_bytes())
-                    .unwrap_or(http::HeaderName::from_static("iplanetdirectorypro")),
+                session_token: session_token.clone(),
                 metrics: metrics.pool(&p.name),
                 rr: AtomicUsize::new(0),
                 backends: p

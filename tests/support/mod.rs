@@ -569,7 +569,7 @@ impl LocalNodes {
         let toml = cluster_toml(&refs, "", auth);
         let config = tether::config::parse(&toml).unwrap_or_else(|e| panic!("{e}"));
         let auth = Arc::new(config.auth.unwrap());
-        let keys = tether::token::Keys::derive(b"test secret shared by every node");
+        let keys = tether::am::token::Keys::derive(b"test secret shared by every node");
         let shared_store: Arc<dyn tether::auth::session::SessionStore> =
             Arc::new(tether::auth::session::MemoryStore::new());
         let spent = Arc::new(tether::auth::SpentOtks::new());
