@@ -3,7 +3,7 @@
 //! Three jobs share this module because they share one threat model: everything here parses bytes that
 //! arrive from the network, so every function is pure, bounded in input size and total (it never panics).
 //!
-//! * **Session token layout** (SPEC 4.2, AM `SessionID`/`LegacySessionIDExtensions`). AM writes a token
+//! * **Session token layout** (AM's `SessionID` and `LegacySessionIDExtensions`). AM writes a token
 //!   as `<id>@<ext>#<tail>`, optionally "c66"-encoded for cookies (`+`→`-`, `/`→`_`, `=`→`.`, `@` and
 //!   `#`→`*`). `ext` is standard base64 of `DataOutput.writeUTF` key/value pairs naming the server that
 //!   holds the session (`S1`, else `SI`). The proxy reads that name as a *routing hint* ([`node_hint`]) and
@@ -453,7 +453,7 @@ mod tests {
     use ring::rand::SystemRandom;
     use serde::Deserialize;
 
-    /// The ext of a real AM token (SI=02, SK=-6466190869487384488, S1=01), from SPEC/research notes.
+    /// The ext of a real AM token (SI=02, SK=-6466190869487384488, S1=01), as AM documents it.
     const AM_EXT: &str = "AAJTSQACMDIAAlNLABQtNjQ2NjE5MDg2OTQ4NzM4NDQ4OAACUzEAAjAx";
 
     fn ext_b64(pairs: &[(&str, &str)]) -> String {
