@@ -5,95 +5,19 @@
 //! deserialize again; the cross-checks then run on what is left. Every problem is mapped back to the line
 //! of its key through the spans of the parsed tree.
 
-use std::fmt;
 use std::ops::Range;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde::Deserialize;
 use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
+use super::problem::{ConfigError, KeyPath, Problem, Seg};
 use super::raw::RawConfig;
-use super::{Config, Seg, convert};
+use super::{Config, convert};
 
 /// How many unknown keys one run reports before giving up on recovery.
 const MAX_UNKNOWN_KEYS: usize = 64;
-
-/// One problem in the file.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Problem {
-    /// Key path, like `pool[0].backend[1].id` (empty when the file as a whole is at fault).
-    pub key: String,
-    /// 1-based line of that key, when known.
-    pub line: Option<usize>,
-    /// What is wrong, and where useful how to fix it.
-    pub message: String,
-    segs: Vec<Seg>,
-}
-
-impl Problem {
-    pub(super) fn new(segs: Vec<Seg>, message: String) -> Self {
-        Self { key: Self::path_string(&segs), line: None, message, segs }
-    }
-
-    pub(super) fn path_string(segs: &[Seg]) -> String {
-        let mut out = String::new();
-        for s in segs {
-            match s {
-                Seg::Key(k) => {
-                    if !out.is_empty() {
-                        out.push('.');
-                    }
-                    out.push_str(k);
-                }
-                Seg::Index(i) => out.push_str(&format!("[{i}]")),
-            }
-        }
-        out
-    }
-}
-
-impl fmt::Display for Problem {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if let Some(line) = self.line {
-            write!(f, "line {line}: ")?;
-        }
-        if !self.key.is_empty() {
-            write!(f, "`{}`: ", self.key)?;
-        }
-        f.write_str(&self.message)
-    }
-}
-
-/// Everything wrong with a config file.
-#[derive(Debug, Clone, thiserror::Error)]
-pub struct ConfigError {
-    /// The file, when read from one.
-    pub file: Option<PathBuf>,
-    /// Every problem found, in file order where lines are known.
-    pub problems: Vec<Problem>,
-}
-
-impl ConfigError {
-    pub(super) fn new(problems: Vec<Problem>) -> Self {
-        Self { file: None, problems }
-    }
-
-    fn single(message: String) -> Self {
-        Self::new(vec![Problem::new(Vec::new(), message)])
-    }
-}
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let file = self.file.as_deref().map(|p| p.display().to_string()).unwrap_or_else(|| "config".into());
-        write!(f, "{file}: {} problem(s)", self.problems.len())?;
-        for p in &self.problems {
-            write!(f, "\n  {file}: {p}")?;
-        }
-        Ok(())
-    }
-}
 
 /// Reads and validates a file; relative paths inside it resolve against its directory.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
@@ -117,7 +41,7 @@ pub fn parse(text: &str) -> Result<Config, ConfigError> {
 fn parse_in(text: &str, base_dir: &Path) -> Result<Config, ConfigError> {
     let line_of = |span: Range<usize>| Some(text.get(..span.start).unwrap_or(text).matches('\n').count() + 1);
     let tree = DeTable::parse(text).map_err(|e| {
-        let mut p = Problem::new(Vec::new(), format!("invalid TOML: {}", e.message().trim()));
+        let mut p = Problem::new(KeyPath::root(), format!("invalid TOML: {}", e.message().trim()));
         p.line = e.span().and_then(line_of);
         ConfigError::new(vec![p])
     })?;
@@ -136,7 +60,7 @@ fn parse_in(text: &str, base_dir: &Path) -> Result<Config, ConfigError> {
                     }
                     _ => None,
                 };
-                let mut p = Problem::new(Vec::new(), e.message().trim().to_string());
+                let mut p = Problem::new(KeyPath::root(), e.message().trim().to_string());
                 p.line = span.and_then(line_of);
                 if let Some(path) = &removed {
                     p.key = path.clone();
@@ -154,7 +78,7 @@ fn parse_in(text: &str, base_dir: &Path) -> Result<Config, ConfigError> {
             Ok(_) => {}
             Err(e) => {
                 problems.extend(e.problems.into_iter().map(|mut p| {
-                    p.line = span_of(tree.get_ref(), &p.segs).and_then(line_of);
+                    p.line = span_of(tree.get_ref(), p.path().segs()).and_then(line_of);
                     p
                 }));
             }
@@ -198,7 +122,7 @@ fn join_key(path: &str, key: &str) -> String {
 fn span_of(table: &DeTable<'_>, segs: &[Seg]) -> Option<Range<usize>> {
     let (first, rest) = segs.split_first()?;
     let Seg::Key(name) = first else { return None };
-    let (k, v) = table.iter().find(|(k, _)| k.get_ref().as_ref() == *name)?;
+    let (k, v) = table.iter().find(|(k, _)| k.get_ref().as_ref() == name.as_ref())?;
     Some(span_in_value(v, rest).unwrap_or_else(|| k.span()))
 }
 
