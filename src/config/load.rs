@@ -13,9 +13,9 @@ use serde::de::Error as _;
 use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
-use super::problem::{ConfigError, KeyPath, Problem, Seg};
+use super::problem::{Checker, ConfigError, KeyPath, Problem, Seg};
 use super::raw::{self, RawConfig};
-use super::{Config, convert};
+use super::{Config, auth, pool, proxy, route};
 
 /// Reads and validates a file; relative paths inside it resolve against its directory.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
@@ -76,6 +76,28 @@ fn parse_in(text: &str, base_dir: &Path) -> Result<Config, ConfigError> {
     }
     problems.sort_by_key(|p| p.line.unwrap_or(usize::MAX));
     Err(ConfigError::new(problems))
+}
+
+impl TryFrom<RawConfig> for Config {
+    type Error = ConfigError;
+
+    fn try_from(raw: RawConfig) -> Result<Self, ConfigError> {
+        convert(raw, Path::new("."))
+    }
+}
+
+/// The second stage: each section converted by its own module, then cross-checked; relative file names
+/// resolve against `base_dir`.
+fn convert(raw: RawConfig, base_dir: &Path) -> Result<Config, ConfigError> {
+    let mut c = Checker::new(base_dir);
+    let proxy = proxy::convert(&mut c, raw.proxy);
+    let pools = pool::convert(&mut c, raw.pool);
+    let routes = route::convert(&mut c, raw.route, &pools);
+    let auth = raw.auth.map(|a| auth::convert(&mut c, a));
+    match (proxy, c.problems.is_empty()) {
+        (Some(proxy), true) => Ok(Config { proxy, pools, routes, auth, source: None }),
+        _ => Err(ConfigError::new(c.problems)),
+    }
 }
 
 /// A key serde skipped, refused in the words `deny_unknown_fields` uses, with the keys its table takes.

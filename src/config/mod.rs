@@ -8,7 +8,8 @@
 //!
 //! - [`raw`]: the file as serde reads it, every default documented: the reference of what it may hold.
 //! - `load`: text to [`Config`]: TOML syntax, serde (every unknown key collected in the same pass), then
-//!   the conversion; every problem gets the line of its key.
+//!   `TryFrom<RawConfig>`, which hands each section to its module below; every problem gets the line of
+//!   its key.
 //! - `problem`: [`Problem`] (key path, line, message with the fix) and [`ConfigError`], which lists them
 //!   all, so `tether check` reports everything in one run.
 //! - `proxy`: `[proxy]`, listeners, TLS files and timeouts ([`ProxySettings`], [`TlsFiles`]).
@@ -30,7 +31,7 @@ mod proxy;
 pub mod raw;
 mod route;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 pub use auth::{
     AuthConfig, AuthSessionMode, ChainConfig, ExhaustionAction, ModuleKind, QuotaConfig, SessionStoreMode,
@@ -44,9 +45,6 @@ pub use pool::{
 pub use problem::{ConfigError, Problem};
 pub use proxy::{ProxySettings, TlsFiles};
 pub use route::{HostMatch, RouteAction, RouteConfig};
-
-use problem::Checker;
-use raw::RawConfig;
 
 /// A validated configuration. Cheap to share: the runtime keeps it behind an `Arc` snapshot.
 #[derive(Debug, Clone)]
@@ -88,26 +86,5 @@ impl Config {
             self.proxy.admin_listen,
             if self.auth.is_some() { ", auth nodes configured" } else { "" }
         )
-    }
-}
-
-impl TryFrom<RawConfig> for Config {
-    type Error = ConfigError;
-
-    fn try_from(raw: RawConfig) -> Result<Self, ConfigError> {
-        convert(raw, Path::new("."))
-    }
-}
-
-/// Converts and cross-checks; relative file names resolve against `base_dir`.
-fn convert(raw: RawConfig, base_dir: &Path) -> Result<Config, ConfigError> {
-    let mut c = Checker::new(base_dir);
-    let proxy = proxy::convert(&mut c, raw.proxy);
-    let pools = pool::convert(&mut c, raw.pool);
-    let routes = route::convert(&mut c, raw.route, &pools);
-    let auth = raw.auth.map(|a| auth::convert(&mut c, a));
-    match (proxy, c.problems.is_empty()) {
-        (Some(proxy), true) => Ok(Config { proxy, pools, routes, auth, source: None }),
-        _ => Err(ConfigError::new(c.problems)),
     }
 }

@@ -3,7 +3,7 @@
 //! Every optional key has its default written next to it, so this file doubles as the reference of what
 //! `proxy.toml` may contain. Nothing here is validated beyond its TOML type; [`super::Config`]'s `TryFrom`
 //! does that and names the key of every problem. Unknown keys are let through serde and refused by the
-//! loader, which collects them all in one pass ([`keys_of`] names the keys each table takes).
+//! loader, which collects them all in one pass (`keys_of` names the keys each table takes).
 
 use serde::Deserialize;
 use serde::de::{Deserializer, Visitor};
