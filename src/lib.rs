@@ -27,10 +27,10 @@ pub mod admin;
 pub mod am;
 pub mod auth;
 pub mod body;
-pub mod cluster;
 pub mod config;
 pub mod error;
 pub mod metrics;
+pub mod nodes;
 pub mod proxy;
 pub mod reload;
 pub mod server;
@@ -77,7 +77,7 @@ pub struct Running {
     /// The proxy, for in-process inspection.
     pub proxy: Arc<Proxy>,
     /// Embedded auth nodes.
-    pub nodes: Vec<cluster::NodeHandle>,
+    pub nodes: Vec<nodes::NodeHandle>,
     /// Re-reads the config file (SIGHUP, `POST /reload`).
     pub reloader: Arc<reload::Reloader>,
     tasks: TaskTracker,
@@ -95,7 +95,7 @@ impl Running {
 pub async fn start(mut config: Config, shutdown: CancellationToken) -> Result<Running, StartError> {
     let tasks = TaskTracker::new();
     // Nodes first: a `:0` url gets its real port before the proxy reads the backend set.
-    let nodes = cluster::start_embedded(&mut config, &shutdown, &tasks).await?;
+    let nodes = nodes::start_embedded(&mut config, &shutdown, &tasks).await?;
     if !config.proxy.admin_listen.ip().is_loopback() && config.proxy.admin_token.is_none() {
         tracing::warn!(
             admin = %config.proxy.admin_listen,
@@ -154,5 +154,5 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Star
 
 /// Runs the auth node of backend `id` alone, on the host:port of its url, until `shutdown` fires.
 pub async fn run_node(config: Config, id: &str, shutdown: CancellationToken) -> Result<(), StartError> {
-    cluster::run_node(config, id, shutdown).await
+    nodes::run_node(config, id, shutdown).await
 }

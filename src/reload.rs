@@ -12,8 +12,8 @@
 
 use std::sync::{Arc, Mutex};
 
-use crate::cluster::NodeHandle;
 use crate::config::{self, BackendId, Config, ConfigError};
+use crate::nodes::NodeHandle;
 use crate::proxy::Proxy;
 use crate::tls::{self, SharedTls, TlsError};
 use crate::upstream::health::Checkers;

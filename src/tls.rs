@@ -18,7 +18,8 @@ use crate::config::TlsFiles;
 /// The current server config, swapped whole on reload.
 pub type SharedTls = Arc<ArcSwap<ServerConfig>>;
 
-/// Why the certificate or key could not be used.
+/// Why the certificate or key could not be used. Retrying is pointless until the files change: start-up
+/// fails, and a reload keeps serving the certificate it had.
 #[derive(Debug, thiserror::Error)]
 #[error("proxy.tls: {0}")]
 pub struct TlsError(String);

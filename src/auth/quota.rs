@@ -14,78 +14,9 @@
 //!   its answer (evict, insert) in one critical section per login, after dropping expired sessions so
 //!   they never count.
 
-use std::fmt;
-use std::str::FromStr;
-
-use serde::Deserialize;
 use tokio::time::Instant;
 
-/// What to do when a user who already holds `limit` live sessions logs in again (SPEC 5.5).
-///
-/// The names are AM's own values of `iplanet-am-session-constraint-handler`, so a setting copied from an
-/// AM configuration means the same thing here.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Deserialize)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum ExhaustionAction {
-    /// Refuse the new login (401 `Maximum Sessions Limit Reached.`) and leave the existing sessions alone.
-    DenyAccess,
-    /// End the session with the least time left: the one closest to its idle or maximum expiry, so the
-    /// user loses the session they were least likely to keep anyway. AM's default, and so ours.
-    #[default]
-    DestroyNextExpiring,
-    /// End the session created first. AM's own class for this value orders by remaining time after a
-    /// refresh (see research notes, section 4); SPEC 5.5 pins creation order, which is what the name says.
-    DestroyOldestSession,
-    /// End every existing session of the user: the new login becomes the only one.
-    DestroyOldSessions,
-}
-
-impl ExhaustionAction {
-    /// Every action, in the order the docs list them.
-    pub const ALL: [ExhaustionAction; 4] = [
-        ExhaustionAction::DenyAccess,
-        ExhaustionAction::DestroyNextExpiring,
-        ExhaustionAction::DestroyOldestSession,
-        ExhaustionAction::DestroyOldSessions,
-    ];
-
-    /// AM's configuration value for this action, e.g. `"DESTROY_NEXT_EXPIRING"`.
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            ExhaustionAction::DenyAccess => "DENY_ACCESS",
-            ExhaustionAction::DestroyNextExpiring => "DESTROY_NEXT_EXPIRING",
-            ExhaustionAction::DestroyOldestSession => "DESTROY_OLDEST_SESSION",
-            ExhaustionAction::DestroyOldSessions => "DESTROY_OLD_SESSIONS",
-        }
-    }
-}
-
-impl fmt::Display for ExhaustionAction {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// A quota exhaustion action name that AM does not define.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error(
-    "unknown quota exhaustion action `{0}`: expected DENY_ACCESS, DESTROY_NEXT_EXPIRING, \
-     DESTROY_OLDEST_SESSION or DESTROY_OLD_SESSIONS"
-)]
-pub struct UnknownExhaustionAction(pub String);
-
-impl FromStr for ExhaustionAction {
-    type Err = UnknownExhaustionAction;
-
-    /// Parses AM's exact names; anything else (including AM's undocumented `DESTROY_LAST` and other
-    /// spellings) is refused rather than guessed, so a typo in the config cannot silently pick a default.
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        ExhaustionAction::ALL
-            .into_iter()
-            .find(|action| action.as_str() == s)
-            .ok_or_else(|| UnknownExhaustionAction(s.to_owned()))
-    }
-}
+pub use crate::config::{ExhaustionAction, UnknownExhaustionAction};
 
 /// A user's session quota: at most `limit` live sessions, and what to do when a login would exceed it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -283,42 +214,5 @@ mod tests {
         for action in ExhaustionAction::ALL {
             assert_eq!(plan_admission(&[], quota(0, action)), Decision::Deny, "{action}");
         }
-    }
-
-    #[test]
-    fn the_default_action_is_ams_default_destroy_next_expiring() {
-        assert_eq!(ExhaustionAction::default(), ExhaustionAction::DestroyNextExpiring);
-    }
-
-    #[test]
-    fn names_round_trip_through_from_str_and_display() {
-        for action in ExhaustionAction::ALL {
-            assert_eq!(action.as_str().parse::<ExhaustionAction>(), Ok(action));
-            assert_eq!(action.to_string(), action.as_str());
-        }
-    }
-
-    #[test]
-    fn an_unknown_name_is_refused_with_the_accepted_values() {
-        let err = "destroy_next_expiring".parse::<ExhaustionAction>().unwrap_err();
-        let message = err.to_string();
-        assert!(message.contains("`destroy_next_expiring`"), "{message}");
-        for action in ExhaustionAction::ALL {
-            assert!(message.contains(action.as_str()), "{message}");
-        }
-    }
-
-    #[test]
-    fn config_values_deserialize_from_ams_names() {
-        #[derive(Deserialize)]
-        struct Cfg {
-            exhaustion_action: ExhaustionAction,
-        }
-        for action in ExhaustionAction::ALL {
-            let json = format!(r#"{{"exhaustion_action":"{}"}}"#, action.as_str());
-            let cfg: Cfg = serde_json::from_str(&json).unwrap();
-            assert_eq!(cfg.exhaustion_action, action);
-        }
-        assert!(serde_json::from_str::<Cfg>(r#"{"exhaustion_action":"DESTROY_LAST"}"#).is_err());
     }
 }

@@ -1,99 +1,21 @@
-//! Reading the file: TOML syntax, then serde, then [`super::convert`], collecting every problem.
+//! Reading the file: TOML syntax, then serde, then the conversion, collecting every problem.
 //!
-//! serde's `deny_unknown_fields` stops at the first unknown key. An operator fixing a file wants all of
-//! them at once, so when serde names an unknown key we record it, drop that key from the parsed tree, and
-//! deserialize again; the cross-checks then run on what is left. Every problem is mapped back to the line
-//! of its key through the spans of the parsed tree.
+//! The raw structs accept unknown keys so that serde reads the whole file in one pass; `serde_ignored`
+//! names each key serde skipped, and every one of them is refused here, as `deny_unknown_fields` would,
+//! but all at once and next to the conversion's own problems. Every problem is mapped back to the line of
+//! its key through the spans of the parsed tree, and a serde error (a wrong type, a missing key) to the key
+//! whose entry holds its span.
 
-use std::fmt;
 use std::ops::Range;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use serde::Deserialize;
+use serde::de::Error as _;
 use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
-use super::raw::RawConfig;
-use super::{Config, Seg, convert};
-
-/// How many unknown keys one run reports before giving up on recovery.
-const MAX_UNKNOWN_KEYS: usize = 64;
-
-/// One problem in the file.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Problem {
-    /// Key path, like `pool[0].backend[1].id` (empty when the file as a whole is at fault).
-    pub key: String,
-    /// 1-based line of that key, when known.
-    pub line: Option<usize>,
-    /// What is wrong, and where useful how to fix it.
-    pub message: String,
-    segs: Vec<Seg>,
-}
-
-impl Problem {
-    pub(super) fn new(segs: Vec<Seg>, message: String) -> Self {
-        Self { key: Self::path_string(&segs), line: None, message, segs }
-    }
-
-    pub(super) fn path_string(segs: &[Seg]) -> String {
-        let mut out = String::new();
-        for s in segs {
-            match s {
-                Seg::Key(k) => {
-                    if !out.is_empty() {
-                        out.push('.');
-                    }
-                    out.push_str(k);
-                }
-                Seg::Index(i) => out.push_str(&format!("[{i}]")),
-            }
-        }
-        out
-    }
-}
-
-impl fmt::Display for Problem {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if let Some(line) = self.line {
-            write!(f, "line {line}: ")?;
-        }
-        if !self.key.is_empty() {
-            write!(f, "`{}`: ", self.key)?;
-        }
-        f.write_str(&self.message)
-    }
-}
-
-/// Everything wrong with a config file.
-#[derive(Debug, Clone, thiserror::Error)]
-pub struct ConfigError {
-    /// The file, when read from one.
-    pub file: Option<PathBuf>,
-    /// Every problem found, in file order where lines are known.
-    pub problems: Vec<Problem>,
-}
-
-impl ConfigError {
-    pub(super) fn new(problems: Vec<Problem>) -> Self {
-        Self { file: None, problems }
-    }
-
-    fn single(message: String) -> Self {
-        Self::new(vec![Problem::new(Vec::new(), message)])
-    }
-}
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let file = self.file.as_deref().map(|p| p.display().to_string()).unwrap_or_else(|| "config".into());
-        write!(f, "{file}: {} problem(s)", self.problems.len())?;
-        for p in &self.problems {
-            write!(f, "\n  {file}: {p}")?;
-        }
-        Ok(())
-    }
-}
+use super::problem::{Checker, ConfigError, KeyPath, Problem, Seg};
+use super::raw::{self, RawConfig};
+use super::{Config, auth, pool, proxy, route};
 
 /// Reads and validates a file; relative paths inside it resolve against its directory.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
@@ -117,88 +39,126 @@ pub fn parse(text: &str) -> Result<Config, ConfigError> {
 fn parse_in(text: &str, base_dir: &Path) -> Result<Config, ConfigError> {
     let line_of = |span: Range<usize>| Some(text.get(..span.start).unwrap_or(text).matches('\n').count() + 1);
     let tree = DeTable::parse(text).map_err(|e| {
-        let mut p = Problem::new(Vec::new(), format!("invalid TOML: {}", e.message().trim()));
+        let mut p = Problem::new(KeyPath::root(), format!("invalid TOML: {}", e.message().trim()));
         p.line = e.span().and_then(line_of);
         ConfigError::new(vec![p])
     })?;
 
-    let mut problems = Vec::new();
-    let mut tree = tree;
-    let raw = loop {
-        match RawConfig::deserialize(toml::Deserializer::from(tree.clone())) {
-            Ok(raw) => break Some(raw),
-            Err(e) => {
-                let span = e.span();
-                let unknown = e.message().starts_with("unknown field");
-                let removed = match (&span, unknown) {
-                    (Some(span), true) if problems.len() < MAX_UNKNOWN_KEYS => {
-                        remove_key_at(tree.get_mut(), span.start, "")
-                    }
-                    _ => None,
-                };
-                let mut p = Problem::new(Vec::new(), e.message().trim().to_string());
-                p.line = span.and_then(line_of);
-                if let Some(path) = &removed {
-                    p.key = path.clone();
-                }
-                problems.push(p);
-                if removed.is_none() {
-                    break None;
-                }
-            }
+    let mut unknown = Vec::new();
+    let read: Result<RawConfig, _> =
+        serde_ignored::deserialize(toml::Deserializer::from(tree.clone()), |path| {
+            unknown.push(key_path(&path));
+        });
+    let mut problems: Vec<Problem> = unknown.into_iter().map(unknown_key).collect();
+    match read {
+        // A type error or a missing key stops serde where it is: keys after it go unread this run, and
+        // there is no raw config to convert.
+        Err(e) => {
+            let span = e.span();
+            let at = span
+                .as_ref()
+                .filter(|s| !s.is_empty())
+                .and_then(|s| path_at(tree.get_ref(), s, &KeyPath::root()));
+            let mut p = Problem::new(at.unwrap_or_default(), e.message().trim().to_string());
+            p.line = span.and_then(line_of);
+            problems.push(p);
         }
-    };
-    if let Some(raw) = raw {
-        match convert(raw, base_dir) {
+        Ok(raw) => match convert(raw, base_dir) {
             Ok(config) if problems.is_empty() => return Ok(config),
             Ok(_) => {}
-            Err(e) => {
-                problems.extend(e.problems.into_iter().map(|mut p| {
-                    p.line = span_of(tree.get_ref(), &p.segs).and_then(line_of);
-                    p
-                }));
-            }
+            Err(e) => problems.extend(e.problems),
+        },
+    }
+    for p in &mut problems {
+        if p.line.is_none() {
+            p.line = span_of(tree.get_ref(), p.path().segs()).and_then(line_of);
         }
     }
     problems.sort_by_key(|p| p.line.unwrap_or(usize::MAX));
     Err(ConfigError::new(problems))
 }
 
-/// Removes the table entry whose key starts at byte `at`, returning its key path.
-fn remove_key_at(table: &mut DeTable<'_>, at: usize, path: &str) -> Option<String> {
-    if let Some(k) = table.iter().map(|(k, _)| k).find(|k| k.span().start == at).cloned() {
-        table.remove(&k);
-        return Some(join_key(path, k.get_ref()));
+impl TryFrom<RawConfig> for Config {
+    type Error = ConfigError;
+
+    fn try_from(raw: RawConfig) -> Result<Self, ConfigError> {
+        convert(raw, Path::new("."))
     }
-    for (k, v) in table.iter_mut() {
-        let sub = join_key(path, k.get_ref());
-        if let Some(p) = remove_in_value(v.get_mut(), at, &sub) {
-            return Some(p);
-        }
-    }
-    None
 }
 
-fn remove_in_value(value: &mut DeValue<'_>, at: usize, path: &str) -> Option<String> {
-    match value {
-        DeValue::Table(t) => remove_key_at(t, at, path),
-        DeValue::Array(items) => items
-            .iter_mut()
-            .enumerate()
-            .find_map(|(i, item)| remove_in_value(item.get_mut(), at, &format!("{path}[{i}]"))),
+/// The second stage: each section converted by its own module, then cross-checked; relative file names
+/// resolve against `base_dir`.
+fn convert(raw: RawConfig, base_dir: &Path) -> Result<Config, ConfigError> {
+    let mut c = Checker::new(base_dir);
+    let proxy = proxy::convert(&mut c, raw.proxy);
+    let pools = pool::convert(&mut c, raw.pool);
+    let routes = route::convert(&mut c, raw.route, &pools);
+    let auth = raw.auth.map(|a| auth::convert(&mut c, a));
+    match (proxy, c.problems.is_empty()) {
+        (Some(proxy), true) => Ok(Config { proxy, pools, routes, auth, source: None }),
+        _ => Err(ConfigError::new(c.problems)),
+    }
+}
+
+/// A key serde skipped, refused in the words `deny_unknown_fields` uses, with the keys its table takes.
+fn unknown_key(path: KeyPath) -> Problem {
+    let (table, name) = match path.segs().split_last() {
+        Some((Seg::Key(name), table)) => (table, name.to_string()),
+        _ => (path.segs(), String::new()),
+    };
+    let names: Vec<&str> = table
+        .iter()
+        .filter_map(|s| match s {
+            Seg::Key(k) => Some(k.as_ref()),
+            Seg::Index(_) => None,
+        })
+        .collect();
+    let message = serde::de::value::Error::unknown_field(&name, raw::keys_of(&names)).to_string();
+    Problem::new(path, message)
+}
+
+fn key_path(path: &serde_ignored::Path<'_>) -> KeyPath {
+    use serde_ignored::Path;
+    match path {
+        Path::Root => KeyPath::root(),
+        Path::Seq { parent, index } => key_path(parent).at(*index),
+        Path::Map { parent, key } => key_path(parent).key(key.clone()),
+        Path::Some { parent } | Path::NewtypeStruct { parent } | Path::NewtypeVariant { parent } => {
+            key_path(parent)
+        }
+    }
+}
+
+/// The deepest key whose entry covers `span` of the file, so a serde error can name its key. A span no
+/// entry covers names no key (toml gives a key missing from the top level the empty span `0..0`).
+fn path_at(table: &DeTable<'_>, span: &Range<usize>, path: &KeyPath) -> Option<KeyPath> {
+    table.iter().find_map(|(k, v)| {
+        let here = path.key(k.get_ref().to_string());
+        let entry = k.span().start..k.span().end.max(v.span().end);
+        path_in_value(v, span, &here).or_else(|| covers(&entry, span).then_some(here))
+    })
+}
+
+fn path_in_value(value: &Spanned<DeValue<'_>>, span: &Range<usize>, path: &KeyPath) -> Option<KeyPath> {
+    match value.get_ref() {
+        DeValue::Table(t) => path_at(t, span, path),
+        DeValue::Array(items) => items.iter().enumerate().find_map(|(i, item)| {
+            let here = path.at(i);
+            path_in_value(item, span, &here).or_else(|| covers(&item.span(), span).then_some(here))
+        }),
         _ => None,
     }
 }
 
-fn join_key(path: &str, key: &str) -> String {
-    if path.is_empty() { key.to_string() } else { format!("{path}.{key}") }
+fn covers(outer: &Range<usize>, inner: &Range<usize>) -> bool {
+    outer.start <= inner.start && inner.end <= outer.end
 }
 
 /// The span of the deepest part of `segs` present in the tree (the key itself when it is there).
 fn span_of(table: &DeTable<'_>, segs: &[Seg]) -> Option<Range<usize>> {
     let (first, rest) = segs.split_first()?;
     let Seg::Key(name) = first else { return None };
-    let (k, v) = table.iter().find(|(k, _)| k.get_ref().as_ref() == *name)?;
+    let (k, v) = table.iter().find(|(k, _)| k.get_ref().as_ref() == name.as_ref())?;
     Some(span_in_value(v, rest).unwrap_or_else(|| k.span()))
 }
 
@@ -274,6 +234,56 @@ pool = "am"
         let keys: Vec<&str> = err.problems.iter().map(|p| p.key.as_str()).collect();
         assert!(keys.contains(&"pool[0].health.intervall_ms"), "{err}");
         assert!(keys.contains(&"pool[0].affinity.mod"), "{err}");
+    }
+
+    #[test]
+    fn unknown_keys_of_every_table_are_refused_in_one_run_with_the_keys_it_takes() {
+        let text = MINIMAL.replace(
+            "[[pool]]",
+            "listen_on = 1\n[proxy.tls]\ncert = \"c\"\nkey = \"k\"\ncrt = 2\n\n[[pool]]",
+        ) + "\n[auth]\nsesions = \"local\"\n[auth.quota]\nlimt = 3\n[[auth.user]]\nusername = \"u\"\npassword = \"x\"\npasword = 1\n";
+        let err = parse(&text).unwrap_err();
+        let keys: Vec<&str> = err.problems.iter().map(|p| p.key.as_str()).collect();
+        for key in
+            ["proxy.listen_on", "proxy.tls.crt", "auth.sesions", "auth.quota.limt", "auth.user[0].pasword"]
+        {
+            assert!(keys.contains(&key), "{key}: {err}");
+        }
+        // The conversion's own problems come in the same run.
+        assert!(keys.contains(&"auth.user[0].password"), "{err}");
+        let shown = err.to_string();
+        assert!(shown.contains("`auth.quota.limt`: unknown field `limt`, expected one of `enabled`, `limit`, `exhaustion_action`"), "{shown}");
+        let tls = err.problems.iter().find(|p| p.key == "proxy.tls.crt").unwrap();
+        assert_eq!(text.lines().nth(tls.line.unwrap() - 1), Some("crt = 2"), "{err}");
+    }
+
+    #[test]
+    fn type_errors_name_their_key_and_line() {
+        let text = MINIMAL.replace("listen = \"127.0.0.1:8080\"", "listen = 8080");
+        let err = parse(&text).unwrap_err();
+        assert_eq!(err.problems.len(), 1, "{err}");
+        assert_eq!(err.problems[0].key, "proxy.listen", "{err}");
+        assert_eq!(err.problems[0].line, Some(3), "{err}");
+        let text = MINIMAL.replace("  id = \"01\"", "  id = \"01\"\n  embedded = \"yes\"");
+        let err = parse(&text).unwrap_err();
+        assert_eq!(err.problems[0].key, "pool[0].backend[0].embedded", "{err}");
+        let err =
+            parse(&MINIMAL.replace("path_prefix = \"/\"", "path_prefix = \"/\"\nmethods = [\"GET\", 5]"))
+                .unwrap_err();
+        assert_eq!(err.problems[0].key, "route[0].methods[1]", "{err}");
+    }
+
+    #[test]
+    fn a_missing_key_names_its_table() {
+        let err =
+            parse(MINIMAL.replace("[proxy]\nlisten = \"127.0.0.1:8080\"\n", "").trim_start()).unwrap_err();
+        assert_eq!(
+            (err.problems[0].key.as_str(), err.problems[0].message.as_str()),
+            ("", "missing field `proxy`")
+        );
+        let err = parse(&MINIMAL.replace("  url = \"http://127.0.0.1:8081\"\n", "")).unwrap_err();
+        assert!(err.problems[0].message.contains("missing field `url`"), "{err}");
+        assert_eq!(err.problems[0].key, "pool[0].backend[0]", "{err}");
     }
 
     #[test]

@@ -1,14 +1,15 @@
 //! Stage one of the config: the file exactly as serde reads it.
 //!
-//! Every struct denies unknown keys, and every optional key has its default written next to it, so this
-//! file doubles as the reference of what `proxy.toml` may contain. Nothing here is validated beyond its
-//! TOML type; [`super::Config`]'s `TryFrom` does that and names the key of every problem.
+//! Every optional key has its default written next to it, so this file doubles as the reference of what
+//! `proxy.toml` may contain. Nothing here is validated beyond its TOML type; [`super::Config`]'s `TryFrom`
+//! does that and names the key of every problem. Unknown keys are let through serde and refused by the
+//! loader, which collects them all in one pass (`keys_of` names the keys each table takes).
 
 use serde::Deserialize;
+use serde::de::{Deserializer, Visitor};
 
 /// The whole file.
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RawConfig {
     /// `[proxy]`: listeners and timeouts.
     pub proxy: RawProxy,
@@ -24,7 +25,6 @@ pub struct RawConfig {
 
 /// `[proxy]`.
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RawProxy {
     /// Public listener, e.g. `"127.0.0.1:8080"`.
     pub listen: String,
@@ -59,7 +59,6 @@ pub struct RawProxy {
 
 /// `[proxy.tls]`.
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RawTls {
     /// PEM certificate chain, relative to the config file.
     pub cert: String,
@@ -72,7 +71,6 @@ pub struct RawTls {
 
 /// `[[pool]]`.
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RawPool {
     /// Name routes refer to.
     pub name: String,
@@ -92,7 +90,7 @@ pub struct RawPool {
 
 /// `[pool.affinity]`.
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[serde(default)]
 pub struct RawAffinity {
     /// Affinity cookie name. Default `"amlbcookie"`.
     pub cookie: String,
@@ -135,7 +133,7 @@ impl Default for RawAffinity {
 
 /// `[pool.health]`.
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[serde(default)]
 pub struct RawHealth {
     /// Active check: `GET` this path, 2xx passes. Default `"/am/json/health/ready"`.
     pub path: String,
@@ -157,7 +155,6 @@ impl Default for RawHealth {
 
 /// `[[pool.backend]]`.
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RawBackend {
     /// Server ID, the affinity cookie value for this node (`01`, `02`, …).
     pub id: String,
@@ -173,7 +170,6 @@ pub struct RawBackend {
 
 /// `[[route]]`.
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RawRoute {
     /// Match the `Host` (or `:authority`), port ignored; `*.example.com` matches subdomains.
     pub host: Option<String>,
@@ -189,7 +185,7 @@ pub struct RawRoute {
 
 /// `[auth]`.
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[serde(default)]
 pub struct RawAuth {
     /// Default `"/am"`.
     pub context_path: String,
@@ -241,7 +237,7 @@ impl Default for RawAuth {
 
 /// `[auth.quota]`.
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[serde(default)]
 pub struct RawQuota {
     /// Default false, as in AM.
     pub enabled: bool,
@@ -259,7 +255,6 @@ impl Default for RawQuota {
 
 /// `[[auth.chain]]`.
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RawChain {
     /// Name used by `authIndexType=service`.
     pub name: String,
@@ -269,7 +264,6 @@ pub struct RawChain {
 
 /// `[[auth.user]]`.
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RawUser {
     /// Login name.
     pub username: String,
@@ -310,4 +304,79 @@ fn default_balance() -> String {
 }
 fn default_role() -> String {
     "active".into()
+}
+
+/// The keys the table at `path` may hold, for naming them next to an unknown one. `path` holds the keys
+/// leading to the table, array indices left out (`["pool", "backend"]` for any `[[pool.backend]]`).
+pub(super) fn keys_of(path: &[&str]) -> &'static [&'static str] {
+    match path {
+        [] => fields::<RawConfig>(),
+        ["proxy"] => fields::<RawProxy>(),
+        ["proxy", "tls"] => fields::<RawTls>(),
+        ["pool"] => fields::<RawPool>(),
+        ["pool", "affinity"] => fields::<RawAffinity>(),
+        ["pool", "health"] => fields::<RawHealth>(),
+        ["pool", "backend"] => fields::<RawBackend>(),
+        ["route"] => fields::<RawRoute>(),
+        ["auth"] => fields::<RawAuth>(),
+        ["auth", "quota"] => fields::<RawQuota>(),
+        ["auth", "chain"] => fields::<RawChain>(),
+        ["auth", "user"] => fields::<RawUser>(),
+        _ => &[],
+    }
+}
+
+/// The field names serde's derive hands to `deserialize_struct`, caught by a deserializer that reads
+/// nothing: the one list of a struct's keys, so messages can never disagree with the struct.
+fn fields<T: for<'de> Deserialize<'de>>() -> &'static [&'static str] {
+    struct Probe<'a>(&'a mut &'static [&'static str]);
+
+    impl<'de> Deserializer<'de> for Probe<'_> {
+        type Error = serde::de::value::Error;
+
+        fn deserialize_any<V: Visitor<'de>>(self, _: V) -> Result<V::Value, Self::Error> {
+            Err(serde::de::Error::custom("only structs are probed"))
+        }
+
+        fn deserialize_struct<V: Visitor<'de>>(
+            self,
+            _name: &'static str,
+            fields: &'static [&'static str],
+            _visitor: V,
+        ) -> Result<V::Value, Self::Error> {
+            *self.0 = fields;
+            Err(serde::de::Error::custom("probed"))
+        }
+
+        serde::forward_to_deserialize_any! {
+            bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf option unit
+            unit_struct newtype_struct seq tuple tuple_struct map enum identifier ignored_any
+        }
+    }
+
+    let mut fields: &'static [&'static str] = &[];
+    let _probed = T::deserialize(Probe(&mut fields));
+    fields
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_table_names_its_keys() {
+        assert!(keys_of(&[]).contains(&"proxy"));
+        assert!(keys_of(&["proxy"]).contains(&"admin_listen"));
+        assert!(keys_of(&["proxy", "tls"]).contains(&"handshake_timeout_ms"));
+        assert!(keys_of(&["pool"]).contains(&"balance"));
+        assert!(keys_of(&["pool", "affinity"]).contains(&"same_site"));
+        assert!(keys_of(&["pool", "health"]).contains(&"interval_ms"));
+        assert!(keys_of(&["pool", "backend"]).contains(&"embedded"));
+        assert!(keys_of(&["route"]).contains(&"path_prefix"));
+        assert!(keys_of(&["auth"]).contains(&"default_chain"));
+        assert!(keys_of(&["auth", "quota"]).contains(&"exhaustion_action"));
+        assert!(keys_of(&["auth", "chain"]).contains(&"modules"));
+        assert!(keys_of(&["auth", "user"]).contains(&"totp_secret"));
+        assert!(keys_of(&["nope"]).is_empty());
+    }
 }

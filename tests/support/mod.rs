@@ -301,7 +301,7 @@ pub struct ProxyHandle {
     /// The library's handle.
     pub proxy: Arc<tether::proxy::Proxy>,
     /// Embedded auth nodes.
-    pub nodes: Vec<tether::cluster::NodeHandle>,
+    pub nodes: Vec<tether::nodes::NodeHandle>,
     shutdown: CancellationToken,
     running: Option<tether::Running>,
 }

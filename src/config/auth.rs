@@ -1,0 +1,446 @@
+//! `[auth]`: settings shared by every embedded or standalone auth node: journeys, sessions and their
+//! quota, chains of modules, and users (PHC password hashes and base32 TOTP secrets, both checked here so a
+//! bad user is refused at load time, not at its first login).
+
+use std::fmt;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+use argon2::PasswordHash;
+use data_encoding::Specification;
+use serde::Deserialize;
+
+use super::problem::{Checker, KeyPath};
+use super::raw::RawAuth;
+
+/// `[auth]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthConfig {
+    /// `/am`.
+    pub context_path: String,
+    /// Shared signing secret file; `None` = generated per process.
+    pub signing_secret_file: Option<PathBuf>,
+    /// Where in-progress journeys live.
+    pub auth_sessions: AuthSessionMode,
+    /// Lifetime of an in-progress journey.
+    pub auth_session_timeout: Duration,
+    /// Whether nodes of one process share the session store.
+    pub sessions: SessionStoreMode,
+    /// Maximum session lifetime.
+    pub max_session_time: Duration,
+    /// Maximum idle time of a session.
+    pub max_idle_time: Duration,
+    /// `iPlanetDirectoryPro`.
+    pub session_cookie: String,
+    /// `amlbcookie`.
+    pub lb_cookie: String,
+    /// Chain used when the request names none.
+    pub default_chain: String,
+    /// `[auth.quota]`.
+    pub quota: QuotaConfig,
+    /// `[[auth.chain]]`.
+    pub chains: Vec<ChainConfig>,
+    /// `[[auth.user]]`.
+    pub users: Vec<UserConfig>,
+}
+
+/// Where in-progress authentication state lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthSessionMode {
+    /// In the memory of the node that started the journey, as AM chains: needs stickiness.
+    Memory,
+    /// Inside the signed, encrypted `authId`: any node with the secret can continue.
+    Client,
+}
+
+/// Whether the nodes of one process share one session store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionStoreMode {
+    /// One store for every node in the process (like AM's CTS).
+    Shared,
+    /// One store per node.
+    Local,
+}
+
+/// `[auth.quota]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QuotaConfig {
+    /// Quotas apply at all.
+    pub enabled: bool,
+    /// Live sessions per user.
+    pub limit: u32,
+    /// What happens to the login that would exceed it.
+    pub exhaustion_action: ExhaustionAction,
+}
+
+/// An authentication module.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ModuleKind {
+    /// Username and password (`NameCallback` + `PasswordCallback`).
+    DataStore,
+    /// RFC 6238 one-time code (`PasswordCallback`).
+    Totp,
+}
+
+impl ModuleKind {
+    /// AM's module name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::DataStore => "DataStore",
+            Self::Totp => "TOTP",
+        }
+    }
+
+    /// Parses AM's module name.
+    pub fn parse(name: &str) -> Option<Self> {
+        match name {
+            "DataStore" => Some(Self::DataStore),
+            "TOTP" => Some(Self::Totp),
+            _ => None,
+        }
+    }
+}
+
+/// `[[auth.chain]]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChainConfig {
+    /// Chain name.
+    pub name: String,
+    /// Modules run in order; all must pass (AM's REQUIRED flag).
+    pub modules: Vec<ModuleKind>,
+}
+
+/// `[[auth.user]]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserConfig {
+    /// Login name.
+    pub username: String,
+    /// PHC hash, checked to parse at load time.
+    pub password_hash: String,
+    /// Decoded TOTP key.
+    pub totp_key: Option<Vec<u8>>,
+    /// Per-user quota override.
+    pub session_quota: Option<u32>,
+}
+
+/// What to do when a user who already holds `limit` live sessions logs in again.
+///
+/// The names are AM's own values of `iplanet-am-session-constraint-handler`, so a setting copied from an
+/// AM configuration means the same thing here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ExhaustionAction {
+    /// Refuse the new login (401 `Maximum Sessions Limit Reached.`) and leave the existing sessions alone.
+    DenyAccess,
+    /// End the session with the least time left: the one closest to its idle or maximum expiry, so the
+    /// user loses the session they were least likely to keep anyway. AM's default, and so ours.
+    #[default]
+    DestroyNextExpiring,
+    /// End the session created first. AM's own class for this value orders by remaining time after a
+    /// refresh; tether keeps to creation order, which is what the name says.
+    DestroyOldestSession,
+    /// End every existing session of the user: the new login becomes the only one.
+    DestroyOldSessions,
+}
+
+impl ExhaustionAction {
+    /// Every action, in the order the docs list them.
+    pub const ALL: [ExhaustionAction; 4] = [
+        ExhaustionAction::DenyAccess,
+        ExhaustionAction::DestroyNextExpiring,
+        ExhaustionAction::DestroyOldestSession,
+        ExhaustionAction::DestroyOldSessions,
+    ];
+
+    /// AM's configuration value for this action, e.g. `"DESTROY_NEXT_EXPIRING"`.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            ExhaustionAction::DenyAccess => "DENY_ACCESS",
+            ExhaustionAction::DestroyNextExpiring => "DESTROY_NEXT_EXPIRING",
+            ExhaustionAction::DestroyOldestSession => "DESTROY_OLDEST_SESSION",
+            ExhaustionAction::DestroyOldSessions => "DESTROY_OLD_SESSIONS",
+        }
+    }
+}
+
+impl fmt::Display for ExhaustionAction {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A quota exhaustion action name that AM does not define.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "unknown quota exhaustion action `{0}`: expected DENY_ACCESS, DESTROY_NEXT_EXPIRING, \
+     DESTROY_OLDEST_SESSION or DESTROY_OLD_SESSIONS"
+)]
+pub struct UnknownExhaustionAction(pub String);
+
+impl FromStr for ExhaustionAction {
+    type Err = UnknownExhaustionAction;
+
+    /// Parses AM's exact names; anything else (including AM's undocumented `DESTROY_LAST` and other
+    /// spellings) is refused rather than guessed, so a typo in the config cannot silently pick a default.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        ExhaustionAction::ALL
+            .into_iter()
+            .find(|action| action.as_str() == s)
+            .ok_or_else(|| UnknownExhaustionAction(s.to_owned()))
+    }
+}
+
+/// `[auth]` from its raw form: every enum spelled out, chains and users unique, hashes and secrets usable.
+pub(super) fn convert(c: &mut Checker, raw: RawAuth) -> AuthConfig {
+    let p = KeyPath::root().key("auth");
+    let cp = raw.context_path.trim_end_matches('/').to_string();
+    if !cp.is_empty() && (!cp.starts_with('/') || cp.contains(['?', '#', ' '])) {
+        c.report(&p.key("context_path"), format!("{:?} must be a path like \"/am\"", raw.context_path));
+    }
+    let auth_sessions = c.choice(
+        &p.key("auth_sessions"),
+        &raw.auth_sessions,
+        &[("memory", AuthSessionMode::Memory), ("client", AuthSessionMode::Client)],
+        AuthSessionMode::Memory,
+    );
+    let sessions = c.choice(
+        &p.key("sessions"),
+        &raw.sessions,
+        &[("shared", SessionStoreMode::Shared), ("local", SessionStoreMode::Local)],
+        SessionStoreMode::Shared,
+    );
+    let auth_session_timeout =
+        c.duration(&p.key("auth_session_timeout_s"), raw.auth_session_timeout_s, Duration::from_secs);
+    let minutes = |m: u64| Duration::from_secs(m.saturating_mul(60));
+    let max_session_time = c.duration(&p.key("max_session_time_min"), raw.max_session_time_min, minutes);
+    let max_idle_time = c.duration(&p.key("max_idle_time_min"), raw.max_idle_time_min, minutes);
+    let session_cookie = c.cookie_name(&p.key("session_cookie"), &raw.session_cookie);
+    let lb_cookie = c.cookie_name(&p.key("lb_cookie"), &raw.lb_cookie);
+    let q = p.key("quota");
+    if raw.quota.limit == 0 {
+        c.report(&q.key("limit"), "must be at least 1 (set `enabled = false` for no limit)");
+    }
+    let exhaustion_action = c
+        .take(
+            &q.key("exhaustion_action"),
+            raw.quota.exhaustion_action.parse::<ExhaustionAction>().map_err(|e| e.to_string()),
+        )
+        .unwrap_or_default();
+    let quota = QuotaConfig { enabled: raw.quota.enabled, limit: raw.quota.limit.max(1), exhaustion_action };
+
+    let mut chains: Vec<ChainConfig> = Vec::new();
+    for (i, rc) in raw.chain.into_iter().enumerate() {
+        let at = p.key("chain").at(i);
+        if rc.name.is_empty() {
+            c.report(&at.key("name"), "must not be empty");
+        } else if chains.iter().any(|ch| ch.name == rc.name) {
+            c.report(&at.key("name"), format!("duplicate chain {:?}", rc.name));
+        }
+        if rc.modules.is_empty() {
+            c.report(&at.key("modules"), "a chain needs at least one module");
+        }
+        let modules = rc
+            .modules
+            .iter()
+            .enumerate()
+            .filter_map(|(j, m)| {
+                c.take(
+                    &at.key("modules").at(j),
+                    ModuleKind::parse(m)
+                        .ok_or_else(|| format!("unknown module {m:?} (modules: \"DataStore\", \"TOTP\")")),
+                )
+            })
+            .collect();
+        chains.push(ChainConfig { name: rc.name, modules });
+    }
+    if !chains.iter().any(|ch| ch.name == raw.default_chain) {
+        let known: Vec<&str> = chains.iter().map(|ch| ch.name.as_str()).collect();
+        c.report(
+            &p.key("default_chain"),
+            format!("no [[auth.chain]] is named {:?} (chains: {})", raw.default_chain, known.join(", ")),
+        );
+    }
+    let needs_totp = chains.iter().any(|ch| ch.modules.contains(&ModuleKind::Totp));
+
+    let mut users: Vec<UserConfig> = Vec::new();
+    for (i, ru) in raw.user.into_iter().enumerate() {
+        let u = p.key("user").at(i);
+        if ru.username.is_empty() {
+            c.report(&u.key("username"), "must not be empty");
+        } else if users.iter().any(|x| x.username == ru.username) {
+            c.report(&u.key("username"), format!("duplicate user {:?}", ru.username));
+        }
+        let password_hash = c.take(&u.key("password"), phc_hash(&ru.password));
+        let totp_key = ru.totp_secret.as_deref().and_then(|s| {
+            c.take(
+                &u.key("totp_secret"),
+                totp_key(s)
+                    .filter(|k| k.len() >= 10)
+                    .ok_or_else(|| "must be base32 (RFC 4648) of at least 80 bits".to_string()),
+            )
+        });
+        if needs_totp && totp_key.is_none() && ru.totp_secret.is_none() {
+            tracing::debug!(user = %ru.username, "user has no totp_secret: TOTP chains will refuse them");
+        }
+        if ru.session_quota == Some(0) {
+            c.report(&u.key("session_quota"), "must be at least 1");
+        }
+        users.push(UserConfig {
+            username: ru.username,
+            password_hash: password_hash.unwrap_or_default(),
+            totp_key,
+            session_quota: ru.session_quota,
+        });
+    }
+    AuthConfig {
+        context_path: cp,
+        signing_secret_file: raw.signing_secret_file.map(|f| c.file(&f)),
+        auth_sessions,
+        auth_session_timeout,
+        sessions,
+        max_session_time,
+        max_idle_time,
+        session_cookie,
+        lb_cookie,
+        default_chain: raw.default_chain,
+        quota,
+        chains,
+        users,
+    }
+}
+
+/// Checks that `value` is an argon2 PHC string (`$argon2id$v=19$m=…,t=…,p=…$salt$hash`), with a message
+/// that says what to do otherwise: plain text in `proxy.toml` would leak with the file.
+fn phc_hash(value: &str) -> Result<String, String> {
+    let hint = "run `tether hash-password` and paste its output";
+    if !value.starts_with('$') {
+        return Err(format!("plain-text passwords are refused: {hint}"));
+    }
+    let hash = PasswordHash::new(value).map_err(|e| format!("not a PHC hash ({e}): {hint}"))?;
+    if !hash.algorithm.as_str().starts_with("argon2") {
+        return Err(format!("algorithm {:?} is not supported, only argon2: {hint}", hash.algorithm.as_str()));
+    }
+    Ok(value.to_string())
+}
+
+/// Decodes a TOTP secret written as RFC 4648 §6 base32, the way authenticator apps and `otpauth://` URIs
+/// show it.
+///
+/// Lenient where people are (letters in any case, spaces between groups, `=` padding or none) and strict
+/// elsewhere: any other character, text after padding, or a length no encoder produces (1, 3 or 6 symbols
+/// in the last group, i.e. a truncated secret) gives `None`. Leftover bits of the last symbol are dropped,
+/// as common decoders do.
+pub fn totp_key(secret: &str) -> Option<Vec<u8>> {
+    let (symbols, padding) = secret.split_once('=').unwrap_or((secret, ""));
+    if !padding.bytes().all(|b| b == b'=' || b == b' ') {
+        return None;
+    }
+    let mut spec = Specification::new();
+    spec.symbols.push_str("ABCDEFGHIJKLMNOPQRSTUVWXYZ234567");
+    spec.translate.from.push_str("abcdefghijklmnopqrstuvwxyz");
+    spec.translate.to.push_str("ABCDEFGHIJKLMNOPQRSTUVWXYZ");
+    spec.ignore.push(' ');
+    spec.check_trailing_bits = false;
+    spec.encoding().ok()?.decode(symbols.as_bytes()).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn phc_hashes_are_checked_and_plain_text_is_refused() {
+        assert!(phc_hash("secret").unwrap_err().contains("plain-text"));
+        assert!(phc_hash("$argon2id$garbage").unwrap_err().contains("not a PHC hash"));
+        let scrypt =
+            "$scrypt$ln=16,r=8,p=1$aM15713r3Xsvxbi31lqr1Q$nFNh2CVHVjNldFVKDHDlm4CbdRSCdEBsjjJxD+iCs5E";
+        assert!(phc_hash(scrypt).unwrap_err().contains("only argon2"));
+        let cheap = argon2::Argon2::new(
+            argon2::Algorithm::Argon2id,
+            argon2::Version::V0x13,
+            argon2::Params::new(8, 1, 1, None).unwrap(),
+        );
+        let h =
+            argon2::password_hash::PasswordHasher::hash_password_with_salt(&cheap, b"pw", b"saltsaltsalt")
+                .unwrap()
+                .to_string();
+        assert_eq!(phc_hash(&h), Ok(h));
+    }
+
+    #[test]
+    fn totp_secrets_decode_the_common_example_in_any_case_and_grouping() {
+        assert_eq!(totp_key("JBSWY3DPEHPK3PXP").as_deref(), Some(&b"Hello!\xDE\xAD\xBE\xEF"[..]));
+        assert_eq!(totp_key("jbsw y3dp ehpk 3pxp").as_deref(), Some(&b"Hello!\xDE\xAD\xBE\xEF"[..]));
+        assert_eq!(
+            totp_key("GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ").as_deref(),
+            Some(&b"12345678901234567890"[..])
+        );
+    }
+
+    #[test]
+    fn totp_secrets_follow_rfc4648_test_vectors_with_or_without_padding() {
+        let vectors = [
+            ("", ""),
+            ("MY======", "f"),
+            ("MZXQ====", "fo"),
+            ("MZXW6===", "foo"),
+            ("MZXW6YQ=", "foob"),
+            ("MZXW6YTB", "fooba"),
+            ("MZXW6YTBOI======", "foobar"),
+        ];
+        for (encoded, plain) in vectors {
+            assert_eq!(totp_key(encoded).as_deref(), Some(plain.as_bytes()), "{encoded}");
+            let bare = encoded.trim_end_matches('=');
+            assert_eq!(totp_key(bare).as_deref(), Some(plain.as_bytes()), "{bare}");
+        }
+        // Leftover bits of the last symbol are dropped, short or spaced padding is fine.
+        assert_eq!(totp_key("MZ").as_deref(), Some(&b"f"[..]));
+        assert_eq!(totp_key("MY= = ").as_deref(), Some(&b"f"[..]));
+    }
+
+    #[test]
+    fn totp_secrets_refuse_foreign_characters_and_impossible_lengths() {
+        for bad in ["MZXW6YT1", "MZXW-6YTB", "MZXW0", "M", "MZX", "MZXW6Y", "MY==MY==", "MZXW6YTB\n", "ÄÖ"]
+        {
+            assert_eq!(totp_key(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_default_action_is_ams_default_destroy_next_expiring() {
+        assert_eq!(ExhaustionAction::default(), ExhaustionAction::DestroyNextExpiring);
+    }
+
+    #[test]
+    fn names_round_trip_through_from_str_and_display() {
+        for action in ExhaustionAction::ALL {
+            assert_eq!(action.as_str().parse::<ExhaustionAction>(), Ok(action));
+            assert_eq!(action.to_string(), action.as_str());
+        }
+    }
+
+    #[test]
+    fn an_unknown_name_is_refused_with_the_accepted_values() {
+        let err = "destroy_next_expiring".parse::<ExhaustionAction>().unwrap_err();
+        let message = err.to_string();
+        assert!(message.contains("`destroy_next_expiring`"), "{message}");
+        for action in ExhaustionAction::ALL {
+            assert!(message.contains(action.as_str()), "{message}");
+        }
+    }
+
+    #[test]
+    fn config_values_deserialize_from_ams_names() {
+        #[derive(Deserialize)]
+        struct Cfg {
+            exhaustion_action: ExhaustionAction,
+        }
+        for action in ExhaustionAction::ALL {
+            let json = format!(r#"{{"exhaustion_action":"{}"}}"#, action.as_str());
+            let cfg: Cfg = serde_json::from_str(&json).unwrap();
+            assert_eq!(cfg.exhaustion_action, action);
+        }
+        assert!(serde_json::from_str::<Cfg>(r#"{"exhaustion_action":"DESTROY_LAST"}"#).is_err());
+    }
+}

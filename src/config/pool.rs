@@ -1,0 +1,376 @@
+//! `[[pool]]`: groups of backends, how a pool spreads clients over them (balance, affinity, the
+//! active/passive tiers) and how their health is checked.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::uri::{Authority, Scheme};
+
+use super::problem::{Checker, KeyPath};
+use super::raw::{RawAffinity, RawHealth, RawPool};
+
+/// A node's server ID: the value of the affinity cookie, `S1` in its tokens.
+///
+/// Restricted to cookie-safe characters (RFC 6265 `cookie-octet` minus a few) so it can be written into a
+/// `Set-Cookie` without quoting, exactly as AM writes `amlbcookie=01`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct BackendId(Arc<str>);
+
+impl BackendId {
+    /// Accepts 1–64 characters of `[A-Za-z0-9._-]`.
+    pub fn new(id: &str) -> Result<Self, String> {
+        if id.is_empty() || id.len() > 64 {
+            return Err(format!("server ID {id:?} must be 1 to 64 characters"));
+        }
+        if !id.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-')) {
+            return Err(format!("server ID {id:?} may only hold letters, digits, '.', '_' and '-'"));
+        }
+        Ok(Self(id.into()))
+    }
+
+    /// The ID as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for BackendId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// `[[pool]]`.
+#[derive(Debug, Clone)]
+pub struct PoolConfig {
+    /// Name routes refer to.
+    pub name: String,
+    /// How new clients are spread over the serving tier.
+    pub balance: Balance,
+    /// `[pool.affinity]`.
+    pub affinity: Affinity,
+    /// `[pool.health]`.
+    pub health: HealthConfig,
+    /// `[[pool.backend]]`.
+    pub backends: Vec<BackendConfig>,
+}
+
+/// How a pool chooses among its serving tier when no hint decides.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Balance {
+    /// Each backend in turn.
+    RoundRobin,
+    /// The backend with the fewest requests in flight; ties in turn.
+    LeastConn,
+}
+
+/// `[pool.affinity]`.
+#[derive(Debug, Clone)]
+pub struct Affinity {
+    /// Cookie name (`amlbcookie`).
+    pub cookie: String,
+    /// Observe the node's cookie, or insert one.
+    pub mode: AffinityMode,
+    /// Where node IDs are looked for, in order.
+    pub hints: Vec<HintSource>,
+    /// What happens to a client pinned to a node that is down.
+    pub on_down: OnDown,
+    /// Whether clients pinned to a passive node move back when an active one is up.
+    pub failback: Failback,
+    /// `Path` attribute of cookies the proxy sets.
+    pub path: String,
+    /// `Domain` attribute, if any.
+    pub domain: Option<String>,
+    /// `HttpOnly` attribute.
+    pub http_only: bool,
+    /// `Secure` attribute (always on for TLS listeners).
+    pub secure: bool,
+    /// `SameSite` attribute.
+    pub same_site: SameSite,
+}
+
+/// `observe` or `insert`, as HAProxy's passive cookie and `cookie … insert`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AffinityMode {
+    /// The node sets the cookie (AM does, on the first `/authenticate`); the proxy honours it.
+    Observe,
+    /// The proxy sets the cookie when missing or naming another node.
+    Insert,
+}
+
+/// Where a node ID may be found in a request, in the places AM itself writes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum HintSource {
+    /// The affinity cookie.
+    Cookie,
+    /// `S1`/`SI` of the `sessionId` inside the `authId` of a JSON body.
+    AuthId,
+    /// `S1`/`SI` of the session token (cookie, header or `tokenId` query).
+    SessionToken,
+}
+
+impl HintSource {
+    /// The name used in the file and in metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Cookie => "cookie",
+            Self::AuthId => "auth_id",
+            Self::SessionToken => "session_token",
+        }
+    }
+}
+
+/// What to do with a client pinned to a node that is down.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnDown {
+    /// Serve it elsewhere and rewrite its cookie (HAProxy `option redispatch`).
+    Redispatch,
+    /// Answer 503 (Envoy's `strict`).
+    Strict,
+}
+
+/// Whether clients pinned to a passive node move back to an active one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failback {
+    /// They stay while the passive node is up, so their in-memory journeys survive.
+    Sticky,
+    /// They are re-pinned to an active node as soon as one is up.
+    Primary,
+}
+
+/// Cookie `SameSite` attribute (RFC 6265bis).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SameSite {
+    /// `SameSite=Lax`.
+    Lax,
+    /// `SameSite=Strict`.
+    Strict,
+    /// `SameSite=None` (browsers require `Secure` with it).
+    None,
+}
+
+impl SameSite {
+    /// Attribute value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Lax => "Lax",
+            Self::Strict => "Strict",
+            Self::None => "None",
+        }
+    }
+}
+
+/// `[pool.health]`.
+#[derive(Debug, Clone)]
+pub struct HealthConfig {
+    /// Path of the active check.
+    pub path: String,
+    /// Time between checks.
+    pub interval: Duration,
+    /// Bound on one check.
+    pub timeout: Duration,
+    /// Passes in a row to mark a node up.
+    pub rise: u32,
+    /// Failures in a row to mark it down.
+    pub fall: u32,
+}
+
+/// Active nodes serve; passive ones only when no active node is healthy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Serving tier while any is healthy.
+    Active,
+    /// Serving tier when no active node is healthy.
+    Passive,
+}
+
+impl Role {
+    /// Name used in the file and on the status page.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Active => "active",
+            Self::Passive => "passive",
+        }
+    }
+}
+
+/// `[[pool.backend]]`.
+#[derive(Debug, Clone)]
+pub struct BackendConfig {
+    /// Server ID.
+    pub id: BackendId,
+    /// `http`.
+    pub scheme: Scheme,
+    /// `host:port` to connect to.
+    pub authority: Authority,
+    /// Active or passive.
+    pub role: Role,
+    /// `tether run` starts an auth node for it.
+    pub embedded: bool,
+}
+
+impl BackendConfig {
+    /// The backend's base URL, e.g. `http://127.0.0.1:8081`.
+    pub fn url(&self) -> String {
+        format!("{}://{}", self.scheme, self.authority)
+    }
+}
+
+/// Every `[[pool]]`: names unique, backend IDs unique across pools, an active backend in each.
+pub(super) fn convert(c: &mut Checker, raw: Vec<RawPool>) -> Vec<PoolConfig> {
+    let root = KeyPath::root().key("pool");
+    if raw.is_empty() {
+        c.report(&root, "no [[pool]] is defined: add one with at least one [[pool.backend]]");
+    }
+    let mut names = HashSet::new();
+    let mut ids: Vec<(BackendId, KeyPath)> = Vec::new();
+    let mut pools = Vec::with_capacity(raw.len());
+    for (i, rp) in raw.into_iter().enumerate() {
+        let p = root.at(i);
+        if rp.name.is_empty() {
+            c.report(&p.key("name"), "must not be empty");
+        } else if !names.insert(rp.name.clone()) {
+            c.report(&p.key("name"), format!("duplicate pool name {:?}", rp.name));
+        }
+        let balance = c.choice(
+            &p.key("balance"),
+            &rp.balance,
+            &[("round-robin", Balance::RoundRobin), ("least-conn", Balance::LeastConn)],
+            Balance::RoundRobin,
+        );
+        let affinity = convert_affinity(c, &p.key("affinity"), rp.affinity);
+        let health = convert_health(c, &p.key("health"), rp.health);
+        // Judged on the raw roles, so a backend with a bad URL does not also make the pool "empty".
+        let has_active = rp.backend.iter().any(|b| b.role == "active");
+        let mut backends = Vec::with_capacity(rp.backend.len());
+        for (j, rb) in rp.backend.into_iter().enumerate() {
+            let b = p.key("backend").at(j);
+            let id = c.take(&b.key("id"), BackendId::new(&rb.id));
+            let url = c.take(&b.key("url"), backend_url(&rb.url));
+            let role =
+                c.pick(&b.key("role"), &rb.role, &[("active", Role::Active), ("passive", Role::Passive)]);
+            if let Some(id) = &id {
+                if let Some((_, first)) = ids.iter().find(|(seen, _)| seen == id) {
+                    let message = format!("duplicate backend ID {:?} (also {first})", id.0);
+                    c.report(&b.key("id"), message);
+                } else {
+                    ids.push((id.clone(), b.key("id")));
+                }
+            }
+            if let (Some(id), Some((scheme, authority)), Some(role)) = (id, url, role) {
+                backends.push(BackendConfig { id, scheme, authority, role, embedded: rb.embedded });
+            }
+        }
+        if !has_active {
+            c.report(&p.key("backend"), format!("pool {:?} has no active backend", rp.name));
+        }
+        pools.push(PoolConfig { name: rp.name, balance, affinity, health, backends });
+    }
+    pools
+}
+
+fn convert_affinity(c: &mut Checker, p: &KeyPath, raw: RawAffinity) -> Affinity {
+    let cookie = c.cookie_name(&p.key("cookie"), &raw.cookie);
+    let mode = c.choice(
+        &p.key("mode"),
+        &raw.mode,
+        &[("observe", AffinityMode::Observe), ("insert", AffinityMode::Insert)],
+        AffinityMode::Observe,
+    );
+    let mut hints = Vec::new();
+    for (i, h) in raw.hints.iter().enumerate() {
+        let choices = [
+            ("cookie", HintSource::Cookie),
+            ("auth_id", HintSource::AuthId),
+            ("session_token", HintSource::SessionToken),
+        ];
+        let at = p.key("hints").at(i);
+        if let Some(h) = c.pick(&at, h, &choices) {
+            if hints.contains(&h) {
+                c.report(&at, format!("{:?} is listed twice", h.as_str()));
+            }
+            hints.push(h);
+        }
+    }
+    let on_down = c.choice(
+        &p.key("on_down"),
+        &raw.on_down,
+        &[("redispatch", OnDown::Redispatch), ("strict", OnDown::Strict)],
+        OnDown::Redispatch,
+    );
+    let failback = c.choice(
+        &p.key("failback"),
+        &raw.failback,
+        &[("sticky", Failback::Sticky), ("primary", Failback::Primary)],
+        Failback::Sticky,
+    );
+    let same_site = c.choice(
+        &p.key("same_site"),
+        &raw.same_site,
+        &[("Lax", SameSite::Lax), ("Strict", SameSite::Strict), ("None", SameSite::None)],
+        SameSite::Lax,
+    );
+    let attr_ok = |v: &str| !v.is_empty() && v.bytes().all(|b| b.is_ascii_graphic() && b != b';');
+    if !raw.path.starts_with('/') || !attr_ok(&raw.path) {
+        c.report(&p.key("path"), format!("{:?} must start with '/' and hold no ';' or spaces", raw.path));
+    }
+    if let Some(d) = &raw.domain
+        && !attr_ok(d)
+    {
+        c.report(&p.key("domain"), format!("{d:?} is not a valid cookie domain"));
+    }
+    Affinity {
+        cookie,
+        mode,
+        hints,
+        on_down,
+        failback,
+        path: raw.path,
+        domain: raw.domain,
+        http_only: raw.http_only,
+        secure: raw.secure,
+        same_site,
+    }
+}
+
+fn convert_health(c: &mut Checker, p: &KeyPath, raw: RawHealth) -> HealthConfig {
+    if !raw.path.starts_with('/') {
+        c.report(&p.key("path"), format!("{:?} must start with '/'", raw.path));
+    }
+    let interval = c.duration(&p.key("interval_ms"), raw.interval_ms, Duration::from_millis);
+    let timeout = c.duration(&p.key("timeout_ms"), raw.timeout_ms, Duration::from_millis);
+    if raw.rise == 0 {
+        c.report(&p.key("rise"), "must be at least 1");
+    }
+    if raw.fall == 0 {
+        c.report(&p.key("fall"), "must be at least 1");
+    }
+    HealthConfig { path: raw.path, interval, timeout, rise: raw.rise.max(1), fall: raw.fall.max(1) }
+}
+
+/// `http://host[:port]`, nothing else: the proxy speaks plain HTTP/1.1 to nodes, as AM's own load
+/// balancer set-ups do behind TLS termination.
+fn backend_url(value: &str) -> Result<(Scheme, Authority), String> {
+    let uri: http::Uri =
+        value.parse().map_err(|_| format!("{value:?} is not a URL like \"http://127.0.0.1:8081\""))?;
+    match uri.scheme_str() {
+        Some("http") => {}
+        Some(other) => return Err(format!("scheme {other:?} is not supported: use http://")),
+        None => return Err(format!("{value:?} has no scheme: write \"http://{value}\"")),
+    }
+    if !matches!(uri.path(), "" | "/") || uri.query().is_some() {
+        return Err(format!("{value:?} must be scheme://host:port with no path"));
+    }
+    let authority = uri.authority().cloned().ok_or_else(|| format!("{value:?} has no host"))?;
+    if authority.as_str().contains('@') {
+        return Err(format!("{value:?} must not carry user information"));
+    }
+    let authority = if authority.port().is_none() {
+        format!("{}:80", authority.host()).parse().map_err(|_| format!("{value:?} has an invalid host"))?
+    } else {
+        authority
+    };
+    Ok((Scheme::HTTP, authority))
+}
