@@ -1,14 +1,13 @@
-//! Stickiness without cookies (issue 6): the `authId` of each step and the session token name the node,
-//! so a client that keeps no cookie jar (the JS SDK under Node) stays on its node.
+//! Stickiness without cookies: the `authId` of each step and the session token name the node, so a
+//! client that keeps no cookie jar (the JS SDK under Node) stays on its node.
 
 mod support;
 
-use support::{Journey, ProxyHandle, auth_toml, cluster_toml};
+use support::{Cluster, Journey};
 
 #[tokio::test]
 async fn a_client_without_cookies_completes_thirty_mfa_logins_and_validates_by_query() {
-    let proxy =
-        ProxyHandle::start(&cluster_toml(&["01", "02", "03!"], "", &auth_toml("memory", "local", ""))).await;
+    let proxy = Cluster::new().active(["01", "02"]).passive("03").start().await;
     for _ in 0..30 {
         let mut journey = Journey::new(proxy.url(""), false);
         let token = journey.mfa_login("secret").await;
@@ -22,12 +21,7 @@ async fn a_client_without_cookies_completes_thirty_mfa_logins_and_validates_by_q
 async fn without_hints_the_same_client_loses_its_journey() {
     // The control: with the cookie as the only hint, steps of a cookie-less client are balanced over two
     // nodes and in-memory journeys break, which is the failure the auth_id hint prevents.
-    let proxy = ProxyHandle::start(&cluster_toml(
-        &["01", "02"],
-        "hints = [\"cookie\"]",
-        &auth_toml("memory", "local", ""),
-    ))
-    .await;
+    let proxy = Cluster::new().active(["01", "02"]).affinity("hints", vec!["cookie"]).start().await;
     let mut timed_out = 0;
     for _ in 0..10 {
         let mut journey = Journey::new(proxy.url(""), false);
