@@ -16,7 +16,7 @@ use super::cluster::Cluster;
 pub struct LocalNodes {
     /// The nodes, `01`, `02`, … in order.
     pub nodes: Vec<Arc<tether::auth::AuthNode>>,
-    /// The store of node `01` (the only one when shared).
+    /// The store every node uses when sessions are shared (unused otherwise).
     pub store: Arc<dyn tether::auth::session::SessionStore>,
 }
 

@@ -9,7 +9,8 @@
 //! - `local`: [`LocalNodes`], auth nodes called in-process (paused-time tests), and calls on them.
 //! - `tls`: a self-signed `localhost` certificate and a client trusting it.
 //! - `process`: [`TetherProcess`], the real binary as a child process.
-#![allow(dead_code, unused_imports)]
+// Each test binary uses a part of the support: the rest is dead code there.
+#![allow(dead_code)]
 
 mod backend;
 mod cluster;
@@ -22,12 +23,20 @@ mod tls;
 use std::sync::Once;
 use std::time::Duration;
 
+// Re-exports a test binary does not use are not a fault of that binary.
+#[allow(unused_imports)]
 pub use backend::{BackendHandle, BackendOptions, TestBackend, Zeros, served_by};
+#[allow(unused_imports)]
 pub use cluster::{Cluster, ProxyHandle, backend_status};
+#[allow(unused_imports)]
 pub use config::{CHECK_ERRORS, METRICS, TWO_POOLS, Toml};
+#[allow(unused_imports)]
 pub use journey::{Journey, TOTP_SECRET, cheap_hash, totp_now};
+#[allow(unused_imports)]
 pub use local::{LocalNodes, authenticate, call, fill, is_valid, login, try_login};
+#[allow(unused_imports)]
 pub use process::TetherProcess;
+#[allow(unused_imports)]
 pub use tls::{https_client, localhost_cert};
 
 /// Installs the ring provider for rustls once (reqwest is built without a provider of its own).
