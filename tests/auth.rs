@@ -1,18 +1,18 @@
-//! The embedded auth node behind the proxy: AM's callback protocol, node-local journeys, sessions
-//! (issue 3).
+//! The embedded auth node behind the proxy: AM's callback protocol, node-local journeys, sessions.
 
 mod support;
 
-use support::{Journey, ProxyHandle, auth_toml, cluster_toml};
+use support::{Cluster, Journey, ProxyHandle};
 
+/// 01 and 02 active, 03 passive, journeys kept per `auth_sessions`, sessions per `sessions`.
 async fn cluster(auth_sessions: &str, sessions: &str) -> ProxyHandle {
-    let toml = cluster_toml(&["01", "02", "03!"], "", &auth_toml(auth_sessions, sessions, ""));
-    ProxyHandle::start(&toml).await
-}
-
-fn node_url(proxy: &ProxyHandle, id: &str) -> String {
-    let node = proxy.nodes.iter().find(|n| n.node.id().as_str() == id).expect("node");
-    format!("http://{}", node.addr)
+    Cluster::new()
+        .active(["01", "02"])
+        .passive("03")
+        .auth("auth_sessions", auth_sessions)
+        .auth("sessions", sessions)
+        .start()
+        .await
 }
 
 #[tokio::test]
@@ -37,10 +37,10 @@ async fn fifty_mfa_logins_through_the_proxy_all_succeed_and_validate() {
 #[tokio::test]
 async fn a_journey_continued_on_another_node_times_out_with_code_110() {
     let proxy = cluster("memory", "local").await;
-    let mut journey = Journey::new(node_url(&proxy, "01"), false);
+    let mut journey = Journey::new(proxy.node_url("01"), false);
     let (status, step) = journey.start("mfa").await;
     assert_eq!(status, 200);
-    journey.retarget(node_url(&proxy, "02"));
+    journey.retarget(proxy.node_url("02"));
     let (status, err) = journey.answer("mfa", step, &["demo", "secret"]).await;
     assert_eq!(status, 401, "{err}");
     assert_eq!(err["message"], "Session has timed out");
@@ -50,12 +50,12 @@ async fn a_journey_continued_on_another_node_times_out_with_code_110() {
 #[tokio::test]
 async fn client_side_journeys_continue_on_any_node() {
     let proxy = cluster("client", "shared").await;
-    let mut journey = Journey::new(node_url(&proxy, "01"), false);
+    let mut journey = Journey::new(proxy.node_url("01"), false);
     let (_, step) = journey.start("mfa").await;
-    journey.retarget(node_url(&proxy, "02"));
+    journey.retarget(proxy.node_url("02"));
     let (status, step) = journey.answer("mfa", step, &["demo", "secret"]).await;
     assert_eq!(status, 200, "{step}");
-    journey.retarget(node_url(&proxy, "03"));
+    journey.retarget(proxy.node_url("03"));
     let (status, done) = journey.answer("mfa", step, &[&support::totp_now()]).await;
     assert_eq!(status, 200, "{done}");
     let token = done["tokenId"].as_str().unwrap().to_string();
@@ -65,7 +65,7 @@ async fn client_side_journeys_continue_on_any_node() {
 #[tokio::test]
 async fn issued_tokens_name_the_issuing_node_in_s1() {
     let proxy = cluster("memory", "shared").await;
-    let mut journey = Journey::new(node_url(&proxy, "02"), false);
+    let mut journey = Journey::new(proxy.node_url("02"), false);
     let (_, step) = journey.start("ldapService").await;
     let (status, done) = journey.answer("ldapService", step, &["demo", "secret"]).await;
     assert_eq!(status, 200, "{done}");

@@ -1,11 +1,11 @@
-//! What the auth node refuses, and that no refusal leaves a session behind (issue 3, acceptance 4).
+//! What the auth node refuses, and that no refusal leaves a session behind.
 
 mod support;
 
 use std::time::Duration;
 
 use serde_json::json;
-use support::{LocalNodes, authenticate, call, fill, login};
+use support::{Cluster, LocalNodes, authenticate, call, fill, login};
 
 async fn assert_error(got: (u16, serde_json::Value, http::HeaderMap), status: u16, message: &str) {
     let (s, v, h) = got;
@@ -17,7 +17,7 @@ async fn assert_error(got: (u16, serde_json::Value, http::HeaderMap), status: u1
 
 #[tokio::test]
 async fn wrong_credentials_and_codes_are_401_and_leave_nothing() {
-    let c = LocalNodes::new(1, "memory", true, "");
+    let c = LocalNodes::one();
     let node = &c.nodes[0];
     let (_, step, _) = call(node, &authenticate("ldapService"), &[], None).await;
     assert_error(
@@ -52,7 +52,7 @@ async fn wrong_credentials_and_codes_are_401_and_leave_nothing() {
 #[tokio::test]
 async fn a_replayed_auth_id_times_out_with_110_in_both_modes() {
     for mode in ["memory", "client"] {
-        let c = LocalNodes::new(1, mode, true, "");
+        let c = Cluster::new().active(["01"]).shared_sessions().auth("auth_sessions", mode).in_process();
         let node = &c.nodes[0];
         let (_, step, _) = call(node, &authenticate("mfa"), &[], None).await;
         let answered = fill(step, &["demo", "secret"]);
@@ -71,7 +71,12 @@ async fn a_replayed_auth_id_times_out_with_110_in_both_modes() {
 #[tokio::test(start_paused = true)]
 async fn an_expired_auth_session_times_out_with_110() {
     for mode in ["memory", "client"] {
-        let c = LocalNodes::new(1, mode, true, "auth_session_timeout_s = 60");
+        let c = Cluster::new()
+            .active(["01"])
+            .shared_sessions()
+            .auth("auth_sessions", mode)
+            .auth("auth_session_timeout_s", 60)
+            .in_process();
         let node = &c.nodes[0];
         let (_, step, _) = call(node, &authenticate("ldapService"), &[], None).await;
         tokio::time::advance(Duration::from_secs(61)).await;
@@ -84,7 +89,7 @@ async fn an_expired_auth_session_times_out_with_110() {
 
 #[tokio::test]
 async fn bad_auth_ids_bodies_and_indexes_are_400() {
-    let c = LocalNodes::new(1, "memory", true, "");
+    let c = LocalNodes::one();
     let node = &c.nodes[0];
     let (_, step, _) = call(node, &authenticate("ldapService"), &[], None).await;
     let auth_id = step["authId"].as_str().unwrap().to_string();
@@ -128,7 +133,7 @@ async fn bad_auth_ids_bodies_and_indexes_are_400() {
 
 #[tokio::test]
 async fn zero_page_login_and_sdk_style_continuations_work() {
-    let c = LocalNodes::new(1, "memory", true, "");
+    let c = LocalNodes::one();
     let node = &c.nodes[0];
     let (status, done, headers) = call(
         node,

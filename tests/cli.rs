@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
-use support::{TestBackend, TetherProcess, client, eventually, proxy_toml};
+use support::{CHECK_ERRORS, Cluster, TestBackend, TetherProcess, client, eventually};
 
 fn tether() -> Command {
     Command::new(env!("CARGO_BIN_EXE_tether"))
@@ -31,25 +31,7 @@ fn check_accepts_the_demo_config() {
 
 #[test]
 fn check_names_every_problem_with_its_line() {
-    let bad = r#"[proxy]
-listen = "127.0.0.1:8080"
-admin_listn = "127.0.0.1:9090"
-
-[[pool]]
-name = "am"
-  [[pool.backend]]
-  id = "01"
-  url = "http://127.0.0.1:8081"
-  [[pool.backend]]
-  id = "01"
-  url = "http://127.0.0.1:8082"
-
-[[route]]
-path_prefix = "/"
-pool = "missing"
-"#;
-    let path = scratch("bad", bad);
-    let out = tether().args(["check", "-c"]).arg(&path).output().unwrap();
+    let out = tether().args(["check", "-c", CHECK_ERRORS]).output().unwrap();
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("line 3: `proxy.admin_listn`: unknown field `admin_listn`"), "{err}");
@@ -75,7 +57,7 @@ fn help_and_version_work_on_every_command() {
 #[tokio::test]
 async fn sigterm_finishes_the_slow_response_refuses_new_connections_and_exits_0() {
     let node = TestBackend::start("01").await;
-    let path = scratch("drain", &proxy_toml(&[&node], &[], "", None));
+    let path = scratch("drain", &Cluster::of(&[&node]).toml());
     let mut tether = TetherProcess::spawn(&["run", "-c", path.to_str().unwrap()]).await;
     let listen = tether.listen();
 

@@ -1,4 +1,4 @@
-//! Health checks and active/passive failover (issue 5): nodes leave and rejoin on rise/fall, traffic
+//! Health checks and active/passive failover: nodes leave and rejoin on rise/fall, traffic
 //! survives a kill, pinned clients are redispatched (or refused when strict), passive nodes take over
 //! and hand back per `failback`, drain and maint, readiness.
 
@@ -10,8 +10,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 use support::{
-    BackendOptions, FAST_CHECKS, Journey, ProxyHandle, TestBackend, auth_toml, backend_status, client,
-    cluster_toml, eventually, proxy_toml, served_by,
+    BackendOptions, Cluster, Journey, ProxyHandle, TestBackend, backend_status, client, eventually, served_by,
 };
 
 async fn wait_health(proxy: &ProxyHandle, id: &str, health: &str) -> Value {
@@ -32,7 +31,7 @@ async fn admin_post(proxy: &ProxyHandle, path: &str) -> reqwest::Response {
 async fn a_dead_listener_goes_down_after_fall_checks_and_returns_after_rise() {
     let a = TestBackend::start("01").await;
     let b = TestBackend::start("02").await;
-    let proxy = ProxyHandle::start(&proxy_toml(&[&a, &b], &[], FAST_CHECKS, None)).await;
+    let proxy = Cluster::of(&[&a, &b]).fast_checks().start().await;
     eventually("checks are running", Duration::from_secs(10), async || {
         backend_status(&proxy, "01").await["checks"].as_u64() > Some(0)
     })
@@ -41,7 +40,7 @@ async fn a_dead_listener_goes_down_after_fall_checks_and_returns_after_rise() {
     let addr = a.addr;
     a.shutdown();
     let before = backend_status(&proxy, "01").await["checks"].as_u64().unwrap();
-    let started = std::time::Instant::now();
+    let started = tokio::time::Instant::now();
     let down = wait_health(&proxy, "01", "down").await;
     let checks = down["checks"].as_u64().unwrap() - before;
     println!("marked down after {checks} failed checks, {} ms after the kill", started.elapsed().as_millis());
@@ -60,7 +59,7 @@ async fn a_dead_listener_goes_down_after_fall_checks_and_returns_after_rise() {
 async fn killing_an_active_node_under_load_fails_no_request() {
     let a = TestBackend::start("01").await;
     let b = TestBackend::start("02").await;
-    let proxy = Arc::new(ProxyHandle::start(&proxy_toml(&[&a, &b], &[], FAST_CHECKS, None)).await);
+    let proxy = Arc::new(Cluster::of(&[&a, &b]).fast_checks().start().await);
     let stop = Arc::new(AtomicBool::new(false));
     let (sent, failed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
     let workers: Vec<_> = (0..4)
@@ -105,9 +104,8 @@ async fn killing_an_active_node_under_load_fails_no_request() {
 async fn a_client_pinned_to_a_dead_node_is_moved_or_refused_when_strict() {
     let a = TestBackend::start("01").await;
     let b = TestBackend::start("02").await;
-    let redispatch = ProxyHandle::start(&proxy_toml(&[&a, &b], &[], FAST_CHECKS, None)).await;
-    let strict_toml = proxy_toml(&[&a, &b], &[], &format!("on_down = \"strict\"\n{FAST_CHECKS}"), None);
-    let strict = ProxyHandle::start(&strict_toml).await;
+    let redispatch = Cluster::of(&[&a, &b]).fast_checks().start().await;
+    let strict = Cluster::of(&[&a, &b]).affinity("on_down", "strict").fast_checks().start().await;
     a.shutdown();
     wait_health(&redispatch, "01", "down").await;
     wait_health(&strict, "01", "down").await;
@@ -127,21 +125,21 @@ async fn a_client_pinned_to_a_dead_node_is_moved_or_refused_when_strict() {
 }
 
 async fn cluster_with_failback(failback: &str) -> ProxyHandle {
-    let affinity = format!("failback = \"{failback}\"\n{FAST_CHECKS}");
-    ProxyHandle::start(&cluster_toml(&["01", "02", "03!"], &affinity, &auth_toml("memory", "local", "")))
+    Cluster::new()
+        .active(["01", "02"])
+        .passive("03")
+        .affinity("failback", failback)
+        .fast_checks()
+        .start()
         .await
-}
-
-fn node(proxy: &ProxyHandle, id: &str) -> Arc<tether::auth::AuthNode> {
-    proxy.nodes.iter().find(|n| n.node.id().as_str() == id).unwrap().node.clone()
 }
 
 #[tokio::test]
 async fn with_both_actives_down_logins_complete_on_the_passive_node_and_failback_decides_after() {
     for failback in ["sticky", "primary"] {
         let proxy = cluster_with_failback(failback).await;
-        node(&proxy, "01").set_ready(false);
-        node(&proxy, "02").set_ready(false);
+        proxy.node("01").set_ready(false);
+        proxy.node("02").set_ready(false);
         wait_health(&proxy, "01", "down").await;
         wait_health(&proxy, "02", "down").await;
 
@@ -153,7 +151,7 @@ async fn with_both_actives_down_logins_complete_on_the_passive_node_and_failback
         let mut journey = Journey::new(proxy.url(""), true);
         let (_, step) = journey.start("mfa").await;
         assert_eq!(journey.cookies["amlbcookie"], "03");
-        node(&proxy, "01").set_ready(true);
+        proxy.node("01").set_ready(true);
         wait_health(&proxy, "01", "up").await;
         let (status, answer) = journey.answer("mfa", step, &["demo", "secret"]).await;
         if failback == "sticky" {
@@ -179,7 +177,7 @@ async fn with_both_actives_down_logins_complete_on_the_passive_node_and_failback
 async fn drain_keeps_pinned_clients_until_its_deadline_and_maint_takes_everything() {
     let a = TestBackend::start("01").await;
     let b = TestBackend::start("02").await;
-    let proxy = ProxyHandle::start(&proxy_toml(&[&a, &b], &[], FAST_CHECKS, None)).await;
+    let proxy = Cluster::of(&[&a, &b]).fast_checks().start().await;
     let http = client();
     let pinned = async |proxy: &ProxyHandle| {
         served_by(http.get(proxy.url("/x")).header("cookie", "amlbcookie=01").send().await.unwrap()).await
@@ -221,7 +219,7 @@ async fn drain_keeps_pinned_clients_until_its_deadline_and_maint_takes_everythin
 #[tokio::test]
 async fn readyz_is_503_with_the_down_list_while_a_pool_has_no_node_and_200_after() {
     let a = TestBackend::start("01").await;
-    let proxy = ProxyHandle::start(&proxy_toml(&[&a], &[], FAST_CHECKS, None)).await;
+    let proxy = Cluster::of(&[&a]).fast_checks().start().await;
     let addr = a.addr;
     assert_eq!(client().get(proxy.admin_url("/readyz")).send().await.unwrap().status(), 200);
     a.shutdown();

@@ -7,11 +7,12 @@
 mod support;
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use support::{ProxyHandle, backends_toml, client};
+use parking_lot::Mutex;
+use support::{Cluster, ProxyHandle, client};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Notify;
@@ -79,12 +80,12 @@ impl RawNode {
     }
 
     fn heads(&self) -> Vec<String> {
-        self.heads.lock().unwrap().clone()
+        self.heads.lock().clone()
     }
 
     /// A proxy with this node alone behind it.
     async fn proxy(&self) -> ProxyHandle {
-        ProxyHandle::start(&toml_for(self.addr, "")).await
+        in_front_of(self.addr).start().await
     }
 }
 
@@ -109,7 +110,7 @@ async fn serve_raw(
             counted = true;
             connections.fetch_add(1, Ordering::SeqCst);
         }
-        heads.lock().unwrap().push(head.clone());
+        heads.lock().push(head.clone());
         match script(method, target, &body) {
             Reply::Bytes(bytes) => stream.write_all(&bytes).await?,
             Reply::BytesThenClose(bytes) => {
@@ -332,11 +333,7 @@ async fn an_idle_keep_alive_connection_is_closed_after_the_header_timeout() {
     let node =
         RawNode::start(|_, _, _| Reply::Bytes(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok".to_vec()))
             .await;
-    let toml = format!(
-        "[proxy]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\nrequest_header_timeout_ms = 200\n\n[[pool]]\nname = \"am\"\n{}\n[[route]]\npath_prefix = \"/\"\npool = \"am\"\n",
-        backends_toml(&[("01", format!("http://{}", node.addr), "active")]),
-    );
-    let proxy = ProxyHandle::start(&toml).await;
+    let proxy = in_front_of(node.addr).proxy("request_header_timeout_ms", 200).start().await;
     let mut conn = TcpStream::connect(proxy.addr).await.unwrap();
     conn.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
     let head = String::from_utf8(read_head(&mut conn).await).unwrap();
@@ -349,12 +346,9 @@ async fn an_idle_keep_alive_connection_is_closed_after_the_header_timeout() {
     assert!(matches!(closed, Ok(0) | Err(_)), "{closed:?}");
 }
 
-/// A proxy config with the node at `addr` alone behind it, and extra `[proxy]` lines.
-fn toml_for(addr: SocketAddr, proxy_lines: &str) -> String {
-    format!(
-        "[proxy]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n{proxy_lines}\n\n[[pool]]\nname = \"am\"\n{}\n[[route]]\npath_prefix = \"/\"\npool = \"am\"\n",
-        backends_toml(&[("01", format!("http://{addr}"), "active")]),
-    )
+/// The proxy config with the node at `addr` alone behind it, as `01`.
+fn in_front_of(addr: SocketAddr) -> Cluster {
+    Cluster::of(&[]).backend_at(0, "01", &format!("http://{addr}"), "active")
 }
 
 #[tokio::test]
@@ -363,11 +357,11 @@ async fn an_answer_slower_than_the_header_timeout_but_within_the_response_timeou
     let node =
         RawNode::start(|_, _, _| Reply::Held(b"HTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\nslow".to_vec()))
             .await;
-    let proxy = ProxyHandle::start(&toml_for(
-        node.addr,
-        "request_header_timeout_ms = 200\nresponse_timeout_ms = 10000",
-    ))
-    .await;
+    let proxy = in_front_of(node.addr)
+        .proxy("request_header_timeout_ms", 200)
+        .proxy("response_timeout_ms", 10000)
+        .start()
+        .await;
     let url = proxy.url("/");
     let request = tokio::spawn(async move { client().get(url).send().await });
     support::eventually("the node has the request", Duration::from_secs(5), async || node.heads().len() == 1)
@@ -389,7 +383,7 @@ async fn shutdown_closes_idle_keep_alive_connections_at_once() {
         RawNode::start(|_, _, _| Reply::Bytes(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok".to_vec()))
             .await;
     // A grace period far longer than the test's deadline: only closing the idle connection ends the drain.
-    let proxy = ProxyHandle::start(&toml_for(node.addr, "shutdown_grace_s = 120")).await;
+    let proxy = in_front_of(node.addr).proxy("shutdown_grace_s", 120).start().await;
     let mut conn = TcpStream::connect(proxy.addr).await.unwrap();
     conn.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
     assert!(String::from_utf8(read_head(&mut conn).await).unwrap().starts_with("HTTP/1.1 200"));

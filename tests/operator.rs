@@ -1,14 +1,11 @@
-//! The operator's view (issue 7): exact metrics after a scripted mix of requests, the access line of a
+//! The operator's view: exact metrics after a scripted mix of requests, the access line of a
 //! redispatched request, and the admin token.
 
 mod support;
 
 use std::collections::BTreeMap;
 
-use support::{
-    Journey, ProxyHandle, TestBackend, TetherProcess, auth_toml, backends_toml, client, cluster_toml,
-    eventually, proxy_toml,
-};
+use support::{Cluster, Journey, METRICS, ProxyHandle, TestBackend, TetherProcess, client, eventually};
 
 /// Parses Prometheus/OpenMetrics text into `(name, labels) → value`.
 fn parse(text: &str) -> Vec<(String, BTreeMap<String, String>, f64)> {
@@ -62,14 +59,13 @@ async fn metrics_count_exactly_what_was_sent() {
         .await;
     }
     // Passive detection only (checks an hour apart), fall = 1: the first refusal takes a node out.
-    let health = "[pool.health]\ninterval_ms = 3600000\nfall = 1";
-    let toml = format!(
-        "[proxy]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n[[pool]]\nname = \"am\"\n{health}\n{}\n[[pool]]\nname = \"dead\"\n{health}\n{}\n\
-         [[route]]\npath_prefix = \"/console\"\nstatus = 403\n[[route]]\npath_prefix = \"/dead/\"\npool = \"dead\"\n[[route]]\npath_prefix = \"/am/\"\npool = \"am\"\n",
-        backends_toml(&[("01", a.url(), "active"), ("02", b.url(), "active"), ("03", dead_url, "active")]),
-        backends_toml(&[("04", alone_url, "active")]),
-    );
-    let proxy = ProxyHandle::start(&toml).await;
+    let proxy = Cluster::fixture(METRICS)
+        .backend_at(0, "01", &a.url(), "active")
+        .backend_at(0, "02", &b.url(), "active")
+        .backend_at(0, "03", &dead_url, "active")
+        .backend_at(1, "04", &alone_url, "active")
+        .start()
+        .await;
     let http = client();
     let get = async |path: &str, cookie: Option<&str>| {
         let mut r = http.get(proxy.url(path));
@@ -137,7 +133,7 @@ async fn metrics_count_exactly_what_was_sent() {
 
 #[tokio::test]
 async fn auth_node_counters_are_exported() {
-    let proxy = ProxyHandle::start(&cluster_toml(&["01"], "", &auth_toml("memory", "shared", ""))).await;
+    let proxy = Cluster::new().active(["01"]).shared_sessions().start().await;
     let mut ok = Journey::new(proxy.url(""), true);
     ok.mfa_login("secret").await;
     let mut bad = Journey::new(proxy.url(""), true);
@@ -163,8 +159,7 @@ async fn the_access_line_of_a_redispatch_names_both_nodes_and_the_hint() {
         std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("access-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join("proxy.toml");
-    std::fs::write(&file, proxy_toml(&[&a, &b], &[], "[pool.health]\ninterval_ms = 3600000\nfall = 1", None))
-        .unwrap();
+    std::fs::write(&file, Cluster::of(&[&a, &b]).passive_checks().toml()).unwrap();
     let mut tether = TetherProcess::spawn(&["run", "-c", file.to_str().unwrap()]).await;
     a.shutdown();
     eventually("01 refuses", std::time::Duration::from_secs(5), async || {
@@ -196,12 +191,7 @@ async fn the_access_line_of_a_redispatch_names_both_nodes_and_the_hint() {
 #[tokio::test]
 async fn with_an_admin_token_posts_without_it_are_refused_and_change_nothing() {
     let a = TestBackend::start("01").await;
-    let toml = proxy_toml(&[&a], &[], "", None).replacen(
-        "admin_listen = \"127.0.0.1:0\"\n",
-        "admin_listen = \"127.0.0.1:0\"\nadmin_token = \"s3cret-token-0123456789\"\n",
-        1,
-    );
-    let proxy = ProxyHandle::start(&toml).await;
+    let proxy = Cluster::of(&[&a]).proxy("admin_token", "s3cret-token-0123456789").start().await;
     let http = client();
     let admin_state = async || {
         let v: serde_json::Value =
@@ -250,9 +240,7 @@ async fn with_an_admin_token_posts_without_it_are_refused_and_change_nothing() {
 async fn status_json_shows_a_kill_at_the_next_check_and_a_drain_at_once() {
     let a = TestBackend::start("01").await;
     let b = TestBackend::start("02").await;
-    let proxy =
-        ProxyHandle::start(&proxy_toml(&[&a, &b], &[], "[pool.health]\ninterval_ms = 100\nfall = 3", None))
-            .await;
+    let proxy = Cluster::of(&[&a, &b]).health("interval_ms", 100).health("fall", 3).start().await;
     let http = client();
     let row = async |id: &str| {
         let v: serde_json::Value =

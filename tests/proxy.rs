@@ -1,24 +1,26 @@
 //! The proxy core over real sockets: stickiness on the affinity cookie, cookie insertion, bad cookies,
-//! header hygiene, routes and the connect-failure retry (issue 2).
+//! header hygiene, routes and the connect-failure retry.
 
 mod support;
 
 use std::collections::HashMap;
 
-use support::{BackendOptions, ProxyHandle, TestBackend, client, h2c_client, proxy_toml, served_by};
+use support::{
+    BackendHandle, BackendOptions, Cluster, TWO_POOLS, TestBackend, client, h2c_client, served_by,
+};
 
-async fn three_nodes() -> (Vec<support::BackendHandle>, String) {
+/// Test backends 01 and 02 active and 03 passive, and the proxy config in front of them.
+async fn three_nodes() -> (Vec<BackendHandle>, Cluster) {
     let nodes =
         vec![TestBackend::start("01").await, TestBackend::start("02").await, TestBackend::start("03").await];
-    let refs: Vec<&support::BackendHandle> = nodes.iter().collect();
-    let toml = proxy_toml(&refs, &["03"], "", None);
-    (nodes, toml)
+    let cluster = Cluster::of(&[&nodes[0], &nodes[1]]).passive_backend(&nodes[2]);
+    (nodes, cluster)
 }
 
 #[tokio::test]
 async fn cookie_pins_every_request_and_cookieless_ones_spread_over_actives_only() {
-    let (nodes, toml) = three_nodes().await;
-    let proxy = ProxyHandle::start(&toml).await;
+    let (nodes, cluster) = three_nodes().await;
+    let proxy = cluster.start().await;
     let http = client();
     for _ in 0..200 {
         let resp = http.get(proxy.url("/am/json/x")).header("cookie", "amlbcookie=02").send().await.unwrap();
@@ -37,8 +39,8 @@ async fn cookie_pins_every_request_and_cookieless_ones_spread_over_actives_only(
 
 #[tokio::test]
 async fn h2c_requests_are_pinned_and_forwarded_as_http1() {
-    let (_nodes, toml) = three_nodes().await;
-    let proxy = ProxyHandle::start(&toml).await;
+    let (_nodes, cluster) = three_nodes().await;
+    let proxy = cluster.start().await;
     let resp = h2c_client().get(proxy.url("/x")).header("cookie", "amlbcookie=01").send().await.unwrap();
     assert_eq!(resp.version(), http::Version::HTTP_2);
     let v: serde_json::Value = resp.json().await.unwrap();
@@ -54,9 +56,15 @@ async fn h2c_requests_are_pinned_and_forwarded_as_http1() {
 #[tokio::test]
 async fn insert_mode_sets_exactly_one_cookie_with_the_configured_attributes() {
     let nodes = [TestBackend::start("01").await, TestBackend::start("02").await];
-    let refs: Vec<&support::BackendHandle> = nodes.iter().collect();
-    let affinity = "mode = \"insert\"\npath = \"/am\"\nhttp_only = true\nsecure = true\nsame_site = \"Strict\"\ndomain = \"example.test\"";
-    let proxy = ProxyHandle::start(&proxy_toml(&refs, &[], affinity, None)).await;
+    let proxy = Cluster::of(&[&nodes[0], &nodes[1]])
+        .affinity("mode", "insert")
+        .affinity("path", "/am")
+        .affinity("http_only", true)
+        .affinity("secure", true)
+        .affinity("same_site", "Strict")
+        .affinity("domain", "example.test")
+        .start()
+        .await;
     let http = client();
 
     let resp = http.get(proxy.url("/am/json/x")).send().await.unwrap();
@@ -95,8 +103,7 @@ async fn a_node_that_sets_the_cookie_itself_gets_no_second_one() {
     )
     .await;
     for mode in ["insert", "observe"] {
-        let toml = proxy_toml(&[&n1, &n2], &[], &format!("mode = \"{mode}\""), None);
-        let proxy = ProxyHandle::start(&toml).await;
+        let proxy = Cluster::of(&[&n1, &n2]).affinity("mode", mode).start().await;
         let http = client();
         let resp = http.get(proxy.url("/")).send().await.unwrap();
         let cookies: Vec<_> = resp.headers().get_all("set-cookie").iter().cloned().collect();
@@ -115,16 +122,16 @@ async fn a_node_that_sets_the_cookie_itself_gets_no_second_one() {
 
 #[tokio::test]
 async fn observe_mode_leaves_cookieless_answers_alone() {
-    let (_nodes, toml) = three_nodes().await;
-    let proxy = ProxyHandle::start(&toml).await;
+    let (_nodes, cluster) = three_nodes().await;
+    let proxy = cluster.start().await;
     let resp = client().get(proxy.url("/")).send().await.unwrap();
     assert!(resp.headers().get("set-cookie").is_none());
 }
 
 #[tokio::test]
 async fn malformed_and_unknown_cookies_are_treated_as_no_cookie() {
-    let (_nodes, toml) = three_nodes().await;
-    let proxy = ProxyHandle::start(&toml).await;
+    let (_nodes, cluster) = three_nodes().await;
+    let proxy = cluster.start().await;
     let http = client();
     let long = "7".repeat(8 * 1024);
     let values: Vec<Vec<u8>> = vec![
@@ -166,7 +173,7 @@ async fn hop_by_hop_headers_are_stripped_both_ways_and_forwarding_headers_added(
         },
     )
     .await;
-    let proxy = ProxyHandle::start(&proxy_toml(&[&node], &[], "", None)).await;
+    let proxy = Cluster::of(&[&node]).start().await;
     let resp = client()
         .get(proxy.url("/"))
         .header("connection", "x-client-secret")
@@ -197,39 +204,13 @@ async fn hop_by_hop_headers_are_stripped_both_ways_and_forwarding_headers_added(
 async fn routes_first_match_wins_with_host_method_and_status() {
     let a = TestBackend::start("01").await;
     let b = TestBackend::start("02").await;
-    let toml = format!(
-        r#"
-[proxy]
-listen = "127.0.0.1:0"
-admin_listen = "127.0.0.1:0"
-[[pool]]
-name = "a"
-  [[pool.backend]]
-  id = "01"
-  url = "{}"
-[[pool]]
-name = "b"
-  [[pool.backend]]
-  id = "02"
-  url = "{}"
-[[route]]
-path_prefix = "/am/console"
-status = 403
-[[route]]
-host = "b.example"
-pool = "b"
-[[route]]
-path_prefix = "/am/"
-methods = ["POST"]
-pool = "b"
-[[route]]
-path_prefix = "/am/"
-pool = "a"
-"#,
-        a.url(),
-        b.url()
+    let cluster = Cluster::fixture(TWO_POOLS).backend_at(0, "01", &a.url(), "active").backend_at(
+        1,
+        "02",
+        &b.url(),
+        "active",
     );
-    let proxy = ProxyHandle::start(&toml).await;
+    let proxy = cluster.start().await;
     let http = client();
 
     let resp = http.get(proxy.url("/am/console/x")).header("host", "b.example").send().await.unwrap();
@@ -255,13 +236,13 @@ pool = "a"
 async fn a_refused_connection_is_retried_once_on_another_node() {
     let dead = TestBackend::start("01").await;
     let live = TestBackend::start("02").await;
-    let toml = proxy_toml(&[&dead, &live], &[], "", None);
+    let cluster = Cluster::of(&[&dead, &live]);
     dead.shutdown();
     support::eventually("the dead node refuses connections", std::time::Duration::from_secs(5), async || {
         tokio::net::TcpStream::connect(dead.addr).await.is_err()
     })
     .await;
-    let proxy = ProxyHandle::start(&toml).await;
+    let proxy = cluster.start().await;
     let http = client();
     // Pinned to the dead node: the first attempt goes there, is refused, and is retried.
     let resp = http.get(proxy.url("/x")).header("cookie", "amlbcookie=01").send().await.unwrap();
@@ -288,13 +269,13 @@ async fn a_refused_connection_is_retried_once_on_another_node() {
 #[tokio::test]
 async fn all_nodes_refusing_is_a_502_in_am_shape() {
     let dead = TestBackend::start("01").await;
-    let toml = proxy_toml(&[&dead], &[], "[pool.health]\nfall = 1\ninterval_ms = 3600000", None);
+    let cluster = Cluster::of(&[&dead]).passive_checks();
     dead.shutdown();
     support::eventually("the node refuses connections", std::time::Duration::from_secs(5), async || {
         tokio::net::TcpStream::connect(dead.addr).await.is_err()
     })
     .await;
-    let proxy = ProxyHandle::start(&toml).await;
+    let proxy = cluster.start().await;
     let resp = client().get(proxy.url("/")).send().await.unwrap();
     assert_eq!(resp.status(), 502);
     assert_eq!(resp.headers()["content-type"], "application/json");
@@ -306,7 +287,7 @@ async fn all_nodes_refusing_is_a_502_in_am_shape() {
 #[tokio::test]
 async fn readyz_reports_pools_without_a_node_and_healthz_stays_up() {
     let node = TestBackend::start("01").await;
-    let proxy = ProxyHandle::start(&proxy_toml(&[&node], &[], "[pool.health]\nfall = 1", None)).await;
+    let proxy = Cluster::of(&[&node]).health("fall", 1).start().await;
     let http = client();
     assert_eq!(http.get(proxy.admin_url("/healthz")).send().await.unwrap().status(), 200);
     let ready = http.get(proxy.admin_url("/readyz")).send().await.unwrap();
@@ -332,12 +313,7 @@ async fn readyz_reports_pools_without_a_node_and_healthz_stays_up() {
 #[tokio::test]
 async fn a_node_that_sends_no_headers_in_time_is_a_504() {
     let node = TestBackend::start("01").await;
-    let toml = proxy_toml(&[&node], &[], "", None).replacen(
-        "admin_listen = \"127.0.0.1:0\"\n",
-        "admin_listen = \"127.0.0.1:0\"\nresponse_timeout_ms = 200\n",
-        1,
-    );
-    let proxy = ProxyHandle::start(&toml).await;
+    let proxy = Cluster::of(&[&node]).proxy("response_timeout_ms", 200).start().await;
     let resp = client().get(proxy.url("/slow")).send().await.unwrap();
     assert_eq!(resp.status(), 504);
     assert_eq!(resp.headers()["content-type"], "application/json");
@@ -352,7 +328,7 @@ async fn a_node_dying_mid_request_fails_a_post_but_retries_a_get() {
     for (method, want) in [(reqwest::Method::POST, 502), (reqwest::Method::GET, 200)] {
         let dying = TestBackend::start("01").await;
         let other = TestBackend::start("02").await;
-        let proxy = ProxyHandle::start(&proxy_toml(&[&dying, &other], &[], "", None)).await;
+        let proxy = Cluster::of(&[&dying, &other]).start().await;
         let req = client()
             .request(method.clone(), proxy.url("/slow"))
             .header("cookie", "amlbcookie=01")
@@ -389,12 +365,7 @@ async fn a_node_dying_mid_request_fails_a_post_but_retries_a_get() {
 async fn a_json_body_trickling_in_is_cut_off_with_a_408() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let node = TestBackend::start("01").await;
-    let toml = proxy_toml(&[&node], &[], "", None).replacen(
-        "admin_listen = \"127.0.0.1:0\"\n",
-        "admin_listen = \"127.0.0.1:0\"\nrequest_header_timeout_ms = 200\n",
-        1,
-    );
-    let proxy = ProxyHandle::start(&toml).await;
+    let proxy = Cluster::of(&[&node]).proxy("request_header_timeout_ms", 200).start().await;
     let mut conn = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
     // Headers promise 100 bytes of JSON; only a few arrive, then nothing.
     let head = "POST /am/json/authenticate HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"authId\":";

@@ -1,4 +1,4 @@
-//! Session quotas that can never be overrun (issue 4): each exhaustion action, the cross-node race,
+//! Session quotas that can never be overrun: each exhaustion action, the cross-node race,
 //! idle sessions not counting, per-user overrides.
 
 mod support;
@@ -7,16 +7,18 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use support::{LocalNodes, auth_toml, cheap_hash, is_valid, login, try_login};
+use support::{Cluster, is_valid, login, try_login};
 
-fn quota(limit: u32, action: &str) -> String {
-    format!("[auth.quota]\nenabled = true\nlimit = {limit}\nexhaustion_action = \"{action}\"\n")
+/// Nodes 01, 02, … (`count` of them) over one session store, with a quota of `limit` per user.
+fn quota(count: usize, limit: i64, action: &str) -> Cluster {
+    let ids: Vec<String> = (1..=count).map(|i| format!("{i:02}")).collect();
+    Cluster::new().active(ids.iter().map(String::as_str)).shared_sessions().quota(limit, action)
 }
 
 /// Logins t1..t3 a minute apart, then t1 is used again, so t1 is the oldest session but t2 has the least
 /// time left. Returns which of t1..t4 validate after a fourth login, and the fourth login's status.
 async fn fourth_login(action: &str) -> ([bool; 4], u16) {
-    let c = LocalNodes::with_auth(1, true, &auth_toml("memory", "shared", &quota(3, action)));
+    let c = quota(1, 3, action).in_process();
     let node = &c.nodes[0];
     let mut tokens = Vec::new();
     for _ in 0..3 {
@@ -49,7 +51,7 @@ async fn each_action_decides_which_sessions_survive_a_fourth_login() {
 
 #[tokio::test(start_paused = true)]
 async fn deny_access_answers_am_message_and_leaves_no_session() {
-    let c = LocalNodes::with_auth(1, true, &auth_toml("memory", "shared", &quota(1, "DENY_ACCESS")));
+    let c = quota(1, 1, "DENY_ACCESS").in_process();
     let node = &c.nodes[0];
     login(node).await;
     let (status, v) = try_login(node, "demo", "secret").await;
@@ -61,7 +63,7 @@ async fn deny_access_answers_am_message_and_leaves_no_session() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_logins_across_three_nodes_never_overrun_the_limit() {
     for action in ["DENY_ACCESS", "DESTROY_NEXT_EXPIRING", "DESTROY_OLDEST_SESSION", "DESTROY_OLD_SESSIONS"] {
-        let c = Arc::new(LocalNodes::with_auth(3, true, &auth_toml("memory", "shared", &quota(2, action))));
+        let c = Arc::new(quota(3, 2, action).in_process());
         let done = Arc::new(AtomicBool::new(false));
         let samples = Arc::new(AtomicUsize::new(0));
         let sampler = {
@@ -109,8 +111,7 @@ async fn concurrent_logins_across_three_nodes_never_overrun_the_limit() {
 
 #[tokio::test(start_paused = true)]
 async fn a_session_past_its_idle_time_does_not_count() {
-    let extra = format!("max_idle_time_min = 5\n{}", quota(1, "DENY_ACCESS"));
-    let c = LocalNodes::with_auth(1, true, &auth_toml("memory", "shared", &extra));
+    let c = quota(1, 1, "DENY_ACCESS").auth("max_idle_time_min", 5).in_process();
     let node = &c.nodes[0];
     let old = login(node).await;
     assert_eq!(try_login(node, "demo", "secret").await.0, 401, "the live session counts");
@@ -126,11 +127,7 @@ async fn a_session_past_its_idle_time_does_not_count() {
 
 #[tokio::test]
 async fn per_user_override_beats_the_global_limit_and_off_means_no_limit() {
-    let vip = format!(
-        "\n  [[auth.user]]\n  username = \"vip\"\n  password = \"{}\"\n  session_quota = 3\n",
-        cheap_hash("secret")
-    );
-    let c = LocalNodes::with_auth(1, true, &(auth_toml("memory", "shared", &quota(1, "DENY_ACCESS")) + &vip));
+    let c = quota(1, 1, "DENY_ACCESS").user("vip", &[("session_quota", 3.into())]).in_process();
     let node = &c.nodes[0];
     for _ in 0..3 {
         assert_eq!(try_login(node, "vip", "secret").await.0, 200);
@@ -139,8 +136,8 @@ async fn per_user_override_beats_the_global_limit_and_off_means_no_limit() {
     assert_eq!(try_login(node, "demo", "secret").await.0, 200);
     assert_eq!(try_login(node, "demo", "secret").await.0, 401);
 
-    let off = "[auth.quota]\nenabled = false\nlimit = 1\n";
-    let c = LocalNodes::with_auth(1, true, &auth_toml("memory", "shared", off));
+    let off = Cluster::new().active(["01"]).shared_sessions().auth("quota.enabled", false);
+    let c = off.auth("quota.limit", 1).in_process();
     for _ in 0..20 {
         assert_eq!(try_login(&c.nodes[0], "demo", "secret").await.0, 200);
     }

@@ -1,4 +1,4 @@
-//! Live reload (issue 6): SIGHUP applies a new route without dropping a concurrent stream of requests;
+//! Live reload: SIGHUP applies a new route without dropping a concurrent stream of requests;
 //! an invalid file changes nothing and `POST /reload` names the problem.
 
 mod support;
@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use support::{TestBackend, TetherProcess, client, eventually, proxy_toml};
+use support::{Cluster, TestBackend, TetherProcess, client, eventually};
 
 fn write(path: &std::path::Path, text: &str) {
     // Write then rename, so a reload never reads a half-written file.
@@ -23,9 +23,8 @@ async fn sighup_adds_a_route_without_dropping_requests_and_bad_files_change_noth
         std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("reload-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join("proxy.toml");
-    let routes = "[[route]]\npath_prefix = \"/a/\"\npool = \"am\"\n";
-    let v1 = proxy_toml(&[&node], &[], "", Some(routes));
-    write(&file, &v1);
+    let v1 = Cluster::of(&[&node]).only_route("/a/", "am");
+    write(&file, &v1.toml());
     let mut tether = TetherProcess::spawn(&["run", "-c", file.to_str().unwrap()]).await;
     let (public, admin) = (format!("http://{}", tether.listen()), format!("http://{}", tether.admin()));
     let http = client();
@@ -53,7 +52,7 @@ async fn sighup_adds_a_route_without_dropping_requests_and_bad_files_change_noth
     eventually("the stream is flowing", Duration::from_secs(10), async || sent.load(Ordering::SeqCst) > 20)
         .await;
 
-    write(&file, &format!("{v1}[[route]]\npath_prefix = \"/b/\"\nstatus = 403\n"));
+    write(&file, &v1.clone().status_route("/b/", 403).toml());
     tether.signal("HUP");
     tether.wait_log("config reloaded").await;
     assert_eq!(
@@ -76,7 +75,7 @@ async fn sighup_adds_a_route_without_dropping_requests_and_bad_files_change_noth
     assert_eq!(status["pools"][0]["backends"][0]["admin"], "drain", "node state survives a reload of its ID");
 
     // An invalid file: nothing changes, and the answer names the problem.
-    write(&file, &v1.replace("name = \"am\"", "name = \"am\"\nbalanse = \"least-conn\""));
+    write(&file, &v1.clone().set("pool.0.balanse", "least-conn").toml());
     let resp = http.post(format!("{admin}/reload")).send().await.unwrap();
     assert_eq!(resp.status(), 400);
     let body: serde_json::Value = resp.json().await.unwrap();
@@ -91,7 +90,7 @@ async fn sighup_adds_a_route_without_dropping_requests_and_bad_files_change_noth
     tether.wait_log("the running config is unchanged").await;
 
     // Settings bound at start are refused by name, not half-applied.
-    write(&file, &v1.replace("listen = \"127.0.0.1:0\"\n", "listen = \"127.0.0.1:1\"\n"));
+    write(&file, &v1.clone().proxy("listen", "127.0.0.1:1").toml());
     let resp = http.post(format!("{admin}/reload")).send().await.unwrap();
     assert_eq!(resp.status(), 400);
     let body: serde_json::Value = resp.json().await.unwrap();

@@ -1,4 +1,4 @@
-//! SPEC 5.7: the official ForgeRock JavaScript SDK (`@forgerock/javascript-sdk`, pinned in
+//! The official ForgeRock JavaScript SDK (`@forgerock/javascript-sdk`, pinned in
 //! `tests/sdk/package.json`) completes a login through tether unmodified, from Node and in a browser.
 //!
 //! Each test starts three embedded nodes (01 and 02 active, 03 passive) with in-memory journeys and
@@ -23,7 +23,7 @@ use std::time::Duration;
 use tokio::sync::mpsc::{UnboundedReceiver, unbounded_channel};
 use tokio::time::{Instant, timeout_at};
 
-use support::{Journey, ProxyHandle, TOTP_SECRET, auth_toml, cluster_toml};
+use support::{Cluster, Journey, TOTP_SECRET};
 
 /// Time a script gets to print its token, and then to finish.
 const DEADLINE: Duration = Duration::from_secs(60);
@@ -199,8 +199,7 @@ async fn sdk_login(run: Run) {
             return;
         }
     };
-    let proxy =
-        ProxyHandle::start(&cluster_toml(&["01", "02", "03!"], "", &auth_toml("memory", "local", ""))).await;
+    let proxy = Cluster::new().active(["01", "02"]).passive("03").start().await;
     let base = proxy.url("");
     println!("[{}] {} against {base}", run.label(), run.script());
     let mut script = Script::spawn(&node, &root, run, &base, &chromium);

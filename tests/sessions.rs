@@ -1,17 +1,27 @@
-//! The sessions endpoint and session lifetimes (issue 3, acceptance 5): token from query, header and
+//! The sessions endpoint and session lifetimes: token from query, header and
 //! cookie; idle and maximum expiry on paused time.
 
 mod support;
 
 use std::time::Duration;
 
-use support::{LocalNodes, call, login};
+use support::{Cluster, LocalNodes, call, login};
 
 const SESSIONS: &str = "/am/json/realms/root/sessions";
 
+/// One node whose sessions idle out after `idle` minutes and end after `max` minutes.
+fn sessions_of(idle: i64, max: i64) -> LocalNodes {
+    Cluster::new()
+        .active(["01"])
+        .shared_sessions()
+        .auth("max_idle_time_min", idle)
+        .auth("max_session_time_min", max)
+        .in_process()
+}
+
 #[tokio::test]
 async fn every_action_takes_the_token_from_query_header_or_cookie() {
-    let c = LocalNodes::new(1, "memory", true, "");
+    let c = LocalNodes::one();
     let node = &c.nodes[0];
     let token = login(node).await;
     let cookie = format!("iPlanetDirectoryPro={token}");
@@ -45,7 +55,7 @@ async fn every_action_takes_the_token_from_query_header_or_cookie() {
 
 #[tokio::test(start_paused = true)]
 async fn sessions_die_after_the_idle_time_unless_used() {
-    let c = LocalNodes::new(1, "memory", true, "max_idle_time_min = 30\nmax_session_time_min = 120");
+    let c = sessions_of(30, 120);
     let node = &c.nodes[0];
     let token = login(node).await;
     let validate = format!("{SESSIONS}?_action=validate&tokenId={token}");
@@ -60,7 +70,7 @@ async fn sessions_die_after_the_idle_time_unless_used() {
 
 #[tokio::test(start_paused = true)]
 async fn sessions_die_at_the_maximum_time_however_busy() {
-    let c = LocalNodes::new(1, "memory", true, "max_idle_time_min = 30\nmax_session_time_min = 60");
+    let c = sessions_of(30, 60);
     let node = &c.nodes[0];
     let token = login(node).await;
     let refresh = format!("{SESSIONS}?_action=refresh&tokenId={token}");

@@ -1,4 +1,4 @@
-//! The admin status page (issue 7): `GET /status` serves one row per node with its forms, and a real
+//! The admin status page: `GET /status` serves one row per node with its forms, and a real
 //! headless Chromium renders it, screenshots it, and drains a node through its plain HTML form.
 //!
 //! The browser half needs `node`, Chromium (`$CHROMIUM` or `/usr/bin/chromium`) and
@@ -10,9 +10,7 @@ mod support;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use support::{
-    FAST_CHECKS, ProxyHandle, TestBackend, backend_status, client, eventually, proxy_toml, served_by,
-};
+use support::{Cluster, TestBackend, backend_status, client, eventually, served_by};
 
 /// The `<tr data-backend="ID" …>…</tr>` of a node.
 fn row<'a>(page: &'a str, id: &str) -> &'a str {
@@ -49,7 +47,7 @@ fn browser_prerequisites(root: &Path) -> Result<(PathBuf, PathBuf), Vec<String>>
 async fn the_status_page_lists_every_node_and_its_drain_form_works_in_a_browser() {
     let a = TestBackend::start("01").await;
     let b = TestBackend::start("02").await;
-    let proxy = ProxyHandle::start(&proxy_toml(&[&a, &b], &[], FAST_CHECKS, None)).await;
+    let proxy = Cluster::of(&[&a, &b]).fast_checks().start().await;
     eventually("both nodes have been checked", Duration::from_secs(10), async || {
         let (s1, s2) = (backend_status(&proxy, "01").await, backend_status(&proxy, "02").await);
         s1["last_check"]["pass"] == true && s2["last_check"]["pass"] == true

@@ -1,4 +1,4 @@
-//! 64 MiB each way streams through the proxy without buffering (issue 2, acceptance 5).
+//! 64 MiB each way streams through the proxy without buffering.
 //!
 //! This file holds one test so its binary's peak RSS belongs to this transfer alone. The kernel's
 //! high-water mark (`VmHWM`) is reset through `/proc/self/clear_refs` before the transfer and read after:
@@ -6,7 +6,7 @@
 
 mod support;
 
-use support::{ProxyHandle, TestBackend, Zeros, client, proxy_toml};
+use support::{Cluster, TestBackend, Zeros, client};
 
 const SIZE: u64 = 64 * 1024 * 1024;
 
@@ -25,7 +25,7 @@ fn current_rss_kib() -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn large_bodies_stream_both_ways_in_bounded_memory() {
     let node = TestBackend::start("01").await;
-    let proxy = ProxyHandle::start(&proxy_toml(&[&node], &[], "", None)).await;
+    let proxy = Cluster::of(&[&node]).start().await;
     let http = client();
     // Warm up connections, allocator arenas and the runtime before measuring.
     let _ = http.get(proxy.url("/download?bytes=1048576")).send().await.unwrap().bytes().await.unwrap();
@@ -55,4 +55,5 @@ async fn large_bodies_stream_both_ways_in_bounded_memory() {
     let growth_mib = peak_rss_kib().saturating_sub(base) / 1024;
     println!("peak RSS growth while moving 2 x 64 MiB through the proxy: {growth_mib} MiB");
     assert!(growth_mib < 16, "peak RSS grew by {growth_mib} MiB: a body was buffered somewhere");
+    node.join().await;
 }

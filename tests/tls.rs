@@ -1,25 +1,14 @@
-//! TLS termination (issue 6): HTTPS with a certificate made in the test, HTTP/1.1 and HTTP/2 over ALPN,
+//! TLS termination: HTTPS with a certificate made in the test, HTTP/1.1 and HTTP/2 over ALPN,
 //! a whole login over each, `X-Forwarded-Proto: https` and `Secure` cookies.
 
 mod support;
 
-use support::{
-    Journey, ProxyHandle, TestBackend, auth_toml, cluster_toml, https_client, localhost_cert, proxy_toml,
-};
-
-fn with_tls(toml: &str, cert: &std::path::Path, key: &std::path::Path) -> String {
-    toml.replacen(
-        "admin_listen = \"127.0.0.1:0\"\n",
-        &format!("admin_listen = \"127.0.0.1:0\"\n[proxy.tls]\ncert = {:?}\nkey = {:?}\n", cert, key),
-        1,
-    )
-}
+use support::{Cluster, Journey, TestBackend, https_client, localhost_cert};
 
 #[tokio::test]
 async fn logins_complete_over_https_with_http1_and_http2() {
     let (cert, key, pem) = localhost_cert("login");
-    let toml = with_tls(&cluster_toml(&["01", "02"], "", &auth_toml("memory", "local", "")), &cert, &key);
-    let proxy = ProxyHandle::start(&toml).await;
+    let proxy = Cluster::new().active(["01", "02"]).tls(&cert, &key).start().await;
     let base = format!("https://localhost:{}", proxy.addr.port());
     for (http1_only, version) in [(true, http::Version::HTTP_11), (false, http::Version::HTTP_2)] {
         let http = https_client(&pem, proxy.addr, http1_only);
@@ -40,9 +29,7 @@ async fn logins_complete_over_https_with_http1_and_http2() {
 async fn tls_requests_carry_https_forwarding_and_secure_cookies() {
     let (cert, key, pem) = localhost_cert("headers");
     let node = TestBackend::start("01").await;
-    let proxy =
-        ProxyHandle::start(&with_tls(&proxy_toml(&[&node], &[], "mode = \"insert\"", None), &cert, &key))
-            .await;
+    let proxy = Cluster::of(&[&node]).affinity("mode", "insert").tls(&cert, &key).start().await;
     let http = https_client(&pem, proxy.addr, false);
     let resp = http.get(format!("https://localhost:{}/x", proxy.addr.port())).send().await.unwrap();
     let cookie = resp.headers()["set-cookie"].to_str().unwrap().to_string();
@@ -55,12 +42,9 @@ async fn tls_requests_carry_https_forwarding_and_secure_cookies() {
 #[tokio::test]
 async fn a_missing_certificate_is_a_clear_start_error() {
     let node = TestBackend::start("01").await;
-    let toml = with_tls(
-        &proxy_toml(&[&node], &[], "", None),
-        std::path::Path::new("/nonexistent/cert.pem"),
-        std::path::Path::new("/nonexistent/key.pem"),
-    );
-    let config = tether::config::parse(&toml).unwrap();
+    let config = Cluster::of(&[&node])
+        .tls(std::path::Path::new("/nonexistent/cert.pem"), std::path::Path::new("/nonexistent/key.pem"))
+        .config();
     let err = tether::start(config, tokio_util::sync::CancellationToken::new()).await.err().expect("refused");
     assert!(
         err.to_string().contains("proxy.tls: cannot read certificates from /nonexistent/cert.pem"),
