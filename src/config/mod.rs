@@ -932,7 +932,7 @@ fn convert_auth(c: &mut Checker, raw: raw::RawAuth) -> AuthConfig {
         let totp_key = ru.totp_secret.as_deref().and_then(|s| {
             c.take(
                 &join(&u, &[key("totp_secret")]),
-                crate::auth::totp::decode_base32(s)
+                crate::auth::totp::secret_from_base32(s)
                     .filter(|k| k.len() >= 10)
                     .ok_or_else(|| "must be base32 (RFC 4648) of at least 80 bits".to_string()),
             )
