@@ -33,8 +33,8 @@ pub mod session;
 pub mod totp;
 pub mod user;
 
+pub use self::http::MAX_BODY;
 pub use error::AuthError;
-pub use http::MAX_BODY;
 pub use login::AuthStats;
 pub use node::AuthNode;
 pub use pending::SpentOtks;

@@ -45,10 +45,11 @@ impl AuthNode {
         B: http_body::Body<Data = Bytes> + Send,
         B::Error: Display,
     {
-        self.answer(req).await.unwrap_or_else(|e| e.to_response())
+        self.dispatch(req).await.unwrap_or_else(|e| e.to_response())
     }
 
-    async fn answer<B>(&self, req: Request<B>) -> Result<Response<Body>, AuthError>
+    /// The answer for `req`, or the refusal [`handle`](Self::handle) turns into AM's JSON.
+    async fn dispatch<B>(&self, req: Request<B>) -> Result<Response<Body>, AuthError>
     where
         B: http_body::Body<Data = Bytes> + Send,
         B::Error: Display,

@@ -95,7 +95,7 @@ impl AuthNode {
 
 /// AM's universal ID of a user: `id=<user>,ou=user,<realm DN>`, the realm DN being
 /// `dc=openam,dc=forgerock,dc=org` for the root and `o=<name>,...,ou=services,<root DN>` below it.
-pub(super) fn universal_id(username: &str, realm: &str) -> String {
+fn universal_id(username: &str, realm: &str) -> String {
     const ROOT_DN: &str = "dc=openam,dc=forgerock,dc=org";
     let subs: Vec<&str> = realm.split('/').filter(|s| !s.is_empty()).rev().collect();
     if subs.is_empty() {
@@ -103,5 +103,19 @@ pub(super) fn universal_id(username: &str, realm: &str) -> String {
     } else {
         let orgs: Vec<String> = subs.iter().map(|s| format!("o={s}")).collect();
         format!("id={username},ou=user,{},ou=services,{ROOT_DN}", orgs.join(","))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn universal_ids_follow_am_realm_dns() {
+        assert_eq!(universal_id("demo", "/"), "id=demo,ou=user,dc=openam,dc=forgerock,dc=org");
+        assert_eq!(
+            universal_id("demo", "/a"),
+            "id=demo,ou=user,o=a,ou=services,dc=openam,dc=forgerock,dc=org"
+        );
     }
 }

@@ -17,7 +17,6 @@ use serde_json::{Value, json};
 use tokio::time::advance;
 
 use super::MAX_BODY;
-use super::sessions::universal_id;
 use crate::am::time::iso8601;
 use crate::am::token::{self, Keys};
 use crate::auth::session::{MemoryStore, SessionStore};
@@ -290,10 +289,4 @@ fn handle_takes_hyper_incoming_in_a_send_future(
     req: Request<hyper::body::Incoming>,
 ) -> impl Future<Output = Response<Body>> + Send + '_ {
     node.handle(req)
-}
-
-#[test]
-fn universal_ids_follow_am_realm_dns() {
-    assert_eq!(universal_id("demo", "/"), "id=demo,ou=user,dc=openam,dc=forgerock,dc=org");
-    assert_eq!(universal_id("demo", "/a"), "id=demo,ou=user,o=a,ou=services,dc=openam,dc=forgerock,dc=org");
 }
