@@ -21,7 +21,7 @@ use tokio_util::task::TaskTracker;
 use crate::StartError;
 use crate::am::token::Keys;
 use crate::auth::AuthNode;
-use crate::auth::journey::SpentOtks;
+use crate::auth::SpentOtks;
 use crate::auth::session::{MemoryStore, SessionStore};
 use crate::body::Body;
 use crate::config::{AuthConfig, BackendConfig, Config, SessionStoreMode};

@@ -1,40 +1,23 @@
-//! Journeys: the state of one login in progress, the callbacks each module sends, and where that state
-//! is kept between steps.
+//! Journeys: the state of one login in progress, the callbacks each module sends, and how a passed step
+//! advances the journey to its next module.
 //!
 //! An AM authentication chain runs its modules in order; each module sends a page of callbacks, the client
-//! fills in their `input` values and posts them back with the `authId` it was given (research notes,
-//! section 2). Everything here is transport-free: [`crate::auth::node`] turns it into HTTP.
+//! fills in their `input` values and posts them back with the `authId` it was given (AM's callback-based
+//! REST authentication). Everything here is transport-free: [`crate::auth::login`] runs the steps and
+//! [`crate::auth::http`] turns them into HTTP.
 //!
-//! Between steps the journey lives in one of two places (`[auth] auth_sessions`):
-//! * **memory** ([`PendingJourneys`]): in the node that started it, keyed by the auth session ID, exactly
-//!   as AM keeps chain auth sessions. Another node does not hold it and answers `Session has timed out`
-//!   (AM error code 110, OPENAM-12675), which is why the proxy must keep a login on one node.
-//! * **client** ([`ClientState`] sealed into the `authId`): like AM's client-side tree auth sessions, any
-//!   node with the shared secret can continue. Replay protection then needs a memory of answered steps,
-//!   [`SpentOtks`], shared by the nodes of one process.
+//! Between steps the journey lives in one of two places (`[auth] auth_sessions`), see
+//! [`crate::auth::pending`]: in the memory of the node that started it, or sealed into the `authId` as a
+//! [`ClientState`], like AM's client-side tree auth sessions.
 //!
 //! In both modes every step carries a fresh random `otk` (AM's "one time key" claim) and a step can be
 //! answered once: AM's auth session allowlisting stops a flow whose client echoes a stale value, and an
 //! unanswerable old `authId` also means a captured step cannot be replayed.
 
-use std::collections::{BTreeSet, HashMap};
-use std::sync::{Mutex, MutexGuard, PoisonError};
-
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use tokio::time::Instant;
 
 use crate::config::{AuthConfig, ModuleKind};
-
-/// Most journeys one node holds in memory at once. AM bounds its in-memory auth sessions too; without a
-/// bound, anyone could exhaust a node's memory by starting logins (the first step needs no credentials).
-/// 100 000 journeys of well under 1 KiB each is far above any real login rate times the auth session
-/// timeout, and small enough that a flood cannot take the process down: it gets 503 instead.
-pub const MAX_PENDING_JOURNEYS: usize = 100_000;
-
-/// Default bound of [`SpentOtks`]. Entries only arise from answered steps of genuine `authId`s and leave
-/// at their `exp`, so the bound is about floods, for the same reason as [`MAX_PENDING_JOURNEYS`].
-pub const MAX_SPENT_OTKS: usize = 1_000_000;
 
 /// How the request picks what to run: AM's `authIndexType` values that tether implements.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -169,6 +152,15 @@ impl Journey {
     /// The module whose callbacks the client must answer, or `None` once every module has passed.
     pub fn current(&self) -> Option<ModuleKind> {
         self.modules.get(self.next).copied()
+    }
+
+    /// Records that the current module passed for `username` and moves on: the module to answer next, or
+    /// `None` when the whole chain has passed (every module is REQUIRED, so one failure ends the journey
+    /// and never reaches here).
+    pub fn advance(&mut self, username: String) -> Option<ModuleKind> {
+        self.username = Some(username);
+        self.next += 1;
+        self.current()
     }
 }
 
@@ -314,239 +306,9 @@ pub struct ClientState {
     pub journey: Journey,
 }
 
-// ---------------------------------------------------------------------------------------------------------
-// Expiring keys
-// ---------------------------------------------------------------------------------------------------------
-
-/// A bounded map of string keys with a deadline each, ordered by deadline so that expired entries are
-/// dropped in O(log n) each, without scanning: pruning runs on every operation, so memory never holds
-/// more than what is live plus nothing.
-#[derive(Debug)]
-struct Expiring<V> {
-    map: HashMap<String, (Instant, V)>,
-    by_deadline: BTreeSet<(Instant, String)>,
-    cap: usize,
-}
-
-/// The map is at its bound with live entries.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Full;
-
-impl<V> Expiring<V> {
-    fn new(cap: usize) -> Self {
-        Self { map: HashMap::new(), by_deadline: BTreeSet::new(), cap }
-    }
-
-    /// Drops every entry whose deadline is at or before `now` and returns how many.
-    fn prune(&mut self, now: Instant) -> usize {
-        let mut dropped = 0;
-        while let Some((deadline, _)) = self.by_deadline.first()
-            && *deadline <= now
-        {
-            if let Some((_, key)) = self.by_deadline.pop_first() {
-                self.map.remove(&key);
-                dropped += 1;
-            }
-        }
-        dropped
-    }
-
-    /// Inserts `key` (replacing an entry of the same key) unless the map is full of live entries.
-    fn insert(&mut self, key: String, deadline: Instant, value: V, now: Instant) -> Result<(), Full> {
-        self.prune(now);
-        self.remove(&key);
-        if self.map.len() >= self.cap {
-            return Err(Full);
-        }
-        self.by_deadline.insert((deadline, key.clone()));
-        self.map.insert(key, (deadline, value));
-        Ok(())
-    }
-
-    /// The live entry for `key`.
-    fn get(&mut self, key: &str, now: Instant) -> Option<&(Instant, V)> {
-        self.prune(now);
-        self.map.get(key)
-    }
-
-    fn remove(&mut self, key: &str) -> Option<(Instant, V)> {
-        let (deadline, value) = self.map.remove(key)?;
-        self.by_deadline.remove(&(deadline, key.to_owned()));
-        Some((deadline, value))
-    }
-
-    fn len(&self) -> usize {
-        self.map.len()
-    }
-}
-
-/// Locks a mutex, recovering from poisoning: nothing under these locks panics by design, and a node that
-/// refuses every later login because of one earlier panic would be far worse than what the panic left.
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-// ---------------------------------------------------------------------------------------------------------
-// Memory mode
-// ---------------------------------------------------------------------------------------------------------
-
-/// The journeys one node holds in memory (`auth_sessions = "memory"`), keyed by auth session ID.
-///
-/// Node-local by design, as AM's chain auth sessions: this is the state that makes stickiness *required*
-/// (research notes, section 1). A step is answered by [`take`](Self::take)ing the journey out, so a second,
-/// concurrent or later answer of the same step finds nothing; a step that leads on is put back with the
-/// next `otk`; a failed step is simply not put back, which ends the chain as AM does.
-#[derive(Debug)]
-pub struct PendingJourneys {
-    inner: Mutex<Expiring<Pending>>,
-}
-
-#[derive(Debug)]
-struct Pending {
-    otk: String,
-    journey: Journey,
-}
-
-/// The node holds [`MAX_PENDING_JOURNEYS`] live journeys already; the caller answers 503.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("too many authentications in progress on this node")]
-pub struct TooManyJourneys;
-
-impl PendingJourneys {
-    /// An empty table holding at most `cap` journeys.
-    pub fn new(cap: usize) -> Self {
-        Self { inner: Mutex::new(Expiring::new(cap)) }
-    }
-
-    /// Keeps `journey` under `session_id` until `deadline`, answerable with `otk`.
-    ///
-    /// # Errors
-    /// [`TooManyJourneys`] when the table is full of live journeys.
-    pub fn insert(
-        &self,
-        session_id: &str,
-        otk: &str,
-        journey: Journey,
-        deadline: Instant,
-        now: Instant,
-    ) -> Result<(), TooManyJourneys> {
-        let pending = Pending { otk: otk.to_owned(), journey };
-        lock(&self.inner)
-            .insert(session_id.to_owned(), deadline, pending, now)
-            .map_err(|Full| TooManyJourneys)
-    }
-
-    /// Removes and returns the live journey `session_id` with its deadline, if `otk` is its current one.
-    ///
-    /// A stale `otk` (an earlier step's `authId`) leaves the journey alone: only its holder, who has the
-    /// current `authId`, can end it, so a replayed old step cannot break a login in progress.
-    pub fn take(&self, session_id: &str, otk: &str, now: Instant) -> Option<(Journey, Instant)> {
-        let mut inner = lock(&self.inner);
-        let (_, pending) = inner.get(session_id, now)?;
-        if pending.otk != otk {
-            return None;
-        }
-        let (deadline, pending) = inner.remove(session_id)?;
-        Some((pending.journey, deadline))
-    }
-
-    /// Drops expired journeys and returns how many.
-    pub fn sweep(&self, now: Instant) -> usize {
-        lock(&self.inner).prune(now)
-    }
-
-    /// Journeys held, expired ones not yet dropped included.
-    pub fn len(&self) -> usize {
-        lock(&self.inner).len()
-    }
-
-    /// Whether none are held.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-}
-
-// ---------------------------------------------------------------------------------------------------------
-// Client mode
-// ---------------------------------------------------------------------------------------------------------
-
-/// The answered steps of client-mode journeys: each `otk` until its `authId` expires.
-///
-/// A client-mode `authId` is self-contained, so without this memory the same `authId` could be answered
-/// again and again (a captured password step replayed, or a TOTP step retried against the same state).
-/// AM solves it with allowlisting state in the CTS; tether keeps the set in the process and shares one
-/// `SpentOtks` between all nodes of the process, like the session store. Nodes in *different* processes
-/// do not see each other's set: a step replayed to another process within its `exp` would be accepted
-/// there, which is the limit of client mode without a shared store.
-///
-/// Entries leave by themselves at their deadline (the `authId`'s `exp`: after it, the `authId` is refused
-/// anyway), so the set stays as small as the number of steps answered within one auth session timeout.
-#[derive(Debug)]
-pub struct SpentOtks {
-    inner: Mutex<Expiring<()>>,
-}
-
-/// What [`SpentOtks::spend`] found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Spend {
-    /// First answer of this step: go ahead.
-    Fresh,
-    /// The step was answered before: refuse as AM does (`Session has timed out`).
-    Replayed,
-    /// The set is full of live entries; the caller answers 503 rather than forget a spent key.
-    Full,
-}
-
-impl Default for SpentOtks {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl SpentOtks {
-    /// An empty set bounded by [`MAX_SPENT_OTKS`].
-    pub fn new() -> Self {
-        Self::with_capacity(MAX_SPENT_OTKS)
-    }
-
-    /// An empty set holding at most `cap` live keys.
-    pub fn with_capacity(cap: usize) -> Self {
-        Self { inner: Mutex::new(Expiring::new(cap)) }
-    }
-
-    /// Records `otk` as answered until `until`, atomically with checking it was not answered before, so of
-    /// two concurrent answers of one step exactly one is [`Spend::Fresh`].
-    pub fn spend(&self, otk: &str, until: Instant, now: Instant) -> Spend {
-        let mut inner = lock(&self.inner);
-        if inner.get(otk, now).is_some() {
-            return Spend::Replayed;
-        }
-        match inner.insert(otk.to_owned(), until, (), now) {
-            Ok(()) => Spend::Fresh,
-            Err(Full) => Spend::Full,
-        }
-    }
-
-    /// Drops keys past their deadline and returns how many.
-    pub fn sweep(&self, now: Instant) -> usize {
-        lock(&self.inner).prune(now)
-    }
-
-    /// Keys held, expired ones not yet dropped included.
-    pub fn len(&self) -> usize {
-        lock(&self.inner).len()
-    }
-
-    /// Whether none are held.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
     fn journey() -> Journey {
         Journey {
@@ -601,6 +363,18 @@ mod tests {
     }
 
     #[test]
+    fn advancing_records_the_user_and_reaches_the_end_of_the_chain() {
+        let mut j = journey();
+        j.next = 0;
+        j.username = None;
+        assert_eq!(j.current(), Some(ModuleKind::DataStore));
+        assert_eq!(j.advance("demo".into()), Some(ModuleKind::Totp));
+        assert_eq!(j.username.as_deref(), Some("demo"));
+        assert_eq!(j.advance("demo".into()), None);
+        assert_eq!(j.current(), None);
+    }
+
+    #[test]
     fn journey_state_round_trips_through_json() {
         let state = ClientState { otk: "k".into(), journey: journey() };
         let text = serde_json::to_string(&state).unwrap();
@@ -608,47 +382,5 @@ mod tests {
         assert_eq!(serde_json::from_str::<ClientState>(&text).unwrap(), state);
         let bad = text.replace("TOTP", "Nope");
         assert!(serde_json::from_str::<ClientState>(&bad).is_err());
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn a_pending_journey_is_taken_once_and_only_with_its_current_otk() {
-        let table = PendingJourneys::new(10);
-        let now = Instant::now();
-        let deadline = now + Duration::from_secs(180);
-        table.insert("sid", "otk2", journey(), deadline, now).unwrap();
-        assert!(table.take("sid", "otk1", now).is_none(), "stale otk");
-        assert_eq!(table.len(), 1, "a stale otk leaves the journey alone");
-        assert_eq!(table.take("sid", "otk2", now), Some((journey(), deadline)));
-        assert!(table.take("sid", "otk2", now).is_none(), "second answer");
-        assert!(table.is_empty());
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn pending_journeys_expire_and_are_bounded() {
-        let table = PendingJourneys::new(2);
-        let now = Instant::now();
-        let soon = now + Duration::from_secs(10);
-        table.insert("a", "o", journey(), soon, now).unwrap();
-        table.insert("b", "o", journey(), soon, now).unwrap();
-        assert_eq!(table.insert("c", "o", journey(), soon, now), Err(TooManyJourneys));
-        assert!(table.take("a", "o", soon).is_none(), "expired at its deadline");
-        assert_eq!(table.len(), 0, "expired entries are pruned on use");
-        table.insert("c", "o", journey(), soon + Duration::from_secs(10), soon).unwrap();
-        table.insert("d", "o", journey(), soon + Duration::from_secs(10), soon).unwrap();
-        assert_eq!(table.sweep(soon + Duration::from_secs(10)), 2);
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn an_otk_is_spent_once_until_its_deadline() {
-        let spent = SpentOtks::with_capacity(1);
-        let now = Instant::now();
-        let until = now + Duration::from_secs(5);
-        assert_eq!(spent.spend("x", until, now), Spend::Fresh);
-        assert_eq!(spent.spend("x", until, now), Spend::Replayed);
-        assert_eq!(spent.spend("y", until, now), Spend::Full);
-        assert_eq!(spent.spend("y", until + Duration::from_secs(5), until), Spend::Fresh);
-        assert_eq!(spent.len(), 1);
-        assert_eq!(spent.sweep(until + Duration::from_secs(5)), 1);
-        assert!(spent.is_empty());
     }
 }

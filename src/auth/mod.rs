@@ -1,22 +1,40 @@
-//! The embedded AM-compatible auth node.
+//! The embedded AM-compatible auth node, in layers: HTTP handlers that only translate, a login step that
+//! takes the time and returns an outcome, and the journeys, sessions and stores below.
 //!
-//! [`AuthNode`] answers AM's REST endpoints (SPEC 5); [`journey`] holds the login state machine and where
-//! logins in progress live; [`session`] and [`quota`] the authenticated sessions and their limits.
+//! * [`node`]: [`AuthNode`], one node's identity, shared state, readiness and sweep;
+//! * [`http`]: the routes below `context_path`, method and body limits, and the `authenticate` and
+//!   `sessions` handlers (HTTP ⇄ login and session calls);
+//! * [`error`]: [`AuthError`], every refusal, and its one mapping to AM's CREST JSON;
+//! * [`login`]: start / answer / finish a login at a given time → [`login::Step`], and [`AuthStats`];
+//! * [`modules`]: the `DataStore` and `TOTP` modules;
+//! * [`journey`]: the state of a login in progress, its callbacks and how it advances;
+//! * [`pending`]: where journeys wait between steps ([`pending::PendingJourneys`]) and the replay cache of
+//!   answered client-mode steps ([`SpentOtks`]);
+//! * [`session`] and [`quota`]: authenticated sessions, their store and their limits;
+//! * [`totp`] (RFC 6238 codes) and [`user`] (argon2 password hashes).
 //!
 //! What an integrator wires up, per process:
-//! * one [`token::Keys`](crate::am::token::Keys) derived from the cluster's shared secret, cloned into every
+//! * one [`Keys`](crate::am::token::Keys) derived from the cluster's shared secret, cloned into every
 //!   node (nodes refuse `authId`s signed with another secret);
 //! * a [`session::SessionStore`] and a [`SpentOtks`]: one of each shared by all nodes for
 //!   `sessions = "shared"`, one per node for `"local"`;
 //! * a periodic [`AuthNode::sweep`] per node (every 10–60 s) to reclaim expired state: expiry itself never
 //!   waits for it.
 
+pub mod error;
+pub mod http;
 pub mod journey;
+pub mod login;
+pub mod modules;
 pub mod node;
+pub mod pending;
 pub mod quota;
 pub mod session;
 pub mod totp;
 pub mod user;
 
-pub use journey::SpentOtks;
-pub use node::{AuthNode, AuthStats};
+pub use self::http::MAX_BODY;
+pub use error::AuthError;
+pub use login::AuthStats;
+pub use node::AuthNode;
+pub use pending::SpentOtks;

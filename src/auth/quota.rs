@@ -30,8 +30,8 @@ pub struct Quota {
 
 /// One of the user's existing *live* sessions, as far as the planner needs to know it.
 ///
-/// The caller leaves expired sessions out: an expired session no longer exists for AM's clients
-/// (SPEC 5.4), so it must neither block a login nor be "destroyed" to make room for one.
+/// The caller leaves expired sessions out: an expired session no longer exists for AM's clients,
+/// so it must neither block a login nor be "destroyed" to make room for one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LiveSession {
     /// When the session was created.
@@ -54,7 +54,7 @@ pub enum Decision {
 }
 
 /// Decides whether a new session may be admitted for a user holding the `live` sessions, and which of
-/// them must end first so that afterwards at most `quota.limit` live sessions exist (SPEC 5.5).
+/// them must end first so that afterwards at most `quota.limit` live sessions exist.
 ///
 /// AM runs the action "while count >= quota", so a user who is already *over* the limit (say the limit
 /// was lowered) loses enough sessions to get back to `limit - 1` before the new one is added, not just one.

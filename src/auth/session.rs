@@ -1,7 +1,7 @@
 //! Server-side (authenticated) sessions and the store that holds them.
 //!
 //! A session lives until it has gone `max_idle` without use or reached `max_time` in all, whichever comes
-//! first (AM's `iplanet-am-session-max-idle-time` / `max-session-time`, SPEC 5.4). Expiry is decided from
+//! first (AM's `iplanet-am-session-max-idle-time` / `max-session-time`). Expiry is decided from
 //! the clock at every read rather than by a background reaper: an expired session is gone from every
 //! answer the moment it expires, and never counts against a quota. AM counted sessions that were past
 //! their idle timeout but not yet reaped, so users were refused logins by sessions that no longer
@@ -14,19 +14,19 @@
 //! Time is [`tokio::time::Instant`], passed in by the caller, so tests drive expiry with paused time.
 
 use std::collections::HashMap;
-use std::sync::{Mutex, MutexGuard, PoisonError};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use tokio::time::Instant;
 
 use crate::am::time::MAX_LIFETIME;
-
-use tokio::time::Instant;
 
 use crate::auth::quota::{Decision, LiveSession, Quota, plan_admission};
 
 /// One authenticated session, as the store keeps it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Session {
-    /// The `tokenId` / `iPlanetDirectoryPro` value, minted by the caller (see `crate::token`).
+    /// The `tokenId` / `iPlanetDirectoryPro` value, minted by the caller (see [`crate::am::token::mint_token`]).
     pub token: String,
     /// The session handle (`shandle:…`), which names the session without granting it.
     pub handle: String,
@@ -36,8 +36,6 @@ pub struct Session {
     pub realm: String,
     /// When the session was created (monotonic, drives expiry).
     pub created: Instant,
-    /// Wall-clock creation time, only for reporting (`getSessionInfo`'s ISO-8601 times).
-    pub created_wall: SystemTime,
     /// Last time the session was used in a way that resets the idle timer.
     pub last_access: Instant,
     /// Idle timeout: the session ends this long after `last_access`.
@@ -47,7 +45,8 @@ pub struct Session {
 }
 
 impl Session {
-    /// A fresh session created (and last accessed) at `now`, with `created_wall` read from the system clock.
+    /// A fresh session created (and last accessed) at `now`. Reported wall-clock times come from the node's
+    /// [`Clock`](crate::am::time::Clock), which maps these instants, so a session carries none of its own.
     pub fn new(
         token: impl Into<String>,
         handle: impl Into<String>,
@@ -63,7 +62,6 @@ impl Session {
             username: username.into(),
             realm: realm.into(),
             created: now,
-            created_wall: SystemTime::now(),
             last_access: now,
             max_idle,
             max_time,
@@ -93,16 +91,6 @@ impl Session {
     /// How long the session has left at `now` (zero once expired).
     pub fn time_left(&self, now: Instant) -> Duration {
         self.expires_at().saturating_duration_since(now)
-    }
-
-    /// The wall-clock time corresponding to the monotonic instant `at`, for reporting times such as
-    /// `latestAccessTime` or `maxIdleExpirationTime` (e.g. `s.wall_time(s.idle_expiry())`).
-    pub fn wall_time(&self, at: Instant) -> SystemTime {
-        let wall = match at.checked_duration_since(self.created) {
-            Some(after) => self.created_wall.checked_add(after),
-            None => self.created_wall.checked_sub(self.created.duration_since(at)),
-        };
-        wall.unwrap_or(self.created_wall)
     }
 
     fn planner_view(&self) -> LiveSession {
@@ -182,7 +170,7 @@ pub trait SessionStore: Send + Sync {
 /// node has its own (`"local"`).
 ///
 /// A single mutex guards both maps, which keeps the token map and the per-user index consistent and makes
-/// each [`SessionStore::create`] one critical section. Nothing awaits inside it, so a `std` mutex is right;
+/// each [`SessionStore::create`] one critical section. Nothing awaits inside it, so a blocking mutex is right;
 /// the work under it is a few map operations and a sort of one user's sessions.
 #[derive(Debug, Default)]
 pub struct MemoryStore {
@@ -202,13 +190,6 @@ impl MemoryStore {
     /// An empty store.
     pub fn new() -> Self {
         Self::default()
-    }
-
-    /// Locks the store, recovering from poisoning: no code under the lock panics by design, and if one
-    /// did, what it left half-done is at most one operation's map updates, which is far better than a
-    /// node that panics on every later request.
-    fn lock(&self) -> MutexGuard<'_, Inner> {
-        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
@@ -238,7 +219,7 @@ impl Inner {
 
 impl SessionStore for MemoryStore {
     fn create(&self, session: Session, quota: Option<Quota>, now: Instant) -> Result<Created, QuotaExceeded> {
-        let mut inner = self.lock();
+        let mut inner = self.inner.lock();
         let inner = &mut *inner;
         inner.unlink(&session.token);
 
@@ -300,11 +281,11 @@ impl SessionStore for MemoryStore {
     }
 
     fn get(&self, token: &str, now: Instant) -> Option<Session> {
-        self.lock().live_mut(token, now).cloned()
+        self.inner.lock().live_mut(token, now).cloned()
     }
 
     fn touch(&self, token: &str, now: Instant) -> Option<Session> {
-        let mut inner = self.lock();
+        let mut inner = self.inner.lock();
         let session = inner.live_mut(token, now)?;
         // Callers read `now` before taking the lock, so a later touch may carry an earlier `now`.
         session.last_access = session.last_access.max(now);
@@ -312,11 +293,11 @@ impl SessionStore for MemoryStore {
     }
 
     fn remove(&self, token: &str, now: Instant) -> bool {
-        self.lock().unlink(token).is_some_and(|s| s.is_live(now))
+        self.inner.lock().unlink(token).is_some_and(|s| s.is_live(now))
     }
 
     fn sweep(&self, now: Instant) -> usize {
-        let mut inner = self.lock();
+        let mut inner = self.inner.lock();
         let inner = &mut *inner;
         let before = inner.by_token.len();
         inner.by_token.retain(|_, s| s.is_live(now));
@@ -329,14 +310,14 @@ impl SessionStore for MemoryStore {
     }
 
     fn live_sessions(&self, username: &str, now: Instant) -> usize {
-        let inner = self.lock();
+        let inner = self.inner.lock();
         inner.by_user.get(username).map_or(0, |tokens| {
             tokens.iter().filter(|t| inner.by_token.get(*t).is_some_and(|s| s.is_live(now))).count()
         })
     }
 
     fn len(&self) -> usize {
-        self.lock().by_token.len()
+        self.inner.lock().by_token.len()
     }
 }
 
@@ -427,12 +408,6 @@ mod tests {
         let mut late = s.clone();
         late.last_access = now + mins(100);
         assert_eq!(late.expires_at(), now + MAX);
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn wall_time_maps_instants_onto_the_creation_wall_clock() {
-        let s = session("a", "demo", Instant::now());
-        assert_eq!(s.wall_time(s.idle_expiry()), s.created_wall + IDLE);
     }
 
     #[tokio::test(start_paused = true)]

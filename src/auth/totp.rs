@@ -1,14 +1,18 @@
 //! One-time passwords for the `TOTP` auth module: HOTP (RFC 4226) and TOTP (RFC 6238).
 //!
-//! SPEC 5.1 fixes the parameters AM's OATH module and every authenticator app default to: HMAC-SHA-1,
+//! These are the parameters AM's OATH module and every authenticator app default to: HMAC-SHA-1,
 //! 30-second steps, 6 digits, and a tolerance of one step either way for clock skew and typing time. The
-//! secret is configured the way apps display it, as RFC 4648 base32 ([`decode_base32`]).
+//! secret is configured the way apps display it, as RFC 4648 base32 ([`secret_from_base32`]).
 //!
 //! Everything here is pure: the caller supplies the clock, so tests are deterministic. [`verify`] only
 //! answers "is this code valid now"; refusing a code already used (RFC 6238 §5.2) is the job of the auth
 //! session, whose steps can be answered only once.
 
+use std::sync::LazyLock;
+
+use data_encoding::{BASE32_NOPAD, Encoding};
 use ring::hmac;
+use subtle::{Choice, ConstantTimeEq};
 
 /// TOTP time step in seconds (RFC 6238 §4.1 default, AM's default).
 pub const STEP_SECS: u64 = 30;
@@ -23,39 +27,19 @@ const SKEW_STEPS: u64 = 1;
 /// elsewhere: any other character, text after padding, or a length no encoder produces (1, 3 or 6 symbols
 /// in the last group, i.e. a truncated secret) gives `None`. Leftover bits of the last symbol are dropped,
 /// as common decoders do.
-pub fn decode_base32(s: &str) -> Option<Vec<u8>> {
-    let mut out = Vec::with_capacity(s.len() / 8 * 5 + 5);
-    let mut acc: u16 = 0;
-    let mut bits: u32 = 0;
-    let mut symbols: usize = 0;
-    let mut padding = false;
-    for c in s.bytes() {
-        let value = match c {
-            b' ' => continue,
-            b'=' => {
-                padding = true;
-                continue;
-            }
-            _ if padding => return None,
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a',
-            b'2'..=b'7' => c - b'2' + 26,
-            _ => return None,
-        };
-        symbols = symbols.wrapping_add(1);
-        // `acc` holds fewer than 8 pending bits here, so five more fit in 13 bits.
-        acc = (acc << 5) | u16::from(value);
-        bits += 5;
-        if bits >= 8 {
-            bits -= 8;
-            out.push(u8::try_from((acc >> bits) & 0xff).unwrap_or_default());
-            acc &= (1 << bits) - 1;
-        }
-    }
-    if matches!(symbols % 8, 1 | 3 | 6) {
-        return None;
-    }
-    Some(out)
+pub fn secret_from_base32(s: &str) -> Option<Vec<u8>> {
+    static SECRET: LazyLock<Encoding> = LazyLock::new(|| {
+        let mut spec = BASE32_NOPAD.specification();
+        spec.ignore.push(' ');
+        spec.translate.from.push_str("abcdefghijklmnopqrstuvwxyz");
+        spec.translate.to.push_str("ABCDEFGHIJKLMNOPQRSTUVWXYZ");
+        spec.check_trailing_bits = false;
+        spec.encoding().expect("a valid base32 specification")
+    });
+    // Padding only ends the text: `=` followed by anything but more padding or spaces is refused below,
+    // as `=` is not a symbol of the unpadded alphabet.
+    let symbols = s.trim_end_matches(['=', ' ']);
+    SECRET.decode(symbols.as_bytes()).ok()
 }
 
 /// HOTP value of `counter` (RFC 4226 §5.3): HMAC-SHA-1, dynamic truncation, modulo `10^digits`.
@@ -86,7 +70,7 @@ pub fn totp(key: &[u8], unix_secs: u64, step_secs: u64, digits: u32) -> u32 {
 }
 
 /// Whether `code` is the 6-digit SHA-1 TOTP of `key` for the 30-second step containing `unix_secs` or
-/// the step just before or after it (SPEC 5.1, RFC 6238 §5.2).
+/// the step just before or after it (RFC 6238 §5.2).
 ///
 /// `code` must be exactly six ASCII digits: leading zeros are significant (`012345` is not `12345`), and
 /// anything else, including surrounding spaces, is refused rather than guessed at. An empty `key` is
@@ -101,21 +85,12 @@ pub fn verify(key: &[u8], code: &str, unix_secs: u64) -> bool {
     let now = unix_secs / STEP_SECS;
     let first = now.saturating_sub(SKEW_STEPS);
     let last = now.saturating_add(SKEW_STEPS);
-    let mut matched = false;
+    let mut matched = Choice::from(0);
     for counter in first..=last {
         let expected = format!("{:06}", hotp(key, counter, DIGITS));
-        matched |= constant_time_eq(expected.as_bytes(), code);
+        matched |= expected.as_bytes().ct_eq(code);
     }
-    matched
-}
-
-/// Equality without an early exit, so the comparison time does not depend on where inputs differ.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    let diff = a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y));
-    std::hint::black_box(diff) == 0
+    matched.into()
 }
 
 #[cfg(test)]
@@ -211,8 +186,11 @@ mod tests {
 
     #[test]
     fn base32_decodes_the_common_example_secret() {
-        assert_eq!(decode_base32("JBSWY3DPEHPK3PXP").as_deref(), Some(&b"Hello!\xDE\xAD\xBE\xEF"[..]));
-        assert_eq!(decode_base32("jbsw y3dp ehpk 3pxp").as_deref(), Some(&b"Hello!\xDE\xAD\xBE\xEF"[..]));
+        assert_eq!(secret_from_base32("JBSWY3DPEHPK3PXP").as_deref(), Some(&b"Hello!\xDE\xAD\xBE\xEF"[..]));
+        assert_eq!(
+            secret_from_base32("jbsw y3dp ehpk 3pxp").as_deref(),
+            Some(&b"Hello!\xDE\xAD\xBE\xEF"[..])
+        );
     }
 
     #[test]
@@ -227,9 +205,9 @@ mod tests {
             ("MZXW6YTBOI======", "foobar"),
         ];
         for (encoded, plain) in vectors {
-            assert_eq!(decode_base32(encoded).as_deref(), Some(plain.as_bytes()), "{encoded}");
+            assert_eq!(secret_from_base32(encoded).as_deref(), Some(plain.as_bytes()), "{encoded}");
             let bare = encoded.trim_end_matches('=');
-            assert_eq!(decode_base32(bare).as_deref(), Some(plain.as_bytes()), "{bare}");
+            assert_eq!(secret_from_base32(bare).as_deref(), Some(plain.as_bytes()), "{bare}");
         }
     }
 
@@ -237,14 +215,14 @@ mod tests {
     fn base32_rejects_foreign_characters_and_impossible_lengths() {
         for bad in ["MZXW6YT1", "MZXW-6YTB", "MZXW0", "M", "MZX", "MZXW6Y", "MY==MY==", "MZXW6YTB\n", "ÄÖ"]
         {
-            assert_eq!(decode_base32(bad), None, "{bad}");
+            assert_eq!(secret_from_base32(bad), None, "{bad}");
         }
     }
 
     #[test]
     fn rfc_secret_round_trips_through_base32() {
         // base32("12345678901234567890"), as an authenticator app would be given it.
-        let key = decode_base32("GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ").unwrap();
+        let key = secret_from_base32("GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ").unwrap();
         assert_eq!(key, RFC_SECRET);
     }
 
@@ -258,7 +236,7 @@ mod tests {
             let len = usize::try_from(state % 24).unwrap();
             let bytes: Vec<u8> = state.to_le_bytes().iter().cycle().take(len).copied().collect();
             let s = String::from_utf8_lossy(&bytes);
-            let _ = decode_base32(&s);
+            let _ = secret_from_base32(&s);
             let _ = verify(&bytes, &s, state);
             let _ = hotp(&bytes, state, u32::try_from(state % 12).unwrap());
             let _ = totp(&bytes, state, state % 3, 6);
