@@ -16,7 +16,7 @@ use ring::rand::SystemRandom;
 use tether::auth::journey::AuthIdClaims;
 use tether::metrics::Metrics;
 use tether::proxy::headers;
-use tether::upstream::sticky::{self, Hints};
+use tether::upstream::affinity::{self as sticky, Hints};
 use tether::upstream::{StateRegistry, Upstreams, select};
 
 const CONFIG: &str = r#"

@@ -8,11 +8,11 @@
 //!             │            ▼                                   ▼
 //!             │          proxy::route (rules → pool | status)
 //!             │                                      │
-//!             │                      upstream::sticky (hints → node ID: cookie, authId, session token)
+//!             │                      upstream::affinity (hints → node ID: cookie, authId, session token)
 //!             │                                      │
 //!             │                      upstream::select (tier, balance, health, admin state)
 //!             │                                      │
-//!             │       proxy::h1 (bytes to a pooled TCP stream, framing relayed) | proxy::forward
+//!             │       proxy::h1 (bytes to a pooled TCP stream, framing relayed) | proxy::hyper_path
 //!             │       (HeaderMap, hyper's pooled client); both: one retry, Set-Cookie rules
 //!             │                                      ▼
 //!             │                         auth node (embedded or remote): auth::node
@@ -28,7 +28,6 @@ pub mod am;
 pub mod auth;
 pub mod body;
 pub mod config;
-pub mod error;
 pub mod metrics;
 pub mod nodes;
 pub mod proxy;
@@ -46,27 +45,7 @@ use tokio_util::task::TaskTracker;
 use crate::config::Config;
 use crate::proxy::Proxy;
 use crate::server::ServeOptions;
-
-/// Why tether could not start.
-#[derive(Debug, thiserror::Error)]
-pub enum StartError {
-    /// A listener could not bind.
-    #[error("cannot listen on {addr} for the {what}: {source}")]
-    Bind {
-        /// Which listener.
-        what: &'static str,
-        /// Where.
-        addr: SocketAddr,
-        /// Why.
-        source: std::io::Error,
-    },
-    /// The TLS certificate or key cannot be used.
-    #[error(transparent)]
-    Tls(#[from] tls::TlsError),
-    /// The config asks for something this build cannot do.
-    #[error("{0}")]
-    Unsupported(String),
-}
+pub use crate::server::StartError;
 
 /// A started tether: its bound addresses and the tasks serving them.
 pub struct Running {

@@ -25,8 +25,7 @@ use crate::auth::SpentOtks;
 use crate::auth::session::{MemoryStore, SessionStore};
 use crate::body::Body;
 use crate::config::{AuthConfig, BackendConfig, Config, SessionStoreMode};
-use crate::proxy::Peer;
-use crate::server::{self, Handler, ServeOptions};
+use crate::server::{self, Handler, Peer, ServeOptions};
 
 /// How often expired sessions and journeys are swept (they are also dropped lazily when met).
 const SWEEP_EVERY: Duration = Duration::from_secs(30);

@@ -10,7 +10,7 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use bytes::{Buf, Bytes};
 
-use http::{Request, Response};
+use http::{HeaderValue, Request, Response};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -32,9 +32,54 @@ use tokio_util::task::TaskTracker;
 use tokio_rustls::TlsAcceptor;
 
 use crate::body::Body;
-use crate::proxy::Peer;
-use crate::tls::SharedTls;
+use crate::tls::{self, SharedTls};
 use prometheus_client::metrics::gauge::Gauge;
+
+/// Why tether could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// A listener could not bind.
+    #[error("cannot listen on {addr} for the {what}: {source}")]
+    Bind {
+        /// Which listener.
+        what: &'static str,
+        /// Where.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The TLS certificate or key cannot be used.
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
+    /// The config asks for something this build cannot do.
+    #[error("{0}")]
+    Unsupported(String),
+}
+
+/// Who sent the request: one per connection, handed to each of its requests.
+#[derive(Debug, Clone)]
+pub struct Peer {
+    /// Client address.
+    pub addr: SocketAddr,
+    /// Arrived over TLS.
+    pub tls: bool,
+    /// The client address as an `X-Forwarded-For` element, rendered once per connection.
+    pub forwarded_for: HeaderValue,
+}
+
+impl Peer {
+    /// The peer of a connection from `addr`.
+    pub fn new(addr: SocketAddr, tls: bool) -> Self {
+        Self { addr, tls, forwarded_for: forwarded_for_value(addr.ip()) }
+    }
+}
+
+/// A client address as an `X-Forwarded-For` element: the address alone, no port (what AM's
+/// `ipAddressHeader` setting expects to parse).
+pub fn forwarded_for_value(client: IpAddr) -> HeaderValue {
+    // An IP address is always a valid header value.
+    HeaderValue::from_str(&client.to_string()).unwrap_or_else(|_| HeaderValue::from_static("unknown"))
+}
 
 /// A service run by a listener.
 pub trait Handler: Send + Sync + 'static {
@@ -43,7 +88,7 @@ pub trait Handler: Send + Sync + 'static {
 
     /// Serves a plain-text connection before hyper does, and gives it back, with the bytes already read
     /// from it, when hyper should serve the rest; `None` when the connection is done. The default gives
-    /// every connection to hyper at once; the proxy serves HTTP/1.1 itself ([`crate::proxy::h1`]).
+    /// every connection to hyper at once; the proxy serves HTTP/1.1 itself (its fast path).
     fn serve_plain(
         self: Arc<Self>,
         stream: TcpStream,
@@ -168,8 +213,8 @@ fn service<H: Handler>(
 }
 
 /// Binds `addr`, naming the listener in the error.
-pub async fn bind(name: &'static str, addr: SocketAddr) -> Result<TcpListener, crate::StartError> {
-    TcpListener::bind(addr).await.map_err(|source| crate::StartError::Bind { what: name, addr, source })
+pub async fn bind(name: &'static str, addr: SocketAddr) -> Result<TcpListener, StartError> {
+    TcpListener::bind(addr).await.map_err(|source| StartError::Bind { what: name, addr, source })
 }
 
 /// Serves `listener` until `shutdown` fires, then drains.

@@ -17,9 +17,9 @@ use serde_json::json;
 use crate::am::crest;
 use crate::auth::AuthNode;
 use crate::body::Body;
-use crate::proxy::{Peer, Proxy};
+use crate::proxy::Proxy;
 use crate::reload::Reloader;
-use crate::server::Handler;
+use crate::server::{Handler, Peer};
 use crate::upstream::{AdminState, Backend, Health};
 use std::time::Duration;
 

@@ -1,31 +1,45 @@
 //! The public listener's service: route, choose a node, forward.
 //!
 //! Each request loads the current [`Snapshot`] exactly once and uses it to the end, so a reload never
-//! mixes two configs within one request.
+//! mixes two configs within one request. Two request paths share every decision:
+//!
+//! - `h1`: the HTTP/1.1 fast path on plain-text connections (head parsing, forwarded head, exchange with
+//!   a node and body relay on bytes), handing anything else to hyper;
+//! - `hyper_path`: requests hyper parsed (TLS, HTTP/2, bodies), sent through the pooled hyper client;
+//! - `route`: `[[route]]` matching, a pool or a status;
+//! - `headers`: the header policy (hop-by-hop fields, `X-Forwarded-*`), rendered onto a `HeaderMap` and
+//!   onto bytes;
+//! - `failover`: choosing a node, one retry on another, passive health checks; the request's [`Trace`];
+//! - `error`: [`ProxyError`], its status, whether it allows a retry, whether it blames the node;
+//! - `access`: the access line, written when the body is done.
+//!
+//! The affinity rules (hints, the cookie) live in [`crate::upstream::affinity`].
 
 pub mod access;
-pub mod forward;
-pub mod framing;
+pub mod error;
+pub mod failover;
 pub mod h1;
 pub mod headers;
+pub mod hyper_path;
 pub mod route;
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use arc_swap::ArcSwap;
 use http::{Request, Response};
 use hyper::body::Incoming;
-
-pub use forward::Peer;
+use tokio::time::Instant;
 
 use crate::am::crest;
 use crate::body::Body;
 use crate::config::{Config, RouteAction};
-use crate::error::ProxyError;
 use crate::metrics::Metrics;
+use crate::server::Peer;
 use crate::upstream::select::Outcome;
 use crate::upstream::{StateRegistry, Upstreams};
+
+pub use error::ProxyError;
+pub use failover::Trace;
 
 /// The message of a route's `status` answer.
 const NOT_SERVED: &str = "This path is not served through this proxy";
@@ -86,14 +100,14 @@ impl Proxy {
         // The access line is the only reason to copy the path; skip it when the line is filtered out.
         let log = tracing::enabled!(target: "tether::access", tracing::Level::INFO);
         let path = log.then(|| req.uri().path().to_owned());
-        let mut trace = forward::Trace::default();
+        let mut trace = Trace::default();
         let action = route::find(&snap.config.routes, req.method(), req.uri(), req.headers()).cloned();
         let (result, pool) = match action {
             None => (Err(ProxyError::NoRoute), None),
             Some(RouteAction::Status(status)) => (Ok(crest::error(status, NOT_SERVED)), None),
             Some(RouteAction::Pool(i)) => {
                 let pool = &snap.upstreams.pools[i];
-                (forward::to_pool(&snap, pool, req, peer, &mut trace).await, Some(pool))
+                (hyper_path::to_pool(&snap, pool, req, peer, &mut trace).await, Some(pool))
             }
         };
         let resp = result.unwrap_or_else(|e| {
@@ -116,7 +130,7 @@ impl Proxy {
     fn record(
         &self,
         pool: Option<&crate::upstream::Pool>,
-        trace: &forward::Trace,
+        trace: &Trace,
         method: http::Method,
         status: http::StatusCode,
         path: Option<String>,

@@ -1,4 +1,4 @@
-//! `[[route]]` matching: the first route whose every matcher fits wins (SPEC 3); none is 404.
+//! `[[route]]` matching: the first route whose every matcher fits wins; none is 404.
 
 use http::{HeaderMap, Method, Uri};
 

@@ -4,17 +4,16 @@
 //! `Arc` that is keyed by server ID in a [`StateRegistry`], so a reload that keeps an ID keeps its state
 //! and its in-flight counts. Everything a request needs is reachable from one [`Upstreams`] snapshot.
 
+pub mod affinity;
 pub mod health;
 pub mod pool;
 pub mod select;
-pub mod sticky;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use cookie::Cookie;
 use http::HeaderValue;
 use http::uri::{Authority, Scheme};
 use tokio::time::Instant;
@@ -388,8 +387,8 @@ impl Upstreams {
                             authority: b.authority.clone(),
                             conns: state.conn_pool(&b.authority),
                             state,
-                            set_cookie: render_cookie(&p.affinity, &b.id, false),
-                            set_cookie_secure: render_cookie(&p.affinity, &b.id, true),
+                            set_cookie: affinity::render_cookie(&p.affinity, &b.id, false),
+                            set_cookie_secure: affinity::render_cookie(&p.affinity, &b.id, true),
                             metrics: Arc::new(metrics.backend(&p.name, b.id.as_str())),
                         }
                     })
@@ -403,23 +402,4 @@ impl Upstreams {
     pub fn backend(&self, id: &str) -> Option<&Backend> {
         self.pools.iter().flat_map(|p| &p.backends).find(|b| b.id.as_str() == id)
     }
-}
-
-/// `amlbcookie=01; Path=/; HttpOnly; SameSite=Lax` with the pool's attributes. No `Expires`: AM's own
-/// `amlbcookie` is a session cookie too.
-fn render_cookie(a: &Affinity, id: &BackendId, tls: bool) -> HeaderValue {
-    let mut c = Cookie::build((a.cookie.as_str(), id.as_str()))
-        .path(a.path.as_str())
-        .http_only(a.http_only)
-        .secure(a.secure || tls)
-        .same_site(match a.same_site {
-            crate::config::SameSite::Lax => cookie::SameSite::Lax,
-            crate::config::SameSite::Strict => cookie::SameSite::Strict,
-            crate::config::SameSite::None => cookie::SameSite::None,
-        });
-    if let Some(d) = &a.domain {
-        c = c.domain(d.as_str());
-    }
-    // Names, IDs and attributes were validated as header-safe when the config loaded.
-    HeaderValue::from_str(&c.build().to_string()).unwrap_or_else(|_| HeaderValue::from_static(""))
 }

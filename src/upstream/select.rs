@@ -7,10 +7,10 @@
 //! an active one only with `failback = "primary"`; with `"sticky"` it stays, so its in-memory journey on
 //! that node survives (the fix for HAProxy #2729 is a choice, not a surprise).
 
-use super::sticky::Hints;
+use super::affinity::Hints;
 use super::{Health, Pool};
 use crate::config::{Balance, Failback, OnDown, Role};
-use crate::error::ProxyError;
+use crate::proxy::ProxyError;
 
 /// How the affinity decision went, for metrics and logs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

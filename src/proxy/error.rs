@@ -2,8 +2,10 @@
 //!
 //! Every synthetic answer has AM's CREST error shape, `{"code":N,"reason":"...","message":"..."}` with
 //! `Content-Type: application/json`, so AM clients (which parse every error body) see what AM would send.
-//! Failover asks an error whether a retry is allowed ([`ProxyError::retryable`]) instead of matching
-//! strings.
+//! Failover ([`super::failover`]) asks an error whether a retry is allowed ([`ProxyError::retryable`])
+//! and whether it blames the node ([`ProxyError::blames_backend`]) instead of matching strings. Both
+//! request paths render it through [`crate::am::crest`] only: hyper's as a response
+//! ([`ProxyError::to_response`]), the fast path as bytes from the same status and message.
 
 use http::{Response, StatusCode};
 
@@ -74,7 +76,7 @@ impl ProxyError {
         }
     }
 
-    /// Whether the request may be sent again to another node (SPEC 4.5): always when nothing reached the
+    /// Whether the request may be sent again to another node: always when nothing reached the
     /// first one; after bytes were sent only for idempotent methods, and only when the node failed before
     /// answering (a slow node that timed out is not given the same work twice). The caller still checks
     /// that the body can be replayed.

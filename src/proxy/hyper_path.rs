@@ -1,11 +1,11 @@
-//! Sending one request to a pool: hints, node choice, the pooled client, one retry, the cookie rules.
+//! hyper's path: a request hyper parsed (TLS, HTTP/2, bodies, everything the HTTP/1.1 fast path hands
+//! over) sent to a pool through the pooled hyper client, with the same hints, node choice, failover rule
+//! and cookie rules as the fast path.
 //!
 //! Bodies stream both ways. The one exception is the bounded auth-body peek: a JSON request body whose
-//! size is known and at most [`PEEK_LIMIT`] is read first, so its `authId` can name the node (SPEC 4.1) and
-//! so the request can be sent again if the first node refused the connection (SPEC 4.5). Every other body
-//! goes upstream as it arrives and is never retried.
-
-use std::net::SocketAddr;
+//! size is known and at most [`PEEK_LIMIT`] is read first, so its `authId` can name the node and so the
+//! request can be sent again if the first node refused the connection. Every other body goes upstream
+//! as it arrives and is never retried.
 
 use bytes::Bytes;
 use http::header::{CONTENT_TYPE, HOST, SET_COOKIE};
@@ -16,47 +16,18 @@ use http_body::Body as _;
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 
-use super::Snapshot;
-use super::headers;
+use super::failover::{Failover, Trace, idempotent, served};
+use super::{ProxyError, Snapshot, headers};
 use crate::body::{self, Body};
-use crate::config::AffinityMode;
-use crate::error::ProxyError;
+use crate::server::Peer;
+use crate::upstream::affinity::{self, Hints};
 use crate::upstream::pool::{Lease, PoolSettings, PooledBody, SendError};
-use crate::upstream::select::{self, Choice};
-use crate::upstream::sticky::{self, Hints};
+use crate::upstream::select::Choice;
 use crate::upstream::{InFlight, Pool};
 
-/// Largest request body read before forwarding (SPEC 4.1: auth bodies of at most 64 KiB).
+/// Largest request body read before forwarding: AM's callback answers (an `authId` and a few callbacks)
+/// are far smaller.
 pub const PEEK_LIMIT: u64 = 64 * 1024;
-
-/// Who sent the request: one per connection, handed to each of its requests.
-#[derive(Debug, Clone)]
-pub struct Peer {
-    /// Client address.
-    pub addr: SocketAddr,
-    /// Arrived over TLS.
-    pub tls: bool,
-    /// The client address as an `X-Forwarded-For` value, rendered once per connection.
-    pub forwarded_for: HeaderValue,
-}
-
-impl Peer {
-    /// The peer of a connection from `addr`.
-    pub fn new(addr: SocketAddr, tls: bool) -> Self {
-        Self { addr, tls, forwarded_for: headers::forwarded_for_value(addr.ip()) }
-    }
-}
-
-/// What the proxy decided for one request, for logs and metrics.
-#[derive(Debug, Clone, Default)]
-pub struct Trace {
-    /// Affinity outcome and the hint that decided, when a node was chosen.
-    pub choice: Option<Choice>,
-    /// Hints read.
-    pub hints: Hints,
-    /// Retries made.
-    pub retries: u32,
-}
 
 /// The request body as it will be sent.
 enum Outgoing {
@@ -135,7 +106,7 @@ pub async fn to_pool(
     let (mut parts, body) = req.into_parts();
     let mut outgoing =
         Outgoing::prepare(&parts.headers, body, snap.config.proxy.request_header_timeout).await?;
-    trace.hints = sticky::read(pool, &parts.headers, parts.uri.query(), outgoing.peeked());
+    trace.hints = affinity::read(pool, &parts.headers, parts.uri.query(), outgoing.peeked());
     prepare_headers(&mut parts, &peer);
 
     let mut failover = Failover::default();
@@ -155,67 +126,6 @@ pub async fn to_pool(
             }
             Err(err) => failover.failed(pool, choice, err, replayable, idempotent(&parts.method), trace)?,
         }
-    }
-}
-
-/// The failover rule both request paths share (SPEC 4.5): choose a node, and after a failed attempt
-/// record it against the node and decide whether one retry on another node is allowed.
-#[derive(Debug, Default)]
-pub(super) struct Failover {
-    /// The node that failed this request; a retry never goes back to it.
-    exclude: Option<usize>,
-    /// What went wrong on the first attempt, for the client when no other node is left.
-    first_error: Option<ProxyError>,
-}
-
-impl Failover {
-    /// The node for the next attempt, noted in `trace`.
-    pub(super) fn choose(&mut self, pool: &Pool, trace: &mut Trace) -> Result<Choice, ProxyError> {
-        match (select::choose(pool, &trace.hints, self.exclude), self.first_error.take()) {
-            (Ok(choice), _) => {
-                trace.choice = Some(choice);
-                Ok(choice)
-            }
-            // No other node for the retry: the client learns what went wrong with the first one.
-            (Err(_), Some(first)) => Err(first),
-            (Err(e), None) => Err(e),
-        }
-    }
-
-    /// Records a failed attempt on `choice` (a passive health check when the error blames the node) and
-    /// allows one retry when the request can be sent again (`replayable`) and the error permits it for
-    /// this method; otherwise gives the error back.
-    pub(super) fn failed(
-        &mut self,
-        pool: &Pool,
-        choice: Choice,
-        err: ProxyError,
-        replayable: bool,
-        idempotent: bool,
-        trace: &mut Trace,
-    ) -> Result<(), ProxyError> {
-        let backend = &pool.backends[choice.index];
-        if err.blames_backend().is_some() {
-            backend.state.record_passive_failure(&pool.health, &err.to_string());
-        }
-        if !(replayable && trace.retries == 0 && err.retryable(idempotent)) {
-            return Err(err);
-        }
-        tracing::info!(backend = %backend.id, error = %err, "retrying on another node");
-        self.exclude = Some(choice.index);
-        trace.retries += 1;
-        backend.metrics.retried();
-        self.first_error = Some(err);
-        Ok(())
-    }
-}
-
-/// Records that `choice` answered: it ends an open failure streak, and counts a sticky hit.
-pub(super) fn served(pool: &Pool, choice: Choice) {
-    let state = &pool.backends[choice.index].state;
-    state.record_success(&pool.health);
-    if choice.outcome == select::Outcome::Hit {
-        state.count_sticky_hit();
     }
 }
 
@@ -304,7 +214,7 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     out
 }
 
-/// Response side: hop-by-hop stripping and the `Set-Cookie` rules of SPEC 4.3.
+/// Response side: hop-by-hop stripping and the affinity cookie ([`affinity::cookie_to_set`]).
 fn finish(
     resp: Response<Incoming>,
     lease: Lease,
@@ -316,8 +226,8 @@ fn finish(
 ) -> Response<Body> {
     let (mut parts, incoming) = resp.into_parts();
     headers::strip_hop_by_hop(&mut parts.headers);
-    if let Some(value) = cookie_to_set(pool, choice.index, hints, tls)
-        && !headers::sets_cookie(&parts.headers, &pool.affinity.cookie)
+    if let Some(value) = affinity::cookie_to_set(pool, choice.index, hints, tls)
+        && !affinity::sets_cookie(&parts.headers, &pool.affinity.cookie)
     {
         parts.headers.append(SET_COOKIE, value.clone());
     }
@@ -332,30 +242,4 @@ fn finish(
         PooledBody::new(incoming, lease, guard).boxed()
     };
     Response::from_parts(parts, body)
-}
-
-/// The pre-rendered `Set-Cookie` the answer of node `served` gets under the rules of SPEC 4.3 (`insert`:
-/// unless the request's cookie already named it; both modes: a cookie that named another node is
-/// rewritten), before checking that the node does not set the cookie itself. Both request paths use it.
-pub(super) fn cookie_to_set<'a>(
-    pool: &'a Pool,
-    served: usize,
-    hints: &Hints,
-    tls: bool,
-) -> Option<&'a HeaderValue> {
-    let wants = match pool.affinity.mode {
-        AffinityMode::Insert => hints.cookie != Some(served),
-        AffinityMode::Observe => hints.cookie.is_some_and(|named| named != served),
-    };
-    let backend = &pool.backends[served];
-    wants.then_some(if tls { &backend.set_cookie_secure } else { &backend.set_cookie })
-}
-
-/// Methods RFC 9110 §9.2.2 calls idempotent: safe to send again after a node failed mid-request.
-pub(super) fn idempotent(method: &http::Method) -> bool {
-    use http::Method;
-    matches!(
-        *method,
-        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
-    )
 }

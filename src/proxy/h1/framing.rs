@@ -1,4 +1,4 @@
-//! Where an HTTP/1.1 response body ends (RFC 9112 §6.3), for the fast path ([`super::h1`]), which relays
+//! Where an HTTP/1.1 response body ends (RFC 9112 §6.3), for the fast path ([`super`]), which relays
 //! bodies with the framing they came with instead of decoding and re-encoding them.
 //!
 //! A pure state machine fed with the bytes as they arrive: it says how many of them belong to the body,

@@ -1,4 +1,6 @@
-//! Reading node hints out of a request (SPEC 4.1, 4.2). Pure functions, no I/O.
+//! Affinity, in one place: reading node hints out of a request, and every rule of the affinity cookie
+//! (how it is rendered, when an answer gets it, and whether the node's answer already sets it). Pure
+//! functions, no I/O; both request paths (hyper's and the HTTP/1.1 fast path) use them.
 //!
 //! AM names the node holding a login's state in three places: the `amlbcookie` it sets when a login
 //! starts, the `sessionId` claim inside every `authId` it returns, and the `S1`/`SI` extension of every
@@ -10,16 +12,19 @@
 
 use std::borrow::Cow;
 
+use cookie::Cookie;
+use http::{HeaderMap, HeaderValue};
+
 use super::Pool;
 use crate::am::request::{RequestHeaders, cookie_values, session_token};
-use crate::config::HintSource;
+use crate::config::{Affinity, AffinityMode, BackendId, HintSource};
 
 /// What the hints of one request say.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Hints {
     /// The node named by the first usable hint in the pool's order, and which hint that was.
     pub pinned: Option<(usize, HintSource)>,
-    /// The node the affinity cookie names, for the `Set-Cookie` rules of SPEC 4.3.
+    /// The node the affinity cookie names, for the `Set-Cookie` rules ([`cookie_to_set`]).
     pub cookie: Option<usize>,
     /// Some hint was present but named no configured node.
     pub invalid: bool,
@@ -94,4 +99,65 @@ fn auth_id_hint(pool: &Pool, body: Option<&[u8]>, invalid: &mut bool) -> Option<
     let index = crate::am::token::auth_id_node_hint(&auth_id).and_then(|id| pool.index_of(id.as_bytes()));
     *invalid |= index.is_none();
     index
+}
+
+/// `amlbcookie=01; Path=/; HttpOnly; SameSite=Lax` with the pool's attributes, rendered once per snapshot
+/// and node. No `Expires`: AM's own `amlbcookie` is a session cookie too.
+pub fn render_cookie(a: &Affinity, id: &BackendId, tls: bool) -> HeaderValue {
+    let mut c = Cookie::build((a.cookie.as_str(), id.as_str()))
+        .path(a.path.as_str())
+        .http_only(a.http_only)
+        .secure(a.secure || tls)
+        .same_site(match a.same_site {
+            crate::config::SameSite::Lax => cookie::SameSite::Lax,
+            crate::config::SameSite::Strict => cookie::SameSite::Strict,
+            crate::config::SameSite::None => cookie::SameSite::None,
+        });
+    if let Some(d) = &a.domain {
+        c = c.domain(d.as_str());
+    }
+    // Names, IDs and attributes were validated as header-safe when the config loaded.
+    HeaderValue::from_str(&c.build().to_string()).unwrap_or_else(|_| HeaderValue::from_static(""))
+}
+
+/// The pre-rendered `Set-Cookie` the answer of node `served` gets (`insert`: unless the request's cookie
+/// already named it, as HAProxy's `cookie ... insert`; both modes: a cookie that named another node is
+/// rewritten), before checking that the node does not set the cookie itself ([`sets_cookie`]).
+/// `tls` picks the value with `Secure`.
+pub fn cookie_to_set<'a>(pool: &'a Pool, served: usize, hints: &Hints, tls: bool) -> Option<&'a HeaderValue> {
+    let wants = match pool.affinity.mode {
+        AffinityMode::Insert => hints.cookie != Some(served),
+        AffinityMode::Observe => hints.cookie.is_some_and(|named| named != served),
+    };
+    let backend = &pool.backends[served];
+    wants.then_some(if tls { &backend.set_cookie_secure } else { &backend.set_cookie })
+}
+
+/// Whether a response already sets the cookie `name`: the node's own `amlbcookie` wins and the proxy
+/// adds no second one (AM sets it itself when it knows its server ID).
+pub fn sets_cookie(headers: &HeaderMap, name: &str) -> bool {
+    headers.get_all(http::header::SET_COOKIE).iter().any(|v| sets_cookie_named(v.as_bytes(), name.as_bytes()))
+}
+
+/// Whether one `Set-Cookie` value sets the cookie `name` (exactly that name: `amlbcookie2` is another
+/// cookie).
+pub fn sets_cookie_named(value: &[u8], name: &[u8]) -> bool {
+    let v = value.trim_ascii_start();
+    v.strip_prefix(name).is_some_and(|rest| rest.trim_ascii_start().starts_with(b"="))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn set_cookie_detection_matches_the_exact_name() {
+        let mut h = HeaderMap::new();
+        h.append(http::header::SET_COOKIE, HeaderValue::from_static("amlbcookie2=1"));
+        assert!(!sets_cookie(&h, "amlbcookie"));
+        h.append(http::header::SET_COOKIE, HeaderValue::from_static("amlbcookie=01; Path=/"));
+        assert!(sets_cookie(&h, "amlbcookie"));
+        assert!(sets_cookie_named(b" amlbcookie =01", b"amlbcookie"));
+        assert!(!sets_cookie_named(b"xamlbcookie=01", b"amlbcookie"));
+    }
 }

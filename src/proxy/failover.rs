@@ -1,0 +1,91 @@
+//! The failover rule both request paths share: choose a node, and after a failed attempt record it
+//! against the node (a passive health check) and decide whether one retry on another node is allowed.
+//!
+//! One retry at most, never on the node that failed, and only when [`ProxyError::retryable`] allows it for
+//! the method (RFC 9110 §9.2.2) and the request can be sent again. When no other node is left, the client
+//! learns what went wrong with the first one rather than "no backend".
+
+use super::ProxyError;
+use crate::upstream::Pool;
+use crate::upstream::affinity::Hints;
+use crate::upstream::select::{self, Choice};
+
+/// What the proxy decided for one request, for logs and metrics.
+#[derive(Debug, Clone, Default)]
+pub struct Trace {
+    /// Affinity outcome and the hint that decided, when a node was chosen.
+    pub choice: Option<Choice>,
+    /// Hints read.
+    pub hints: Hints,
+    /// Retries made.
+    pub retries: u32,
+}
+
+/// The failover state of one request.
+#[derive(Debug, Default)]
+pub(super) struct Failover {
+    /// The node that failed this request; a retry never goes back to it.
+    exclude: Option<usize>,
+    /// What went wrong on the first attempt, for the client when no other node is left.
+    first_error: Option<ProxyError>,
+}
+
+impl Failover {
+    /// The node for the next attempt, noted in `trace`.
+    pub(super) fn choose(&mut self, pool: &Pool, trace: &mut Trace) -> Result<Choice, ProxyError> {
+        match (select::choose(pool, &trace.hints, self.exclude), self.first_error.take()) {
+            (Ok(choice), _) => {
+                trace.choice = Some(choice);
+                Ok(choice)
+            }
+            // No other node for the retry: the client learns what went wrong with the first one.
+            (Err(_), Some(first)) => Err(first),
+            (Err(e), None) => Err(e),
+        }
+    }
+
+    /// Records a failed attempt on `choice` (a passive health check when the error blames the node) and
+    /// allows one retry when the request can be sent again (`replayable`) and the error permits it for
+    /// this method; otherwise gives the error back.
+    pub(super) fn failed(
+        &mut self,
+        pool: &Pool,
+        choice: Choice,
+        err: ProxyError,
+        replayable: bool,
+        idempotent: bool,
+        trace: &mut Trace,
+    ) -> Result<(), ProxyError> {
+        let backend = &pool.backends[choice.index];
+        if err.blames_backend().is_some() {
+            backend.state.record_passive_failure(&pool.health, &err.to_string());
+        }
+        if !(replayable && trace.retries == 0 && err.retryable(idempotent)) {
+            return Err(err);
+        }
+        tracing::info!(backend = %backend.id, error = %err, "retrying on another node");
+        self.exclude = Some(choice.index);
+        trace.retries += 1;
+        backend.metrics.retried();
+        self.first_error = Some(err);
+        Ok(())
+    }
+}
+
+/// Records that `choice` answered: it ends an open failure streak, and counts a sticky hit.
+pub(super) fn served(pool: &Pool, choice: Choice) {
+    let state = &pool.backends[choice.index].state;
+    state.record_success(&pool.health);
+    if choice.outcome == select::Outcome::Hit {
+        state.count_sticky_hit();
+    }
+}
+
+/// Methods RFC 9110 §9.2.2 calls idempotent: safe to send again after a node failed mid-request.
+pub(super) fn idempotent(method: &http::Method) -> bool {
+    use http::Method;
+    matches!(
+        *method,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
+    )
+}
