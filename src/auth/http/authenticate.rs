@@ -74,8 +74,11 @@ impl AuthNode {
                 }),
             ),
             Step::Success { token, realm } => {
-                let cookie =
-                    Cookie::build((self.auth.session_cookie.as_str(), token.as_str())).path("/").build();
+                // AM's session cookie: host-only, whole site, never readable by page scripts.
+                let cookie = Cookie::build((self.auth.session_cookie.as_str(), token.as_str()))
+                    .path("/")
+                    .http_only(true)
+                    .build();
                 let mut resp = crest::json(
                     StatusCode::OK,
                     &json!({
@@ -84,9 +87,7 @@ impl AuthNode {
                         "realm": realm,
                     }),
                 );
-                // AM writes `Path=/; HttpOnly` (its servlet container's order); the cookie crate would put
-                // `HttpOnly` first, so the flag follows the rendered path to keep AM's exact header.
-                add_cookie(&mut resp, &format!("{cookie}; HttpOnly"));
+                add_cookie(&mut resp, &cookie.to_string());
                 resp
             }
         }
