@@ -43,7 +43,7 @@ use crate::am::crest;
 use crate::config::RouteAction;
 use crate::error::ProxyError;
 use crate::server::{Handoff, PlainContext};
-use crate::upstream::pool::{PoolSettings, SendError};
+use crate::upstream::conns::{ConnSettings, SendError};
 use crate::upstream::sticky::{self, Hints};
 use crate::upstream::{Backend, Pool};
 
@@ -386,7 +386,7 @@ async fn to_pool(
     clock: &mut Clock<'_>,
 ) -> Result<Done, ProxyError> {
     let cfg = &snap.config.proxy;
-    let settings = PoolSettings {
+    let settings = ConnSettings {
         connect_timeout: cfg.connect_timeout,
         idle_timeout: cfg.pool_idle_timeout,
         max_idle: cfg.pool_max_idle_per_backend,
@@ -436,7 +436,7 @@ async fn to_pool(
 async fn send(
     backend: &Backend,
     head: &[u8],
-    settings: &PoolSettings,
+    settings: &ConnSettings,
     idempotent: bool,
     args: &AnswerArgs<'_>,
 ) -> Result<(TcpStream, ResponseHead), ProxyError> {
