@@ -6,6 +6,7 @@
 //! Kept apart from the public listener (HAProxy's `monitor-uri` shares it; Envoy's admin does not) so
 //! health probes and operator calls never compete with, or get routed like, client traffic.
 
+pub mod metrics;
 pub mod status;
 
 use std::sync::Arc;
@@ -38,7 +39,7 @@ impl Admin {
 
     /// `GET /metrics`: Prometheus text exposition.
     fn metrics(&self) -> Response<Body> {
-        let text = self.proxy.metrics().render(&self.proxy.snapshot().upstreams, &self.nodes);
+        let text = metrics::render(self.proxy.metrics(), &self.proxy.snapshot().upstreams, &self.nodes);
         let mut resp = Response::new(crate::body::full(text));
         resp.headers_mut().insert(
             http::header::CONTENT_TYPE,

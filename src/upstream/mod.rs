@@ -10,6 +10,7 @@
 //! - [`sticky`]: node hints read from a request, and the affinity cookie.
 //! - [`select`]: the choice of node (tier, balance, health, admin state).
 //! - [`conns`]: keep-alive connections to one node address.
+//! - [`stats`]: the traffic metric handles of a snapshot.
 //!
 //! [`Pool`] is always a pool of *nodes*; the connections to one node are its [`conns::Conns`].
 
@@ -17,6 +18,7 @@ pub mod conns;
 pub mod health;
 pub mod select;
 pub mod state;
+pub mod stats;
 pub mod sticky;
 
 use std::sync::Arc;
@@ -28,10 +30,11 @@ use http::uri::{Authority, Scheme};
 
 use crate::am::request::TokenPlaces;
 use crate::config::{Affinity, BackendId, Balance, Config, HealthConfig, Role};
-use crate::metrics::{BackendMetrics, Metrics, PoolMetrics};
+use crate::metrics::Metrics;
 use conns::Conns;
 pub use health::{CheckResult, Health, HealthInfo};
 pub use state::{AdminState, BackendState, InFlight, StateRegistry};
+pub use stats::{BackendMetrics, PoolMetrics};
 
 /// One node as a request sees it.
 #[derive(Debug, Clone)]
@@ -113,7 +116,7 @@ impl Upstreams {
                 affinity: p.affinity.clone(),
                 health: p.health.clone(),
                 session_token: session_token.clone(),
-                metrics: metrics.pool(&p.name),
+                metrics: PoolMetrics::new(metrics, &p.name),
                 rr: AtomicUsize::new(0),
                 backends: p
                     .backends
@@ -129,7 +132,7 @@ impl Upstreams {
                             state,
                             set_cookie: render_cookie(&p.affinity, &b.id, false),
                             set_cookie_secure: render_cookie(&p.affinity, &b.id, true),
-                            metrics: Arc::new(metrics.backend(&p.name, b.id.as_str())),
+                            metrics: Arc::new(BackendMetrics::new(metrics, &p.name, b.id.as_str())),
                         }
                     })
                     .collect(),
