@@ -1,5 +1,5 @@
-//! Choosing the node for a request (SPEC 4.1, 4.4): the pinned node when it can serve, else the pool's
-//! balance over the serving tier.
+//! Choosing the node for a request: the pinned node when it can serve, else the pool's balance over the
+//! serving tier.
 //!
 //! The serving tier is the active nodes that take new clients, or, when none does, the passive ones
 //! (HAProxy's `backup` servers). A pinned node that is down is left per `on_down`: `redispatch` balances
