@@ -32,13 +32,17 @@ use tokio::time::Instant;
 
 use crate::body::{Body, BoxError};
 
-/// How a request failed to reach a node, before any mapping to `ProxyError`.
-#[derive(Debug)]
+/// How a request failed to reach a node. The variant is what a retry decision needs: nothing was sent,
+/// or the request may have reached the node.
+#[derive(Debug, thiserror::Error)]
 pub enum SendError {
-    /// No connection: refused, timed out or the HTTP handshake failed. Nothing was sent.
+    /// No connection: refused, timed out or the HTTP handshake failed. Nothing was sent, so another
+    /// node may always take the request.
+    #[error("{0}")]
     Connect(String),
     /// The request may have reached the node (the connection failed while sending or awaiting the
-    /// answer).
+    /// answer): only an idempotent request may be sent again.
+    #[error(transparent)]
     Upstream(hyper::Error),
 }
 
