@@ -24,7 +24,7 @@ pub type Labels = Vec<(&'static str, String)>;
 
 /// Method classes counted separately.
 const METHODS: [&str; 6] = ["GET", "HEAD", "POST", "PUT", "DELETE", "OTHER"];
-/// Status classes.
+/// Status classes: the first digit tells failures from answers and keeps the number of series fixed.
 const STATUSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
 
 fn latency_histogram() -> Histogram {

@@ -28,7 +28,7 @@ use crate::reload::Reloader;
 use crate::server::Handler;
 use crate::upstream::{AdminState, Health};
 
-/// The admin service.
+/// The admin service. It reads the proxy's current snapshot on every request, so a reload shows at once.
 pub struct Admin {
     proxy: Arc<Proxy>,
     reloader: Arc<Reloader>,

@@ -39,15 +39,15 @@ pub use stats::{BackendMetrics, PoolMetrics};
 /// One node as a request sees it.
 #[derive(Debug, Clone)]
 pub struct Backend {
-    /// Server ID.
+    /// Server ID: the value of AM's `amlbcookie` and of the `S1`/`SI` hints that name this node.
     pub id: BackendId,
-    /// Active or passive.
+    /// Active nodes take new clients; passive ones (HAProxy's `backup`) only when no active one can.
     pub role: Role,
     /// `http`.
     pub scheme: Scheme,
     /// `host:port`.
     pub authority: Authority,
-    /// Live state.
+    /// Live state, shared with every snapshot that contains this ID.
     pub state: Arc<BackendState>,
     /// `Set-Cookie` pinning a client to this node, rendered once per snapshot.
     pub set_cookie: HeaderValue,
@@ -68,7 +68,7 @@ pub struct Pool {
     pub balance: Balance,
     /// Cookie and hint policy.
     pub affinity: Affinity,
-    /// Health check settings.
+    /// Active check settings; `rise` and `fall` also govern failures seen on live traffic.
     pub health: HealthConfig,
     /// Nodes in file order.
     pub backends: Vec<Backend>,
@@ -85,7 +85,7 @@ impl Pool {
         self.backends.iter().position(|b| b.id.as_str().as_bytes() == id)
     }
 
-    /// Next round-robin ticket.
+    /// Next round-robin ticket; least-conn uses it too, to rotate where ties are broken.
     pub(crate) fn next_ticket(&self) -> usize {
         self.rr.fetch_add(1, Ordering::Relaxed)
     }

@@ -25,7 +25,7 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    /// Label value.
+    /// The `outcome` label of `tether_affinity`.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Hit => "hit",
@@ -42,18 +42,18 @@ pub enum Unavailable {
     /// The pool has no node that can take the request.
     #[error("no backend of pool {pool:?} is available")]
     NoBackend {
-        /// Pool name.
+        /// The pool, as the file names it.
         pool: String,
     },
     /// The client is pinned to a node that is down, and the pool is `on_down = "strict"`.
     #[error("backend {backend} holding this client's session is unavailable")]
     PinnedDown {
-        /// The pinned node.
+        /// The node the client is pinned to, so the operator sees whose sessions are cut off.
         backend: BackendId,
     },
 }
 
-/// The chosen node.
+/// The node for one attempt, and how affinity decided it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Choice {
     /// Index into the pool's backends.

@@ -42,7 +42,7 @@ impl AdminState {
 /// Live state of one node, shared by every snapshot that contains its ID.
 #[derive(Debug)]
 pub struct BackendState {
-    /// Server ID.
+    /// Server ID, the key under which this state survives reloads.
     pub id: BackendId,
     health: NodeHealth,
     admin: AtomicU8,

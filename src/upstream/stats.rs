@@ -16,7 +16,7 @@ const OUTCOMES: [Outcome; 4] = [Outcome::Hit, Outcome::Miss, Outcome::Invalid, O
 /// The hint labels: one per [`HintSource`], then `none`.
 const HINTS: [&str; 4] = ["cookie", "auth_id", "session_token", "none"];
 
-/// Per-backend handles.
+/// The handles of one backend in one pool: a node listed in two pools counts apart in each.
 #[derive(Debug)]
 pub struct BackendMetrics {
     requests: RequestCounters,
@@ -46,7 +46,7 @@ impl BackendMetrics {
     }
 }
 
-/// Per-pool handles.
+/// The handles of one pool: its affinity decisions and the answers the proxy gave itself.
 #[derive(Debug)]
 pub struct PoolMetrics {
     affinity: [[Counter; HINTS.len()]; OUTCOMES.len()],
