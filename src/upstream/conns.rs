@@ -189,7 +189,7 @@ impl Conns {
 
     /// Sends `req` and returns the answer; the connection returns to the idle stack once the response body has
     /// been read to the end. A request a pooled connection gave back unsent goes out again on a fresh
-    /// connection (at most [`UNSENT_RETRIES`] times).
+    /// connection (at most `UNSENT_RETRIES` times).
     pub async fn send(
         self: &Arc<Self>,
         mut req: Request<Body>,

@@ -1,4 +1,4 @@
-//! Node health: a pure rise/fall state machine, the bookkeeping of its results, and (in [`checker`])
+//! Node health: a pure rise/fall state machine, the bookkeeping of its results, and (in `checker`)
 //! the active checker that feeds it.
 //!
 //! As in HAProxy (`check inter rise fall`) a node starts up, goes down after `fall` failed checks in a
