@@ -1,4 +1,4 @@
-//! Live reload (SPEC 4.7): SIGHUP or `POST /reload` re-reads the file the process was started from.
+//! Live reload: SIGHUP or `POST /reload` re-reads the file the process was started from.
 //!
 //! The whole file is parsed and validated first; any problem leaves the running config untouched and is
 //! reported (log line and the 400 body of `/reload`). A valid file is swapped in as one new snapshot, so
@@ -10,7 +10,9 @@
 //! `[auth]` settings). A file that changes them is refused as a whole, naming what changed, rather than
 //! applied in part: a half-applied reload is harder to reason about than a restart.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 
 use crate::config::{self, BackendId, Config, ConfigError};
 use crate::nodes::NodeHandle;
@@ -61,7 +63,7 @@ impl Reloader {
 
     /// Reloads the file; on success returns the new config's summary.
     pub fn reload(&self) -> Result<String, ReloadError> {
-        let _one = self.one_at_a_time.lock().unwrap_or_else(|p| p.into_inner());
+        let _one = self.one_at_a_time.lock();
         let old = Arc::clone(&self.proxy.snapshot().config);
         let path = old.source.clone().ok_or(ReloadError::NoSource)?;
         let result = config::load(&path).map_err(ReloadError::from).and_then(|new| self.apply(&old, new));

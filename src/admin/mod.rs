@@ -1,4 +1,7 @@
-//! The admin listener: liveness, readiness, metrics, node status and run-time node states (SPEC 4.8).
+//! The admin listener: liveness, readiness, metrics, node status and run-time node states.
+//!
+//! This module holds the route table, the token check and the small JSON endpoints; [`status`] renders
+//! the status page and `/status.json`, [`metrics`] the Prometheus exposition.
 //!
 //! Bound to loopback by default; with `admin_token` set, every POST needs `Authorization: Bearer`
 //! (or the token field of the status page's forms), so a reachable admin port cannot drain the cluster.
@@ -6,13 +9,16 @@
 //! Kept apart from the public listener (HAProxy's `monitor-uri` shares it; Envoy's admin does not) so
 //! health probes and operator calls never compete with, or get routed like, client traffic.
 
+pub mod metrics;
 pub mod status;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use serde_json::json;
+use subtle::ConstantTimeEq;
 
 use crate::am::crest;
 use crate::auth::AuthNode;
@@ -20,10 +26,9 @@ use crate::body::Body;
 use crate::proxy::Proxy;
 use crate::reload::Reloader;
 use crate::server::{Handler, Peer};
-use crate::upstream::{AdminState, Backend, Health};
-use std::time::Duration;
+use crate::upstream::{AdminState, Health};
 
-/// The admin service.
+/// The admin service. It reads the proxy's current snapshot on every request, so a reload shows at once.
 pub struct Admin {
     proxy: Arc<Proxy>,
     reloader: Arc<Reloader>,
@@ -38,7 +43,7 @@ impl Admin {
 
     /// `GET /metrics`: Prometheus text exposition.
     fn metrics(&self) -> Response<Body> {
-        let text = self.proxy.metrics().render(&self.proxy.snapshot().upstreams, &self.nodes);
+        let text = metrics::render(self.proxy.metrics(), &self.proxy.snapshot().upstreams, &self.nodes);
         let mut resp = Response::new(crate::body::full(text));
         resp.headers_mut().insert(
             http::header::CONTENT_TYPE,
@@ -93,23 +98,6 @@ impl Admin {
             )
         }
     }
-}
-
-impl Admin {
-    /// `/status.json`: every pool and backend with role, health, admin state, traffic and the last check.
-    fn status_json(&self) -> Response<Body> {
-        let snap = self.proxy.snapshot();
-        let pools: Vec<serde_json::Value> = snap
-            .upstreams
-            .pools
-            .iter()
-            .map(|pool| {
-                let backends: Vec<serde_json::Value> = pool.backends.iter().map(backend_json).collect();
-                json!({"name": pool.name, "balance": format!("{:?}", pool.balance), "backends": backends})
-            })
-            .collect();
-        crest::json(StatusCode::OK, &json!({"pools": pools}))
-    }
 
     /// `POST /backends/{id}/{drain|ready|maint}[?deadline_s=N]`.
     fn set_state(&self, id: &str, action: &str, query: Option<&str>) -> Response<Body> {
@@ -142,30 +130,8 @@ impl Admin {
             return crest::error(StatusCode::NOT_FOUND, &format!("No backend has id '{id}'"));
         };
         backend.state.set_admin(state, deadline);
-        crest::json(StatusCode::OK, &backend_json(backend))
+        crest::json(StatusCode::OK, &status::backend_json(backend))
     }
-}
-
-fn backend_json(b: &Backend) -> serde_json::Value {
-    let info = b.state.health_info();
-    let since_epoch =
-        |t: std::time::SystemTime| t.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-    json!({
-        "id": b.id.as_str(),
-        "url": format!("{}://{}", b.scheme, b.authority),
-        "role": b.role.as_str(),
-        "health": if b.state.health() == Health::Up { "up" } else { "down" },
-        "admin": b.state.admin().as_str(),
-        "drain_left_s": b.state.drain_left().map(|d| d.as_secs()),
-        "in_flight": b.state.in_flight(),
-                "requests": b.state.requests(),
-        "sticky_hits": b.state.sticky_hits(),
-        "passive_failures": b.state.failures(),
-                "transitions": info.transitions,
-        "checks": info.checks,
-        "last_transition": info.last_reason,
-        "last_check": info.last_check.map(|c| json!({"pass": c.pass, "detail": c.detail, "at_unix": since_epoch(c.at)})),
-    })
 }
 
 impl Handler for Admin {
@@ -182,7 +148,9 @@ impl Handler for Admin {
                 let given = bearer(&parts.headers)
                     .map(str::to_owned)
                     .or_else(|| crate::am::request::query_param(&fields, "token").map(|t| t.into_owned()));
-                if !given.is_some_and(|g| same_secret(g.as_bytes(), expected.as_bytes())) {
+                // Constant time in the token's content, so response timing does not leak how many
+                // leading bytes of a guess were right.
+                if !given.is_some_and(|g| bool::from(g.as_bytes().ct_eq(expected.as_bytes()))) {
                     return crest::error(
                         StatusCode::UNAUTHORIZED,
                         "This admin endpoint needs `Authorization: Bearer <admin_token>`",
@@ -206,7 +174,7 @@ impl Handler for Admin {
             }
             "/healthz" => crest::json(StatusCode::OK, &json!({"status": "ok"})),
             "/readyz" => self.readyz(),
-            "/status.json" => self.status_json(),
+            "/status.json" => crest::json(StatusCode::OK, &status::json(&self.proxy.snapshot())),
             "/status" => {
                 let snap = self.proxy.snapshot();
                 html(status::render(&snap, snap.config.proxy.admin_token.is_some()))
@@ -240,16 +208,6 @@ fn bearer(headers: &http::HeaderMap) -> Option<&str> {
     let v = headers.get(http::header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = v.split_once(' ')?;
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
-}
-
-/// Compares secrets in time independent of where they differ (HMAC of both under a fresh key).
-fn same_secret(a: &[u8], b: &[u8]) -> bool {
-    use ring::hmac;
-    let key = hmac::Key::generate(hmac::HMAC_SHA256, &ring::rand::SystemRandom::new());
-    match key {
-        Ok(key) => hmac::verify(&key, a, hmac::sign(&key, b).as_ref()).is_ok(),
-        Err(_) => false,
-    }
 }
 
 fn see_other(location: &'static str) -> Response<Body> {

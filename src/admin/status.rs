@@ -1,4 +1,5 @@
-//! The status page (`GET /status`): one HTML table per pool, one row per node, readable at a glance.
+//! The status page (`GET /status`): one HTML table per pool, one row per node, readable at a glance;
+//! and the same facts as JSON (`GET /status.json`, also the answer of a state change).
 //!
 //! Modelled on HAProxy's stats page, but with what matters for a sticky auth cluster: which nodes take new
 //! clients (health and admin state), how much traffic arrived pinned (sticky hits and share), and why a node
@@ -17,6 +18,9 @@
 use std::fmt::Write as _;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use serde_json::{Value, json};
+
+use crate::am::time::iso8601_of;
 use crate::config::Balance;
 use crate::proxy::Snapshot;
 use crate::upstream::{AdminState, Backend, Health, Pool};
@@ -71,8 +75,7 @@ pub fn render(snap: &Snapshot, token_required: bool) -> String {
 }
 
 fn render_at(snap: &Snapshot, token_required: bool, now: SystemTime) -> String {
-    let unix = now.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-    let rendered = crate::am::time::iso8601(unix);
+    let rendered = iso8601_of(now);
     let mut out = String::with_capacity(4096);
     // Writing to a String cannot fail; the results are ignored on purpose.
     let _ = write!(
@@ -170,6 +173,42 @@ fn backend_row(out: &mut String, b: &Backend, token_required: bool, now: SystemT
         let _ = write!(out, "<button name=\"action\" value=\"{action}\">{action}</button></form>");
     }
     out.push_str("</td></tr>\n");
+}
+
+/// `/status.json`: every pool and backend with role, health, admin state, traffic and the last check.
+pub fn json(snap: &Snapshot) -> Value {
+    let pools: Vec<Value> = snap
+        .upstreams
+        .pools
+        .iter()
+        .map(|pool| {
+            let backends: Vec<Value> = pool.backends.iter().map(backend_json).collect();
+            json!({"name": pool.name, "balance": format!("{:?}", pool.balance), "backends": backends})
+        })
+        .collect();
+    json!({"pools": pools})
+}
+
+/// One backend as `/status.json` shows it; `at_unix` of the last check is in whole seconds.
+pub fn backend_json(b: &Backend) -> Value {
+    let info = b.state.health_info();
+    let unix = |t: SystemTime| t.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    json!({
+        "id": b.id.as_str(),
+        "url": format!("{}://{}", b.scheme, b.authority),
+        "role": b.role.as_str(),
+        "health": if b.state.health() == Health::Up { "up" } else { "down" },
+        "admin": b.state.admin().as_str(),
+        "drain_left_s": b.state.drain_left().map(|d| d.as_secs()),
+        "in_flight": b.state.in_flight(),
+        "requests": b.state.requests(),
+        "sticky_hits": b.state.sticky_hits(),
+        "passive_failures": b.state.failures(),
+        "transitions": info.transitions,
+        "checks": info.checks,
+        "last_transition": info.last_reason,
+        "last_check": info.last_check.map(|c| json!({"pass": c.pass, "detail": c.detail, "at_unix": unix(c.at)})),
+    })
 }
 
 /// Escapes `& < > " '` for HTML text and quoted attribute values.

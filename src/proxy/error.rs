@@ -12,6 +12,7 @@ use http::{Response, StatusCode};
 use crate::am::crest;
 use crate::body::Body;
 use crate::config::BackendId;
+use crate::upstream::select::Unavailable;
 
 /// What can go wrong while proxying one request.
 #[derive(Debug, thiserror::Error)]
@@ -99,6 +100,15 @@ impl ProxyError {
     /// The AM-shaped answer.
     pub fn to_response(&self) -> Response<Body> {
         crest::error(self.status(), &self.to_string())
+    }
+}
+
+impl From<Unavailable> for ProxyError {
+    fn from(e: Unavailable) -> Self {
+        match e {
+            Unavailable::NoBackend { pool } => Self::NoBackend { pool },
+            Unavailable::PinnedDown { backend } => Self::PinnedDown { backend },
+        }
     }
 }
 

@@ -40,7 +40,7 @@ impl Failover {
             }
             // No other node for the retry: the client learns what went wrong with the first one.
             (Err(_), Some(first)) => Err(first),
-            (Err(e), None) => Err(e),
+            (Err(e), None) => Err(e.into()),
         }
     }
 

@@ -21,7 +21,7 @@ use super::{ProxyError, Snapshot, headers};
 use crate::body::{self, Body};
 use crate::server::Peer;
 use crate::upstream::affinity::{self, Hints};
-use crate::upstream::pool::{Lease, PoolSettings, PooledBody, SendError};
+use crate::upstream::conns::{ConnSettings, Lease, LeasedBody, SendError};
 use crate::upstream::select::Choice;
 use crate::upstream::{InFlight, Pool};
 
@@ -186,7 +186,7 @@ async fn send(
 ) -> Result<(Response<Incoming>, Lease), ProxyError> {
     let proxy = &snap.config.proxy;
     let timeout = proxy.response_timeout;
-    let settings = PoolSettings {
+    let settings = ConnSettings {
         connect_timeout: proxy.connect_timeout,
         idle_timeout: proxy.pool_idle_timeout,
         max_idle: proxy.pool_max_idle_per_backend,
@@ -239,7 +239,7 @@ fn finish(
         drop(guard);
         body::empty()
     } else {
-        PooledBody::new(incoming, lease, guard).boxed()
+        LeasedBody::new(incoming, lease, guard).boxed()
     };
     Response::from_parts(parts, body)
 }

@@ -1,5 +1,5 @@
-//! Choosing the node for a request (SPEC 4.1, 4.4): the pinned node when it can serve, else the pool's
-//! balance over the serving tier.
+//! Choosing the node for a request: the pinned node when it can serve, else the pool's balance over the
+//! serving tier.
 //!
 //! The serving tier is the active nodes that take new clients, or, when none does, the passive ones
 //! (HAProxy's `backup` servers). A pinned node that is down is left per `on_down`: `redispatch` balances
@@ -9,8 +9,7 @@
 
 use super::affinity::Hints;
 use super::{Health, Pool};
-use crate::config::{Balance, Failback, OnDown, Role};
-use crate::proxy::ProxyError;
+use crate::config::{BackendId, Balance, Failback, OnDown, Role};
 
 /// How the affinity decision went, for metrics and logs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,7 +25,7 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    /// Label value.
+    /// The `outcome` label of `tether_affinity`.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Hit => "hit",
@@ -37,7 +36,24 @@ impl Outcome {
     }
 }
 
-/// The chosen node.
+/// Why no node can take a request. Never worth a retry on this pool: every node was considered.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Unavailable {
+    /// The pool has no node that can take the request.
+    #[error("no backend of pool {pool:?} is available")]
+    NoBackend {
+        /// The pool, as the file names it.
+        pool: String,
+    },
+    /// The client is pinned to a node that is down, and the pool is `on_down = "strict"`.
+    #[error("backend {backend} holding this client's session is unavailable")]
+    PinnedDown {
+        /// The node the client is pinned to, so the operator sees whose sessions are cut off.
+        backend: BackendId,
+    },
+}
+
+/// The node for one attempt, and how affinity decided it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Choice {
     /// Index into the pool's backends.
@@ -47,7 +63,7 @@ pub struct Choice {
 }
 
 /// Chooses a node. `exclude` is a node that already failed this request (a retry never goes back to it).
-pub fn choose(pool: &Pool, hints: &Hints, exclude: Option<usize>) -> Result<Choice, ProxyError> {
+pub fn choose(pool: &Pool, hints: &Hints, exclude: Option<usize>) -> Result<Choice, Unavailable> {
     if let Some((pinned, _)) = hints.pinned {
         let backend = &pool.backends[pinned];
         let usable = Some(pinned) != exclude && backend.state.takes_pinned();
@@ -61,7 +77,7 @@ pub fn choose(pool: &Pool, hints: &Hints, exclude: Option<usize>) -> Result<Choi
         } else if pool.affinity.on_down == OnDown::Strict && backend.state.health() == Health::Down {
             // `strict` is about failures; a node the operator put in maint, or whose drain deadline
             // passed, hands its clients over.
-            return Err(ProxyError::PinnedDown { backend: backend.id.clone() });
+            return Err(Unavailable::PinnedDown { backend: backend.id.clone() });
         }
         return balance(pool, exclude).map(|index| Choice { index, outcome: Outcome::Redispatch });
     }
@@ -79,13 +95,13 @@ fn tier_has(pool: &Pool, role: Role, exclude: Option<usize>) -> bool {
 }
 
 /// The pool's balance over its serving tier, without allocating.
-fn balance(pool: &Pool, exclude: Option<usize>) -> Result<usize, ProxyError> {
+fn balance(pool: &Pool, exclude: Option<usize>) -> Result<usize, Unavailable> {
     let role = if tier_has(pool, Role::Active, exclude) { Role::Active } else { Role::Passive };
     let n = pool.backends.len();
     let candidates = || (0..n).filter(move |&i| takes_new(pool, i, role, exclude));
     let count = candidates().count();
     if count == 0 {
-        return Err(ProxyError::NoBackend { pool: pool.name.clone() });
+        return Err(Unavailable::NoBackend { pool: pool.name.clone() });
     }
     let ticket = pool.next_ticket();
     let chosen = match pool.balance {
@@ -97,7 +113,7 @@ fn balance(pool: &Pool, exclude: Option<usize>) -> Result<usize, ProxyError> {
             .take(count)
             .min_by_key(|&i| pool.backends[i].state.in_flight()),
     };
-    chosen.ok_or_else(|| ProxyError::NoBackend { pool: pool.name.clone() })
+    chosen.ok_or_else(|| Unavailable::NoBackend { pool: pool.name.clone() })
 }
 
 #[cfg(test)]
@@ -178,7 +194,7 @@ pool = "am"
         let u = pools("[pool.affinity]\non_down = \"strict\"");
         let pool = &u.pools[0];
         pool.backends[1].state.record_check(false, "test".into(), 1, 1);
-        assert!(matches!(choose(pool, &pinned(1), None), Err(ProxyError::PinnedDown { .. })));
+        assert!(matches!(choose(pool, &pinned(1), None), Err(Unavailable::PinnedDown { .. })));
     }
 
     #[test]
@@ -244,6 +260,6 @@ pool = "am"
         for b in &pool.backends {
             b.state.set_admin(AdminState::Maint, None);
         }
-        assert!(matches!(choose(pool, &Hints::default(), None), Err(ProxyError::NoBackend { .. })));
+        assert!(matches!(choose(pool, &Hints::default(), None), Err(Unavailable::NoBackend { .. })));
     }
 }

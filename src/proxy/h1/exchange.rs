@@ -18,7 +18,7 @@ use super::{Done, Next, read_scratch};
 use crate::proxy::failover::{Failover, Trace, idempotent, served};
 use crate::proxy::{ProxyError, Snapshot};
 use crate::upstream::affinity;
-use crate::upstream::pool::{PoolSettings, SendError};
+use crate::upstream::conns::{ConnSettings, SendError};
 use crate::upstream::{Backend, Pool};
 
 /// Read size for body pieces: the most of a body in memory at once, per exchange.
@@ -36,7 +36,7 @@ pub(super) async fn to_pool(
     deadline: &mut Deadline<'_>,
 ) -> Result<Done, ProxyError> {
     let cfg = &snap.config.proxy;
-    let settings = PoolSettings {
+    let settings = ConnSettings {
         connect_timeout: cfg.connect_timeout,
         idle_timeout: cfg.pool_idle_timeout,
         max_idle: cfg.pool_max_idle_per_backend,
@@ -86,7 +86,7 @@ pub(super) async fn to_pool(
 async fn send(
     backend: &Backend,
     head: &[u8],
-    settings: &PoolSettings,
+    settings: &ConnSettings,
     idempotent: bool,
     args: &AnswerArgs<'_>,
 ) -> Result<(TcpStream, ResponseHead), ProxyError> {

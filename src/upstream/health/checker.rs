@@ -1,89 +1,22 @@
-//! Node health: a pure rise/fall state machine, and the active checker that feeds it.
-//!
-//! As in HAProxy (`check inter rise fall`) a node starts up, goes down after `fall` failed checks in a
-//! row and comes back after `rise` passes in a row; a single result against the streak resets it, so a
-//! flapping node does not bounce in and out. Failures seen on real traffic (connect refused or timed out)
-//! count as failed checks at once (HAProxy's `observe layer4`), so a dead node leaves the serving tier
-//! before the next probe is due.
+//! The active checker: one task per node probing its check path every `interval` (plus jitter) and
+//! feeding the results to the node's [`super::NodeHealth`]. All the I/O of health lives here; the
+//! thresholds live in the pure machine next door.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use http::{Request, Uri};
 use http_body_util::Empty;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
+use parking_lot::Mutex;
 use ring::rand::{SecureRandom, SystemRandom};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::{Backend, BackendState, Upstreams};
 use crate::config::{BackendId, HealthConfig};
-
-/// A change of health.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Transition {
-    /// Down → up after `rise` passes.
-    Up,
-    /// Up → down after `fall` failures.
-    Down,
-}
-
-/// The rise/fall counter of one node. Pure: no clock, no I/O.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct HealthMachine {
-    up: bool,
-    /// Results in a row that disagree with the current state.
-    streak: u32,
-}
-
-impl Default for HealthMachine {
-    /// Nodes start up, so a fresh proxy serves at once; failing checks take them out after `fall`.
-    fn default() -> Self {
-        Self { up: true, streak: 0 }
-    }
-}
-
-impl HealthMachine {
-    /// Whether the node counts as up.
-    pub fn is_up(&self) -> bool {
-        self.up
-    }
-
-    /// Results in a row against the current state.
-    pub fn streak(&self) -> u32 {
-        self.streak
-    }
-
-    /// Feeds one result; returns the transition it caused, if any.
-    pub fn observe(&mut self, pass: bool, rise: u32, fall: u32) -> Option<Transition> {
-        if pass == self.up {
-            self.streak = 0;
-            return None;
-        }
-        self.streak += 1;
-        let threshold = if self.up { fall } else { rise };
-        if self.streak < threshold.max(1) {
-            return None;
-        }
-        self.up = pass;
-        self.streak = 0;
-        Some(if pass { Transition::Up } else { Transition::Down })
-    }
-}
-
-/// The outcome of the last active check, for the status page.
-#[derive(Debug, Clone)]
-pub struct CheckResult {
-    /// When it finished.
-    pub at: SystemTime,
-    /// Whether it passed.
-    pub pass: bool,
-    /// `200`, `503`, `timeout`, `connect: …`.
-    pub detail: String,
-}
+use crate::upstream::{Backend, Upstreams};
 
 type CheckClient = Client<HttpConnector, Empty<bytes::Bytes>>;
 
@@ -159,7 +92,7 @@ impl Checkers {
     /// Starts checks of new nodes, restarts those whose address or check settings changed, stops those
     /// no longer configured. Health state itself lives in the node's shared state and is untouched.
     pub fn sync(&self, upstreams: &Upstreams) {
-        let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+        let mut running = self.running.lock();
         let mut wanted = HashMap::new();
         for pool in &upstreams.pools {
             for b in &pool.backends {
@@ -185,68 +118,9 @@ impl Checkers {
     }
 }
 
-/// Logs a transition with its reason.
-pub(super) fn log_transition(state: &BackendState, t: Transition, reason: &str) {
-    match t {
-        Transition::Down => tracing::warn!(backend = %state.id, reason, "backend is down"),
-        Transition::Up => tracing::info!(backend = %state.id, reason, "backend is up"),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn run(m: &mut HealthMachine, results: &[bool], rise: u32, fall: u32) -> Vec<Option<Transition>> {
-        results.iter().map(|&r| m.observe(r, rise, fall)).collect()
-    }
-
-    #[test]
-    fn goes_down_after_fall_failures_in_a_row() {
-        let mut m = HealthMachine::default();
-        assert_eq!(run(&mut m, &[false, false], 2, 2), [None, Some(Transition::Down)]);
-        assert!(!m.is_up());
-    }
-
-    #[test]
-    fn comes_back_after_rise_passes_in_a_row() {
-        let mut m = HealthMachine::default();
-        run(&mut m, &[false, false], 3, 2);
-        assert_eq!(run(&mut m, &[true, true, true], 3, 2), [None, None, Some(Transition::Up)]);
-        assert!(m.is_up());
-    }
-
-    #[test]
-    fn a_flapping_node_does_not_bounce() {
-        let mut m = HealthMachine::default();
-        let flaps = [false, true, false, true, false, true, false, true];
-        assert!(
-            run(&mut m, &flaps, 2, 2).iter().all(Option::is_none),
-            "alternating results never reach fall"
-        );
-        assert!(m.is_up());
-        run(&mut m, &[false, false], 2, 2);
-        assert!(!m.is_up());
-        let flaps = [true, false, true, false, true, false];
-        assert!(run(&mut m, &flaps, 2, 2).iter().all(Option::is_none), "nor rise");
-        assert!(!m.is_up());
-    }
-
-    #[test]
-    fn results_agreeing_with_the_state_reset_the_streak() {
-        let mut m = HealthMachine::default();
-        assert_eq!(run(&mut m, &[false, false, true, false, false], 3, 3), [None, None, None, None, None]);
-        assert_eq!(m.streak(), 2);
-        assert_eq!(m.observe(false, 3, 3), Some(Transition::Down));
-    }
-
-    #[test]
-    fn thresholds_of_one_act_at_once() {
-        let mut m = HealthMachine::default();
-        assert_eq!(m.observe(false, 1, 1), Some(Transition::Down));
-        assert_eq!(m.observe(true, 1, 1), Some(Transition::Up));
-        assert_eq!(HealthMachine::default().observe(false, 1, 0), Some(Transition::Down), "zero acts as one");
-    }
 
     #[test]
     fn jitter_stays_within_a_tenth() {

@@ -3,20 +3,21 @@
 //! Why not hyper-util's legacy `Client`: callgrind put it at ~12 400 of the ~40 500 instructions tether
 //! spends per request (`bench/RESULTS.md`): `Client::send_request` with its checkout/connect race and
 //! boxed futures (8 100), the pool's `put`, `Pooled` drop and `Checkout::poll` (~4 300, of which 2 300 are
-//! SipHash of the `(Scheme, Authority)` key). Here each node owns its [`ConnPool`] directly: a checkout is
+//! SipHash of the `(Scheme, Authority)` key). Here each node owns its [`Conns`] directly: a checkout is
 //! a mutex-guarded `Vec::pop`, and a sender goes back with a `Vec::push` when its response body ends, with
-//! no task spawned per request (one reaper task per pool closes connections idle past the timeout).
+//! no task spawned per request (one reaper task per node address closes connections idle past the timeout).
 //! Measured: 18.29 → 15.97 µs of proxy CPU per request (`bench/run.sh`, "Changes and their effect").
 //!
-//! A pool belongs to one (server ID, authority): [`crate::upstream::BackendState::conn_pool`] keeps it
-//! across reloads while a node's address is unchanged and starts a fresh one when it changes, so a
-//! connection to an old address is never reused.
+//! One [`Conns`] belongs to one (server ID, authority): [`crate::upstream::BackendState::conns`] keeps
+//! it across reloads while a node's address is unchanged and starts a fresh one when it changes, so a
+//! connection to an old address is never reused. (The pool of *nodes* a route sends to is
+//! [`crate::upstream::Pool`]; this module only ever holds connections to one node.)
 
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Weak};
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::uri::Authority;
@@ -25,23 +26,29 @@ use http_body::{Frame, SizeHint};
 use hyper::body::Incoming;
 use hyper::client::conn::http1::{self, SendRequest};
 use hyper_util::rt::TokioIo;
+use parking_lot::{Mutex, MutexGuard};
 use tokio::net::TcpStream;
+use tokio::time::Instant;
 
 use crate::body::{Body, BoxError};
 
-/// How a request failed to reach a node, before any mapping to `ProxyError`.
-#[derive(Debug)]
+/// How a request failed to reach a node. The variant is what a retry decision needs: nothing was sent,
+/// or the request may have reached the node.
+#[derive(Debug, thiserror::Error)]
 pub enum SendError {
-    /// No connection: refused, timed out or the HTTP handshake failed. Nothing was sent.
+    /// No connection: refused, timed out or the HTTP handshake failed. Nothing was sent, so another
+    /// node may always take the request.
+    #[error("{0}")]
     Connect(String),
     /// The request may have reached the node (the connection failed while sending or awaiting the
-    /// answer).
+    /// answer): only an idempotent request may be sent again.
+    #[error(transparent)]
     Upstream(hyper::Error),
 }
 
-/// Pool settings, read from the current config on each call (so a reload applies them at once).
+/// Connection settings, read from the current config on each call (so a reload applies them at once).
 #[derive(Debug, Clone, Copy)]
-pub struct PoolSettings {
+pub struct ConnSettings {
     /// Bound on the TCP connect.
     pub connect_timeout: Duration,
     /// Idle connections older than this are dropped at checkout.
@@ -52,13 +59,13 @@ pub struct PoolSettings {
 
 /// Idle connections to one node address.
 #[derive(Debug)]
-pub struct ConnPool {
-    /// `host:port` every connection of this pool goes to.
+pub struct Conns {
+    /// `host:port` every connection here goes to.
     authority: Authority,
     /// Idle hyper senders.
     idle: IdleStack<SendRequest<Body>>,
-    /// Idle plain TCP connections of the HTTP/1.1 fast path ([`crate::proxy::h1`]), which writes and
-    /// parses the messages itself; same rules.
+    /// Idle plain TCP connections of the proxy's HTTP/1.1 fast path, which writes and parses the
+    /// messages itself; same rules.
     streams: IdleStack<TcpStream>,
     /// The idle timeout last put into effect, in milliseconds, for the reaper.
     idle_timeout_ms: AtomicU64,
@@ -69,8 +76,8 @@ pub struct ConnPool {
 /// Extra attempts on a fresh connection when a pooled one gave the request back unsent.
 const UNSENT_RETRIES: usize = 2;
 
-impl ConnPool {
-    /// An empty pool for `authority`.
+impl Conns {
+    /// No connections yet, to `authority`.
     pub fn new(authority: Authority) -> Self {
         Self {
             authority,
@@ -81,7 +88,7 @@ impl ConnPool {
         }
     }
 
-    /// The address this pool connects to.
+    /// The address these connections go to.
     pub fn authority(&self) -> &Authority {
         &self.authority
     }
@@ -92,29 +99,29 @@ impl ConnPool {
     }
 
     /// Closes idle connections older than `idle_timeout` even when no request comes to take them: a task
-    /// per pool wakes every idle timeout (as read at each wake-up) and ends with the pool.
+    /// per node address wakes every idle timeout (as read at each wake-up) and ends with its [`Conns`].
     fn start_reaper(self: &Arc<Self>, idle_timeout: Duration) {
         if self.reaping.load(Ordering::Relaxed) || self.reaping.swap(true, Ordering::Relaxed) {
             return;
         }
         self.idle_timeout_ms.store(millis(idle_timeout), Ordering::Relaxed);
-        let pool: Weak<Self> = Arc::downgrade(self);
+        let conns: Weak<Self> = Arc::downgrade(self);
         tokio::spawn(async move {
             loop {
-                let Some(ms) = pool.upgrade().map(|p| p.idle_timeout_ms.load(Ordering::Relaxed)) else {
+                let Some(ms) = conns.upgrade().map(|p| p.idle_timeout_ms.load(Ordering::Relaxed)) else {
                     return;
                 };
                 tokio::time::sleep(Duration::from_millis(ms.clamp(1000, 3_600_000))).await;
-                let Some(pool) = pool.upgrade() else { return };
+                let Some(conns) = conns.upgrade() else { return };
                 let timeout = Duration::from_millis(ms);
-                pool.idle.prune(timeout, SendRequest::is_closed);
-                pool.streams.prune(timeout, |_| false);
+                conns.idle.prune(timeout, SendRequest::is_closed);
+                conns.streams.prune(timeout, |_| false);
             }
         });
     }
 
     /// Puts a sender whose exchange is complete back, if there is room.
-    fn put(&self, sender: SendRequest<Body>, settings: &PoolSettings) {
+    fn put(&self, sender: SendRequest<Body>, settings: &ConnSettings) {
         if !sender.is_closed() {
             self.idle_timeout_ms.store(millis(settings.idle_timeout), Ordering::Relaxed);
             self.idle.push(sender, settings);
@@ -122,7 +129,7 @@ impl ConnPool {
     }
 
     /// A new TCP connection within the connect timeout, without Nagle's delay.
-    async fn connect_tcp(&self, settings: &PoolSettings) -> Result<TcpStream, SendError> {
+    async fn connect_tcp(&self, settings: &ConnSettings) -> Result<TcpStream, SendError> {
         let addr = self.authority.as_str();
         let stream = tokio::time::timeout(settings.connect_timeout, TcpStream::connect(addr))
             .await
@@ -136,7 +143,7 @@ impl ConnPool {
     /// shows no sign of having been closed by the node, else a new one (`fresh` skips the idle ones).
     pub async fn checkout_stream(
         self: &Arc<Self>,
-        settings: &PoolSettings,
+        settings: &ConnSettings,
         fresh: bool,
     ) -> Result<(TcpStream, bool), SendError> {
         self.start_reaper(settings.idle_timeout);
@@ -147,14 +154,14 @@ impl ConnPool {
     }
 
     /// Puts a fast-path connection whose exchange ended cleanly back, if there is room.
-    pub fn put_stream(&self, stream: TcpStream, settings: &PoolSettings) {
+    pub fn put_stream(&self, stream: TcpStream, settings: &ConnSettings) {
         self.idle_timeout_ms.store(millis(settings.idle_timeout), Ordering::Relaxed);
         self.streams.push(stream, settings);
     }
 
     /// A new connection: TCP connect within the timeout, no Nagle, HTTP/1 handshake, connection task
     /// spawned.
-    async fn connect(&self, settings: &PoolSettings) -> Result<SendRequest<Body>, SendError> {
+    async fn connect(&self, settings: &ConnSettings) -> Result<SendRequest<Body>, SendError> {
         let addr = self.authority.as_str();
         let stream = self.connect_tcp(settings).await?;
         let (sender, conn) = http1::handshake(TokioIo::new(stream))
@@ -169,7 +176,7 @@ impl ConnPool {
     }
 
     /// A sender ready for a request: a pooled one if any is still usable, else a new connection.
-    async fn checkout(&self, settings: &PoolSettings) -> Result<SendRequest<Body>, SendError> {
+    async fn checkout(&self, settings: &ConnSettings) -> Result<SendRequest<Body>, SendError> {
         while let Some(mut sender) = self.idle.pop(settings.idle_timeout, |s| !s.is_closed()) {
             if sender.ready().await.is_ok() {
                 return Ok(sender);
@@ -180,13 +187,13 @@ impl ConnPool {
         Ok(sender)
     }
 
-    /// Sends `req` and returns the answer; the connection returns to the pool once the response body has
+    /// Sends `req` and returns the answer; the connection returns to the idle stack once the response body has
     /// been read to the end. A request a pooled connection gave back unsent goes out again on a fresh
-    /// connection (at most [`UNSENT_RETRIES`] times).
+    /// connection (at most `UNSENT_RETRIES` times).
     pub async fn send(
         self: &Arc<Self>,
         mut req: Request<Body>,
-        settings: PoolSettings,
+        settings: ConnSettings,
     ) -> Result<(Response<Incoming>, Lease), SendError> {
         self.start_reaper(settings.idle_timeout);
         let mut fresh_only = false;
@@ -201,7 +208,7 @@ impl ConnPool {
                 self.checkout(&settings).await?
             };
             match sender.try_send_request(req).await {
-                Ok(resp) => return Ok((resp, Lease { pool: Arc::clone(self), sender, settings })),
+                Ok(resp) => return Ok((resp, Lease { conns: Arc::clone(self), sender, settings })),
                 Err(mut e) => match e.take_message() {
                     Some(back) => {
                         tracing::debug!(error = %e.error(), "request not sent; trying a fresh connection");
@@ -243,8 +250,8 @@ impl<C> Default for IdleStack<C> {
 }
 
 impl<C> IdleStack<C> {
-    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<(C, Instant)>> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    fn lock(&self) -> MutexGuard<'_, Vec<(C, Instant)>> {
+        self.0.lock()
     }
 
     fn len(&self) -> usize {
@@ -273,7 +280,7 @@ impl<C> IdleStack<C> {
     }
 
     /// Puts a connection back after dropping the expired ones, and the oldest when `max_idle` are held.
-    fn push(&self, conn: C, settings: &PoolSettings) {
+    fn push(&self, conn: C, settings: &ConnSettings) {
         if settings.max_idle == 0 {
             return;
         }
@@ -299,38 +306,38 @@ fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
-/// A connection in use by one exchange; [`Lease::release`] returns it to its pool.
+/// A connection in use by one exchange; [`Lease::release`] returns it to its [`Conns`].
 #[derive(Debug)]
 pub struct Lease {
-    pool: Arc<ConnPool>,
+    conns: Arc<Conns>,
     sender: SendRequest<Body>,
-    settings: PoolSettings,
+    settings: ConnSettings,
 }
 
 impl Lease {
     /// The exchange is complete: the connection may take the next request.
     pub fn release(self) {
-        self.pool.put(self.sender, &self.settings);
+        self.conns.put(self.sender, &self.settings);
     }
 }
 
-/// A response body that hands its connection back to the pool after the last frame (or when dropped
+/// A response body that hands its connection back to its [`Conns`] after the last frame (or when dropped
 /// with nothing left to read) and holds `guard` (the node's in-flight count) until then. Dropped early,
 /// it drops the connection with it, which closes it.
-pub struct PooledBody<G> {
+pub struct LeasedBody<G> {
     inner: Incoming,
     lease: Option<Lease>,
     guard: Option<G>,
 }
 
-impl<G> PooledBody<G> {
+impl<G> LeasedBody<G> {
     /// Wraps `inner`, whose exchange runs on `lease`.
     pub fn new(inner: Incoming, lease: Lease, guard: G) -> Self {
         Self { inner, lease: Some(lease), guard: Some(guard) }
     }
 }
 
-impl<G> Drop for PooledBody<G> {
+impl<G> Drop for LeasedBody<G> {
     /// hyper's server stops polling a body of known length once its last byte arrived (it asks
     /// `is_end_stream`), so the end is also recognised here: the exchange is complete, the connection can
     /// go back. Any other early drop closes it.
@@ -343,7 +350,7 @@ impl<G> Drop for PooledBody<G> {
     }
 }
 
-impl<G: Unpin> http_body::Body for PooledBody<G> {
+impl<G: Unpin> http_body::Body for LeasedBody<G> {
     type Data = Bytes;
     type Error = BoxError;
 
@@ -386,10 +393,9 @@ mod tests {
     use tokio::net::TcpListener;
 
     use super::*;
-    use crate::upstream::StateRegistry;
 
-    fn settings() -> PoolSettings {
-        PoolSettings {
+    fn settings() -> ConnSettings {
+        ConnSettings {
             connect_timeout: Duration::from_secs(1),
             idle_timeout: Duration::from_secs(60),
             max_idle: 4,
@@ -428,12 +434,12 @@ mod tests {
     #[tokio::test]
     async fn a_connection_is_reused_once_its_body_was_read() {
         let (authority, accepted) = node().await;
-        let pool = Arc::new(ConnPool::new(authority));
+        let conns = Arc::new(Conns::new(authority));
         for _ in 0..3 {
-            let (resp, lease) = pool.send(get(), settings()).await.expect("send");
-            let body = PooledBody::new(resp.into_body(), lease, ());
+            let (resp, lease) = conns.send(get(), settings()).await.expect("send");
+            let body = LeasedBody::new(resp.into_body(), lease, ());
             assert_eq!(body.collect().await.expect("body").to_bytes(), "ok");
-            assert_eq!(pool.idle_count(), 1);
+            assert_eq!(conns.idle_count(), 1);
         }
         assert_eq!(accepted.load(Ordering::Relaxed), 1);
     }
@@ -441,16 +447,16 @@ mod tests {
     #[tokio::test]
     async fn a_body_dropped_after_its_last_byte_returns_its_connection() {
         let (authority, accepted) = node().await;
-        let pool = Arc::new(ConnPool::new(authority));
+        let conns = Arc::new(Conns::new(authority));
         for _ in 0..3 {
-            let (resp, lease) = pool.send(get(), settings()).await.expect("send");
-            let mut body = PooledBody::new(resp.into_body(), lease, ());
+            let (resp, lease) = conns.send(get(), settings()).await.expect("send");
+            let mut body = LeasedBody::new(resp.into_body(), lease, ());
             // What hyper's server does with a body of known length: one frame, then `is_end_stream`.
             let frame = body.frame().await.expect("frame").expect("data");
             assert_eq!(frame.into_data().expect("data"), "ok");
             assert!(http_body::Body::is_end_stream(&body));
             drop(body);
-            assert_eq!(pool.idle_count(), 1);
+            assert_eq!(conns.idle_count(), 1);
         }
         assert_eq!(accepted.load(Ordering::Relaxed), 1);
     }
@@ -458,12 +464,12 @@ mod tests {
     #[tokio::test]
     async fn a_body_dropped_early_drops_its_connection() {
         let (authority, accepted) = node().await;
-        let pool = Arc::new(ConnPool::new(authority));
-        let (resp, lease) = pool.send(get(), settings()).await.expect("send");
-        drop(PooledBody::new(resp.into_body(), lease, ()));
-        assert_eq!(pool.idle_count(), 0);
-        let (resp, lease) = pool.send(get(), settings()).await.expect("send");
-        let body = PooledBody::new(resp.into_body(), lease, ());
+        let conns = Arc::new(Conns::new(authority));
+        let (resp, lease) = conns.send(get(), settings()).await.expect("send");
+        drop(LeasedBody::new(resp.into_body(), lease, ()));
+        assert_eq!(conns.idle_count(), 0);
+        let (resp, lease) = conns.send(get(), settings()).await.expect("send");
+        let body = LeasedBody::new(resp.into_body(), lease, ());
         assert_eq!(body.collect().await.expect("body").to_bytes(), "ok");
         assert_eq!(accepted.load(Ordering::Relaxed), 2);
     }
@@ -474,21 +480,7 @@ mod tests {
         let authority: Authority =
             listener.local_addr().expect("addr").to_string().parse().expect("authority");
         drop(listener);
-        let pool = Arc::new(ConnPool::new(authority));
-        assert!(matches!(pool.send(get(), settings()).await, Err(SendError::Connect(_))));
-    }
-
-    #[test]
-    fn a_node_keeps_its_pool_until_its_address_changes() {
-        let registry = StateRegistry::default();
-        let id = crate::config::BackendId::new("01").expect("id");
-        let state = registry.get(&id);
-        let a: Authority = "127.0.0.1:8081".parse().expect("authority");
-        let b: Authority = "127.0.0.1:8082".parse().expect("authority");
-        let first = state.conn_pool(&a);
-        assert!(Arc::ptr_eq(&first, &registry.get(&id).conn_pool(&a)));
-        let moved = state.conn_pool(&b);
-        assert!(!Arc::ptr_eq(&first, &moved));
-        assert_eq!(moved.authority(), &b);
+        let conns = Arc::new(Conns::new(authority));
+        assert!(matches!(conns.send(get(), settings()).await, Err(SendError::Connect(_))));
     }
 }

@@ -1,0 +1,205 @@
+//! `GET /metrics`: the traffic families of [`Metrics`] plus the node and auth-node state, read at
+//! scrape time.
+//!
+//! Health, admin state, transitions, checks, in-flight counts and the auth nodes' counters already live
+//! in atomics; mirroring them into the registry would cost the request path for nothing, so a scrape
+//! builds const metrics from them instead.
+
+use std::sync::Arc;
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric, text};
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::registry::Registry;
+
+use crate::auth::AuthNode;
+use crate::metrics::{Labels, Metrics};
+use crate::upstream::{AdminState, Health, Upstreams};
+
+/// The exposition text: traffic from the registry, state read now from `upstreams` and `nodes`.
+pub fn render(metrics: &Metrics, upstreams: &Upstreams, nodes: &[Arc<AuthNode>]) -> String {
+    let mut state = Registry::with_prefix("tether");
+    state.register_collector(Box::new(StateCollector {
+        rows: backend_rows(upstreams),
+        auth: auth_rows(nodes),
+    }));
+    let mut out = String::new();
+    // Writing into a String cannot fail.
+    let _ = text::encode_registry(&mut out, metrics.registry());
+    let _ = text::encode_registry(&mut out, &state);
+    let _ = text::encode_eof(&mut out);
+    out
+}
+
+/// One backend's state, read at scrape time.
+#[derive(Debug)]
+struct BackendRow {
+    labels: Labels,
+    up: bool,
+    admin: AdminState,
+    in_flight: usize,
+    failures: u64,
+    checks: u64,
+    to_up: u64,
+    to_down: u64,
+}
+
+fn backend_rows(upstreams: &Upstreams) -> Vec<BackendRow> {
+    upstreams
+        .pools
+        .iter()
+        .flat_map(|p| p.backends.iter().map(move |b| (p, b)))
+        .map(|(p, b)| {
+            let info = b.state.health_info();
+            BackendRow {
+                labels: vec![
+                    ("pool", p.name.clone()),
+                    ("backend", b.id.to_string()),
+                    ("role", b.role.as_str().to_string()),
+                ],
+                up: b.state.health() == Health::Up,
+                admin: b.state.admin(),
+                in_flight: b.state.in_flight(),
+                failures: b.state.failures(),
+                checks: info.checks,
+                to_up: info.transitions_up,
+                to_down: info.transitions_down,
+            }
+        })
+        .collect()
+}
+
+/// One auth node's counters.
+#[derive(Debug)]
+struct AuthRow {
+    node: String,
+    counters: [(&'static str, &'static str, u64); 6],
+    live: usize,
+}
+
+fn auth_rows(nodes: &[Arc<AuthNode>]) -> Vec<AuthRow> {
+    use std::sync::atomic::Ordering::Relaxed;
+    nodes
+        .iter()
+        .map(|n| {
+            let s = n.stats();
+            AuthRow {
+                node: n.id().to_string(),
+                counters: [
+                    (
+                        "auth_logins_started",
+                        "Logins started (first authenticate step)",
+                        s.logins_started.load(Relaxed),
+                    ),
+                    (
+                        "auth_logins_succeeded",
+                        "Logins that created a session",
+                        s.logins_succeeded.load(Relaxed),
+                    ),
+                    (
+                        "auth_logins_failed",
+                        "Logins refused: wrong credentials or quota",
+                        s.logins_failed.load(Relaxed),
+                    ),
+                    (
+                        "auth_session_timed_out",
+                        "`Session has timed out` (110) answers",
+                        s.timed_out.load(Relaxed),
+                    ),
+                    (
+                        "auth_quota_refusals",
+                        "Logins refused by DENY_ACCESS quotas",
+                        s.quota_refusals.load(Relaxed),
+                    ),
+                    (
+                        "auth_quota_evictions",
+                        "Sessions ended by DESTROY_* quota actions",
+                        s.quota_evictions.load(Relaxed),
+                    ),
+                ],
+                live: n.live_sessions(),
+            }
+        })
+        .collect()
+}
+
+#[derive(Debug)]
+struct StateCollector {
+    rows: Vec<BackendRow>,
+    auth: Vec<AuthRow>,
+}
+
+/// Writes one family from rows of const metrics; the rows' type decides counter or gauge.
+fn family<M: EncodeMetric>(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    rows: Vec<(Labels, M)>,
+) -> Result<(), std::fmt::Error> {
+    let Some(kind) = rows.first().map(|(_, m)| m.metric_type()) else { return Ok(()) };
+    let mut m = encoder.encode_descriptor(name, help, None, kind)?;
+    for (labels, v) in &rows {
+        v.encode(m.encode_family(labels)?)?;
+    }
+    Ok(())
+}
+
+fn gauge(v: impl TryInto<i64>) -> ConstGauge {
+    ConstGauge::new(v.try_into().unwrap_or(i64::MAX))
+}
+
+impl StateCollector {
+    /// One row per backend, with `extra` labels, valued by `f`.
+    fn per_backend<M>(
+        &self,
+        f: impl Fn(&BackendRow) -> Vec<(Option<(&'static str, &str)>, M)>,
+    ) -> Vec<(Labels, M)> {
+        self.rows
+            .iter()
+            .flat_map(|r| {
+                f(r).into_iter().map(|(extra, m)| {
+                    let mut l = r.labels.clone();
+                    l.extend(extra.map(|(k, v)| (k, v.to_string())));
+                    (l, m)
+                })
+            })
+            .collect()
+    }
+}
+
+impl Collector for StateCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let e = &mut encoder;
+        let up = self.per_backend(|r| vec![(None, gauge(i64::from(r.up)))]);
+        family(e, "backend_up", "1 when the backend passes its health checks", up)?;
+        let admin = self.per_backend(|r| {
+            [AdminState::Ready, AdminState::Drain, AdminState::Maint]
+                .map(|s| (Some(("state", s.as_str())), gauge(i64::from(r.admin == s))))
+                .into()
+        });
+        family(e, "backend_admin_state", "1 for the backend's current admin state", admin)?;
+        let in_flight = self.per_backend(|r| vec![(None, gauge(r.in_flight))]);
+        family(e, "backend_in_flight", "Requests in flight to the backend", in_flight)?;
+        let failures = self.per_backend(|r| vec![(None, ConstCounter::new(r.failures))]);
+        family(e, "backend_passive_failures", "Connect failures and timeouts on live traffic", failures)?;
+        let checks = self.per_backend(|r| vec![(None, ConstCounter::new(r.checks))]);
+        family(e, "health_checks", "Active health checks run", checks)?;
+        let transitions = self.per_backend(|r| {
+            vec![
+                (Some(("to", "up")), ConstCounter::new(r.to_up)),
+                (Some(("to", "down")), ConstCounter::new(r.to_down)),
+            ]
+        });
+        family(e, "health_transitions", "Health state changes, by the state entered", transitions)?;
+        let node = |a: &AuthRow| vec![("node", a.node.clone())];
+        if let Some(first) = self.auth.first() {
+            for (i, (name, help, _)) in first.counters.iter().enumerate() {
+                let rows = self.auth.iter().map(|a| (node(a), ConstCounter::new(a.counters[i].2))).collect();
+                family(e, name, help, rows)?;
+            }
+        }
+        let live = self.auth.iter().map(|a| (node(a), gauge(a.live))).collect();
+        family(e, "auth_sessions", "Sessions in the node's store (a shared store shows on every node)", live)
+    }
+}

@@ -1,0 +1,238 @@
+//! Node state that survives reloads: health, operator state, in-flight and totals, and the node's
+//! keep-alive connections.
+//!
+//! Each [`BackendState`] lives behind an `Arc` keyed by server ID in the [`StateRegistry`], so a reload
+//! that keeps an ID keeps its state and its in-flight counts. The request path reads only atomics.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use http::uri::Authority;
+use parking_lot::Mutex;
+use tokio::time::Instant;
+
+use super::conns::Conns;
+use super::health::{Health, HealthInfo, NodeHealth};
+use crate::config::{BackendId, HealthConfig};
+
+/// Operator-set state (HAProxy's `set server state`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AdminState {
+    /// In service.
+    Ready,
+    /// Keeps clients pinned to it, takes no new ones.
+    Drain,
+    /// Out of service entirely.
+    Maint,
+}
+
+impl AdminState {
+    /// Name used by the admin API and status page.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Ready => "ready",
+            Self::Drain => "drain",
+            Self::Maint => "maint",
+        }
+    }
+}
+
+/// Live state of one node, shared by every snapshot that contains its ID.
+#[derive(Debug)]
+pub struct BackendState {
+    /// Server ID, the key under which this state survives reloads.
+    pub id: BackendId,
+    health: NodeHealth,
+    admin: AtomicU8,
+    /// Milliseconds after `epoch` when a drain stops keeping pinned clients; `u64::MAX` = never.
+    drain_until_ms: AtomicU64,
+    in_flight: AtomicUsize,
+    requests: AtomicU64,
+    sticky_hits: AtomicU64,
+    failures: AtomicU64,
+    epoch: Instant,
+    /// Keep-alive connections, for the address of the newest snapshot that built this node.
+    conns: Mutex<Option<Arc<Conns>>>,
+}
+
+impl BackendState {
+    fn new(id: BackendId) -> Self {
+        Self {
+            id,
+            health: NodeHealth::default(),
+            admin: AtomicU8::new(0),
+            drain_until_ms: AtomicU64::new(u64::MAX),
+            in_flight: AtomicUsize::new(0),
+            requests: AtomicU64::new(0),
+            sticky_hits: AtomicU64::new(0),
+            failures: AtomicU64::new(0),
+            epoch: Instant::now(),
+            conns: Mutex::new(None),
+        }
+    }
+
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// Current health.
+    pub fn health(&self) -> Health {
+        self.health.get()
+    }
+
+    /// A copy of the health details.
+    pub fn health_info(&self) -> HealthInfo {
+        self.health.info()
+    }
+
+    /// Feeds an active check result.
+    pub fn record_check(&self, pass: bool, detail: String, rise: u32, fall: u32) {
+        self.health.record_check(&self.id, pass, detail, rise, fall);
+    }
+
+    /// Records a failure seen on real traffic (connect refused or timed out): it counts as a failed
+    /// check at once.
+    pub fn record_passive_failure(&self, health: &HealthConfig, what: &str) {
+        self.failures.fetch_add(1, Ordering::Relaxed);
+        self.health.record_failure(&self.id, health, what);
+    }
+
+    /// Records a success on real traffic: it ends an open failure streak (cheap when there is none).
+    pub fn record_success(&self, health: &HealthConfig) {
+        self.health.record_success(&self.id, health);
+    }
+
+    /// Operator-set state.
+    pub fn admin(&self) -> AdminState {
+        match self.admin.load(Ordering::Relaxed) {
+            1 => AdminState::Drain,
+            2 => AdminState::Maint,
+            _ => AdminState::Ready,
+        }
+    }
+
+    /// Sets the operator state; a drain may end its hold on pinned clients after `drain_deadline`.
+    pub fn set_admin(&self, state: AdminState, drain_deadline: Option<Duration>) {
+        let until = match (state, drain_deadline) {
+            (AdminState::Drain, Some(d)) => {
+                self.now_ms().saturating_add(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+            }
+            _ => u64::MAX,
+        };
+        self.drain_until_ms.store(until, Ordering::Relaxed);
+        self.admin.store(state as u8, Ordering::Relaxed);
+        tracing::info!(backend = %self.id, state = state.as_str(), deadline_ms = ?drain_deadline.map(|d| d.as_millis()), "admin state changed");
+    }
+
+    /// Seconds left before a drain releases its pinned clients.
+    pub fn drain_left(&self) -> Option<Duration> {
+        let until = self.drain_until_ms.load(Ordering::Relaxed);
+        (self.admin() == AdminState::Drain && until != u64::MAX)
+            .then(|| Duration::from_millis(until.saturating_sub(self.now_ms())))
+    }
+
+    /// May take new clients.
+    pub fn takes_new(&self) -> bool {
+        self.health() == Health::Up && self.admin() == AdminState::Ready
+    }
+
+    /// May keep serving clients pinned to it: draining nodes do until their deadline.
+    pub fn takes_pinned(&self) -> bool {
+        self.health() == Health::Up
+            && match self.admin() {
+                AdminState::Ready => true,
+                AdminState::Maint => false,
+                AdminState::Drain => self.now_ms() < self.drain_until_ms.load(Ordering::Relaxed),
+            }
+    }
+
+    /// Requests in flight now.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::Relaxed)
+    }
+
+    /// Requests sent in total.
+    pub fn requests(&self) -> u64 {
+        self.requests.load(Ordering::Relaxed)
+    }
+
+    /// Requests a hint pinned to this node (affinity outcome `hit`).
+    pub fn sticky_hits(&self) -> u64 {
+        self.sticky_hits.load(Ordering::Relaxed)
+    }
+
+    /// Counts a request that a hint pinned here.
+    pub fn count_sticky_hit(&self) {
+        self.sticky_hits.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Passive failures in total.
+    pub fn failures(&self) -> u64 {
+        self.failures.load(Ordering::Relaxed)
+    }
+
+    /// The keep-alive connections of this node at `authority`: the existing set while the address is
+    /// unchanged (so reloads keep warm connections), a fresh one when it changed (so nothing is ever sent
+    /// to an old address). Called once per node per snapshot, never per request.
+    pub fn conns(&self, authority: &Authority) -> Arc<Conns> {
+        let mut slot = self.conns.lock();
+        match &*slot {
+            Some(conns) if conns.authority() == authority => Arc::clone(conns),
+            _ => {
+                let conns = Arc::new(Conns::new(authority.clone()));
+                *slot = Some(Arc::clone(&conns));
+                conns
+            }
+        }
+    }
+
+    /// Counts a request in flight until the guard drops.
+    pub fn begin(self: &Arc<Self>) -> InFlight {
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        InFlight(Arc::clone(self))
+    }
+}
+
+/// Decrements the in-flight count on drop (also when a client goes away mid-response).
+#[derive(Debug)]
+pub struct InFlight(Arc<BackendState>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Node state by server ID, surviving reloads.
+#[derive(Debug, Default)]
+pub struct StateRegistry(Mutex<HashMap<BackendId, Arc<BackendState>>>);
+
+impl StateRegistry {
+    /// The state of `id`, created on first use.
+    pub fn get(&self, id: &BackendId) -> Arc<BackendState> {
+        let mut map = self.0.lock();
+        Arc::clone(map.entry(id.clone()).or_insert_with(|| Arc::new(BackendState::new(id.clone()))))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_node_keeps_its_connections_until_its_address_changes() {
+        let registry = StateRegistry::default();
+        let id = BackendId::new("01").expect("id");
+        let state = registry.get(&id);
+        let a: Authority = "127.0.0.1:8081".parse().expect("authority");
+        let b: Authority = "127.0.0.1:8082".parse().expect("authority");
+        let first = state.conns(&a);
+        assert!(Arc::ptr_eq(&first, &registry.get(&id).conns(&a)));
+        let moved = state.conns(&b);
+        assert!(!Arc::ptr_eq(&first, &moved));
+        assert_eq!(moved.authority(), &b);
+    }
+}
