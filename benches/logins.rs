@@ -111,7 +111,7 @@ fn full_login(c: &mut Criterion) {
             store.clone(),
             Arc::new(tether::auth::SpentOtks::new()),
         ));
-        let recent = std::sync::Mutex::new(std::collections::VecDeque::new());
+        let recent = parking_lot::Mutex::new(std::collections::VecDeque::new());
         group.bench_function(name, |b| {
             b.to_async(&rt).iter(|| async {
                 let mut step = post(&node, String::new()).await;
@@ -120,7 +120,7 @@ fn full_login(c: &mut Criterion) {
                 let done = post(&node, step.to_string()).await;
                 let token = done["tokenId"].as_str().expect("tokenId").to_string();
                 // Steady state: the user logs out of the session from 5 logins ago.
-                let mut recent = recent.lock().unwrap();
+                let mut recent = recent.lock();
                 recent.push_back(token);
                 if recent.len() > 5
                     && let Some(old) = recent.pop_front()

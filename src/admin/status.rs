@@ -20,7 +20,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
 
-use crate::am::time::iso8601_of;
+use crate::am::time::iso_utc_of;
 use crate::config::Balance;
 use crate::proxy::Snapshot;
 use crate::upstream::{AdminState, Backend, Health, Pool};
@@ -75,7 +75,7 @@ pub fn render(snap: &Snapshot, token_required: bool) -> String {
 }
 
 fn render_at(snap: &Snapshot, token_required: bool, now: SystemTime) -> String {
-    let rendered = iso8601_of(now);
+    let rendered = iso_utc_of(now);
     let mut out = String::with_capacity(4096);
     // Writing to a String cannot fail; the results are ignored on purpose.
     let _ = write!(

@@ -72,13 +72,13 @@ impl Clock {
 
     /// The instant `at` as ISO-8601, as AM writes session times.
     pub fn iso_at(&self, at: Instant) -> String {
-        iso8601(self.unix_at(at).as_secs())
+        iso_utc(self.unix_at(at).as_secs())
     }
 }
 
 /// ISO-8601 UTC with second precision, as AM writes session times: `2026-11-23T14:03:12Z`. Times past
 /// year 9999 have no room in the format and are clamped to its end.
-pub fn iso8601(unix_secs: u64) -> String {
+pub fn iso_utc(unix_secs: u64) -> String {
     const MAX: i64 = 253_402_300_799; // 9999-12-31T23:59:59Z
     let secs = i64::try_from(unix_secs).unwrap_or(MAX).min(MAX);
     let at = OffsetDateTime::from_unix_timestamp(secs).unwrap_or(OffsetDateTime::UNIX_EPOCH);
@@ -86,8 +86,8 @@ pub fn iso8601(unix_secs: u64) -> String {
 }
 
 /// ISO-8601 of a system time (the status page's "last check").
-pub fn iso8601_of(at: SystemTime) -> String {
-    iso8601(at.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0))
+pub fn iso_utc_of(at: SystemTime) -> String {
+    iso_utc(at.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0))
 }
 
 #[cfg(test)]
@@ -96,12 +96,12 @@ mod tests {
 
     #[test]
     fn iso8601_formats_civil_utc_times() {
-        assert_eq!(iso8601(0), "1970-01-01T00:00:00Z");
-        assert_eq!(iso8601(946_684_799), "1999-12-31T23:59:59Z");
-        assert_eq!(iso8601(951_868_799), "2000-02-29T23:59:59Z");
-        assert_eq!(iso8601(1_795_442_592), "2026-11-23T14:03:12Z");
-        assert_eq!(iso8601(4_107_542_400), "2100-03-01T00:00:00Z");
-        assert_eq!(iso8601(u64::MAX), "9999-12-31T23:59:59Z");
+        assert_eq!(iso_utc(0), "1970-01-01T00:00:00Z");
+        assert_eq!(iso_utc(946_684_799), "1999-12-31T23:59:59Z");
+        assert_eq!(iso_utc(951_868_799), "2000-02-29T23:59:59Z");
+        assert_eq!(iso_utc(1_795_442_592), "2026-11-23T14:03:12Z");
+        assert_eq!(iso_utc(4_107_542_400), "2100-03-01T00:00:00Z");
+        assert_eq!(iso_utc(u64::MAX), "9999-12-31T23:59:59Z");
     }
 
     #[tokio::test(start_paused = true)]

@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 use tokio::time::advance;
 
 use super::MAX_BODY;
-use crate::am::time::iso8601;
+use crate::am::time::iso_utc;
 use crate::am::token::{self, Keys};
 use crate::auth::session::{MemoryStore, SessionStore};
 use crate::auth::{AuthNode, SpentOtks, totp};

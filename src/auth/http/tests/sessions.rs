@@ -58,15 +58,15 @@ async fn session_info_reports_iso_times_and_only_the_reset_variant_touches() {
     assert_eq!(info.status, 200, "{info:?}");
     assert_eq!(info.json["username"], "demo");
     assert_eq!(info.json["universalId"], "id=demo,ou=user,dc=openam,dc=forgerock,dc=org");
-    assert_eq!(info.json["latestAccessTime"], iso8601(created));
-    assert_eq!(info.json["maxIdleExpirationTime"], iso8601(created + 1800));
-    assert_eq!(info.json["maxSessionExpirationTime"], iso8601(created + 7200));
+    assert_eq!(info.json["latestAccessTime"], iso_utc(created));
+    assert_eq!(info.json["maxIdleExpirationTime"], iso_utc(created + 1800));
+    assert_eq!(info.json["maxSessionExpirationTime"], iso_utc(created + 7200));
     assert!(info.json["properties"]["AMCtxId"].as_str().unwrap().starts_with("shandle:"));
 
     let uri = format!("{}&tokenId={token}", with_token("getSessionInfoAndResetIdleTime"));
     let reset = send(&c.a, post(&uri, "")).await;
-    assert_eq!(reset.json["latestAccessTime"], iso8601(created + 600));
-    assert_eq!(reset.json["maxIdleExpirationTime"], iso8601(created + 2400));
+    assert_eq!(reset.json["latestAccessTime"], iso_utc(created + 600));
+    assert_eq!(reset.json["maxIdleExpirationTime"], iso_utc(created + 2400));
 
     let dead = send(&c.a, post(&with_token("getSessionInfo"), "")).await;
     dead.assert_error(401, "Invalid");
