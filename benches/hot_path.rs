@@ -13,11 +13,11 @@ use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_mai
 use http::header::{HeaderMap, HeaderValue};
 use ring::hmac;
 use ring::rand::SystemRandom;
-use tether::auth::journey::AuthIdClaims;
-use tether::metrics::Metrics;
-use tether::proxy::headers;
-use tether::upstream::affinity::{self as sticky, Hints};
-use tether::upstream::{StateRegistry, Upstreams, select};
+use tether::AuthIdClaims;
+use tether::Metrics;
+use tether::hot_path as headers;
+use tether::hot_path::Hints;
+use tether::hot_path::{StateRegistry, Upstreams};
 
 const CONFIG: &str = r#"
 [proxy]
@@ -91,16 +91,20 @@ fn cookie_and_choice(c: &mut Criterion) {
         let headers = browser_headers(&cookie);
         group.bench_function(name, |b| {
             b.iter(|| {
-                let hints =
-                    sticky::read(pool, black_box(&headers), black_box(Some("_action=validate")), None);
-                select::choose(pool, &hints, None).unwrap()
+                let hints = tether::hot_path::read_hints(
+                    pool,
+                    black_box(&headers),
+                    black_box(Some("_action=validate")),
+                    None,
+                );
+                tether::hot_path::choose(pool, &hints, None).unwrap()
             })
         });
     }
     group.bench_function("choose_only_pinned", |b| {
         let hints =
             Hints { pinned: Some((1, tether::config::HintSource::Cookie)), cookie: Some(1), invalid: false };
-        b.iter(|| select::choose(pool, black_box(&hints), None).unwrap())
+        b.iter(|| tether::hot_path::choose(pool, black_box(&hints), None).unwrap())
     });
     group.finish();
 }
@@ -139,7 +143,7 @@ fn header_rewriting(c: &mut Criterion) {
     // The fast path's whole request side on the same browser request as bytes: parse, route, hints,
     // forwarded head (`tether::proxy::h1`).
     let config = std::sync::Arc::new(tether::config::parse(CONFIG).unwrap());
-    let snap = tether::proxy::Snapshot::build(config, &StateRegistry::default(), &Metrics::default());
+    let snap = tether::Snapshot::build(config, &StateRegistry::default(), &Metrics::default());
     let mut raw = b"GET /am/json/realms/root/sessions?_action=validate HTTP/1.1\r\n".to_vec();
     for (name, value) in &headers {
         raw.extend_from_slice(format!("{name}: ").as_bytes());
@@ -148,9 +152,9 @@ fn header_rewriting(c: &mut Criterion) {
     }
     raw.extend_from_slice(b"\r\n");
     let ip = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 10));
-    assert!(tether::proxy::h1::forwarded_request(&snap, &raw, ip).is_some());
+    assert!(tether::hot_path::forwarded_request(&snap, &raw, ip).is_some());
     group.bench_function("fast_path_parse_route_hints_and_forwarded_head", |b| {
-        b.iter(|| tether::proxy::h1::forwarded_request(&snap, black_box(&raw), ip))
+        b.iter(|| tether::hot_path::forwarded_request(&snap, black_box(&raw), ip))
     });
     group.bench_function("strip_hop_by_hop_and_add_forwarded", |b| {
         b.iter_batched(

@@ -10,8 +10,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use http_body_util::{BodyExt, Full};
-use tether::auth::quota::{ExhaustionAction, Quota};
-use tether::auth::session::{MemoryStore, Session, SessionStore};
+use tether::{MemoryStore, Session, SessionStore};
+use tether::{Quota, config::ExhaustionAction};
 use tokio::time::Instant;
 
 fn store_create(c: &mut Criterion) {
@@ -86,7 +86,7 @@ pool = "am"
     )
 }
 
-async fn post(node: &tether::auth::AuthNode, body: String) -> serde_json::Value {
+async fn post(node: &tether::AuthNode, body: String) -> serde_json::Value {
     let req = http::Request::post("/am/json/realms/root/authenticate")
         .header("content-type", "application/json")
         .body(Full::new(Bytes::from(body)))
@@ -104,12 +104,12 @@ fn full_login(c: &mut Criterion) {
     {
         let config = tether::config::parse(&auth_toml(quota)).unwrap();
         let store = Arc::new(MemoryStore::new());
-        let node = Arc::new(tether::auth::AuthNode::new(
+        let node = Arc::new(tether::AuthNode::new(
             tether::config::BackendId::new("01").unwrap(),
             Arc::new(config.auth.unwrap()),
             tether::am::token::Keys::derive(b"bench secret bench secret"),
             store.clone(),
-            Arc::new(tether::auth::SpentOtks::new()),
+            Arc::new(tether::SpentOtks::new()),
         ));
         let recent = parking_lot::Mutex::new(std::collections::VecDeque::new());
         group.bench_function(name, |b| {

@@ -23,18 +23,45 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
-pub mod admin;
+// Two modules are public as they are: the file format and AM's wire formats are the contracts tether
+// shares with operators and with AM's clients. Everything else is private, and the items the binary, the
+// tests, the benches and the examples need are re-exported below.
 pub mod am;
-pub mod auth;
-pub mod body;
 pub mod config;
-pub mod metrics;
-pub mod nodes;
-pub mod proxy;
-pub mod reload;
-pub mod server;
-pub mod tls;
-pub mod upstream;
+
+mod admin;
+mod auth;
+mod body;
+mod metrics;
+mod nodes;
+mod proxy;
+mod reload;
+mod server;
+mod tls;
+mod upstream;
+
+pub use crate::auth::journey::AuthIdClaims;
+pub use crate::auth::quota::Quota;
+pub use crate::auth::session::{MemoryStore, Session, SessionStore};
+pub use crate::auth::totp::totp;
+pub use crate::auth::user::hash_password;
+pub use crate::auth::{AuthNode, AuthStats, SpentOtks};
+pub use crate::metrics::Metrics;
+pub use crate::nodes::NodeHandle;
+pub use crate::proxy::{Proxy, Snapshot};
+pub use crate::reload::Reloader;
+pub use crate::server::StartError;
+
+/// The per-request pieces of the proxy, for the criterion benches (`benches/hot_path.rs`) and the
+/// property tests of the decoders (`tests/decoders.rs`), which time and fuzz them one at a time.
+pub mod hot_path {
+    pub use crate::proxy::h1::forwarded_request;
+    pub use crate::proxy::h1::framing::Chunked;
+    pub use crate::proxy::headers::{add_forwarded, forwarded_for_value, strip_hop_by_hop};
+    pub use crate::upstream::affinity::{Hints, read as read_hints};
+    pub use crate::upstream::select::choose;
+    pub use crate::upstream::{StateRegistry, Upstreams};
+}
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -43,9 +70,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::Config;
-use crate::proxy::Proxy;
 use crate::server::ServeOptions;
-pub use crate::server::StartError;
 
 /// A started tether: its bound addresses and the tasks serving them.
 pub struct Running {

@@ -96,7 +96,7 @@ fn execute(command: Command) -> anyhow::Result<ExitCode> {
             let password =
                 input.strip_suffix('\n').map(|p| p.strip_suffix('\r').unwrap_or(p)).unwrap_or(&input);
             anyhow::ensure!(!password.is_empty(), "the password on stdin is empty");
-            println!("{}", tether::auth::user::hash_password(password).map_err(anyhow::Error::msg)?);
+            println!("{}", tether::hash_password(password).map_err(anyhow::Error::msg)?);
             Ok(ExitCode::SUCCESS)
         }
         Command::Run { config } => {
@@ -139,7 +139,7 @@ fn runtime(workers: Option<usize>) -> anyhow::Result<tokio::runtime::Runtime> {
 }
 
 /// SIGTERM and SIGINT start a graceful drain; SIGHUP reloads the config file.
-async fn on_signals(shutdown: CancellationToken, reloader: Option<Arc<tether::reload::Reloader>>) {
+async fn on_signals(shutdown: CancellationToken, reloader: Option<Arc<tether::Reloader>>) {
     use tokio::signal::unix::{SignalKind, signal};
     let (Ok(mut term), Ok(mut int), Ok(mut hup)) =
         (signal(SignalKind::terminate()), signal(SignalKind::interrupt()), signal(SignalKind::hangup()))

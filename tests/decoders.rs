@@ -6,7 +6,7 @@
 
 use proptest::prelude::*;
 use tether::am::token;
-use tether::proxy::h1::framing::Chunked;
+use tether::hot_path::Chunked;
 
 /// Node IDs the config accepts.
 fn node_id() -> impl Strategy<Value = String> {

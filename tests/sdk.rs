@@ -223,9 +223,8 @@ async fn sdk_login(run: Run) {
 
     // No step reached a node that did not hold its login, and exactly one login succeeded (the Node run
     // also fails one on purpose, with a wrong password).
-    let count = |f: fn(&tether::auth::AuthStats) -> u64| -> u64 {
-        proxy.nodes.iter().map(|n| f(n.node.stats())).sum()
-    };
+    let count =
+        |f: fn(&tether::AuthStats) -> u64| -> u64 { proxy.nodes.iter().map(|n| f(n.node.stats())).sum() };
     assert_eq!(count(|s| s.timed_out.load(Ordering::Relaxed)), 0, "a step reached the wrong node (110)");
     assert_eq!(count(|s| s.logins_succeeded.load(Ordering::Relaxed)), 1);
     let failed = if run == Run::Node { 1 } else { 0 };

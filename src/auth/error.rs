@@ -109,6 +109,14 @@ impl AuthError {
         matches!(self, Self::Overloaded(_) | Self::Internal(_))
     }
 
+    /// What the operator's log gets beyond the client's message: the cause of an internal failure.
+    pub fn log_detail(&self) -> &str {
+        match self {
+            Self::Internal(why) => why,
+            _ => "",
+        }
+    }
+
     /// AM's CREST JSON answer for this error.
     pub fn to_response(&self) -> Response<Body> {
         let status = self.status();

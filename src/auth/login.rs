@@ -152,7 +152,7 @@ impl Login {
 
     /// Logins held in memory between steps.
     pub fn pending(&self) -> usize {
-        self.pending.len()
+        self.pending.count()
     }
 
     /// Drops expired logins in progress and expired spent `otk`s; returns how many of each.
@@ -390,13 +390,11 @@ impl Login {
     }
 
     fn overloaded(&self, why: &'static str) -> AuthError {
-        tracing::warn!(target: LOG, node = %self.id, why, "login refused");
         AuthError::Overloaded(why)
     }
 }
 
 fn internal(why: String) -> AuthError {
-    tracing::error!(target: LOG, why = %why, "internal error");
     AuthError::Internal(why)
 }
 

@@ -33,8 +33,6 @@ pub mod session;
 pub mod totp;
 pub mod user;
 
-pub use self::http::MAX_BODY;
-pub use error::AuthError;
 pub use login::AuthStats;
 pub use node::AuthNode;
 pub use pending::SpentOtks;

@@ -163,13 +163,8 @@ impl PendingJourneys {
     }
 
     /// Journeys held, expired ones not yet dropped included.
-    pub fn len(&self) -> usize {
+    pub fn count(&self) -> usize {
         self.inner.lock().len()
-    }
-
-    /// Whether none are held.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 }
 
@@ -240,11 +235,13 @@ impl SpentOtks {
     }
 
     /// Keys held, expired ones not yet dropped included.
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.inner.lock().len()
     }
 
     /// Whether none are held.
+    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -275,10 +272,10 @@ mod tests {
         let deadline = now + Duration::from_secs(180);
         table.insert("sid", "otk2", journey(), deadline, now).unwrap();
         assert!(table.take("sid", "otk1", now).is_none(), "stale otk");
-        assert_eq!(table.len(), 1, "a stale otk leaves the journey alone");
+        assert_eq!(table.count(), 1, "a stale otk leaves the journey alone");
         assert_eq!(table.take("sid", "otk2", now), Some((journey(), deadline)));
         assert!(table.take("sid", "otk2", now).is_none(), "second answer");
-        assert!(table.is_empty());
+        assert_eq!(table.count(), 0);
     }
 
     #[tokio::test(start_paused = true)]
@@ -290,7 +287,7 @@ mod tests {
         table.insert("b", "o", journey(), soon, now).unwrap();
         assert_eq!(table.insert("c", "o", journey(), soon, now), Err(TooManyJourneys));
         assert!(table.take("a", "o", soon).is_none(), "expired at its deadline");
-        assert_eq!(table.len(), 0, "expired entries are pruned on use");
+        assert_eq!(table.count(), 0, "expired entries are pruned on use");
         table.insert("c", "o", journey(), soon + Duration::from_secs(10), soon).unwrap();
         table.insert("d", "o", journey(), soon + Duration::from_secs(10), soon).unwrap();
         assert_eq!(table.sweep(soon + Duration::from_secs(10)), 2);

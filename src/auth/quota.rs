@@ -16,7 +16,7 @@
 
 use tokio::time::Instant;
 
-pub use crate::config::{ExhaustionAction, UnknownExhaustionAction};
+pub use crate::config::ExhaustionAction;
 
 /// A user's session quota: at most `limit` live sessions, and what to do when a login would exceed it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -2,15 +2,13 @@
 //!
 //! These are the parameters AM's OATH module and every authenticator app default to: HMAC-SHA-1,
 //! 30-second steps, 6 digits, and a tolerance of one step either way for clock skew and typing time. The
-//! secret is configured the way apps display it, as RFC 4648 base32 ([`secret_from_base32`]).
+//! secret is configured the way apps display it, as RFC 4648 base32, decoded when the
+//! configuration is loaded (`crate::config::totp_key`).
 //!
 //! Everything here is pure: the caller supplies the clock, so tests are deterministic. [`verify`] only
 //! answers "is this code valid now"; refusing a code already used (RFC 6238 §5.2) is the job of the auth
 //! session, whose steps can be answered only once.
 
-use std::sync::LazyLock;
-
-use data_encoding::{BASE32_NOPAD, Encoding};
 use ring::hmac;
 use subtle::{Choice, ConstantTimeEq};
 
@@ -20,27 +18,6 @@ pub const STEP_SECS: u64 = 30;
 pub const DIGITS: u32 = 6;
 /// Steps accepted either side of the current one (RFC 6238 §5.2 recommends at most one).
 const SKEW_STEPS: u64 = 1;
-
-/// Decodes an RFC 4648 §6 base32 secret, as authenticator apps and `otpauth://` URIs show it.
-///
-/// Lenient where people are (letters in any case, spaces between groups, `=` padding or none) and strict
-/// elsewhere: any other character, text after padding, or a length no encoder produces (1, 3 or 6 symbols
-/// in the last group, i.e. a truncated secret) gives `None`. Leftover bits of the last symbol are dropped,
-/// as common decoders do.
-pub fn secret_from_base32(s: &str) -> Option<Vec<u8>> {
-    static SECRET: LazyLock<Encoding> = LazyLock::new(|| {
-        let mut spec = BASE32_NOPAD.specification();
-        spec.ignore.push(' ');
-        spec.translate.from.push_str("abcdefghijklmnopqrstuvwxyz");
-        spec.translate.to.push_str("ABCDEFGHIJKLMNOPQRSTUVWXYZ");
-        spec.check_trailing_bits = false;
-        spec.encoding().expect("a valid base32 specification")
-    });
-    // Padding only ends the text: `=` followed by anything but more padding or spaces is refused below,
-    // as `=` is not a symbol of the unpadded alphabet.
-    let symbols = s.trim_end_matches(['=', ' ']);
-    SECRET.decode(symbols.as_bytes()).ok()
-}
 
 /// HOTP value of `counter` (RFC 4226 §5.3): HMAC-SHA-1, dynamic truncation, modulo `10^digits`.
 ///
@@ -185,44 +162,9 @@ mod tests {
     }
 
     #[test]
-    fn base32_decodes_the_common_example_secret() {
-        assert_eq!(secret_from_base32("JBSWY3DPEHPK3PXP").as_deref(), Some(&b"Hello!\xDE\xAD\xBE\xEF"[..]));
-        assert_eq!(
-            secret_from_base32("jbsw y3dp ehpk 3pxp").as_deref(),
-            Some(&b"Hello!\xDE\xAD\xBE\xEF"[..])
-        );
-    }
-
-    #[test]
-    fn base32_follows_rfc4648_test_vectors_with_or_without_padding() {
-        let vectors = [
-            ("", ""),
-            ("MY======", "f"),
-            ("MZXQ====", "fo"),
-            ("MZXW6===", "foo"),
-            ("MZXW6YQ=", "foob"),
-            ("MZXW6YTB", "fooba"),
-            ("MZXW6YTBOI======", "foobar"),
-        ];
-        for (encoded, plain) in vectors {
-            assert_eq!(secret_from_base32(encoded).as_deref(), Some(plain.as_bytes()), "{encoded}");
-            let bare = encoded.trim_end_matches('=');
-            assert_eq!(secret_from_base32(bare).as_deref(), Some(plain.as_bytes()), "{bare}");
-        }
-    }
-
-    #[test]
-    fn base32_rejects_foreign_characters_and_impossible_lengths() {
-        for bad in ["MZXW6YT1", "MZXW-6YTB", "MZXW0", "M", "MZX", "MZXW6Y", "MY==MY==", "MZXW6YTB\n", "ÄÖ"]
-        {
-            assert_eq!(secret_from_base32(bad), None, "{bad}");
-        }
-    }
-
-    #[test]
     fn rfc_secret_round_trips_through_base32() {
         // base32("12345678901234567890"), as an authenticator app would be given it.
-        let key = secret_from_base32("GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ").unwrap();
+        let key = crate::config::totp_key("GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ").unwrap();
         assert_eq!(key, RFC_SECRET);
     }
 
@@ -236,7 +178,6 @@ mod tests {
             let len = usize::try_from(state % 24).unwrap();
             let bytes: Vec<u8> = state.to_le_bytes().iter().cycle().take(len).copied().collect();
             let s = String::from_utf8_lossy(&bytes);
-            let _ = secret_from_base32(&s);
             let _ = verify(&bytes, &s, state);
             let _ = hotp(&bytes, state, u32::try_from(state % 12).unwrap());
             let _ = totp(&bytes, state, state % 3, 6);

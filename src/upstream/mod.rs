@@ -31,7 +31,7 @@ use crate::am::request::TokenPlaces;
 use crate::config::{Affinity, BackendId, Balance, Config, HealthConfig, Role};
 use crate::metrics::Metrics;
 use conns::Conns;
-pub use health::{CheckResult, Health, HealthInfo};
+pub use health::Health;
 pub use state::{AdminState, BackendState, InFlight, StateRegistry};
 pub use stats::{BackendMetrics, PoolMetrics};
 

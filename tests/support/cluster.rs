@@ -197,9 +197,9 @@ pub struct ProxyHandle {
     /// Admin listener.
     pub admin: SocketAddr,
     /// The library's handle.
-    pub proxy: Arc<tether::proxy::Proxy>,
+    pub proxy: Arc<tether::Proxy>,
     /// Embedded auth nodes.
-    pub nodes: Vec<tether::nodes::NodeHandle>,
+    pub nodes: Vec<tether::NodeHandle>,
     shutdown: CancellationToken,
     running: Option<tether::Running>,
 }
@@ -231,7 +231,7 @@ impl ProxyHandle {
     }
 
     /// The embedded node `id`.
-    pub fn node(&self, id: &str) -> Arc<tether::auth::AuthNode> {
+    pub fn node(&self, id: &str) -> Arc<tether::AuthNode> {
         self.embedded(id).node.clone()
     }
 
@@ -245,7 +245,7 @@ impl ProxyHandle {
         format!("http://{}", self.node_addr(id))
     }
 
-    fn embedded(&self, id: &str) -> &tether::nodes::NodeHandle {
+    fn embedded(&self, id: &str) -> &tether::NodeHandle {
         self.nodes.iter().find(|n| n.node.id().as_str() == id).unwrap_or_else(|| panic!("no node {id}"))
     }
 

@@ -19,9 +19,9 @@ pub const TOTP_SECRET: &str = "JBSWY3DPEHPK3PXP";
 
 /// The current TOTP code for [`TOTP_SECRET`].
 pub fn totp_now() -> String {
-    let key = tether::auth::totp::secret_from_base32(TOTP_SECRET).unwrap();
+    let key = tether::config::totp_key(TOTP_SECRET).unwrap();
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
-    format!("{:06}", tether::auth::totp::totp(&key, now, 30, 6))
+    format!("{:06}", tether::totp(&key, now, 30, 6))
 }
 
 /// One client's view of an AM login: keeps cookies (or not) and walks the callbacks.

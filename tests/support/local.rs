@@ -15,9 +15,9 @@ use super::cluster::Cluster;
 /// `auth.sessions` is `shared`.
 pub struct LocalNodes {
     /// The nodes, `01`, `02`, … in order.
-    pub nodes: Vec<Arc<tether::auth::AuthNode>>,
+    pub nodes: Vec<Arc<tether::AuthNode>>,
     /// The store every node uses when sessions are shared (unused otherwise).
-    pub store: Arc<dyn tether::auth::session::SessionStore>,
+    pub store: Arc<dyn tether::SessionStore>,
 }
 
 impl LocalNodes {
@@ -32,24 +32,14 @@ impl LocalNodes {
             config.pools.iter().flat_map(|p| &p.backends).filter(|b| b.embedded).map(|b| &b.id).collect();
         let auth = Arc::new(config.auth.clone().expect("an [auth] section"));
         let keys = tether::am::token::Keys::derive(b"test secret shared by every node");
-        let shared_store: Arc<dyn tether::auth::session::SessionStore> =
-            Arc::new(tether::auth::session::MemoryStore::new());
-        let spent = Arc::new(tether::auth::SpentOtks::new());
+        let shared_store: Arc<dyn tether::SessionStore> = Arc::new(tether::MemoryStore::new());
+        let spent = Arc::new(tether::SpentOtks::new());
         let nodes = ids
             .into_iter()
             .map(|id| {
-                let store: Arc<dyn tether::auth::session::SessionStore> = if shared {
-                    shared_store.clone()
-                } else {
-                    Arc::new(tether::auth::session::MemoryStore::new())
-                };
-                Arc::new(tether::auth::AuthNode::new(
-                    id.clone(),
-                    auth.clone(),
-                    keys.clone(),
-                    store,
-                    spent.clone(),
-                ))
+                let store: Arc<dyn tether::SessionStore> =
+                    if shared { shared_store.clone() } else { Arc::new(tether::MemoryStore::new()) };
+                Arc::new(tether::AuthNode::new(id.clone(), auth.clone(), keys.clone(), store, spent.clone()))
             })
             .collect();
         Self { nodes, store: shared_store }
@@ -58,7 +48,7 @@ impl LocalNodes {
 
 /// One in-process request: `(status, json, headers)`.
 pub async fn call(
-    node: &tether::auth::AuthNode,
+    node: &tether::AuthNode,
     uri: &str,
     headers: &[(&str, &str)],
     body: Option<serde_json::Value>,
@@ -89,18 +79,14 @@ pub fn authenticate(chain: &str) -> String {
 }
 
 /// A complete `ldapService` login of `demo` on `node`; returns the tokenId.
-pub async fn login(node: &tether::auth::AuthNode) -> String {
+pub async fn login(node: &tether::AuthNode) -> String {
     let (status, done) = try_login(node, "demo", "secret").await;
     assert_eq!(status, 200, "{done}");
     done["tokenId"].as_str().unwrap().to_string()
 }
 
 /// An `ldapService` login of `user`; returns the final status and answer.
-pub async fn try_login(
-    node: &tether::auth::AuthNode,
-    user: &str,
-    password: &str,
-) -> (u16, serde_json::Value) {
+pub async fn try_login(node: &tether::AuthNode, user: &str, password: &str) -> (u16, serde_json::Value) {
     let (_, step, _) = call(node, &authenticate("ldapService"), &[], None).await;
     let (status, done, _) =
         call(node, &authenticate("ldapService"), &[], Some(fill(step, &[user, password]))).await;
@@ -108,7 +94,7 @@ pub async fn try_login(
 }
 
 /// Whether `token` is a live session according to `node`.
-pub async fn is_valid(node: &tether::auth::AuthNode, token: &str) -> bool {
+pub async fn is_valid(node: &tether::AuthNode, token: &str) -> bool {
     let uri = format!("/am/json/realms/root/sessions?_action=validate&tokenId={token}");
     call(node, &uri, &[], None).await.1["valid"] == true
 }

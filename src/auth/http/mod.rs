@@ -45,7 +45,20 @@ impl AuthNode {
         B: http_body::Body<Data = Bytes> + Send,
         B::Error: Display,
     {
-        self.dispatch(req).await.unwrap_or_else(|e| e.to_response())
+        self.dispatch(req).await.unwrap_or_else(|e| {
+            // Refusals of the request itself are the client's business; a failure a retry may get past
+            // is the operator's.
+            if e.retryable() {
+                tracing::warn!(
+                    target: "tether::auth",
+                    node = %self.id(),
+                    error = %e,
+                    detail = e.log_detail(),
+                    "request failed; a retry may succeed"
+                );
+            }
+            e.to_response()
+        })
     }
 
     /// The answer for `req`, or the refusal [`handle`](Self::handle) turns into AM's JSON.

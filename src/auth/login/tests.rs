@@ -46,7 +46,7 @@ fn filled(module: ModuleKind, values: &[&str]) -> Vec<Value> {
 
 /// The TOTP code of the test user at unix time `unix`.
 fn code_at(unix: u64) -> String {
-    let key = totp::secret_from_base32(TOTP_SECRET).unwrap();
+    let key = crate::config::totp_key(TOTP_SECRET).unwrap();
     format!("{:06}", totp::totp(&key, unix, 30, 6))
 }
 
