@@ -3,23 +3,23 @@
 //!
 //! # Request flow
 //! ```text
-//! client ──► server (accept, drain) ──► proxy::h1 (plain HTTP/1.1 without a body: parse the head once)
-//!             │            │ anything else: handed to hyper (h1/h2c, TLS) ──► proxy::Proxy::handle
-//!             │            ▼                                   ▼
-//!             │          proxy::route (rules → pool | status)
-//!             │                                      │
-//!             │                      upstream::affinity (hints → node ID: cookie, authId, session token)
-//!             │                                      │
-//!             │                      upstream::select (tier, balance, health, admin state)
-//!             │                                      │
-//!             │       proxy::h1 (bytes to a pooled TCP stream, framing relayed) | proxy::hyper_path
-//!             │       (HeaderMap, hyper's pooled client); both: one retry, Set-Cookie rules
-//!             │                                      ▼
-//!             │                         auth node (embedded or remote): auth::node
-//!             └──► admin (healthz, readyz)
+//! client ──► server (accept, TLS, drain) ──► proxy::h1 (plain HTTP/1.1 without a body: the head parsed once)
+//!             │            │ anything else: handed to hyper (h1/h2c, TLS) ──► proxy::hyper_path
+//!             │            ▼                                    ▼
+//!             │          proxy::route (rules → pool | status) ◄─┘
+//!             │            ▼
+//!             │          upstream::affinity (hints → node: cookie, authId, session token; Set-Cookie rules)
+//!             │            ▼
+//!             │          upstream::select (tier, balance, health, admin state) ─► upstream::conns
+//!             │            ▼                                  (pooled keep-alive connections)
+//!             │          proxy::failover (one retry on another node), proxy::headers (one header policy)
+//!             │            ▼
+//!             │          auth node (embedded or remote): auth::http ─► auth::login ─► journey, session
+//!             └──► admin (healthz, readyz, metrics, status, backend states, reload)
 //! ```
-//! [`start`] binds every listener of a [`config::Config`] and returns their addresses; [`run`] serves
-//! until the shutdown token fires, then drains.
+//! AM's wire formats (token layout, CREST errors, dates, where a request carries its token) live once in
+//! [`am`], the file format in [`config`]. [`start`] binds every listener of a [`config::Config`] and
+//! returns their addresses; [`run`] serves until the shutdown token fires, then drains.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
