@@ -41,11 +41,11 @@ pub enum StartError {
     /// A listener could not bind.
     #[error("cannot listen on {addr} for the {what}: {source}")]
     Bind {
-        /// Which listener.
+        /// The listener that failed: "public listener", "admin listener" or an auth node.
         what: &'static str,
-        /// Where.
+        /// The address from the config.
         addr: SocketAddr,
-        /// Why.
+        /// What the OS said (in use, permission denied, no such address).
         source: std::io::Error,
     },
     /// The TLS certificate or key cannot be used.

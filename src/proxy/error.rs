@@ -23,37 +23,29 @@ pub enum ProxyError {
     /// The pool has no node that can take the request.
     #[error("no backend of pool {pool:?} is available")]
     NoBackend {
-        /// Pool name.
         pool: String,
     },
     /// The client is pinned to a node that is down, and the pool is `on_down = "strict"`.
     #[error("backend {backend} holding this client's session is unavailable")]
     PinnedDown {
-        /// The pinned node.
         backend: BackendId,
     },
     /// The connection to the node failed before any byte of the request was sent.
     #[error("cannot connect to backend {backend}: {reason}")]
     Connect {
-        /// The node.
         backend: BackendId,
-        /// Why.
         reason: String,
     },
     /// The node failed after the request (or part of it) was sent.
     #[error("backend {backend} failed: {reason}")]
     Upstream {
-        /// The node.
         backend: BackendId,
-        /// Why.
         reason: String,
     },
     /// The node sent no response headers in time.
     #[error("backend {backend} sent no response within {timeout_ms} ms")]
     Timeout {
-        /// The node.
         backend: BackendId,
-        /// The configured bound.
         timeout_ms: u128,
     },
     /// The request cannot be forwarded as it is.
