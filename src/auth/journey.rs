@@ -306,19 +306,25 @@ pub struct ClientState {
     pub journey: Journey,
 }
 
+/// An `mfa` journey of `demo` past its first module, for the unit tests of this layer.
+#[cfg(test)]
+pub(crate) fn sample() -> Journey {
+    Journey {
+        index_type: IndexType::Service,
+        index_value: "mfa".into(),
+        modules: vec![ModuleKind::DataStore, ModuleKind::Totp],
+        next: 1,
+        username: Some("demo".into()),
+        realm: "/".into(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn journey() -> Journey {
-        Journey {
-            index_type: IndexType::Service,
-            index_value: "mfa".into(),
-            modules: vec![ModuleKind::DataStore, ModuleKind::Totp],
-            next: 1,
-            username: Some("demo".into()),
-            realm: "/".into(),
-        }
+        sample()
     }
 
     #[test]

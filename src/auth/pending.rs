@@ -250,19 +250,10 @@ impl SpentOtks {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::auth::journey::IndexType;
-    use crate::config::ModuleKind;
     use std::time::Duration;
 
     fn journey() -> Journey {
-        Journey {
-            index_type: IndexType::Service,
-            index_value: "mfa".into(),
-            modules: vec![ModuleKind::DataStore, ModuleKind::Totp],
-            next: 1,
-            username: Some("demo".into()),
-            realm: "/".into(),
-        }
+        crate::auth::journey::sample()
     }
 
     #[tokio::test(start_paused = true)]

@@ -20,34 +20,19 @@ pub enum ProxyError {
     /// No `[[route]]` matched.
     #[error("no route matches this request")]
     NoRoute,
-    /// The pool has no node that can take the request.
-    #[error("no backend of pool {pool:?} is available")]
-    NoBackend {
-        pool: String,
-    },
-    /// The client is pinned to a node that is down, and the pool is `on_down = "strict"`.
-    #[error("backend {backend} holding this client's session is unavailable")]
-    PinnedDown {
-        backend: BackendId,
-    },
+    /// The selector found no node for the request (none serving, or the pinned one down with
+    /// `on_down = "strict"`).
+    #[error(transparent)]
+    Unavailable(#[from] Unavailable),
     /// The connection to the node failed before any byte of the request was sent.
     #[error("cannot connect to backend {backend}: {reason}")]
-    Connect {
-        backend: BackendId,
-        reason: String,
-    },
+    Connect { backend: BackendId, reason: String },
     /// The node failed after the request (or part of it) was sent.
     #[error("backend {backend} failed: {reason}")]
-    Upstream {
-        backend: BackendId,
-        reason: String,
-    },
+    Upstream { backend: BackendId, reason: String },
     /// The node sent no response headers in time.
     #[error("backend {backend} sent no response within {timeout_ms} ms")]
-    Timeout {
-        backend: BackendId,
-        timeout_ms: u128,
-    },
+    Timeout { backend: BackendId, timeout_ms: u128 },
     /// The request cannot be forwarded as it is.
     #[error("{0}")]
     BadRequest(String),
@@ -61,7 +46,7 @@ impl ProxyError {
     pub fn status(&self) -> StatusCode {
         match self {
             Self::NoRoute => StatusCode::NOT_FOUND,
-            Self::NoBackend { .. } | Self::PinnedDown { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Connect { .. } | Self::Upstream { .. } => StatusCode::BAD_GATEWAY,
             Self::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
@@ -95,15 +80,6 @@ impl ProxyError {
     }
 }
 
-impl From<Unavailable> for ProxyError {
-    fn from(e: Unavailable) -> Self {
-        match e {
-            Unavailable::NoBackend { pool } => Self::NoBackend { pool },
-            Unavailable::PinnedDown { backend } => Self::PinnedDown { backend },
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -112,7 +88,7 @@ mod tests {
 
     #[tokio::test]
     async fn errors_have_am_shape_and_json_type() {
-        let resp = ProxyError::NoBackend { pool: "am".into() }.to_response();
+        let resp = ProxyError::from(Unavailable::NoBackend { pool: "am".into() }).to_response();
         assert_eq!(resp.status(), 503);
         assert_eq!(resp.headers()[CONTENT_TYPE], "application/json");
         let body = resp.into_body().collect().await.unwrap().to_bytes();
