@@ -153,6 +153,11 @@ mod tests {
         assert_eq!(q.get("_action"), Some("validate"));
         assert_eq!(q.get("tokenId"), Some("a b"));
         assert_eq!(Query::parse(None).get("x"), None);
+        let q = Query::parse(Some("a=1&b=x%2Ay+z&b=second&c&d=%zz%4&e=%E2%82%AC%ff"));
+        assert_eq!(q.get("b"), Some("x*y z"));
+        assert_eq!(q.get("c"), Some(""), "a name without `=` has an empty value");
+        assert_eq!(q.get("d"), Some("%zz%4"), "a malformed escape is kept as it is");
+        assert_eq!(q.get("e"), Some("€\u{fffd}"), "invalid UTF-8 becomes U+FFFD");
     }
 
     #[test]
