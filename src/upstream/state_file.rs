@@ -350,6 +350,41 @@ mod tests {
     }
 
     #[test]
+    fn concurrent_changes_leave_the_newest_states_in_a_whole_file() {
+        let dir = std::env::temp_dir().join(format!("tether-state-race-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let mut text = String::from(
+            "[proxy]\nlisten = \"127.0.0.1:0\"\n[[pool]]\nname = \"am\"\n[[route]]\npath_prefix = \"/\"\npool = \"am\"\n",
+        );
+        for i in 1..=8 {
+            text.push_str(&format!("[[pool.backend]]\nid = \"{i:02}\"\nurl = \"http://127.0.0.1:1\"\n"));
+        }
+        let config = crate::config::parse(&text).expect("config");
+        let registry = super::super::StateRegistry::default();
+        let upstreams = Upstreams::build(&config, &registry, &crate::metrics::Metrics::default());
+        let file = StateFile::new(dir.join("tether.state"));
+        // Eight writers at once, twenty changes each: without the writer lock they share the temp file
+        // and rename it from under each other.
+        std::thread::scope(|s| {
+            for (i, b) in upstreams.pools[0].backends.iter().enumerate() {
+                let (file, config, upstreams) = (&file, &config, &upstreams);
+                s.spawn(move || {
+                    for round in 0..20 {
+                        let state = if (i + round) % 2 == 0 { AdminState::Maint } else { AdminState::Drain };
+                        b.state.set_admin(state, None);
+                        file.save(config, upstreams).expect("saved");
+                    }
+                });
+            }
+        });
+        let saved = file.read().expect("a whole file").expect("written");
+        for b in &upstreams.pools[0].backends {
+            assert_eq!(saved.0[b.id.as_str()].state, b.state.admin(), "{} holds its newest state", b.id);
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
     fn deadlines_round_up() {
         assert_eq!(ceil_secs(Duration::from_millis(1001)), 2);
         assert_eq!(ceil_secs(Duration::from_secs(3)), 3);
