@@ -6,7 +6,7 @@ mod support;
 
 use std::path::{Path, PathBuf};
 
-use support::{Cluster, ProxyHandle, TestBackend, backend_status, client, served_by};
+use support::{Cluster, ProxyHandle, TestBackend, backend_status, client, eventually, served_by};
 use toml::Value;
 
 /// An empty directory under the target directory, unique per test.
@@ -188,4 +188,45 @@ fn check_names_an_unknown_admin_state_with_its_key() {
     let text = backend_key(cluster, 0, "admin_state", "paused").toml();
     let err = tether::config::parse(&text).expect_err("refused").to_string();
     assert!(err.contains("admin_state") && err.contains("\"paused\" is not one of"), "{err}");
+}
+
+#[tokio::test]
+async fn tether_run_refuses_a_corrupt_state_file_naming_it() {
+    let a = TestBackend::start("01").await;
+    let dir = scratch("binary");
+    let file = dir.join("proxy.toml");
+    std::fs::write(&file, Cluster::of(&[&a]).proxy("state_file", "tether.state").toml()).unwrap();
+    std::fs::write(
+        dir.join("tether.state"),
+        "{\"version\": 1, \"backends\": {\"01\": {\"state\": \"maint\",}}}",
+    )
+    .unwrap();
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_tether"))
+        .args(["run", "-c", file.to_str().unwrap()])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Bounded: a tether that started anyway is killed (also when the wait below fails the test).
+    let mut child = KillOnDrop(Some(child));
+    let mut exited = None;
+    eventually("tether exits", std::time::Duration::from_secs(30), async || {
+        exited = child.0.as_mut().unwrap().try_wait().unwrap();
+        exited.is_some()
+    })
+    .await;
+    let out = child.0.take().unwrap().wait_with_output().unwrap();
+    assert_eq!(exited.and_then(|s| s.code()), Some(1), "tether must not start");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("tether.state is corrupt at line 1") && err.contains("delete the file"), "{err}");
+}
+
+/// Kills the child process when the test ends, whichever way it ends.
+struct KillOnDrop(Option<std::process::Child>);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Some(child) = &mut self.0 {
+            let _ = child.kill();
+        }
+    }
 }
