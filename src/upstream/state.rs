@@ -2,7 +2,9 @@
 //! keep-alive connections.
 //!
 //! Each [`BackendState`] lives behind an `Arc` keyed by server ID in the [`StateRegistry`], so a reload
-//! that keeps an ID keeps its state and its in-flight counts. The request path reads only atomics.
+//! that keeps an ID keeps its state and its in-flight counts. A node starts in its configured
+//! `admin_state` the first time its ID is seen; the state file ([`super::state_file`]) may then restore
+//! an operator's earlier choice. The request path reads only atomics.
 
 use std::collections::HashMap;
 use std::sync::Arc;
