@@ -98,6 +98,13 @@ impl Running {
 /// Binds every listener of `config` and starts serving; returns once all are bound.
 pub async fn start(mut config: Config, shutdown: CancellationToken) -> Result<Running, StartError> {
     let tasks = TaskTracker::new();
+    // The state file before anything starts: a node saved in maint must never take a request, so a
+    // file that cannot be read stops the start. It is a few hundred bytes; reading it blocks briefly.
+    let state_file = config.proxy.state_file.clone().map(|p| Arc::new(upstream::StateFile::new(p)));
+    let saved = match &state_file {
+        Some(file) => file.read().map_err(|e| StartError::StateFile(e.to_string()))?,
+        None => None,
+    };
     // Nodes first: a `:0` url gets its real port before the proxy reads the backend set.
     let nodes = nodes::start_embedded(&mut config, &shutdown, &tasks).await?;
     if !config.proxy.admin_listen.ip().is_loopback() && config.proxy.admin_token.is_none() {
@@ -126,6 +133,10 @@ pub async fn start(mut config: Config, shutdown: CancellationToken) -> Result<Ru
     };
     let (public_opts, admin_opts) = (opts("public", tls.clone()), opts("admin", None));
     let proxy = Arc::new(Proxy::new(Arc::new(config), metrics));
+    if let (Some(file), Some(saved)) = (&state_file, &saved) {
+        let snap = proxy.snapshot();
+        file.apply(saved, &snap.config, &snap.upstreams);
+    }
     let checkers = Arc::new(upstream::health::Checkers::new(shutdown.clone(), tasks.clone()));
     checkers.sync(&proxy.snapshot().upstreams);
     let reloader = Arc::new(reload::Reloader::new(
@@ -141,6 +152,7 @@ pub async fn start(mut config: Config, shutdown: CancellationToken) -> Result<Ru
             Arc::clone(&proxy),
             Arc::clone(&reloader),
             nodes.iter().map(|n| Arc::clone(&n.node)).collect(),
+            state_file,
         )),
         admin_opts,
         shutdown,

@@ -84,6 +84,9 @@ impl Reloader {
         if new.proxy.admin_listen != old.proxy.admin_listen {
             changed.push("proxy.admin_listen");
         }
+        if new.proxy.state_file != old.proxy.state_file {
+            changed.push("proxy.state_file");
+        }
         if new.proxy.tls.is_some() != old.proxy.tls.is_some() {
             changed.push("whether [proxy.tls] is on");
         }

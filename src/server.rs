@@ -54,6 +54,9 @@ pub enum StartError {
     /// The config asks for something this build cannot do.
     #[error("{0}")]
     Unsupported(String),
+    /// The admin state file exists but cannot be used; the message names the file and the fix.
+    #[error("{0}")]
+    StateFile(String),
 }
 
 /// Who sent the request: one per connection, handed to each of its requests.

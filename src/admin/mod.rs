@@ -26,19 +26,26 @@ use crate::body::Body;
 use crate::proxy::Proxy;
 use crate::reload::Reloader;
 use crate::server::{Handler, Peer};
-use crate::upstream::{AdminState, Health};
+use crate::upstream::{AdminState, Health, StateFile};
 
 /// The admin service. It reads the proxy's current snapshot on every request, so a reload shows at once.
 pub struct Admin {
     proxy: Arc<Proxy>,
     reloader: Arc<Reloader>,
     nodes: Vec<Arc<AuthNode>>,
+    /// Where every change of a node's operator state is saved, when `proxy.state_file` is set.
+    state_file: Option<Arc<StateFile>>,
 }
 
 impl Admin {
     /// Admin endpoints over `proxy`'s state.
-    pub fn new(proxy: Arc<Proxy>, reloader: Arc<Reloader>, nodes: Vec<Arc<AuthNode>>) -> Self {
-        Self { proxy, reloader, nodes }
+    pub fn new(
+        proxy: Arc<Proxy>,
+        reloader: Arc<Reloader>,
+        nodes: Vec<Arc<AuthNode>>,
+        state_file: Option<Arc<StateFile>>,
+    ) -> Self {
+        Self { proxy, reloader, nodes, state_file }
     }
 
     /// `GET /metrics`: Prometheus text exposition.
@@ -100,7 +107,12 @@ impl Admin {
     }
 
     /// `POST /backends/{id}/{drain|ready|maint}[?deadline_s=N]`.
-    fn set_state(&self, id: &str, action: &str, query: Option<&str>) -> Response<Body> {
+    ///
+    /// The new state applies at once, then is saved to the state file. A failed save does not undo it:
+    /// taking a node out must not depend on a disk (HAProxy's runtime state is likewise independent of
+    /// its state file). It is answered 500 naming the file, so a script sees that the state will not
+    /// survive a restart, and retrying the same change is safe.
+    async fn set_state(&self, id: &str, action: &str, query: Option<&str>) -> Response<Body> {
         let state = match action {
             "drain" => AdminState::Drain,
             "ready" => AdminState::Ready,
@@ -130,7 +142,30 @@ impl Admin {
             return crest::error(StatusCode::NOT_FOUND, &format!("No backend has id '{id}'"));
         };
         backend.state.set_admin(state, deadline);
-        crest::json(StatusCode::OK, &status::backend_json(backend))
+        let answer = status::backend_json(backend);
+        drop(snap);
+        if let Some(file) = &self.state_file {
+            let (file, proxy) = (Arc::clone(file), Arc::clone(&self.proxy));
+            // Blocking file work, off the async workers; the writer's lock lives inside it. The states
+            // are read after that lock is taken, so the last write to land holds the newest state.
+            let saved = tokio::task::spawn_blocking(move || {
+                let snap = proxy.snapshot();
+                file.save(&snap.config, &snap.upstreams)
+            })
+            .await;
+            let error = match saved {
+                Ok(Ok(())) => None,
+                Ok(Err(e)) => Some(e.to_string()),
+                Err(_) => {
+                    Some("the state file writer failed; the new state applies but was not saved".into())
+                }
+            };
+            if let Some(error) = error {
+                tracing::error!(backend = id, state = state.as_str(), %error, "admin state not saved");
+                return crest::error_with(StatusCode::INTERNAL_SERVER_ERROR, &error, Some(answer));
+            }
+        }
+        crest::json(StatusCode::OK, &answer)
     }
 }
 
@@ -159,7 +194,7 @@ impl Handler for Admin {
             }
             let resp = match path.strip_prefix("/backends/") {
                 Some(rest) => match rest.split_once('/') {
-                    Some((id, action)) => self.set_state(id, action, parts.uri.query()),
+                    Some((id, action)) => self.set_state(id, action, parts.uri.query()).await,
                     None => crest::error(StatusCode::NOT_FOUND, "Use /backends/{id}/drain, /ready or /maint"),
                 },
                 None if path == "/reload" => self.reload().await,

@@ -39,8 +39,8 @@ pub use auth::{
 };
 pub use load::{load, parse};
 pub use pool::{
-    Affinity, AffinityMode, BackendConfig, BackendId, Balance, Failback, HealthConfig, HintSource, OnDown,
-    PoolConfig, Role, SameSite,
+    AdminState, Affinity, AffinityMode, BackendConfig, BackendId, Balance, Failback, HealthConfig,
+    HintSource, OnDown, PoolConfig, Role, SameSite,
 };
 pub use problem::{ConfigError, Problem};
 pub use proxy::{ProxySettings, TlsFiles};

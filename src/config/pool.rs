@@ -196,6 +196,34 @@ impl Role {
     }
 }
 
+/// Operator-set state of a node (HAProxy's `set server state`): configured as `admin_state`, changed
+/// at run time on the admin API, saved in `proxy.state_file`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AdminState {
+    /// In service.
+    #[default]
+    Ready,
+    /// Keeps clients pinned to it, takes no new ones.
+    Drain,
+    /// Out of service entirely.
+    Maint,
+}
+
+impl AdminState {
+    /// Every state with its name, as the file, the admin API and the status page write it.
+    pub const NAMES: [(&'static str, AdminState); 3] =
+        [("ready", Self::Ready), ("drain", Self::Drain), ("maint", Self::Maint)];
+
+    /// Name used by the file, the admin API and the status page.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Ready => "ready",
+            Self::Drain => "drain",
+            Self::Maint => "maint",
+        }
+    }
+}
+
 /// `[[pool.backend]]`.
 #[derive(Debug, Clone)]
 pub struct BackendConfig {
@@ -209,6 +237,9 @@ pub struct BackendConfig {
     pub role: Role,
     /// `tether run` starts an auth node for it.
     pub embedded: bool,
+    /// State when the node first appears (at start, or added by a reload), unless the state file says
+    /// otherwise.
+    pub admin_state: AdminState,
 }
 
 impl BackendConfig {
@@ -251,6 +282,7 @@ pub(super) fn convert(c: &mut Checker, raw: Vec<RawPool>) -> Vec<PoolConfig> {
             let url = c.take(&b.key("url"), backend_url(&rb.url));
             let role =
                 c.pick(&b.key("role"), &rb.role, &[("active", Role::Active), ("passive", Role::Passive)]);
+            let admin_state = c.pick(&b.key("admin_state"), &rb.admin_state, &AdminState::NAMES);
             if let Some(id) = &id {
                 if let Some((_, first)) = ids.iter().find(|(seen, _)| seen == id) {
                     let message = format!("duplicate backend ID {:?} (also {first})", id.0);
@@ -259,8 +291,11 @@ pub(super) fn convert(c: &mut Checker, raw: Vec<RawPool>) -> Vec<PoolConfig> {
                     ids.push((id.clone(), b.key("id")));
                 }
             }
-            if let (Some(id), Some((scheme, authority)), Some(role)) = (id, url, role) {
-                backends.push(BackendConfig { id, scheme, authority, role, embedded: rb.embedded });
+            if let (Some(id), Some((scheme, authority)), Some(role), Some(admin_state)) =
+                (id, url, role, admin_state)
+            {
+                let embedded = rb.embedded;
+                backends.push(BackendConfig { id, scheme, authority, role, embedded, admin_state });
             }
         }
         if !has_active {

@@ -32,6 +32,8 @@ pub struct ProxySettings {
     pub admin_token: Option<String>,
     /// Runtime worker threads (`None` = one per core).
     pub workers: Option<usize>,
+    /// Where admin states are saved and read at start (resolved against the config file's directory).
+    pub state_file: Option<PathBuf>,
 }
 
 /// `[proxy.tls]`.
@@ -82,6 +84,14 @@ pub(super) fn convert(c: &mut Checker, raw: RawProxy) -> Option<ProxySettings> {
     }
     let pool_idle_timeout =
         c.duration(&p.key("pool_idle_timeout_s"), raw.pool_idle_timeout_s, Duration::from_secs);
+    let state_file = raw.state_file.filter(|f| {
+        let ok = !f.is_empty() && !f.ends_with('/');
+        if !ok {
+            c.report(&p.key("state_file"), "must name a file, e.g. \"tether.state\" (or leave it out)");
+        }
+        ok
+    });
+    let state_file = state_file.map(|f| c.file(&f));
     Some(ProxySettings {
         listen: listen?,
         admin_listen: admin_listen?,
@@ -94,6 +104,7 @@ pub(super) fn convert(c: &mut Checker, raw: RawProxy) -> Option<ProxySettings> {
         pool_max_idle_per_backend: raw.pool_max_idle_per_backend,
         admin_token,
         workers: raw.workers,
+        state_file,
     })
 }
 

@@ -55,6 +55,9 @@ pub struct RawProxy {
     pub admin_token: Option<String>,
     /// Runtime worker threads. Default: one per CPU core.
     pub workers: Option<usize>,
+    /// File (relative to the config file) where admin states are saved on every change and read at
+    /// start, so a node put in maint or drain stays there across restarts. Default: none.
+    pub state_file: Option<String>,
 }
 
 /// `[proxy.tls]`.
@@ -166,6 +169,10 @@ pub struct RawBackend {
     /// `tether run` starts an auth node for it in-process. Default false.
     #[serde(default)]
     pub embedded: bool,
+    /// State at start: `"ready"` (default), `"drain"` (no deadline) or `"maint"`; an entry of
+    /// `proxy.state_file` wins.
+    #[serde(default = "default_admin_state")]
+    pub admin_state: String,
 }
 
 /// `[[route]]`.
@@ -304,6 +311,10 @@ fn default_balance() -> String {
 }
 fn default_role() -> String {
     "active".into()
+}
+
+fn default_admin_state() -> String {
+    "ready".into()
 }
 
 /// The keys the table at `path` may hold, for naming them next to an unknown one. `path` holds the keys

@@ -5,6 +5,7 @@
 //!
 //! - [`state`]: node state kept across reloads by server ID ([`BackendState`], [`AdminState`],
 //!   [`InFlight`], [`StateRegistry`]).
+//! - [`state_file`]: operator states saved on every change and read at start ([`StateFile`]).
 //! - [`health`]: the rise/fall machine and the bookkeeping of check results (pure), and the active
 //!   checker ([`health::Checkers`]).
 //! - [`sticky`]: node hints read from a request, and the affinity cookie.
@@ -19,6 +20,7 @@ pub mod conns;
 pub mod health;
 pub mod select;
 pub mod state;
+pub mod state_file;
 pub mod stats;
 
 use std::sync::Arc;
@@ -33,6 +35,7 @@ use crate::metrics::Metrics;
 use conns::Conns;
 pub use health::Health;
 pub use state::{AdminState, BackendState, InFlight, StateRegistry};
+pub use state_file::StateFile;
 pub use stats::{BackendMetrics, PoolMetrics};
 
 /// One node as a request sees it.
@@ -121,7 +124,7 @@ impl Upstreams {
                     .backends
                     .iter()
                     .map(|b| {
-                        let state = registry.get(&b.id);
+                        let state = registry.get(&b.id, b.admin_state);
                         Backend {
                             id: b.id.clone(),
                             role: b.role,

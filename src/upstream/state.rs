@@ -2,7 +2,9 @@
 //! keep-alive connections.
 //!
 //! Each [`BackendState`] lives behind an `Arc` keyed by server ID in the [`StateRegistry`], so a reload
-//! that keeps an ID keeps its state and its in-flight counts. The request path reads only atomics.
+//! that keeps an ID keeps its state and its in-flight counts. A node starts in its configured
+//! `admin_state` the first time its ID is seen; the state file ([`super::state_file`]) may then restore
+//! an operator's earlier choice. The request path reads only atomics.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -15,29 +17,8 @@ use tokio::time::Instant;
 
 use super::conns::Conns;
 use super::health::{Health, HealthInfo, NodeHealth};
+pub use crate::config::AdminState;
 use crate::config::{BackendId, HealthConfig};
-
-/// Operator-set state (HAProxy's `set server state`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AdminState {
-    /// In service.
-    Ready,
-    /// Keeps clients pinned to it, takes no new ones.
-    Drain,
-    /// Out of service entirely.
-    Maint,
-}
-
-impl AdminState {
-    /// Name used by the admin API and status page.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Ready => "ready",
-            Self::Drain => "drain",
-            Self::Maint => "maint",
-        }
-    }
-}
 
 /// Live state of one node, shared by every snapshot that contains its ID.
 #[derive(Debug)]
@@ -58,11 +39,11 @@ pub struct BackendState {
 }
 
 impl BackendState {
-    fn new(id: BackendId) -> Self {
+    fn new(id: BackendId, admin: AdminState) -> Self {
         Self {
             id,
             health: NodeHealth::default(),
-            admin: AtomicU8::new(0),
+            admin: AtomicU8::new(admin_code(admin)),
             drain_until_ms: AtomicU64::new(u64::MAX),
             in_flight: AtomicUsize::new(0),
             requests: AtomicU64::new(0),
@@ -122,7 +103,7 @@ impl BackendState {
             _ => u64::MAX,
         };
         self.drain_until_ms.store(until, Ordering::Relaxed);
-        self.admin.store(state as u8, Ordering::Relaxed);
+        self.admin.store(admin_code(state), Ordering::Relaxed);
         tracing::info!(backend = %self.id, state = state.as_str(), deadline_ms = ?drain_deadline.map(|d| d.as_millis()), "admin state changed");
     }
 
@@ -196,6 +177,15 @@ impl BackendState {
     }
 }
 
+/// The atomic's encoding of an operator state, read back by [`BackendState::admin`].
+fn admin_code(state: AdminState) -> u8 {
+    match state {
+        AdminState::Ready => 0,
+        AdminState::Drain => 1,
+        AdminState::Maint => 2,
+    }
+}
+
 /// Decrements the in-flight count on drop (also when a client goes away mid-response).
 #[derive(Debug)]
 pub struct InFlight(Arc<BackendState>);
@@ -211,10 +201,13 @@ impl Drop for InFlight {
 pub struct StateRegistry(Mutex<HashMap<BackendId, Arc<BackendState>>>);
 
 impl StateRegistry {
-    /// The state of `id`, created on first use.
-    pub fn get(&self, id: &BackendId) -> Arc<BackendState> {
+    /// The state of `id`, created on first use in the operator state `initial` (the backend's
+    /// configured `admin_state`): a node already known keeps the state it has, so a reload never undoes
+    /// an operator's drain or maint.
+    pub fn get(&self, id: &BackendId, initial: AdminState) -> Arc<BackendState> {
         let mut map = self.0.lock();
-        Arc::clone(map.entry(id.clone()).or_insert_with(|| Arc::new(BackendState::new(id.clone()))))
+        let state = map.entry(id.clone()).or_insert_with(|| Arc::new(BackendState::new(id.clone(), initial)));
+        Arc::clone(state)
     }
 }
 
@@ -226,11 +219,11 @@ mod tests {
     fn a_node_keeps_its_connections_until_its_address_changes() {
         let registry = StateRegistry::default();
         let id = BackendId::new("01").expect("id");
-        let state = registry.get(&id);
+        let state = registry.get(&id, AdminState::Ready);
         let a: Authority = "127.0.0.1:8081".parse().expect("authority");
         let b: Authority = "127.0.0.1:8082".parse().expect("authority");
         let first = state.conns(&a);
-        assert!(Arc::ptr_eq(&first, &registry.get(&id).conns(&a)));
+        assert!(Arc::ptr_eq(&first, &registry.get(&id, AdminState::Ready).conns(&a)));
         let moved = state.conns(&b);
         assert!(!Arc::ptr_eq(&first, &moved));
         assert_eq!(moved.authority(), &b);
