@@ -73,6 +73,9 @@ pub struct Affinity {
     pub cookie: String,
     /// Observe the node's cookie, or insert one.
     pub mode: AffinityMode,
+    /// The nodes' session cookie and header (AM's `com.iplanet.am.cookie.name`), read by the
+    /// `session_token` hint; `None`: `[auth]`'s, else `iPlanetDirectoryPro` ([`Affinity::session_cookie_or`]).
+    pub session_cookie: Option<String>,
     /// Where node IDs are looked for, in order.
     pub hints: Vec<HintSource>,
     /// What happens to a client pinned to a node that is down.
@@ -89,6 +92,18 @@ pub struct Affinity {
     pub secure: bool,
     /// `SameSite` attribute.
     pub same_site: SameSite,
+}
+
+impl Affinity {
+    /// AM's default session cookie name (`com.iplanet.am.cookie.name`).
+    pub const DEFAULT_SESSION_COOKIE: &'static str = "iPlanetDirectoryPro";
+
+    /// The session cookie name this pool's nodes use: its own `session_cookie`, else `auth_cookie` (the
+    /// embedded nodes' `[auth] session_cookie`), else AM's default. A proxy in front of real AM has no
+    /// `[auth]`, and real sites rename the cookie (`AMSession`, Identity Cloud's random hex names).
+    pub fn session_cookie_or<'a>(&'a self, auth_cookie: Option<&'a str>) -> &'a str {
+        self.session_cookie.as_deref().or(auth_cookie).unwrap_or(Self::DEFAULT_SESSION_COOKIE)
+    }
 }
 
 /// `observe` or `insert`, as HAProxy's passive cookie and `cookie … insert`.
@@ -273,6 +288,7 @@ pub(super) fn convert(c: &mut Checker, raw: Vec<RawPool>) -> Vec<PoolConfig> {
 
 fn convert_affinity(c: &mut Checker, p: &KeyPath, raw: RawAffinity) -> Affinity {
     let cookie = c.cookie_name(&p.key("cookie"), &raw.cookie);
+    let session_cookie = raw.session_cookie.map(|name| c.cookie_name(&p.key("session_cookie"), &name));
     let mode = c.choice(
         &p.key("mode"),
         &raw.mode,
@@ -324,6 +340,7 @@ fn convert_affinity(c: &mut Checker, p: &KeyPath, raw: RawAffinity) -> Affinity 
     Affinity {
         cookie,
         mode,
+        session_cookie,
         hints,
         on_down,
         failback,
