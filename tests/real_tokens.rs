@@ -126,7 +126,7 @@ fn forms(node: &str) -> Vec<(&'static str, String)> {
         ("empty S1, c66", c66(&native(6, &empty_s1, ""))),
         ("empty S1, native", native(6, &empty_s1, "")),
         ("AM cookie-encoded native", java_url_encode(&native(8, &site, ""))),
-        ("AM cookie-encoded c66", java_url_encode(&c)),
+        ("AM cookie-encoded handle", java_url_encode(&format!("shandle:{}", native(8, &site, "")))),
         ("percent-encoded c66 (%2A)", encode_all(&c)),
         ("quoted", format!("\"{c}\"")),
         ("spaces around", format!("  {c}  ")),
@@ -282,6 +282,24 @@ async fn a_renamed_session_cookie_is_read_under_its_name_only() {
     }
 }
 
+#[tokio::test]
+async fn without_its_own_name_a_pool_reads_the_auth_sections_session_cookie() {
+    let (proxy, _nodes) = two_nodes(|c| {
+        // The smallest valid `[auth]`: its session cookie and the one chain it needs.
+        let chains: toml::Table =
+            toml::from_str(r#"chain = [{ name = "ldapService", modules = ["DataStore"] }]"#).unwrap();
+        c.auth("session_cookie", "AuthSession").set("auth.chain", chains["chain"].clone())
+    })
+    .await;
+    let http = client();
+    let token = c66(&native(1, &in_site("02"), ""));
+    for transport in [Transport::Cookie, Transport::Header] {
+        for _ in 0..2 {
+            assert_eq!(send(&http, &proxy, "AuthSession", transport, &token).await, "02", "{transport:?}");
+        }
+    }
+}
+
 #[test]
 fn a_bad_session_cookie_name_is_refused_with_key_and_line() {
     let text = Cluster::fixture(support::TWO_POOLS).affinity("session_cookie", "bad name").toml();
@@ -323,6 +341,8 @@ async fn an_eight_kb_auth_id_routes_by_its_real_form_session_id() {
             c66(&native(1, &site, "")),
             native(2, &site, ""),
             c66(&native(3, &[("S1", ""), ("SI", node), ("SK", "1")], "")),
+            // A client-side auth session's ID, its JWT tail beyond the old 4 KiB bound.
+            c66(&native(4, &[("type", "JWT_AUTH"), ("SI", node)], &jwt(4000))),
         ];
         for session_id in session_ids {
             let id = auth_id(&session_id, 8600);
@@ -341,7 +361,7 @@ async fn an_eight_kb_auth_id_routes_by_its_real_form_session_id() {
                     .await
                     .unwrap();
                 assert_eq!(resp.status(), 200);
-                assert_eq!(served_by(resp).await, node, "{session_id}");
+                assert_eq!(served_by(resp).await, node, "{session_id:.80}");
             }
         }
     }
