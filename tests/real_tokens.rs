@@ -136,6 +136,7 @@ fn forms(node: &str) -> Vec<(&'static str, String)> {
         ("stars in the tail", c66(&native(10, &site, "a#b#"))),
         ("client-side, type=JWT", long),
         ("client-side, JWT_AUTH, no ID", format!("*{}*{}", c66(&ext(&client_auth)), jwt(40))),
+        // Its request head is over the fast path's 16 KiB: hyper's path serves it.
         ("client-side, 16 KiB", sixteen_kib),
     ]
 }

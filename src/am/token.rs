@@ -40,7 +40,7 @@ pub const MAX_TOKEN_LEN: usize = 16 * 1024;
 
 /// Longest `ext` (base64 text) read. AM's holds three short pairs (`SI`, `S1`, `SK`: ~60 characters),
 /// client-side tokens one more; the bound lets `ext` be decoded in stack buffers.
-const MAX_EXT_LEN: usize = 2048;
+const MAX_EXT_LEN: usize = 1024;
 
 /// AM's session handle prefix (`SessionID.SHANDLE_SCHEME_PREFIX`).
 const SHANDLE_PREFIX: &[u8] = b"shandle:";
