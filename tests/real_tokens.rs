@@ -312,6 +312,18 @@ fn a_bad_session_cookie_name_is_refused_with_key_and_line() {
     assert!(text.lines().nth(line - 1).unwrap().contains("session_cookie"), "{err}");
 }
 
+#[test]
+fn embedded_nodes_and_their_pool_must_agree_on_the_session_cookie() {
+    let same = Cluster::new().active(["01"]).affinity("session_cookie", "iPlanetDirectoryPro");
+    assert!(tether::config::parse(&same.toml()).is_ok());
+    let other = Cluster::new().active(["01"]).affinity("session_cookie", "AMSession").toml();
+    let err = tether::config::parse(&other).expect_err("the embedded nodes set iPlanetDirectoryPro");
+    let problem =
+        err.problems.iter().find(|p| p.key == "pool[0].affinity.session_cookie").expect("named key");
+    assert!(problem.message.contains("[auth] session_cookie \"iPlanetDirectoryPro\""), "{err}");
+    assert!(problem.line.is_some(), "{err}");
+}
+
 /// An HS256-shaped `authId` of about `size` bytes whose `sessionId` claim is `session_id` (signature
 /// not checked by the proxy: it only reads the hint).
 fn auth_id(session_id: &str, size: usize) -> String {

@@ -352,6 +352,26 @@ fn convert_affinity(c: &mut Checker, p: &KeyPath, raw: RawAffinity) -> Affinity 
     }
 }
 
+/// Cross-check with `[auth]`: a pool of embedded nodes reads the session cookie those nodes set, so a
+/// different `affinity.session_cookie` there would make every session token hint miss.
+pub(super) fn check_session_cookies(c: &mut Checker, pools: &[PoolConfig], auth_cookie: Option<&str>) {
+    // An invalid name was reported where it stands (and is empty here).
+    let Some(auth_cookie) = auth_cookie.filter(|name| !name.is_empty()) else { return };
+    for (i, pool) in pools.iter().enumerate() {
+        if let Some(own) = pool.affinity.session_cookie.as_deref().filter(|name| !name.is_empty())
+            && own != auth_cookie
+            && pool.backends.iter().any(|b| b.embedded)
+        {
+            let at = KeyPath::root().key("pool").at(i).key("affinity").key("session_cookie");
+            let message = format!(
+                "{own:?} differs from [auth] session_cookie {auth_cookie:?}, which this pool's embedded \
+                 nodes set: remove it or use the same name"
+            );
+            c.report(&at, message);
+        }
+    }
+}
+
 fn convert_health(c: &mut Checker, p: &KeyPath, raw: RawHealth) -> HealthConfig {
     if !raw.path.starts_with('/') {
         c.report(&p.key("path"), format!("{:?} must start with '/'", raw.path));
