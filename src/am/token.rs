@@ -170,8 +170,8 @@ pub fn node_hint_bytes(token: &[u8]) -> Option<String> {
 /// token without that closing separator has no extensions (AM reads none either), so no hint.
 ///
 /// `-`, `_`, `.` in `ext` are read as `+`, `/`, `=` (c66), and a space as `+` (a native token put into a
-/// query unencoded and form-decoded); padding is optional and trailing bits are not checked, as with
-/// AM's lenient decoder. Pairs are Java `writeUTF` strings (u16 big-endian length, then the bytes). As
+/// query unencoded and form-decoded); padding is optional and trailing bits are not checked, so a hint
+/// reads everything AM writes and a little more. Pairs are Java `writeUTF` strings (u16 big-endian length, then the bytes). As
 /// `DataInputStream.readUTF` ends AM's loop with an `EOFException`, a key cut short ends the list; a
 /// value cut short makes the whole ID invalid. Values may be empty (AM writes `S1=""`).
 pub fn decode_ext(token: &str) -> Option<Vec<(String, String)>> {
