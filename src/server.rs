@@ -220,6 +220,9 @@ pub async fn bind(name: &'static str, addr: SocketAddr) -> Result<TcpListener, S
     TcpListener::bind(addr).await.map_err(|source| StartError::Bind { what: name, addr, source })
 }
 
+/// Largest HTTP/2 header list a client may send (SETTINGS_MAX_HEADER_LIST_SIZE).
+pub const MAX_H2_HEADER_LIST: u32 = 64 * 1024;
+
 /// Serves `listener` until `shutdown` fires, then drains.
 pub async fn serve<H: Handler>(
     listener: TcpListener,
@@ -229,7 +232,9 @@ pub async fn serve<H: Handler>(
 ) {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder.http1().timer(TokioTimer::new()).header_read_timeout(opts.header_timeout);
-    builder.http2().timer(TokioTimer::new());
+    // hyper's h2 default (16 KiB for all fields, RFC 9113 §6.5.2 counting) refuses a 16 KiB client-side
+    // AM session cookie that h1 (~400 KiB of head) takes; 64 KiB admits it with the rest of the fields.
+    builder.http2().timer(TokioTimer::new()).max_header_list_size(MAX_H2_HEADER_LIST);
     // Shared, so an idle plain-text connection's task holds a pointer rather than a copy.
     let plain_builder = Arc::new(builder.clone());
     let graceful = GracefulShutdown::new();

@@ -18,8 +18,130 @@ fn token_like() -> impl Strategy<Value = String> {
     "[A-Za-z0-9+/=_.*@#-]{0,200}"
 }
 
+/// How the `ext` names the node: a server in a site (`S1` the node, `SI` the site), a server outside a
+/// site as AM writes it (`S1` empty, `SI` the node), or `SI` alone.
+#[derive(Debug, Clone, Copy)]
+enum Naming {
+    InSite,
+    EmptyS1,
+    SiOnly,
+}
+
+/// How a token is written and carried, applied in order to AM's native layout.
+#[derive(Debug, Clone, Copy)]
+enum Wrap {
+    /// `SessionID.c66EncodeSidString`.
+    C66,
+    /// A `shandle:` session handle.
+    Handle,
+    /// `java.net.URLEncoder`, as `com.iplanet.am.cookie.encode` applies it (`*` stays).
+    JavaUrlEncode,
+    /// Everything but alphanumerics as `%XX` (`*` too: `%2A`).
+    EncodeAll,
+    /// Double quotes around.
+    Quote,
+    /// Spaces around.
+    Spaces,
+}
+
+/// Java `writeUTF` pairs, standard padded base64: the test's own encoder, not tether's.
+fn ext_of(pairs: &[(String, String)]) -> String {
+    use base64::Engine as _;
+    let mut bytes = Vec::new();
+    for (k, v) in pairs {
+        for s in [k, v] {
+            bytes.extend_from_slice(&u16::try_from(s.len()).unwrap().to_be_bytes());
+            bytes.extend_from_slice(s.as_bytes());
+        }
+    }
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+fn wrap(token: String, how: Wrap) -> String {
+    let encode = |keep: &dyn Fn(u8) -> bool| {
+        token.bytes().map(|b| if keep(b) { char::from(b).to_string() } else { format!("%{b:02X}") }).collect()
+    };
+    match how {
+        Wrap::C66 => token
+            .chars()
+            .map(|c| match c {
+                '+' => '-',
+                '/' => '_',
+                '=' => '.',
+                '@' | '#' => '*',
+                other => other,
+            })
+            .collect(),
+        Wrap::Handle => format!("shandle:{token}"),
+        Wrap::JavaUrlEncode => encode(&|b| b.is_ascii_alphanumeric() || b".-*_".contains(&b)),
+        Wrap::EncodeAll => encode(&|b| b.is_ascii_alphanumeric()),
+        Wrap::Quote => format!("\"{token}\""),
+        Wrap::Spaces => format!("  {token} "),
+    }
+}
+
+/// A transport wrapping as clients produce them: c66 or native, maybe a handle, maybe percent-encoded
+/// (once or twice), maybe quoted or padded, in an order that keeps the token a token (a handle prefix
+/// before encoding, quotes outside or inside the encoding).
+fn wraps() -> impl Strategy<Value = Vec<Wrap>> {
+    let c66 = prop_oneof![Just(None), Just(Some(Wrap::C66))];
+    let handle = prop_oneof![Just(None), Just(Some(Wrap::Handle))];
+    let inner = prop_oneof![Just(None), Just(Some(Wrap::Quote)), Just(Some(Wrap::Spaces))];
+    let encode =
+        proptest::collection::vec(prop_oneof![Just(Wrap::JavaUrlEncode), Just(Wrap::EncodeAll)], 0..=2);
+    let outer = prop_oneof![Just(None), Just(Some(Wrap::Quote)), Just(Some(Wrap::Spaces))];
+    (c66, handle, inner, encode, outer).prop_map(|(c66, handle, inner, encode, outer)| {
+        // Quotes inside an encoding and outside it at once are not a form anyone sends.
+        let inner = if encode.is_empty() { None } else { inner };
+        c66.into_iter().chain(handle).chain(inner).chain(encode).chain(outer).collect()
+    })
+}
+
+/// The pairs of an `ext` naming `node`, with other keys (`SK`, `type`, random ones), in random order.
+fn pairs_naming(node: String) -> impl Strategy<Value = (Naming, Vec<(String, String)>)> {
+    let naming = prop_oneof![Just(Naming::InSite), Just(Naming::EmptyS1), Just(Naming::SiOnly)];
+    let sk = proptest::option::of("-?[0-9]{1,19}");
+    let kind = proptest::option::of(prop_oneof![Just("JWT"), Just("JWT_AUTH")]);
+    let others = proptest::collection::vec(("[a-z][A-Za-z0-9_]{0,7}", "[ -~]{0,20}"), 0..3);
+    (naming, sk, kind, others, "[0-9]{2}").prop_flat_map(move |(naming, sk, kind, others, site)| {
+        let mut pairs = match naming {
+            Naming::InSite => vec![("S1".to_owned(), node.clone()), ("SI".to_owned(), site)],
+            Naming::EmptyS1 => vec![("S1".to_owned(), String::new()), ("SI".to_owned(), node.clone())],
+            Naming::SiOnly => vec![("SI".to_owned(), node.clone())],
+        };
+        pairs.extend(sk.map(|v| ("SK".to_owned(), v)));
+        pairs.extend(kind.map(|v| ("type".to_owned(), v.to_owned())));
+        pairs.extend(others);
+        (Just(naming), Just(pairs).prop_shuffle())
+    })
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+    #[test]
+    fn every_form_of_one_ext_names_the_same_node(
+        (node, (naming, pairs)) in node_id().prop_flat_map(|n| (Just(n.clone()), pairs_naming(n))),
+        enc_id in "(AQIC[A-Za-z0-9+/]{0,60}={0,2})?",
+        tail in "[A-Za-z0-9+/=._#-]{0,60}",
+        wraps in wraps(),
+    ) {
+        let native = format!("{enc_id}@{}#{tail}", ext_of(&pairs));
+        let token = wraps.iter().fold(native, |t, &w| wrap(t, w));
+        prop_assert_eq!(token::node_hint(&token), Some(node), "{:?} {:?} {}", naming, wraps, token);
+    }
+
+    #[test]
+    fn wrapped_garbage_never_panics(
+        s in "[A-Za-z0-9+/=_.*@#%\" :-]{0,300}",
+        raw in proptest::collection::vec(any::<u8>(), 0..300),
+    ) {
+        if let Some(id) = token::node_hint(&s) {
+            prop_assert!(token::is_valid_node_id(&id), "a hint is always a usable ID: {id:?}");
+        }
+        let _ = token::node_hint_bytes(&raw);
+        let _ = token::decode_ext(&s);
+    }
 
     #[test]
     fn token_decoding_never_panics(s in any::<String>()) {

@@ -5,8 +5,10 @@
 //!
 //! * **Session token layout** (AM's `SessionID` and `LegacySessionIDExtensions`). AM writes a token
 //!   as `<id>@<ext>#<tail>`, optionally "c66"-encoded for cookies (`+`→`-`, `/`→`_`, `=`→`.`, `@` and
-//!   `#`→`*`). `ext` is standard base64 of `DataOutput.writeUTF` key/value pairs naming the server that
-//!   holds the session (`S1`, else `SI`). The proxy reads that name as a *routing hint* ([`node_hint`]) and
+//!   `#`→`*`), optionally URL-encoded on top, as a session handle with a `shandle:` prefix, and for
+//!   client-side sessions with the session JWT as tail. `ext` is standard base64 of `DataOutput.writeUTF`
+//!   key/value pairs naming the server that holds the session (`S1`, else `SI`), in no fixed order. The
+//!   proxy reads that name as a *routing hint* the way AM's own parser does ([`node_hint`]) and
 //!   the embedded auth node writes it into the tokens it mints ([`mint_token`]), so the proxy can send a
 //!   token back to the node that issued it without any shared state. Hints are advice only: nothing here
 //!   authenticates a token.
@@ -18,20 +20,34 @@
 //! * **Sealed state** ([`Keys::seal`], [`Keys::open`]): ChaCha20-Poly1305 for "client" auth sessions whose
 //!   whole journey state travels inside the `authId`, like AM's client-side tree auth sessions.
 
+use std::borrow::Cow;
+
 use base64::Engine as _;
-use base64::engine::general_purpose::{STANDARD, STANDARD_PAD_INDIFFERENT, URL_SAFE_NO_PAD};
+use base64::alphabet;
+use base64::engine::DecodePaddingMode;
+use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig, STANDARD, URL_SAFE_NO_PAD};
+use percent_encoding::percent_decode;
 use ring::rand::SecureRandom;
 use ring::{aead, hkdf, hmac};
 use serde::Serialize;
 use serde::de::{DeserializeOwned, IgnoredAny};
 
-/// Longest session token [`node_hint`] looks at. Real AM tokens are ~100 bytes (client-side session
-/// tokens carry a JWT tail and can reach a few KiB, but their `ext` comes first); the bound keeps hint
-/// extraction cheap for every proxied request whatever a client sends.
-pub const MAX_TOKEN_LEN: usize = 4096;
+/// Longest session token value [`node_hint`] reads, as it arrives (before percent-decoding). Server-side
+/// AM tokens are ~100 bytes, but a client-side session token carries the whole signed (and maybe
+/// encrypted) session JWT as its tail and reaches several KiB: AM asks for 16 KiB header buffers for
+/// them. Longer values give no hint, which keeps the work of a hint linear in a bounded input.
+pub const MAX_TOKEN_LEN: usize = 16 * 1024;
 
-/// Longest `authId` [`auth_id_node_hint`] looks at. Server-side auth sessions give ~600-byte authIds; the
-/// bound is generous for AM's own, while the proxy only peeks at bodies of at most 64 KiB anyway.
+/// Longest `ext` (base64 text) read. AM's holds three short pairs (`SI`, `S1`, `SK`: ~60 characters),
+/// client-side tokens one more; the bound lets `ext` be decoded in stack buffers.
+const MAX_EXT_LEN: usize = 1024;
+
+/// AM's session handle prefix (`SessionID.SHANDLE_SCHEME_PREFIX`).
+const SHANDLE_PREFIX: &[u8] = b"shandle:";
+
+/// Longest `authId` [`auth_id_node_hint`] looks at. Real AM authIds run from 1.8 to 8.6 KB (the claims of
+/// a tree with callbacks and its signed `sessionId`); the bound is about twice the largest, while the proxy
+/// only peeks at bodies of at most 64 KiB anyway.
 pub const MAX_AUTH_ID_HINT_LEN: usize = 16 * 1024;
 
 /// Longest JWS [`verify_hs256`] accepts. Large enough for an `authId` that carries sealed client-side
@@ -95,61 +111,79 @@ pub fn mint_token(rng: &dyn SecureRandom, server_id: &str) -> String {
     format!("{TOKEN_PREFIX}{}*{ext}*", random_b64(rng, 32))
 }
 
-/// The node a session token (or auth session ID) names: `S1` (home server), else `SI` (site or server).
+/// The node a session token (or auth session ID, or session handle) names: `S1` (home server), else `SI`
+/// (site, or the server itself outside a site).
 ///
-/// Mirrors AM: `SessionID.parseSessionString` reads `ext` and `SessionID.validate` prefers the primary ID
-/// over the site ID. AM writes `S1` as an empty string when the server is not in a site, so an empty `S1`
-/// falls back to `SI`. Returns `None` for anything else: inputs over [`MAX_TOKEN_LEN`], non-ASCII, no
-/// `ext`, bad base64, truncated pairs, invalid UTF-8, or a value that is not a plausible node ID (see
-/// [`is_valid_node_id`]). Routing advice only; the caller must not trust it for anything else.
+/// Reads a token the way AM's `SessionID.parseSessionString` does, after undoing what transports do to
+/// it:
+/// 1. the value as it arrives (cookie, header or `tokenId` query, at most [`MAX_TOKEN_LEN`] bytes) is
+///    trimmed of spaces and one pair of surrounding double quotes (RFC 6265 §4.1.1 allows quoted cookie
+///    values; people paste quoted header values);
+/// 2. percent-decoded when it holds a `%`: AM URL-encodes its cookie when `com.iplanet.am.cookie.encode`
+///    is on (`%40`, `%23`, `%3D`, and `%2A` from encoders that escape `*`), and a client may encode that
+///    once more for a query. Neither base64 nor c66 uses `%`, so every `%` is transport encoding; two
+///    rounds cover both layers. No `+`-to-space step: that is form decoding, which the query reader did;
+/// 3. a `shandle:` prefix is dropped: AM makes a session handle with `makeRelatedSessionID`, so it
+///    carries the same `ext` as its session;
+/// 4. the `ext` segment is found per [`decode_ext`] and its `writeUTF` pairs are read in any order
+///    (AM keeps them in a `HashMap`, so its own order varies); a later duplicate wins, as in the map.
+///
+/// An empty `S1` (AM writes `S1=""` for a server outside a site) falls back to `SI`, as does an `S1` that
+/// is not a plausible node ID (see [`is_valid_node_id`]). Client-side session tokens (`<id>*<ext>*<JWT>`,
+/// `ext` holding `type=JWT` or `JWT_AUTH` next to `SI`/`S1`) are read like any other: the JWT is the
+/// tail. `None` when the value is too long, has no extension, or its extension does not decode. Only
+/// the `S1` and `SI` values must be UTF-8; other values are skipped unread, since AM's modified UTF-8
+/// differs from UTF-8 for some characters and they do not matter here. Routing advice only: nothing here
+/// authenticates a token.
 pub fn node_hint(token: &str) -> Option<String> {
-    let mut s1 = None;
-    let mut si = None;
-    // Later duplicates win, as in AM's HashMap.
-    for (key, value) in decode_ext(token)? {
-        match key.as_str() {
-            "S1" => s1 = Some(value),
-            "SI" => si = Some(value),
-            _ => {}
-        }
-    }
-    [s1, si].into_iter().flatten().find(|id| is_valid_node_id(id))
+    node_hint_bytes(token.as_bytes())
 }
 
-/// All `ext` key/value pairs of a token, in order, or `None` if the token has no well-formed `ext`.
+/// [`node_hint`] of a value as the request carries it (header and cookie values are bytes).
+pub fn node_hint_bytes(token: &[u8]) -> Option<String> {
+    with_ext(token, |ext| {
+        let (mut s1, mut si) = (None, None);
+        for_each_pair(ext, |key, value| match key {
+            b"S1" => s1 = Some(value),
+            b"SI" => si = Some(value),
+            _ => {}
+        })?;
+        [s1, si]
+            .into_iter()
+            .flatten()
+            .filter_map(|id| std::str::from_utf8(id).ok())
+            .find(|id| is_valid_node_id(id))
+            .map(str::to_owned)
+    })
+}
+
+/// All `ext` key/value pairs of a token, in order, or `None` if the token has no well-formed `ext` (or a
+/// key or value that is not UTF-8).
 ///
-/// Accepts both forms AM produces:
-/// * c66 (cookie) form, any `*` present: as in AM's `c66DecodeCookieString`, the first `*` stands for `@`
-///   and the next for `#`, so `ext` lies between the first and second `*`;
-/// * plain form: `ext` lies between the last `@` and the following `#` (AM's `lastIndexOf("@")`).
+/// The value is unwrapped as [`node_hint`] describes, then split as AM splits it. AM's c66 form writes
+/// both separators of `<encId>@<ext>#<tail>` as `*`, which is ambiguous on its own; AM's
+/// `c66DecodeCookieString` resolves it by position: when the value holds any `*`, the **first** `*` is
+/// `@` and **every later** `*` is `#` (the tail, e.g. a client-side session's JWT, may be empty and may
+/// hold more `*`s; the encrypted ID is base64 and holds none). Then `lastIndexOf("@")` starts `ext`, and
+/// the first `#` after it ends it. One rule covers the native form (`@`/`#`), the c66 form and a mix:
+/// `ext` starts after the later of the last `@` and the first `*`, and ends at the next `#` or `*`. A
+/// token without that closing separator has no extensions (AM reads none either), so no hint.
 ///
-/// As in AM, a token without the `#` (second `*`) after `ext` has no extensions. `-`, `_`, `.` in `ext` are
-/// read as `+`, `/`, `=`; padding is optional. Pairs are Java `writeUTF` strings (u16 big-endian length,
-/// then bytes read as standard UTF-8, which equals Java's modified UTF-8 for everything but NUL and
-/// supplementary characters, as AM itself assumes). Values may be empty (AM writes `S1=""`).
+/// `-`, `_`, `.` in `ext` are read as `+`, `/`, `=` (c66), and a space as `+` (a native token put into a
+/// query unencoded and form-decoded); padding is optional and trailing bits are not checked, so a hint
+/// reads everything AM writes and a little more. Pairs are Java `writeUTF` strings (u16 big-endian length, then the bytes). As
+/// `DataInputStream.readUTF` ends AM's loop with an `EOFException`, a key cut short ends the list; a
+/// value cut short makes the whole ID invalid. Values may be empty (AM writes `S1=""`).
 pub fn decode_ext(token: &str) -> Option<Vec<(String, String)>> {
-    if token.len() > MAX_TOKEN_LEN || !token.is_ascii() {
-        return None;
-    }
-    let ext = ext_segment(token)?;
-    let b64: Vec<u8> = ext
-        .bytes()
-        .map(|b| match b {
-            b'-' => b'+',
-            b'_' => b'/',
-            b'.' => b'=',
-            other => other,
-        })
-        .collect();
-    let bytes = STANDARD_PAD_INDIFFERENT.decode(b64).ok()?;
-    let mut rest = bytes.as_slice();
-    let mut pairs = Vec::new();
-    while !rest.is_empty() {
-        let key = read_utf(&mut rest)?;
-        let value = read_utf(&mut rest)?;
-        pairs.push((key, value));
-    }
-    Some(pairs)
+    with_ext(token.as_bytes(), |ext| {
+        let mut pairs = Vec::new();
+        let mut utf8 = true;
+        for_each_pair(ext, |key, value| match (std::str::from_utf8(key), std::str::from_utf8(value)) {
+            (Ok(k), Ok(v)) => pairs.push((k.to_owned(), v.to_owned())),
+            _ => utf8 = false,
+        })?;
+        utf8.then_some(pairs)
+    })
 }
 
 /// Whether `id` can be a node ID: 1 to [`MAX_NODE_ID_LEN`] bytes without control characters.
@@ -161,17 +195,80 @@ pub fn is_valid_node_id(id: &str) -> bool {
     !id.is_empty() && id.len() <= MAX_NODE_ID_LEN && !id.chars().any(char::is_control)
 }
 
-/// The `ext` part of a token (still c66/base64 text), per the rules of [`decode_ext`].
-fn ext_segment(token: &str) -> Option<&str> {
-    if token.contains('*') {
-        let (_id, rest) = token.split_once('*')?;
-        let (ext, _tail) = rest.split_once('*')?;
-        Some(ext)
-    } else {
-        let (_id, rest) = token.rsplit_once('@')?;
-        let (ext, _tail) = rest.split_once('#')?;
-        Some(ext)
+/// Base64 as AM's decoder reads `ext`: the standard alphabet, padding optional, trailing bits unchecked.
+const EXT_BASE64: GeneralPurpose = GeneralPurpose::new(
+    &alphabet::STANDARD,
+    GeneralPurposeConfig::new()
+        .with_decode_padding_mode(DecodePaddingMode::Indifferent)
+        .with_decode_allow_trailing_bits(true),
+);
+
+/// Runs `f` on the decoded `ext` bytes of a transported token value (steps 1–4 of [`node_hint`]).
+/// Decoding happens in stack buffers, and the value is copied only when it is percent-encoded, so a
+/// hint costs no allocation in the common case.
+fn with_ext<R>(raw: &[u8], f: impl FnOnce(&[u8]) -> Option<R>) -> Option<R> {
+    if raw.len() > MAX_TOKEN_LEN {
+        return None;
     }
+    let once = unquote(raw);
+    if !once.contains(&b'%') {
+        return decoded_ext(once, f);
+    }
+    let decoded = Cow::from(percent_decode(once));
+    let twice = unquote(&decoded);
+    if !twice.contains(&b'%') {
+        return decoded_ext(twice, f);
+    }
+    let decoded = Cow::from(percent_decode(twice));
+    decoded_ext(unquote(&decoded), f)
+}
+
+/// Spaces around, then one pair of double quotes, then spaces inside them.
+fn unquote(value: &[u8]) -> &[u8] {
+    let value = value.trim_ascii();
+    value.strip_prefix(b"\"").and_then(|v| v.strip_suffix(b"\"")).map_or(value, <[u8]>::trim_ascii)
+}
+
+/// Finds `ext` in an unwrapped token and base64-decodes it on the stack for `f`.
+fn decoded_ext<R>(token: &[u8], f: impl FnOnce(&[u8]) -> Option<R>) -> Option<R> {
+    let token = token.strip_prefix(SHANDLE_PREFIX).unwrap_or(token);
+    let ext = ext_segment(token)?;
+    let mut text = [0u8; MAX_EXT_LEN];
+    let text = text.get_mut(..ext.len())?;
+    for (to, &from) in text.iter_mut().zip(ext) {
+        *to = match from {
+            b'-' | b' ' => b'+',
+            b'_' => b'/',
+            b'.' => b'=',
+            other => other,
+        };
+    }
+    let mut bytes = [0u8; MAX_EXT_LEN / 4 * 3 + 3];
+    let n = EXT_BASE64.decode_slice(&*text, &mut bytes).ok()?;
+    f(bytes.get(..n)?)
+}
+
+/// The `ext` part of an unwrapped token (still base64 or c66 text), per the rule of [`decode_ext`].
+fn ext_segment(token: &[u8]) -> Option<&[u8]> {
+    let first_star = token.iter().position(|&b| b == b'*');
+    let last_at = token.iter().rposition(|&b| b == b'@');
+    let open = match (last_at, first_star) {
+        (Some(at), Some(star)) => at.max(star),
+        (at, star) => at.or(star)?,
+    };
+    let rest = token.get(open + 1..)?;
+    let close = rest.iter().position(|&b| b == b'#' || b == b'*')?;
+    rest.get(..close)
+}
+
+/// Calls `f` with each `writeUTF` key/value pair of decoded `ext` bytes, ending as AM's loop ends (see
+/// [`decode_ext`]): `None` when a value is cut short.
+fn for_each_pair<'a>(mut ext: &'a [u8], mut f: impl FnMut(&'a [u8], &'a [u8])) -> Option<()> {
+    while let Some(key) = read_utf(&mut ext) {
+        let value = read_utf(&mut ext)?;
+        f(key, value);
+    }
+    Some(())
 }
 
 /// AM's c66 encoding of the base64 characters (the separators are written as `*` by the caller).
@@ -200,13 +297,12 @@ fn write_utf(out: &mut Vec<u8>, s: &str) {
     out.extend_from_slice(bytes);
 }
 
-/// Java `DataInput.readUTF` counterpart of [`write_utf`]: `None` when truncated or not UTF-8.
-fn read_utf(input: &mut &[u8]) -> Option<String> {
+/// Java `DataInput.readUTF` counterpart of [`write_utf`], unchecked bytes: `None` when cut short.
+fn read_utf<'a>(input: &mut &'a [u8]) -> Option<&'a [u8]> {
     let (len, rest) = input.split_first_chunk::<2>()?;
     let (bytes, rest) = rest.split_at_checked(usize::from(u16::from_be_bytes(*len)))?;
-    let s = std::str::from_utf8(bytes).ok()?.to_owned();
     *input = rest;
-    Some(s)
+    Some(bytes)
 }
 
 /// `n_bytes` random bytes as base64url without padding, e.g. for the `otk` nonce of an `authId` (AM uses
@@ -318,11 +414,20 @@ pub fn auth_id_node_hint(auth_id: &str) -> Option<String> {
     if auth_id.len() > MAX_AUTH_ID_HINT_LEN {
         return None;
     }
-    let (_header, payload, _sig) = split_jws(auth_id)?;
-    let payload = URL_SAFE_NO_PAD.decode(payload).ok()?;
+    let (_header, payload, _sig) = split_jws(auth_id.trim_ascii())?;
+    let payload = PEEK_BASE64URL.decode(payload).ok()?;
     let peek: Peek = serde_json::from_slice(&payload).ok()?;
     node_hint(&peek.session_id?)
 }
+
+/// Base64url as the `authId` peek reads it: padding optional, trailing bits unchecked. Verification
+/// ([`verify_hs256`]) stays strict; a hint only needs to read what AM's JWT library would.
+const PEEK_BASE64URL: GeneralPurpose = GeneralPurpose::new(
+    &alphabet::URL_SAFE,
+    GeneralPurposeConfig::new()
+        .with_decode_padding_mode(DecodePaddingMode::Indifferent)
+        .with_decode_allow_trailing_bits(true),
+);
 
 /// Splits a compact JWS into exactly three segments.
 fn split_jws(jws: &str) -> Option<(&str, &str, &str)> {
@@ -577,7 +682,6 @@ mod tests {
     #[test]
     fn garbage_truncated_empty_oversized_and_non_ascii_give_no_hint() {
         let truncated_pair = STANDARD.encode([0u8, 2, b'S', b'I', 0, 5, b'0']);
-        let odd_byte = STANDARD.encode([0u8, 2, b'S', b'I', 0, 2, b'0', b'1', 0]);
         let key_only = STANDARD.encode([0u8, 2, b'S', b'I']);
         let bad_utf8 = STANDARD.encode([0u8, 2, b'S', b'I', 0, 2, 0xC3, 0x28]);
         let oversized = format!("{}{}", url_safe_token(&[("SI", "01")]), "A".repeat(1 << 20));
@@ -590,16 +694,132 @@ mod tests {
             "AQIC*!!!!*".into(),
             "AQIC*AAJTSQ*".into(),
             format!("AQIC*{truncated_pair}*"),
-            format!("AQIC*{odd_byte}*"),
             format!("AQIC*{key_only}*"),
             format!("AQIC*{bad_utf8}*"),
             format!("AQIC*{AM_EXT}é*"),
-            format!("é*{AM_EXT}*"),
+            format!("AQIC*{}*", "A".repeat(MAX_EXT_LEN + 4)),
             oversized,
         ];
         for input in &inputs {
             assert_eq!(node_hint(input), None, "{input:.80}");
         }
+    }
+
+    /// `pairs` as the ext of a c66 token with a random-looking ID and `tail`.
+    fn c66_token(pairs: &[(&str, &str)], tail: &str) -> String {
+        format!("AQIC5wM2LY4SfczjdeBGEePxYOpOFq26BqFlT-9um_EvlcQ.*{}*{tail}", c66_encode(&ext_b64(pairs)))
+    }
+
+    /// Percent-encodes every byte outside base64url, as an encoder that also escapes `*` does.
+    fn percent_all(s: &str) -> String {
+        s.bytes()
+            .map(|b| if b.is_ascii_alphanumeric() { char::from(b).to_string() } else { format!("%{b:02X}") })
+            .collect()
+    }
+
+    const SITE: [(&str, &str); 3] = [("SI", "03"), ("SK", "1822248024"), ("S1", "02")];
+
+    #[test]
+    fn percent_encoded_tokens_hint_in_both_forms_and_twice_encoded() {
+        let native = plain_token(&SITE);
+        let c66 = c66_token(&SITE, "");
+        // AM's cookie encoding (java.net.URLEncoder: `*` stays), and an encoder that escapes `*` too.
+        let am_encoded = native.replace('@', "%40").replace('#', "%23").replace('=', "%3D");
+        for token in [am_encoded.clone(), percent_all(&native), percent_all(&c66), c66.replace('*', "%2a")] {
+            assert_eq!(node_hint(&token).as_deref(), Some("02"), "{token}");
+        }
+        let twice = am_encoded.replace('%', "%25");
+        assert_eq!(node_hint(&twice).as_deref(), Some("02"), "{twice}");
+    }
+
+    #[test]
+    fn quotes_spaces_and_session_handles_are_unwrapped() {
+        let c66 = c66_token(&SITE, "");
+        for token in [
+            format!("\"{c66}\""),
+            format!("  \" {c66} \"  "),
+            format!(" {c66}\t"),
+            format!("shandle:{c66}"),
+            format!("\"shandle:{}\"", plain_token(&SITE)),
+            percent_all(&format!("\"shandle:{c66}\"")),
+        ] {
+            assert_eq!(node_hint(&token).as_deref(), Some("02"), "{token:?}");
+        }
+    }
+
+    #[test]
+    fn extension_keys_in_any_order_and_later_duplicates_win() {
+        let orders = [[0, 1, 2], [0, 2, 1], [1, 0, 2], [1, 2, 0], [2, 0, 1], [2, 1, 0]];
+        for order in orders {
+            let pairs: Vec<_> = order.iter().map(|&i| SITE[i]).collect();
+            assert_eq!(node_hint(&c66_token(&pairs, "")).as_deref(), Some("02"), "{pairs:?}");
+            assert_eq!(node_hint(&plain_token(&pairs)).as_deref(), Some("02"), "{pairs:?}");
+        }
+        assert_eq!(node_hint(&c66_token(&[("S1", "01"), ("S1", "02")], "")).as_deref(), Some("02"));
+    }
+
+    #[test]
+    fn client_side_tokens_carry_the_jwt_as_tail() {
+        let jwt = "eyJ0eXAiOiJKV1QiLCJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJkZW1vIn0.c2lnbmF0dXJl-_";
+        for kind in ["JWT", "JWT_AUTH"] {
+            let pairs = [("type", kind), ("SI", "01"), ("S1", "02")];
+            assert_eq!(node_hint(&c66_token(&pairs, jwt)).as_deref(), Some("02"));
+            let no_id = format!("*{}*{jwt}", c66_encode(&ext_b64(&pairs)));
+            assert_eq!(node_hint(&no_id).as_deref(), Some("02"), "{no_id}");
+        }
+    }
+
+    #[test]
+    fn c66_ambiguity_is_resolved_as_ams_decoder_does() {
+        // First `*` is `@`, every later one `#`: stars in the tail do not move `ext`.
+        assert_eq!(node_hint(&c66_token(&SITE, "a*b*")).as_deref(), Some("02"));
+        // A native `@` after the first `*` is the last `@`, so `ext` follows it.
+        let other = ext_b64(&[("SI", "01")]);
+        let mixed = format!("AQIC*{other}*x@{}#", ext_b64(&SITE));
+        assert_eq!(node_hint(&mixed).as_deref(), Some("02"), "{mixed}");
+        // A native `@` before the first `*`: the star is AM's `@`.
+        let mixed = format!("AQIC@x*{}*", c66_encode(&ext_b64(&SITE)));
+        assert_eq!(node_hint(&mixed).as_deref(), Some("02"), "{mixed}");
+        // An empty tail, an empty ID, an empty ext.
+        assert_eq!(node_hint(&format!("*{}*", c66_encode(&ext_b64(&SITE)))).as_deref(), Some("02"));
+        assert_eq!(node_hint("AQIC**"), None);
+    }
+
+    #[test]
+    fn a_form_decoded_plus_is_read_back() {
+        let pairs = [("SI", "01"), ("SK", "~~~~"), ("S1", "02")];
+        let native = plain_token(&pairs);
+        assert!(native.contains('+'), "the ext holds a +: {native}");
+        assert_eq!(node_hint(&native.replace('+', " ")).as_deref(), Some("02"));
+    }
+
+    #[test]
+    fn tokens_up_to_sixteen_kib_hint() {
+        let short = c66_token(&SITE, "");
+        let tail = "x".repeat(MAX_TOKEN_LEN - short.len());
+        let longest = c66_token(&SITE, &tail);
+        assert_eq!(longest.len(), MAX_TOKEN_LEN);
+        assert_eq!(node_hint(&longest).as_deref(), Some("02"));
+        assert_eq!(node_hint(&format!("{longest}x")), None);
+    }
+
+    #[test]
+    fn a_cut_key_ends_the_list_and_a_cut_value_invalidates_it_like_readutf() {
+        let odd_byte = STANDARD.encode([0u8, 2, b'S', b'I', 0, 2, b'0', b'1', 0]);
+        assert_eq!(node_hint(&format!("AQIC*{odd_byte}*")).as_deref(), Some("01"));
+        let cut_value = STANDARD.encode([0u8, 2, b'S', b'I', 0, 2, b'0', b'1', 0, 2, b'S', b'1', 0, 9, b'0']);
+        assert_eq!(node_hint(&format!("AQIC*{cut_value}*")), None);
+        // Values other than S1/SI need not be UTF-8 (AM writes modified UTF-8).
+        let modified =
+            STANDARD.encode([0u8, 2, b'S', b'K', 0, 2, 0xC0, 0x80, 0, 2, b'S', b'I', 0, 2, b'0', b'1']);
+        assert_eq!(node_hint(&format!("AQIC*{modified}*")).as_deref(), Some("01"));
+        assert_eq!(decode_ext(&format!("AQIC*{modified}*")), None, "decode_ext wants UTF-8 throughout");
+    }
+
+    #[test]
+    fn the_identity_cloud_sample_with_empty_s1_decodes() {
+        let token = "AQIC5wM2LY4SfczjdeBGEePxYOpOFq26BqFlT-9um_EvlcQ.*AAJTSQACMDEAAlNLABQtMTAyMjMyNDM0NTU5ODQ4Mjg0MgACUzEAAA..*";
+        assert_eq!(node_hint(token).as_deref(), Some("01"));
     }
 
     #[test]

@@ -94,6 +94,7 @@ fn convert(raw: RawConfig, base_dir: &Path) -> Result<Config, ConfigError> {
     let pools = pool::convert(&mut c, raw.pool);
     let routes = route::convert(&mut c, raw.route, &pools);
     let auth = raw.auth.map(|a| auth::convert(&mut c, a));
+    pool::check_session_cookies(&mut c, &pools, auth.as_ref().map(|a| a.session_cookie.as_str()));
     match (proxy, c.problems.is_empty()) {
         (Some(proxy), true) => Ok(Config { proxy, pools, routes, auth, source: None }),
         _ => Err(ConfigError::new(c.problems)),

@@ -73,6 +73,9 @@ pub struct Affinity {
     pub cookie: String,
     /// Observe the node's cookie, or insert one.
     pub mode: AffinityMode,
+    /// The nodes' session cookie and header (AM's `com.iplanet.am.cookie.name`), read by the
+    /// `session_token` hint; `None`: `[auth]`'s, else `iPlanetDirectoryPro` ([`Affinity::session_cookie_or`]).
+    pub session_cookie: Option<String>,
     /// Where node IDs are looked for, in order.
     pub hints: Vec<HintSource>,
     /// What happens to a client pinned to a node that is down.
@@ -89,6 +92,18 @@ pub struct Affinity {
     pub secure: bool,
     /// `SameSite` attribute.
     pub same_site: SameSite,
+}
+
+impl Affinity {
+    /// AM's default session cookie name (`com.iplanet.am.cookie.name`).
+    pub const DEFAULT_SESSION_COOKIE: &'static str = "iPlanetDirectoryPro";
+
+    /// The session cookie name this pool's nodes use: its own `session_cookie`, else `auth_cookie` (the
+    /// embedded nodes' `[auth] session_cookie`), else AM's default. A proxy in front of real AM has no
+    /// `[auth]`, and real sites rename the cookie (`AMSession`, Identity Cloud's random hex names).
+    pub fn session_cookie_or<'a>(&'a self, auth_cookie: Option<&'a str>) -> &'a str {
+        self.session_cookie.as_deref().or(auth_cookie).unwrap_or(Self::DEFAULT_SESSION_COOKIE)
+    }
 }
 
 /// `observe` or `insert`, as HAProxy's passive cookie and `cookie … insert`.
@@ -308,6 +323,7 @@ pub(super) fn convert(c: &mut Checker, raw: Vec<RawPool>) -> Vec<PoolConfig> {
 
 fn convert_affinity(c: &mut Checker, p: &KeyPath, raw: RawAffinity) -> Affinity {
     let cookie = c.cookie_name(&p.key("cookie"), &raw.cookie);
+    let session_cookie = raw.session_cookie.map(|name| c.cookie_name(&p.key("session_cookie"), &name));
     let mode = c.choice(
         &p.key("mode"),
         &raw.mode,
@@ -359,6 +375,7 @@ fn convert_affinity(c: &mut Checker, p: &KeyPath, raw: RawAffinity) -> Affinity 
     Affinity {
         cookie,
         mode,
+        session_cookie,
         hints,
         on_down,
         failback,
@@ -367,6 +384,26 @@ fn convert_affinity(c: &mut Checker, p: &KeyPath, raw: RawAffinity) -> Affinity 
         http_only: raw.http_only,
         secure: raw.secure,
         same_site,
+    }
+}
+
+/// Cross-check with `[auth]`: a pool of embedded nodes reads the session cookie those nodes set, so a
+/// different `affinity.session_cookie` there would make every session token hint miss.
+pub(super) fn check_session_cookies(c: &mut Checker, pools: &[PoolConfig], auth_cookie: Option<&str>) {
+    // An invalid name was reported where it stands (and is empty here).
+    let Some(auth_cookie) = auth_cookie.filter(|name| !name.is_empty()) else { return };
+    for (i, pool) in pools.iter().enumerate() {
+        if let Some(own) = pool.affinity.session_cookie.as_deref().filter(|name| !name.is_empty())
+            && own != auth_cookie
+            && pool.backends.iter().any(|b| b.embedded)
+        {
+            let at = KeyPath::root().key("pool").at(i).key("affinity").key("session_cookie");
+            let message = format!(
+                "{own:?} differs from [auth] session_cookie {auth_cookie:?}, which this pool's embedded \
+                 nodes set: remove it or use the same name"
+            );
+            c.report(&at, message);
+        }
     }
 }
 

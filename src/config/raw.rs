@@ -99,6 +99,9 @@ pub struct RawAffinity {
     pub cookie: String,
     /// `"observe"` (default) or `"insert"`.
     pub mode: String,
+    /// The nodes' session cookie (and header) name the `session_token` hint reads. Default: `[auth]`'s
+    /// `session_cookie`, else `"iPlanetDirectoryPro"`.
+    pub session_cookie: Option<String>,
     /// Where a node ID is looked for, in order. Default `["cookie", "auth_id", "session_token"]`.
     pub hints: Vec<String>,
     /// `"redispatch"` (default) or `"strict"`.
@@ -122,6 +125,7 @@ impl Default for RawAffinity {
         Self {
             cookie: "amlbcookie".into(),
             mode: "observe".into(),
+            session_cookie: None,
             hints: vec!["cookie".into(), "auth_id".into(), "session_token".into()],
             on_down: "redispatch".into(),
             failback: "sticky".into(),

@@ -80,10 +80,7 @@ fn token_hint<H: RequestHeaders + ?Sized>(
     invalid: &mut bool,
 ) -> Option<usize> {
     let token = session_token(&pool.session_token, headers, query)?;
-    let index = std::str::from_utf8(&token)
-        .ok()
-        .and_then(crate::am::token::node_hint)
-        .and_then(|id| pool.index_of(id.as_bytes()));
+    let index = crate::am::token::node_hint_bytes(&token).and_then(|id| pool.index_of(id.as_bytes()));
     *invalid |= index.is_none();
     index
 }

@@ -93,6 +93,14 @@ impl Pool {
     }
 }
 
+/// Where a pool's session token is read. Cookie names were validated as RFC 9110 tokens, which are valid
+/// header names, so the fallback to AM's default is never taken.
+fn token_places(session_cookie: &str) -> TokenPlaces {
+    TokenPlaces::named(session_cookie)
+        .or_else(|| TokenPlaces::named(Affinity::DEFAULT_SESSION_COOKIE))
+        .expect("the default session cookie name is a valid header name")
+}
+
 /// Every pool of one config snapshot.
 #[derive(Debug)]
 pub struct Upstreams {
@@ -103,12 +111,7 @@ pub struct Upstreams {
 impl Upstreams {
     /// Builds the pools of `config`, reusing node state from `registry`.
     pub fn build(config: &Config, registry: &StateRegistry, metrics: &Metrics) -> Self {
-        let session_cookie =
-            config.auth.as_ref().map_or("iPlanetDirectoryPro", |a| a.session_cookie.as_str());
-        // Cookie names were validated as RFC 9110 tokens, which are valid header names.
-        let session_token = TokenPlaces::named(session_cookie)
-            .or_else(|| TokenPlaces::named("iPlanetDirectoryPro"))
-            .expect("the default session cookie name is a valid header name");
+        let auth_cookie = config.auth.as_ref().map(|a| a.session_cookie.as_str());
         let pools = config
             .pools
             .iter()
@@ -117,7 +120,7 @@ impl Upstreams {
                 balance: p.balance,
                 affinity: p.affinity.clone(),
                 health: p.health.clone(),
-                session_token: session_token.clone(),
+                session_token: token_places(p.affinity.session_cookie_or(auth_cookie)),
                 metrics: PoolMetrics::new(metrics, &p.name),
                 rr: AtomicUsize::new(0),
                 backends: p
