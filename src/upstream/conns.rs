@@ -499,3 +499,130 @@ mod tests {
         assert!(matches!(conns.send(get(), settings()).await, Err(SendError::Connect(_))));
     }
 }
+
+#[cfg(test)]
+mod tls_tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use http_body_util::BodyExt;
+    use hyper::service::service_fn;
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{PrivateKeyDer, ServerName};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    use super::*;
+
+    fn settings() -> ConnSettings {
+        ConnSettings {
+            connect_timeout: Duration::from_secs(5),
+            idle_timeout: Duration::from_secs(60),
+            max_idle: 4,
+        }
+    }
+
+    /// A keep-alive node over TLS for `node.test` answering "ok": its address, the proxy's side of the
+    /// TLS settings, the connections it accepted and how many of their handshakes resumed a session.
+    async fn tls_node() -> (Authority, TlsTarget, Arc<AtomicUsize>, Arc<AtomicUsize>) {
+        let mut ca = CertificateParams::new(Vec::<String>::new()).expect("params");
+        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let ca = CertifiedIssuer::self_signed(ca, KeyPair::generate().expect("key")).expect("ca");
+        let key = KeyPair::generate().expect("key");
+        let leaf = CertificateParams::new(vec!["node.test".to_string()])
+            .expect("params")
+            .signed_by(&key, &ca)
+            .expect("leaf");
+        let dir = std::env::temp_dir().join(format!("tether-conns-tls-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let ca_file = dir.join("ca.pem");
+        std::fs::write(&ca_file, ca.pem()).expect("write");
+        let config = crate::config::parse(&format!(
+            "[proxy]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n[[pool]]\nname = \"a\"\n\
+             [pool.tls]\nca_file = {ca_file:?}\nserver_name = \"node.test\"\n\
+             [[pool.backend]]\nid = \"01\"\nurl = \"https://127.0.0.1:1\"\n[[route]]\npool = \"a\"\n"
+        ))
+        .expect("config");
+        let pool_tls = config.pools[0].tls.clone().expect("pool tls");
+        let target = TlsTarget::new(&pool_tls, ServerName::try_from("node.test").expect("name"));
+
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let server = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("versions")
+            .with_no_client_auth()
+            .with_single_cert(
+                vec![leaf.der().clone()],
+                PrivateKeyDer::from_pem_slice(key.serialize_pem().as_bytes()).expect("key"),
+            )
+            .expect("server config");
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(server));
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let authority: Authority =
+            listener.local_addr().expect("addr").to_string().parse().expect("authority");
+        let (accepted, resumed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let (a, r) = (Arc::clone(&accepted), Arc::clone(&resumed));
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let Ok(stream) = acceptor.accept(stream).await else { continue };
+                a.fetch_add(1, Ordering::SeqCst);
+                if stream.get_ref().1.handshake_kind() == Some(rustls::HandshakeKind::Resumed) {
+                    r.fetch_add(1, Ordering::SeqCst);
+                }
+                tokio::spawn(async move {
+                    let svc = service_fn(|_req: Request<Incoming>| async {
+                        Ok::<_, std::convert::Infallible>(Response::new(crate::body::full("ok")))
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), svc)
+                        .await;
+                });
+            }
+        });
+        (authority, target, accepted, resumed)
+    }
+
+    fn get() -> Request<Body> {
+        let mut req = Request::new(crate::body::empty());
+        req.headers_mut().insert(http::header::HOST, http::HeaderValue::from_static("node.test"));
+        req
+    }
+
+    /// One fast-path style exchange written and read by hand on `stream`.
+    async fn exchange(stream: &mut NodeStream) {
+        stream.write_all(b"GET / HTTP/1.1\r\nhost: node.test\r\n\r\n").await.expect("write");
+        stream.flush().await.expect("flush");
+        let mut answer = Vec::new();
+        while !answer.ends_with(b"\r\n\r\nok") {
+            let mut buf = [0u8; 512];
+            let n = stream.read(&mut buf).await.expect("read");
+            assert!(n > 0, "closed after {:?}", String::from_utf8_lossy(&answer));
+            answer.extend_from_slice(&buf[..n]);
+        }
+    }
+
+    #[tokio::test]
+    async fn tls_connections_are_kept_alive_on_both_paths_and_resume_their_session() {
+        let (authority, target, accepted, resumed) = tls_node().await;
+        let conns = Arc::new(Conns::new(authority, Some(target)));
+        for _ in 0..3 {
+            let (resp, lease) = conns.send(get(), settings()).await.expect("send");
+            let body = LeasedBody::new(resp.into_body(), lease, ());
+            assert_eq!(body.collect().await.expect("body").to_bytes(), "ok");
+        }
+        assert_eq!(accepted.load(Ordering::SeqCst), 1, "hyper's path keeps one TLS connection");
+        for round in 0..3 {
+            let (mut stream, reused) = conns.checkout_stream(&settings(), false).await.expect("stream");
+            // An idle TLS connection is taken again (its TLS 1.3 session tickets were read with the answer).
+            assert_eq!(reused, round > 0, "round {round}");
+            exchange(&mut stream).await;
+            conns.put_stream(stream, &settings());
+        }
+        assert_eq!(accepted.load(Ordering::SeqCst), 2, "the fast path keeps one TLS connection too");
+        assert_eq!(
+            resumed.load(Ordering::SeqCst),
+            1,
+            "the second connection resumed the first one's session"
+        );
+    }
+}
