@@ -354,3 +354,38 @@ fn check_names_unusable_tls_files_with_their_key() {
     assert!(err.contains("missing.pem"), "{err}");
     assert!(err.contains("line 10: `pool[0].tls.client_key`: cannot read a PEM private key from"), "{err}");
 }
+
+/// A reload that changes the roots applies to every connection at once: pooled connections verified
+/// under the old roots are not reused, and the health check follows the new ones.
+#[tokio::test]
+async fn a_reload_with_other_roots_reuses_no_connection_verified_under_the_old_ones() {
+    let host = node_host(&["01"]).await;
+    let files = dir("reload");
+    let (ca, other) = (Ca::new(&files, "tether test CA"), Ca::new(&files, "the next CA"));
+    let stop = CancellationToken::new();
+    let (addr, node) =
+        https_node(host.node("01"), server_config(&ca.leaf("node", &["127.0.0.1"]), None), &stop).await;
+    let roots = files.join("roots.pem");
+    std::fs::copy(ca.ca_file(), &roots).unwrap();
+    let file = files.join("proxy.toml");
+    std::fs::write(&file, https_proxy(&[("01", addr)], &roots).toml()).unwrap();
+    let proxy = ProxyHandle::start(tether::config::load(&file).unwrap()).await;
+    wait_health(&proxy, "01", "up").await;
+    let http = client();
+    let resp = http.get(proxy.url("/am/isAlive.jsp")).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let served = node.hits();
+
+    std::fs::copy(other.ca_file(), &roots).unwrap();
+    let reload = http.post(proxy.admin_url("/reload")).send().await.unwrap();
+    assert_eq!(reload.status(), 200, "{}", reload.text().await.unwrap());
+    let resp = http.get(proxy.url("/am/isAlive.jsp")).send().await.unwrap();
+    assert!(matches!(resp.status().as_u16(), 502 | 503), "{}", resp.status());
+    let status = wait_health(&proxy, "01", "down").await;
+    assert!(
+        status["last_check"]["detail"].as_str().unwrap_or_default().contains("UnknownIssuer"),
+        "{status}"
+    );
+    assert_eq!(node.hits(), served, "nothing went over a connection verified under the old roots");
+    stop.cancel();
+}
