@@ -1,6 +1,7 @@
 //! The exchange with a node on the fast path: a pooled connection (TCP, or TLS for `https://` nodes),
-//! the forwarded head written in one write, the answer's head read and decided ([`super::response`]), the body relayed with its own
-//! framing, and the shared failover rule ([`crate::proxy::failover`]) when a node fails.
+//! the forwarded head written in one write, the answer's head read and decided ([`super::response`]),
+//! the body relayed with its own framing, and the shared failover rule ([`crate::proxy::failover`])
+//! when a node fails.
 
 use std::io::ErrorKind;
 
