@@ -3,6 +3,7 @@
 #
 #   bench/run.sh                       # REPEATS=5 DURATION=10s CONNS=50 IDLE_CONNS=10000
 #   REPEATS=3 DURATION=5s bench/run.sh # quicker
+#   STAGES=https bench/run.sh          # only the https-backend stage; STAGES="plain https" for both
 #
 # Everything listens on 127.0.0.1 only. Two identical upstreams (examples/bench_upstream.rs, a tiny 200
 # answer, keep-alive) stand behind tether (one worker thread, cookie mode insert), HAProxy (nbthread 1,
@@ -13,6 +14,11 @@
 # request: the proxy process's utime+stime (/proc/PID/stat, nginx master+worker) over the requests wrk
 # completed. Peak RSS is VmHWM. Then a fixed-rate stage (wrk2 or oha, when installed) and an
 # idle-connections stage (IDLE_CONNS keep-alive connections held open against tether and HAProxy).
+# The https-backend stage (STAGES includes "https") re-encrypts to the same two upstreams, which also
+# listen with TLS (a test CA made by `bench_upstream --make-certs`): tether with `https://` backends and
+# `[pool.tls] ca_file`, HAProxy with `server ... ssl verify required ca-file ...`, nginx with
+# `proxy_ssl_verify on`, all verifying the name `localhost`, with the keep-alive settings of the plain
+# stage (targets tether-tls, haproxy-tls, nginx-tls; TLS_TARGETS narrows them).
 # Not part of .ci/run. Nothing is installed: missing tools are named and the script exits 1.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -30,6 +36,14 @@ PORT_BASE=${PORT_BASE:-18080}
 
 P_UP1=$((PORT_BASE + 1)) P_UP2=$((PORT_BASE + 2))
 P_TETHER=$((PORT_BASE + 10)) P_ADMIN=$((PORT_BASE + 11)) P_HAPROXY=$((PORT_BASE + 12)) P_NGINX=$((PORT_BASE + 13))
+P_UP1_TLS=$((PORT_BASE + 3)) P_UP2_TLS=$((PORT_BASE + 4))
+P_TETHER_TLS=$((PORT_BASE + 20)) P_ADMIN_TLS=$((PORT_BASE + 21)) P_HAPROXY_TLS=$((PORT_BASE + 22)) P_NGINX_TLS=$((PORT_BASE + 23))
+# STAGES: "plain" (default: the wrk, fixed-rate and idle stages) and/or "https" (re-encryption to the nodes).
+read -r -a STAGES <<<"${STAGES:-plain}"
+has_stage() { [[ " ${STAGES[*]} " == *" $1 "* ]]; }
+for stage in "${STAGES[@]}"; do
+  [[ $stage == plain || $stage == https ]] || { echo "unknown stage $stage (plain, https)" >&2; exit 2; }
+done
 
 export PATH="$PATH:/usr/sbin:/sbin"
 missing=()
@@ -92,8 +106,15 @@ start() { # log-name cpu command...: runs pinned to cpu in the background, PID a
 }
 
 echo "== start upstreams, tether, haproxy, nginx (proxy cpu $PROXY_CPU, upstream cpu $UPSTREAM_CPU, wrk cpu $LOAD_CPU)"
-start up1 "$UPSTREAM_CPU" "$BIN/examples/bench_upstream" "$P_UP1"
-start up2 "$UPSTREAM_CPU" "$BIN/examples/bench_upstream" "$P_UP2"
+UP1_TLS=() UP2_TLS=()
+if has_stage https; then
+  CERTS=$WORK/certs
+  "$BIN/examples/bench_upstream" --make-certs "$CERTS"
+  UP1_TLS=("$P_UP1_TLS" "$CERTS/node.pem" "$CERTS/node-key.pem")
+  UP2_TLS=("$P_UP2_TLS" "$CERTS/node.pem" "$CERTS/node-key.pem")
+fi
+start up1 "$UPSTREAM_CPU" "$BIN/examples/bench_upstream" "$P_UP1" "${UP1_TLS[@]}"
+start up2 "$UPSTREAM_CPU" "$BIN/examples/bench_upstream" "$P_UP2" "${UP2_TLS[@]}"
 PID_UP1=${PIDS[0]}
 
 cat >"$WORK/tether.toml" <<EOF
@@ -122,6 +143,15 @@ pool = "bench"
 EOF
 RUST_LOG=warn start tether "$PROXY_CPU" "$BIN/tether" run -c "$WORK/tether.toml"
 PID_TETHER=${PIDS[-1]}
+if has_stage https; then
+  # The same config, on its own ports, re-encrypting to the upstreams' TLS ports.
+  sed -e "s/:$P_TETHER\"/:$P_TETHER_TLS\"/; s/:$P_ADMIN\"/:$P_ADMIN_TLS\"/" \
+    -e "s|http://127.0.0.1:$P_UP1\"|https://127.0.0.1:$P_UP1_TLS\"|; s|http://127.0.0.1:$P_UP2\"|https://127.0.0.1:$P_UP2_TLS\"|" \
+    -e "s|^  \[pool.health\]|  [pool.tls]\n  ca_file = \"$CERTS/ca.pem\"\n  server_name = \"localhost\"\n&|" \
+    "$WORK/tether.toml" >"$WORK/tether-tls.toml"
+  RUST_LOG=warn start tether-tls "$PROXY_CPU" "$BIN/tether" run -c "$WORK/tether-tls.toml"
+  PID_TETHER_TLS=${PIDS[-1]}
+fi
 
 cat >"$WORK/haproxy.cfg" <<EOF
 global
@@ -146,10 +176,51 @@ backend be
   server s1 127.0.0.1:$P_UP1 cookie 01 check inter 5s
   server s2 127.0.0.1:$P_UP2 cookie 02 check inter 5s
 EOF
+if has_stage https; then
+  cat >>"$WORK/haproxy.cfg" <<EOF
+frontend fe_tls
+  bind 127.0.0.1:$P_HAPROXY_TLS
+  default_backend be_tls
+backend be_tls
+  balance roundrobin
+  cookie amlbcookie insert indirect nocache
+  http-reuse always
+  option httpchk GET /health
+  server s1 127.0.0.1:$P_UP1_TLS cookie 01 check inter 5s ssl verify required ca-file $CERTS/ca.pem sni str(localhost) verifyhost localhost alpn http/1.1
+  server s2 127.0.0.1:$P_UP2_TLS cookie 02 check inter 5s ssl verify required ca-file $CERTS/ca.pem sni str(localhost) verifyhost localhost alpn http/1.1
+EOF
+fi
 start haproxy "$PROXY_CPU" haproxy -db -f "$WORK/haproxy.cfg"
 PID_HAPROXY=${PIDS[-1]}
 
 mkdir -p "$WORK/nginx"
+NGINX_TLS=""
+if has_stage https; then
+  NGINX_TLS="
+  upstream be_tls {
+    hash \$cookie_amlbcookie consistent;
+    server 127.0.0.1:$P_UP1_TLS;
+    server 127.0.0.1:$P_UP2_TLS;
+    keepalive 64;
+    keepalive_requests 100000000;
+  }
+  server {
+    listen 127.0.0.1:$P_NGINX_TLS;
+    keepalive_requests 100000000;
+    keepalive_timeout 60s;
+    location / {
+      proxy_pass https://be_tls;
+      proxy_http_version 1.1;
+      proxy_set_header Connection \"\";
+      proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
+      proxy_ssl_verify on;
+      proxy_ssl_trusted_certificate $CERTS/ca.pem;
+      proxy_ssl_name localhost;
+      proxy_ssl_server_name on;
+      proxy_ssl_session_reuse on;
+    }
+  }"
+fi
 cat >"$WORK/nginx.conf" <<EOF
 worker_processes 1;
 worker_rlimit_nofile $((IDLE_CONNS + 5000));
@@ -180,13 +251,15 @@ http {
       proxy_set_header Connection "";
       proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
     }
-  }
+  }$NGINX_TLS
 }
 EOF
 start nginx "$PROXY_CPU" nginx -p "$WORK/nginx" -c "$WORK/nginx.conf" -g 'daemon off;'
 PID_NGINX=${PIDS[-1]}
 
-for p in "$P_UP1" "$P_UP2" "$P_TETHER" "$P_HAPROXY" "$P_NGINX"; do wait_port "$p"; done
+PORTS=("$P_UP1" "$P_UP2" "$P_TETHER" "$P_HAPROXY" "$P_NGINX")
+has_stage https && PORTS+=("$P_UP1_TLS" "$P_UP2_TLS" "$P_TETHER_TLS" "$P_HAPROXY_TLS" "$P_NGINX_TLS")
+for p in "${PORTS[@]}"; do wait_port "$p"; done
 sleep 0.5
 
 # The processes whose CPU counts for a target: the proxy (nginx: master and its workers).
@@ -194,13 +267,15 @@ procs_of() {
   case $1 in
     direct) echo "$PID_UP1" ;;
     tether) echo "$PID_TETHER" ;;
-    haproxy) echo "$PID_HAPROXY" ;;
-    nginx) echo "$PID_NGINX $(pgrep -P "$PID_NGINX" | tr '\n' ' ')" ;;
+    tether-tls) echo "$PID_TETHER_TLS" ;;
+    haproxy | haproxy-tls) echo "$PID_HAPROXY" ;;
+    nginx | nginx-tls) echo "$PID_NGINX $(pgrep -P "$PID_NGINX" | tr '\n' ' ')" ;;
   esac
 }
 port_of() {
   case $1 in
     direct) echo "$P_UP1" ;; tether) echo "$P_TETHER" ;; haproxy) echo "$P_HAPROXY" ;; nginx) echo "$P_NGINX" ;;
+    tether-tls) echo "$P_TETHER_TLS" ;; haproxy-tls) echo "$P_HAPROXY_TLS" ;; nginx-tls) echo "$P_NGINX_TLS" ;;
   esac
 }
 cpu_ticks() { # pids...: "utime stime" in clock ticks, summed (fields 14 and 15, counted after the `)`)
@@ -226,7 +301,10 @@ rss_kb() {
 HZ=$(getconf CLK_TCK)
 
 # Checks the cookie path once per proxy: tether and HAProxy insert amlbcookie for a client without one.
-for t in tether haproxy; do
+COOKIE_CHECKS=()
+has_stage plain && COOKIE_CHECKS+=(tether haproxy)
+has_stage https && COOKIE_CHECKS+=(tether-tls haproxy-tls)
+for t in "${COOKIE_CHECKS[@]}"; do
   hdrs=$(exec 3<>"/dev/tcp/127.0.0.1/$(port_of $t)"; printf 'GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n' >&3; cat <&3)
   grep -qi '^set-cookie: amlbcookie=0[12]' <<<"$hdrs" || { echo "$t did not insert amlbcookie:" >&2; echo "$hdrs" >&2; exit 1; }
 done
@@ -259,18 +337,26 @@ print(f"{target}\t{rep}\t{rps:.1f}\t{p50:.1f}\t{p99:.1f}\t{cpu_us:.3f}\t{hwm}\t{
 PY
 }
 
-read -r -a TARGETS <<<"${TARGETS:-direct tether haproxy nginx}"
-echo "== warm-up (2 s each)"
-for t in "${TARGETS[@]}"; do
-  taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNS" -d2s -H 'Cookie: amlbcookie=01' "http://127.0.0.1:$(port_of "$t")/" >/dev/null
-done
-echo "== $REPEATS interleaved repeats: wrk -t1 -c$CONNS -d$DURATION --latency -H 'Cookie: amlbcookie=01'"
-for ((rep = 1; rep <= REPEATS; rep++)); do
-  for t in "${TARGETS[@]}"; do
-    run_wrk "$t" "$rep"
-    tail -n1 "$RAW" | awk -F'\t' '{printf "  repeat %s %-8s %9.0f req/s  p50 %7.0f us  p99 %7.0f us  cpu %6.2f us/req (%s%% kernel)%s\n", $2, $1, $3, $4, $5, $6, $10, ($9 ? "  (errors!)" : "")}'
+stage() { # name targets...: warm-up, then REPEATS interleaved wrk runs of every target
+  local name=$1 t rep
+  shift
+  echo "== $name: warm-up (2 s each)"
+  for t in "$@"; do
+    taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNS" -d2s -H 'Cookie: amlbcookie=01' "http://127.0.0.1:$(port_of "$t")/" >/dev/null
   done
-done
+  echo "== $name: $REPEATS interleaved repeats: wrk -t1 -c$CONNS -d$DURATION --latency -H 'Cookie: amlbcookie=01'"
+  for ((rep = 1; rep <= REPEATS; rep++)); do
+    for t in "$@"; do
+      run_wrk "$t" "$rep"
+      tail -n1 "$RAW" | awk -F'\t' '{printf "  repeat %s %-11s %9.0f req/s  p50 %7.0f us  p99 %7.0f us  cpu %6.2f us/req (%s%% kernel)%s\n", $2, $1, $3, $4, $5, $6, $10, ($9 ? "  (errors!)" : "")}'
+    done
+  done
+}
+: >"$RAW"
+read -r -a TARGETS <<<"${TARGETS:-direct tether haproxy nginx}"
+read -r -a TLS_TARGETS <<<"${TLS_TARGETS:-tether-tls haproxy-tls nginx-tls}"
+has_stage plain && stage "plain backends" "${TARGETS[@]}"
+has_stage https && stage "https backends" "${TLS_TARGETS[@]}"
 
 echo
 python3 - "$RAW" <<'PY'
@@ -284,7 +370,7 @@ def cell(vals, fmt):
     return f"{fmt.format(statistics.median(vals))} ({fmt.format(min(vals))}–{fmt.format(max(vals))})"
 print("| target | req/s | p50 µs | p99 µs | CPU µs/req | of which kernel | peak RSS MiB |")
 print("|---|---|---|---|---|---|---|")
-for t in ["direct", "tether", "haproxy", "nginx"]:
+for t in ["direct", "tether", "haproxy", "nginx", "tether-tls", "haproxy-tls", "nginx-tls"]:
     r = by.get(t, [])
     if not r:
         continue
@@ -293,10 +379,14 @@ for t in ["direct", "tether", "haproxy", "nginx"]:
     print(f"| {name} | {col('rps', '{:.0f}')} | {col('p50', '{:.0f}')} | {col('p99', '{:.0f}')} | {col('cpu', '{:.2f}')} | {statistics.median(x['kernel'] for x in r):.0f} % | {col('hwm', '{:.1f}')} |")
 med = lambda t, k: statistics.median(x[k] for x in by[t])
 print()
-for other in ["haproxy", "nginx"]:
-    if "tether" in by and other in by:
-        print(f"tether / {other}: CPU per request {med('tether', 'cpu') / med(other, 'cpu'):.2f}x, "
-              f"req/s {med('tether', 'rps') / med(other, 'rps'):.2f}x")
+for suffix in ["", "-tls"]:
+    for other in ["haproxy" + suffix, "nginx" + suffix]:
+        if "tether" + suffix in by and other in by:
+            print(f"tether{suffix} / {other}: CPU per request {med('tether' + suffix, 'cpu') / med(other, 'cpu'):.2f}x, "
+                  f"req/s {med('tether' + suffix, 'rps') / med(other, 'rps'):.2f}x")
+for t in ["tether", "haproxy", "nginx"]:
+    if t in by and t + "-tls" in by:
+        print(f"{t}: https backends cost {med(t + '-tls', 'cpu') - med(t, 'cpu'):+.2f} us/req of CPU over plain ones")
 for t in ["tether", "haproxy", "nginx"]:
     if t in by and "direct" in by:
         print(f"{t} / direct req/s: {med(t, 'rps') / med('direct', 'rps'):.2f}x")
@@ -340,6 +430,7 @@ else
 fi
 
 echo
+has_stage plain || IDLE_CONNS=0 # the idle stage measures the plain listener only
 ((IDLE_CONNS > 0)) && echo "== idle connections: $IDLE_CONNS keep-alive connections, each after one request, held open"
 for t in tether haproxy; do
   ((IDLE_CONNS > 0)) || break

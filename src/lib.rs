@@ -46,11 +46,12 @@ pub use crate::auth::session::{MemoryStore, Session, SessionStore};
 pub use crate::auth::totp::totp;
 pub use crate::auth::user::hash_password;
 pub use crate::auth::{AuthNode, AuthStats, SpentOtks};
+pub use crate::body::Body;
 pub use crate::metrics::Metrics;
 pub use crate::nodes::NodeHandle;
 pub use crate::proxy::{Proxy, Snapshot};
 pub use crate::reload::Reloader;
-pub use crate::server::StartError;
+pub use crate::server::{Handler, Peer, ServeOptions, StartError, serve};
 
 /// The per-request pieces of the proxy, for the criterion benches (`benches/hot_path.rs`) and the
 /// property tests of the decoders (`tests/decoders.rs`), which time and fuzz them one at a time.
@@ -70,7 +71,6 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::Config;
-use crate::server::ServeOptions;
 
 /// A started tether: its bound addresses and the tasks serving them.
 pub struct Running {

@@ -160,6 +160,12 @@ pub async fn run_node(config: Config, id: &str, shutdown: CancellationToken) -> 
         let known: Vec<String> = config.backends().map(|(_, b)| b.id.to_string()).collect();
         StartError::Unsupported(format!("no backend has id {id:?} (backends: {})", known.join(", ")))
     })?;
+    if backend.scheme == http::uri::Scheme::HTTPS {
+        return Err(StartError::Unsupported(format!(
+            "backend {id} is {}: an auth node serves plain http://, so its url must be http://",
+            backend.url()
+        )));
+    }
     let shared = Shared::new(&config)?;
     let listener = server::bind("auth node", bind_addr(&backend)?).await?;
     let addr = listener.local_addr().ok();

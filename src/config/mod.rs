@@ -15,6 +15,8 @@
 //! - `proxy`: `[proxy]`, listeners, TLS files and timeouts ([`ProxySettings`], [`TlsFiles`]).
 //! - `pool`: `[[pool]]`, backends and their IDs, balance, affinity and health ([`PoolConfig`],
 //!   [`BackendId`]).
+//! - `pool_tls`: `[pool.tls]`, the roots and client certificate of `https://` backends, read at load
+//!   ([`PoolTls`]).
 //! - `route`: `[[route]]`, request matching ([`RouteConfig`]).
 //! - `auth`: `[auth]`, the auth nodes' journeys, sessions, quota ([`ExhaustionAction`]), chains and users
 //!   (PHC hashes and base32 TOTP secrets are checked here).
@@ -26,6 +28,7 @@
 mod auth;
 mod load;
 mod pool;
+mod pool_tls;
 mod problem;
 mod proxy;
 pub mod raw;
@@ -42,6 +45,7 @@ pub use pool::{
     AdminState, Affinity, AffinityMode, BackendConfig, BackendId, Balance, Failback, HealthConfig,
     HintSource, OnDown, PoolConfig, Role, SameSite,
 };
+pub use pool_tls::PoolTls;
 pub use problem::{ConfigError, Problem};
 pub use proxy::{ProxySettings, TlsFiles};
 pub use route::{HostMatch, RouteAction, RouteConfig};

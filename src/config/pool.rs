@@ -7,7 +7,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http::uri::{Authority, Scheme};
+use rustls_pki_types::ServerName;
 
+use super::pool_tls::{self, PoolTls};
 use super::problem::{Checker, KeyPath};
 use super::raw::{RawAffinity, RawHealth, RawPool};
 
@@ -53,6 +55,8 @@ pub struct PoolConfig {
     pub affinity: Affinity,
     /// `[pool.health]`.
     pub health: HealthConfig,
+    /// `[pool.tls]`, present when the pool has an `https://` backend (or the section).
+    pub tls: Option<PoolTls>,
     /// `[[pool.backend]]`.
     pub backends: Vec<BackendConfig>,
 }
@@ -244,10 +248,12 @@ impl AdminState {
 pub struct BackendConfig {
     /// Server ID.
     pub id: BackendId,
-    /// `http`.
+    /// `http` or `https`.
     pub scheme: Scheme,
     /// `host:port` to connect to.
     pub authority: Authority,
+    /// For `https`: the name sent as SNI and verified (`pool.tls.server_name`, else the URL's host).
+    pub server_name: Option<ServerName<'static>>,
     /// Active or passive.
     pub role: Role,
     /// `tether run` starts an auth node for it.
@@ -288,6 +294,9 @@ pub(super) fn convert(c: &mut Checker, raw: Vec<RawPool>) -> Vec<PoolConfig> {
         );
         let affinity = convert_affinity(c, &p.key("affinity"), rp.affinity);
         let health = convert_health(c, &p.key("health"), rp.health);
+        let wants_tls = rp.tls.is_some() || rp.backend.iter().any(|b| b.url.starts_with("https:"));
+        let tls =
+            if wants_tls { pool_tls::convert(c, &p.key("tls"), rp.tls.unwrap_or_default()) } else { None };
         // Judged on the raw roles, so a backend with a bad URL does not also make the pool "empty".
         let has_active = rp.backend.iter().any(|b| b.role == "active");
         let mut backends = Vec::with_capacity(rp.backend.len());
@@ -306,17 +315,37 @@ pub(super) fn convert(c: &mut Checker, raw: Vec<RawPool>) -> Vec<PoolConfig> {
                     ids.push((id.clone(), b.key("id")));
                 }
             }
+            let server_name = match (&url, &tls) {
+                (Some((scheme, authority)), Some(tls)) if *scheme == Scheme::HTTPS => {
+                    c.take(&b.key("url"), tls.server_name_for(authority.host()))
+                }
+                _ => None,
+            };
             if let (Some(id), Some((scheme, authority)), Some(role), Some(admin_state)) =
                 (id, url, role, admin_state)
             {
+                if rb.embedded && scheme == Scheme::HTTPS {
+                    c.report(
+                        &b.key("embedded"),
+                        "embedded auth nodes serve plain http://: use an http:// url",
+                    );
+                }
                 let embedded = rb.embedded;
-                backends.push(BackendConfig { id, scheme, authority, role, embedded, admin_state });
+                backends.push(BackendConfig {
+                    id,
+                    scheme,
+                    authority,
+                    server_name,
+                    role,
+                    embedded,
+                    admin_state,
+                });
             }
         }
         if !has_active {
             c.report(&p.key("backend"), format!("pool {:?} has no active backend", rp.name));
         }
-        pools.push(PoolConfig { name: rp.name, balance, affinity, health, backends });
+        pools.push(PoolConfig { name: rp.name, balance, affinity, health, tls, backends });
     }
     pools
 }
@@ -422,16 +451,17 @@ fn convert_health(c: &mut Checker, p: &KeyPath, raw: RawHealth) -> HealthConfig 
     HealthConfig { path: raw.path, interval, timeout, rise: raw.rise.max(1), fall: raw.fall.max(1) }
 }
 
-/// `http://host[:port]`, nothing else: the proxy speaks plain HTTP/1.1 to nodes, as AM's own load
-/// balancer set-ups do behind TLS termination.
+/// `http://host[:port]` or `https://host[:port]`, nothing else: HTTP/1.1 to the node, in plain text or
+/// re-encrypted (HAProxy's `server … ssl verify required`, as AM sites on Tomcat's 8443 require).
 fn backend_url(value: &str) -> Result<(Scheme, Authority), String> {
     let uri: http::Uri =
         value.parse().map_err(|_| format!("{value:?} is not a URL like \"http://127.0.0.1:8081\""))?;
-    match uri.scheme_str() {
-        Some("http") => {}
-        Some(other) => return Err(format!("scheme {other:?} is not supported: use http://")),
+    let (scheme, default_port) = match uri.scheme_str() {
+        Some("http") => (Scheme::HTTP, 80),
+        Some("https") => (Scheme::HTTPS, 443),
+        Some(other) => return Err(format!("scheme {other:?} is not supported: use http:// or https://")),
         None => return Err(format!("{value:?} has no scheme: write \"http://{value}\"")),
-    }
+    };
     if !matches!(uri.path(), "" | "/") || uri.query().is_some() {
         return Err(format!("{value:?} must be scheme://host:port with no path"));
     }
@@ -440,9 +470,11 @@ fn backend_url(value: &str) -> Result<(Scheme, Authority), String> {
         return Err(format!("{value:?} must not carry user information"));
     }
     let authority = if authority.port().is_none() {
-        format!("{}:80", authority.host()).parse().map_err(|_| format!("{value:?} has an invalid host"))?
+        format!("{}:{default_port}", authority.host())
+            .parse()
+            .map_err(|_| format!("{value:?} has an invalid host"))?
     } else {
         authority
     };
-    Ok((Scheme::HTTP, authority))
+    Ok((scheme, authority))
 }

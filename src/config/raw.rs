@@ -86,6 +86,9 @@ pub struct RawPool {
     /// `[pool.health]`.
     #[serde(default)]
     pub health: RawHealth,
+    /// `[pool.tls]`: how `https://` backends are verified (and the proxy's client certificate).
+    #[serde(default)]
+    pub tls: Option<RawPoolTls>,
     /// `[[pool.backend]]`.
     #[serde(default)]
     pub backend: Vec<RawBackend>,
@@ -160,12 +163,27 @@ impl Default for RawHealth {
     }
 }
 
+/// `[pool.tls]`, used by the pool's `https://` backends.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct RawPoolTls {
+    /// PEM roots the nodes' certificates must chain to, relative to the config file. Default: the
+    /// platform's roots (the system store, as `rustls-native-certs` reads it).
+    pub ca_file: Option<String>,
+    /// SNI and the name the certificate must carry. Default: the host of each backend URL.
+    pub server_name: Option<String>,
+    /// PEM certificate chain the proxy presents (mutual TLS); needs `client_key`.
+    pub client_cert: Option<String>,
+    /// PEM private key of `client_cert`.
+    pub client_key: Option<String>,
+}
+
 /// `[[pool.backend]]`.
 #[derive(Debug, Deserialize)]
 pub struct RawBackend {
     /// Server ID, the affinity cookie value for this node (`01`, `02`, …).
     pub id: String,
-    /// `http://host:port`.
+    /// `http://host:port` or `https://host:port` (default ports 80 and 443).
     pub url: String,
     /// `"active"` (default) or `"passive"`.
     #[serde(default = "default_role")]
@@ -331,6 +349,7 @@ pub(super) fn keys_of(path: &[&str]) -> &'static [&'static str] {
         ["pool"] => fields::<RawPool>(),
         ["pool", "affinity"] => fields::<RawAffinity>(),
         ["pool", "health"] => fields::<RawHealth>(),
+        ["pool", "tls"] => fields::<RawPoolTls>(),
         ["pool", "backend"] => fields::<RawBackend>(),
         ["route"] => fields::<RawRoute>(),
         ["auth"] => fields::<RawAuth>(),

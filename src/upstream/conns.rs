@@ -8,7 +8,10 @@
 //! no task spawned per request (one reaper task per node address closes connections idle past the timeout).
 //! Measured: 18.29 → 15.97 µs of proxy CPU per request (`bench/run.sh`, "Changes and their effect").
 //!
-//! One [`Conns`] belongs to one (server ID, authority): [`crate::upstream::BackendState::conns`] keeps
+//! Connections are [`NodeStream`]s: plain TCP, or TLS for `https://` nodes, one rustls client config per
+//! pool so that a new connection resumes the TLS session of an earlier one.
+//!
+//! One [`Conns`] belongs to one (server ID, authority, TLS settings): [`crate::upstream::BackendState::conns`] keeps
 //! it across reloads while a node's address is unchanged and starts a fresh one when it changes, so a
 //! connection to an old address is never reused. (The pool of *nodes* a route sends to is
 //! [`crate::upstream::Pool`]; this module only ever holds connections to one node.)
@@ -27,16 +30,17 @@ use hyper::body::Incoming;
 use hyper::client::conn::http1::{self, SendRequest};
 use hyper_util::rt::TokioIo;
 use parking_lot::{Mutex, MutexGuard};
-use tokio::net::TcpStream;
 use tokio::time::Instant;
 
+use super::stream::{self, NodeStream, TlsTarget};
 use crate::body::{Body, BoxError};
 
 /// How a request failed to reach a node. The variant is what a retry decision needs: nothing was sent,
 /// or the request may have reached the node.
 #[derive(Debug, thiserror::Error)]
 pub enum SendError {
-    /// No connection: refused, timed out or the HTTP handshake failed. Nothing was sent, so another
+    /// No connection: refused, timed out, the TLS or HTTP handshake failed (a certificate that does not
+    /// verify among them). Nothing was sent, so another
     /// node may always take the request.
     #[error("{0}")]
     Connect(String),
@@ -62,11 +66,13 @@ pub struct ConnSettings {
 pub struct Conns {
     /// `host:port` every connection here goes to.
     authority: Authority,
+    /// For `https://` nodes: the TLS client config (whose session cache resumes sessions) and name.
+    tls: Option<TlsTarget>,
     /// Idle hyper senders.
     idle: IdleStack<SendRequest<Body>>,
-    /// Idle plain TCP connections of the proxy's HTTP/1.1 fast path, which writes and parses the
-    /// messages itself; same rules.
-    streams: IdleStack<TcpStream>,
+    /// Idle connections of the proxy's HTTP/1.1 fast path, which writes and parses the messages
+    /// itself; same rules.
+    streams: IdleStack<NodeStream>,
     /// The idle timeout last put into effect, in milliseconds, for the reaper.
     idle_timeout_ms: AtomicU64,
     /// The reaper task was started (on the first request, from inside the runtime).
@@ -77,10 +83,11 @@ pub struct Conns {
 const UNSENT_RETRIES: usize = 2;
 
 impl Conns {
-    /// No connections yet, to `authority`.
-    pub fn new(authority: Authority) -> Self {
+    /// No connections yet, to `authority`, over TLS when `tls` is given.
+    pub fn new(authority: Authority, tls: Option<TlsTarget>) -> Self {
         Self {
             authority,
+            tls,
             idle: IdleStack::default(),
             streams: IdleStack::default(),
             idle_timeout_ms: AtomicU64::new(u64::MAX),
@@ -93,9 +100,31 @@ impl Conns {
         &self.authority
     }
 
+    /// How connections are secured: `None` for plain `http://`.
+    pub fn tls(&self) -> Option<&TlsTarget> {
+        self.tls.as_ref()
+    }
+
+    /// Whether connections made for `authority` with `tls` may be taken from here: same address, same
+    /// TLS name, roots and client certificate (a reload that changed any of them starts afresh, so no
+    /// connection verified under the old rules is reused).
+    pub fn serves(&self, authority: &Authority, tls: Option<&TlsTarget>) -> bool {
+        self.authority == *authority
+            && match (&self.tls, tls) {
+                (None, None) => true,
+                (Some(a), Some(b)) => a.same_as(b),
+                _ => false,
+            }
+    }
+
     /// Idle connections now (both kinds).
     pub fn idle_count(&self) -> usize {
         self.idle.len() + self.streams.len()
+    }
+
+    /// Idle connections now: hyper's senders, and the fast path's streams.
+    pub fn idle_by_path(&self) -> (usize, usize) {
+        (self.idle.len(), self.streams.len())
     }
 
     /// Closes idle connections older than `idle_timeout` even when no request comes to take them: a task
@@ -128,15 +157,11 @@ impl Conns {
         }
     }
 
-    /// A new TCP connection within the connect timeout, without Nagle's delay.
-    async fn connect_tcp(&self, settings: &ConnSettings) -> Result<TcpStream, SendError> {
-        let addr = self.authority.as_str();
-        let stream = tokio::time::timeout(settings.connect_timeout, TcpStream::connect(addr))
+    /// A new connection within the connect timeout (TCP, and TLS for `https://` nodes).
+    async fn connect_stream(&self, settings: &ConnSettings) -> Result<NodeStream, SendError> {
+        stream::connect(&self.authority, self.tls.as_ref(), settings.connect_timeout)
             .await
-            .map_err(|_| SendError::Connect(format!("connect to {addr} timed out")))?
-            .map_err(|e| SendError::Connect(format!("connect to {addr}: {e}")))?;
-        stream.set_nodelay(true).map_err(|e| SendError::Connect(format!("set_nodelay: {e}")))?;
-        Ok(stream)
+            .map_err(SendError::Connect)
     }
 
     /// A connection for the fast path and whether it was reused: the most recently used idle one that
@@ -145,25 +170,25 @@ impl Conns {
         self: &Arc<Self>,
         settings: &ConnSettings,
         fresh: bool,
-    ) -> Result<(TcpStream, bool), SendError> {
+    ) -> Result<(NodeStream, bool), SendError> {
         self.start_reaper(settings.idle_timeout);
-        if !fresh && let Some(stream) = self.streams.pop(settings.idle_timeout, quiet) {
+        if !fresh && let Some(stream) = self.streams.pop(settings.idle_timeout, NodeStream::quiet) {
             return Ok((stream, true));
         }
-        Ok((self.connect_tcp(settings).await?, false))
+        Ok((self.connect_stream(settings).await?, false))
     }
 
     /// Puts a fast-path connection whose exchange ended cleanly back, if there is room.
-    pub fn put_stream(&self, stream: TcpStream, settings: &ConnSettings) {
+    pub fn put_stream(&self, stream: NodeStream, settings: &ConnSettings) {
         self.idle_timeout_ms.store(millis(settings.idle_timeout), Ordering::Relaxed);
         self.streams.push(stream, settings);
     }
 
-    /// A new connection: TCP connect within the timeout, no Nagle, HTTP/1 handshake, connection task
-    /// spawned.
+    /// A new connection: TCP connect (and TLS handshake) within the timeout, no Nagle, HTTP/1
+    /// handshake, connection task spawned.
     async fn connect(&self, settings: &ConnSettings) -> Result<SendRequest<Body>, SendError> {
         let addr = self.authority.as_str();
-        let stream = self.connect_tcp(settings).await?;
+        let stream = self.connect_stream(settings).await?;
         let (sender, conn) = http1::handshake(TokioIo::new(stream))
             .await
             .map_err(|e| SendError::Connect(format!("handshake with {addr}: {e}")))?;
@@ -177,7 +202,9 @@ impl Conns {
 
     /// A sender ready for a request: a pooled one if any is still usable, else a new connection.
     async fn checkout(&self, settings: &ConnSettings) -> Result<SendRequest<Body>, SendError> {
-        while let Some(mut sender) = self.idle.pop(settings.idle_timeout, |s| !s.is_closed()) {
+        while let Some(mut sender) =
+            self.idle.pop(settings.idle_timeout, |s: &mut SendRequest<Body>| !s.is_closed())
+        {
             if sender.ready().await.is_ok() {
                 return Ok(sender);
             }
@@ -226,18 +253,6 @@ impl Conns {
     }
 }
 
-/// Whether an idle connection has nothing to read, as it should: a node that closed it (FIN or RST) or
-/// sent something unasked makes it readable. Asks tokio's readiness first, which costs no system call
-/// for the usual quiet connection.
-fn quiet(stream: &TcpStream) -> bool {
-    let mut cx = Context::from_waker(std::task::Waker::noop());
-    if stream.poll_read_ready(&mut cx).is_pending() {
-        return true;
-    }
-    let mut probe = [0u8; 1];
-    matches!(stream.try_read(&mut probe), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
-}
-
 /// Idle connections of one kind with the time each went idle, the most recently used last. The lock is
 /// never held across an `.await`, nor while a refused connection is dropped.
 #[derive(Debug)]
@@ -260,9 +275,9 @@ impl<C> IdleStack<C> {
 
     /// The most recently used connection that `usable` accepts; the ones it refuses are dropped, and an
     /// expired one ends the search (the rest are older still).
-    fn pop(&self, idle_timeout: Duration, usable: impl Fn(&C) -> bool) -> Option<C> {
+    fn pop(&self, idle_timeout: Duration, mut usable: impl FnMut(&mut C) -> bool) -> Option<C> {
         loop {
-            let conn = {
+            let mut conn = {
                 let mut idle = self.lock();
                 match idle.pop() {
                     Some((_, since)) if since.elapsed() > idle_timeout => {
@@ -273,7 +288,7 @@ impl<C> IdleStack<C> {
                     None => return None,
                 }
             };
-            if usable(&conn) {
+            if usable(&mut conn) {
                 return Some(conn);
             }
         }
@@ -434,7 +449,7 @@ mod tests {
     #[tokio::test]
     async fn a_connection_is_reused_once_its_body_was_read() {
         let (authority, accepted) = node().await;
-        let conns = Arc::new(Conns::new(authority));
+        let conns = Arc::new(Conns::new(authority, None));
         for _ in 0..3 {
             let (resp, lease) = conns.send(get(), settings()).await.expect("send");
             let body = LeasedBody::new(resp.into_body(), lease, ());
@@ -447,7 +462,7 @@ mod tests {
     #[tokio::test]
     async fn a_body_dropped_after_its_last_byte_returns_its_connection() {
         let (authority, accepted) = node().await;
-        let conns = Arc::new(Conns::new(authority));
+        let conns = Arc::new(Conns::new(authority, None));
         for _ in 0..3 {
             let (resp, lease) = conns.send(get(), settings()).await.expect("send");
             let mut body = LeasedBody::new(resp.into_body(), lease, ());
@@ -464,7 +479,7 @@ mod tests {
     #[tokio::test]
     async fn a_body_dropped_early_drops_its_connection() {
         let (authority, accepted) = node().await;
-        let conns = Arc::new(Conns::new(authority));
+        let conns = Arc::new(Conns::new(authority, None));
         let (resp, lease) = conns.send(get(), settings()).await.expect("send");
         drop(LeasedBody::new(resp.into_body(), lease, ()));
         assert_eq!(conns.idle_count(), 0);
@@ -480,7 +495,134 @@ mod tests {
         let authority: Authority =
             listener.local_addr().expect("addr").to_string().parse().expect("authority");
         drop(listener);
-        let conns = Arc::new(Conns::new(authority));
+        let conns = Arc::new(Conns::new(authority, None));
         assert!(matches!(conns.send(get(), settings()).await, Err(SendError::Connect(_))));
+    }
+}
+
+#[cfg(test)]
+mod tls_tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use http_body_util::BodyExt;
+    use hyper::service::service_fn;
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{PrivateKeyDer, ServerName};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    use super::*;
+
+    fn settings() -> ConnSettings {
+        ConnSettings {
+            connect_timeout: Duration::from_secs(5),
+            idle_timeout: Duration::from_secs(60),
+            max_idle: 4,
+        }
+    }
+
+    /// A keep-alive node over TLS for `node.test` answering "ok": its address, the proxy's side of the
+    /// TLS settings, the connections it accepted and how many of their handshakes resumed a session.
+    async fn tls_node() -> (Authority, TlsTarget, Arc<AtomicUsize>, Arc<AtomicUsize>) {
+        let mut ca = CertificateParams::new(Vec::<String>::new()).expect("params");
+        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let ca = CertifiedIssuer::self_signed(ca, KeyPair::generate().expect("key")).expect("ca");
+        let key = KeyPair::generate().expect("key");
+        let leaf = CertificateParams::new(vec!["node.test".to_string()])
+            .expect("params")
+            .signed_by(&key, &ca)
+            .expect("leaf");
+        let dir = std::env::temp_dir().join(format!("tether-conns-tls-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let ca_file = dir.join("ca.pem");
+        std::fs::write(&ca_file, ca.pem()).expect("write");
+        let config = crate::config::parse(&format!(
+            "[proxy]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n[[pool]]\nname = \"a\"\n\
+             [pool.tls]\nca_file = {ca_file:?}\nserver_name = \"node.test\"\n\
+             [[pool.backend]]\nid = \"01\"\nurl = \"https://127.0.0.1:1\"\n[[route]]\npool = \"a\"\n"
+        ))
+        .expect("config");
+        let pool_tls = config.pools[0].tls.clone().expect("pool tls");
+        let target = TlsTarget::new(&pool_tls, ServerName::try_from("node.test").expect("name"));
+
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let server = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("versions")
+            .with_no_client_auth()
+            .with_single_cert(
+                vec![leaf.der().clone()],
+                PrivateKeyDer::from_pem_slice(key.serialize_pem().as_bytes()).expect("key"),
+            )
+            .expect("server config");
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(server));
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let authority: Authority =
+            listener.local_addr().expect("addr").to_string().parse().expect("authority");
+        let (accepted, resumed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let (a, r) = (Arc::clone(&accepted), Arc::clone(&resumed));
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let Ok(stream) = acceptor.accept(stream).await else { continue };
+                a.fetch_add(1, Ordering::SeqCst);
+                if stream.get_ref().1.handshake_kind() == Some(rustls::HandshakeKind::Resumed) {
+                    r.fetch_add(1, Ordering::SeqCst);
+                }
+                tokio::spawn(async move {
+                    let svc = service_fn(|_req: Request<Incoming>| async {
+                        Ok::<_, std::convert::Infallible>(Response::new(crate::body::full("ok")))
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), svc)
+                        .await;
+                });
+            }
+        });
+        (authority, target, accepted, resumed)
+    }
+
+    fn get() -> Request<Body> {
+        let mut req = Request::new(crate::body::empty());
+        req.headers_mut().insert(http::header::HOST, http::HeaderValue::from_static("node.test"));
+        req
+    }
+
+    /// One fast-path style exchange written and read by hand on `stream`.
+    async fn exchange(stream: &mut NodeStream) {
+        stream.write_all(b"GET / HTTP/1.1\r\nhost: node.test\r\n\r\n").await.expect("write");
+        stream.flush().await.expect("flush");
+        let mut answer = Vec::new();
+        while !answer.ends_with(b"\r\n\r\nok") {
+            let mut buf = [0u8; 512];
+            let n = stream.read(&mut buf).await.expect("read");
+            assert!(n > 0, "closed after {:?}", String::from_utf8_lossy(&answer));
+            answer.extend_from_slice(&buf[..n]);
+        }
+    }
+
+    #[tokio::test]
+    async fn tls_connections_are_kept_alive_on_both_paths_and_resume_their_session() {
+        let (authority, target, accepted, resumed) = tls_node().await;
+        let conns = Arc::new(Conns::new(authority, Some(target)));
+        for _ in 0..3 {
+            let (resp, lease) = conns.send(get(), settings()).await.expect("send");
+            let body = LeasedBody::new(resp.into_body(), lease, ());
+            assert_eq!(body.collect().await.expect("body").to_bytes(), "ok");
+        }
+        assert_eq!(accepted.load(Ordering::SeqCst), 1, "hyper's path keeps one TLS connection");
+        for round in 0..3 {
+            let (mut stream, reused) = conns.checkout_stream(&settings(), false).await.expect("stream");
+            // An idle TLS connection is taken again (its TLS 1.3 session tickets were read with the answer).
+            assert_eq!(reused, round > 0, "round {round}");
+            exchange(&mut stream).await;
+            conns.put_stream(stream, &settings());
+        }
+        assert_eq!(accepted.load(Ordering::SeqCst), 2, "the fast path keeps one TLS connection too");
+        assert_eq!(
+            resumed.load(Ordering::SeqCst),
+            1,
+            "the second connection resumed the first one's session"
+        );
     }
 }

@@ -11,6 +11,7 @@
 //! - [`sticky`]: node hints read from a request, and the affinity cookie.
 //! - [`select`]: the choice of node (tier, balance, health, admin state).
 //! - [`conns`]: keep-alive connections to one node address.
+//! - [`stream`]: one connection to a node, plain or TLS, and how it is opened.
 //! - [`stats`]: the traffic metric handles of a snapshot.
 //!
 //! [`Pool`] is always a pool of *nodes*; the connections to one node are its [`conns::Conns`].
@@ -22,6 +23,7 @@ pub mod select;
 pub mod state;
 pub mod state_file;
 pub mod stats;
+pub mod stream;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -45,7 +47,7 @@ pub struct Backend {
     pub id: BackendId,
     /// Active nodes take new clients; passive ones (HAProxy's `backup`) only when no active one can.
     pub role: Role,
-    /// `http`.
+    /// `http` or `https`.
     pub scheme: Scheme,
     /// `host:port`.
     pub authority: Authority,
@@ -128,12 +130,14 @@ impl Upstreams {
                     .iter()
                     .map(|b| {
                         let state = registry.get(&b.id, b.admin_state);
+                        let tls = p.tls.as_ref().zip(b.server_name.clone());
+                        let tls = tls.map(|(tls, name)| stream::TlsTarget::new(tls, name));
                         Backend {
                             id: b.id.clone(),
                             role: b.role,
                             scheme: b.scheme.clone(),
                             authority: b.authority.clone(),
-                            conns: state.conns(&b.authority),
+                            conns: state.conns(&b.authority, tls),
                             state,
                             set_cookie: affinity::render_cookie(&p.affinity, &b.id, false),
                             set_cookie_secure: affinity::render_cookie(&p.affinity, &b.id, true),

@@ -17,6 +17,7 @@ use tokio::time::Instant;
 
 use super::conns::Conns;
 use super::health::{Health, HealthInfo, NodeHealth};
+use super::stream::TlsTarget;
 pub use crate::config::AdminState;
 use crate::config::{BackendId, HealthConfig};
 
@@ -157,12 +158,12 @@ impl BackendState {
     /// The keep-alive connections of this node at `authority`: the existing set while the address is
     /// unchanged (so reloads keep warm connections), a fresh one when it changed (so nothing is ever sent
     /// to an old address). Called once per node per snapshot, never per request.
-    pub fn conns(&self, authority: &Authority) -> Arc<Conns> {
+    pub fn conns(&self, authority: &Authority, tls: Option<TlsTarget>) -> Arc<Conns> {
         let mut slot = self.conns.lock();
         match &*slot {
-            Some(conns) if conns.authority() == authority => Arc::clone(conns),
+            Some(conns) if conns.serves(authority, tls.as_ref()) => Arc::clone(conns),
             _ => {
-                let conns = Arc::new(Conns::new(authority.clone()));
+                let conns = Arc::new(Conns::new(authority.clone(), tls));
                 *slot = Some(Arc::clone(&conns));
                 conns
             }
@@ -222,9 +223,9 @@ mod tests {
         let state = registry.get(&id, AdminState::Ready);
         let a: Authority = "127.0.0.1:8081".parse().expect("authority");
         let b: Authority = "127.0.0.1:8082".parse().expect("authority");
-        let first = state.conns(&a);
-        assert!(Arc::ptr_eq(&first, &registry.get(&id, AdminState::Ready).conns(&a)));
-        let moved = state.conns(&b);
+        let first = state.conns(&a, None);
+        assert!(Arc::ptr_eq(&first, &registry.get(&id, AdminState::Ready).conns(&a, None)));
+        let moved = state.conns(&b, None);
         assert!(!Arc::ptr_eq(&first, &moved));
         assert_eq!(moved.authority(), &b);
     }

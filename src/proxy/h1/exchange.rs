@@ -1,6 +1,7 @@
-//! The exchange with a node on the fast path: a pooled TCP stream, the forwarded head written in one
-//! write, the answer's head read and decided ([`super::response`]), the body relayed with its own
-//! framing, and the shared failover rule ([`crate::proxy::failover`]) when a node fails.
+//! The exchange with a node on the fast path: a pooled connection (TCP, or TLS for `https://` nodes),
+//! the forwarded head written in one write, the answer's head read and decided ([`super::response`]),
+//! the body relayed with its own framing, and the shared failover rule ([`crate::proxy::failover`])
+//! when a node fails.
 
 use std::io::ErrorKind;
 
@@ -19,6 +20,7 @@ use crate::proxy::failover::{Failover, Trace, idempotent, served};
 use crate::proxy::{ProxyError, Snapshot};
 use crate::upstream::affinity;
 use crate::upstream::conns::{ConnSettings, SendError};
+use crate::upstream::stream::NodeStream;
 use crate::upstream::{Backend, Pool};
 
 /// Read size for body pieces: the most of a body in memory at once, per exchange.
@@ -89,7 +91,7 @@ async fn send(
     settings: &ConnSettings,
     idempotent: bool,
     args: &AnswerArgs<'_>,
-) -> Result<(TcpStream, ResponseHead), ProxyError> {
+) -> Result<(NodeStream, ResponseHead), ProxyError> {
     let upstream = |reason: String| ProxyError::Upstream { backend: backend.id.clone(), reason };
     let mut fresh = false;
     loop {
@@ -98,7 +100,12 @@ async fn send(
                 SendError::Connect(reason) => ProxyError::Connect { backend: backend.id.clone(), reason },
                 SendError::Upstream(e) => upstream(e.to_string()),
             })?;
-        if let Err(e) = stream.write_all(head).await {
+        // TLS holds the records it made in its session until flushed; flushing plain TCP does nothing.
+        let written = match stream.write_all(head).await {
+            Ok(()) => stream.flush().await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = written {
             if reused {
                 // The node closed it while it was idle: nothing of this request reached it.
                 fresh = true;
@@ -120,7 +127,7 @@ async fn send(
 
 /// Reads the answer's head (skipping interim ones) with the body bytes that came with it. Reads land
 /// in the scratch buffer; only a head that arrives in pieces is gathered in a buffer of its own.
-async fn read_answer(stream: &mut TcpStream, args: &AnswerArgs<'_>) -> Result<ResponseHead, AnswerError> {
+async fn read_answer(stream: &mut NodeStream, args: &AnswerArgs<'_>) -> Result<ResponseHead, AnswerError> {
     let mut pending = BytesMut::new();
     let mut received = false;
     loop {
@@ -148,7 +155,12 @@ async fn read_answer(stream: &mut TcpStream, args: &AnswerArgs<'_>) -> Result<Re
             Ok(Some(Err(e))) => return Err(e),
             Ok(None) if !received => return Err(AnswerError::Closed),
             Ok(None) => return Err(AnswerError::Truncated),
-            Err(e) if !received && e.kind() == ErrorKind::ConnectionReset => return Err(AnswerError::Closed),
+            // A TLS node that closed without `close_notify` reads as an unexpected end.
+            Err(e)
+                if !received && matches!(e.kind(), ErrorKind::ConnectionReset | ErrorKind::UnexpectedEof) =>
+            {
+                return Err(AnswerError::Closed);
+            }
             Err(e) => return Err(AnswerError::Io(e)),
         }
     }
@@ -166,7 +178,7 @@ struct Relayed {
 
 /// Writes the response head with the body bytes that came with it, then relays the rest of the body as
 /// it arrives, one bounded read at a time.
-async fn relay(client: &mut TcpStream, upstream: &mut TcpStream, answer: ResponseHead) -> Relayed {
+async fn relay(client: &mut TcpStream, upstream: &mut NodeStream, answer: ResponseHead) -> Relayed {
     let ResponseHead { head, mut framing, first_body, overrun, .. } = answer;
     let mut r = Relayed { bytes: 0, complete: false, upstream_clean: false };
     if client.write_all(&head).await.is_err() {

@@ -150,8 +150,8 @@ thread_local! {
 /// One read from `stream` into the thread's scratch buffer, handed to `use_bytes` at once; `None` at
 /// the end of the stream. A short read clears tokio's readiness (as `AsyncRead` does), so the next
 /// wait needs no extra system call.
-fn read_scratch<'a, R>(
-    stream: &'a mut TcpStream,
+fn read_scratch<'a, S: AsyncRead + Unpin, R>(
+    stream: &'a mut S,
     mut use_bytes: impl FnMut(&[u8]) -> R + 'a,
 ) -> impl Future<Output = io::Result<Option<R>>> + 'a {
     std::future::poll_fn(move |cx| {

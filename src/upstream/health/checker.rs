@@ -3,54 +3,73 @@
 //! thresholds live in the pure machine next door.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use http::{Request, Uri};
 use http_body_util::Empty;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
+use hyper::client::conn::http1;
+use hyper_util::rt::TokioIo;
 use parking_lot::Mutex;
 use ring::rand::{SecureRandom, SystemRandom};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::{BackendId, HealthConfig};
+use crate::upstream::stream;
 use crate::upstream::{Backend, Upstreams};
 
-type CheckClient = Client<HttpConnector, Empty<bytes::Bytes>>;
-
-/// A client that opens a fresh connection per check, so a check proves the node still accepts them
-/// (a pooled keep-alive connection can outlive a dead listener).
-fn check_client(timeout: Duration) -> CheckClient {
-    let mut connector = HttpConnector::new();
-    connector.set_connect_timeout(Some(timeout));
-    connector.set_nodelay(true);
-    Client::builder(TokioExecutor::new())
-        .pool_max_idle_per_host(0)
-        .pool_timer(TokioTimer::new())
-        .build(connector)
-}
-
-/// Runs one active check of `backend`.
-async fn probe(client: &CheckClient, backend: &Backend, path: &str, timeout: Duration) -> (bool, String) {
-    let uri = Uri::builder()
-        .scheme(backend.scheme.clone())
-        .authority(backend.authority.clone())
-        .path_and_query(path)
-        .build();
-    let Ok(uri) = uri else {
-        return (false, format!("invalid check path {path:?}"));
+/// Runs one active check of `backend` on a fresh connection (so a check proves the node still accepts
+/// them: a pooled keep-alive connection can outlive a dead listener), over the node's scheme with the
+/// same TLS verification as requests: a certificate that does not verify fails the check with rustls'
+/// reason.
+async fn probe(backend: &Backend, path: &str, timeout: Duration) -> (bool, String) {
+    let check = async {
+        let target: Uri = path.parse().map_err(|_| format!("invalid check path {path:?}"))?;
+        let conn = stream::connect(&backend.authority, backend.conns.tls(), timeout).await?;
+        let (mut sender, conn) = http1::handshake(TokioIo::new(conn)).await.map_err(|e| with_causes(&e))?;
+        let conn = tokio::spawn(conn);
+        let mut req = Request::new(Empty::<bytes::Bytes>::new());
+        *req.uri_mut() = target;
+        // An authority is always a valid header value.
+        if let Ok(host) = http::HeaderValue::from_str(backend.authority.as_str()) {
+            req.headers_mut().insert(http::header::HOST, host);
+        }
+        req.headers_mut()
+            .insert(http::header::USER_AGENT, http::HeaderValue::from_static("tether-health-check"));
+        let resp = sender.send_request(req).await.map_err(|e| {
+            let mut detail = with_causes(&e);
+            // TLS 1.3 finishes the client's handshake before the node judges its certificate: the
+            // refusal comes as an alert on the first read.
+            if detail.contains("CertificateRequired") {
+                detail.push_str(
+                    " (the node requires a client certificate: set pool.tls.client_cert and client_key)",
+                );
+            }
+            detail
+        });
+        conn.abort();
+        let resp = resp?;
+        Ok::<_, String>((resp.status().is_success(), resp.status().as_u16().to_string()))
     };
-    let mut req = Request::new(Empty::new());
-    *req.uri_mut() = uri;
-    req.headers_mut().insert(http::header::USER_AGENT, http::HeaderValue::from_static("tether-health-check"));
-    match tokio::time::timeout(timeout, client.request(req)).await {
-        Ok(Ok(resp)) => (resp.status().is_success(), resp.status().as_u16().to_string()),
-        Ok(Err(e)) if e.is_connect() => (false, "connect failed".to_string()),
-        Ok(Err(e)) => (false, format!("error: {e}")),
+    match tokio::time::timeout(timeout, check).await {
+        Ok(Ok(result)) => result,
+        Ok(Err(detail)) => (false, detail),
         Err(_) => (false, format!("timeout after {} ms", timeout.as_millis())),
     }
+}
+
+/// A hyper error with its causes, so the detail names the real problem (a TLS alert from a node that
+/// refused the proxy's client certificate is the cause of a read error).
+fn with_causes(e: &hyper::Error) -> String {
+    let mut text = format!("error: {e}");
+    let mut next = std::error::Error::source(e);
+    while let Some(cause) = next {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        next = cause.source();
+    }
+    text
 }
 
 /// Up to a tenth of `interval`, so the checks of many proxies (and many nodes) do not align.
@@ -62,7 +81,6 @@ fn jitter(rng: &SystemRandom, interval: Duration) -> Duration {
 
 /// Checks one node every `interval` (plus jitter) until `stop` fires.
 pub async fn check_loop(backend: Backend, health: HealthConfig, stop: CancellationToken) {
-    let client = check_client(health.timeout);
     let rng = SystemRandom::new();
     let mut wait = jitter(&rng, health.interval);
     loop {
@@ -70,7 +88,7 @@ pub async fn check_loop(backend: Backend, health: HealthConfig, stop: Cancellati
             () = stop.cancelled() => return,
             () = tokio::time::sleep(wait) => {}
         }
-        let (pass, detail) = probe(&client, &backend, &health.path, health.timeout).await;
+        let (pass, detail) = probe(&backend, &health.path, health.timeout).await;
         backend.state.record_check(pass, detail, health.rise, health.fall);
         wait = health.interval + jitter(&rng, health.interval);
     }
@@ -96,7 +114,9 @@ impl Checkers {
         let mut wanted = HashMap::new();
         for pool in &upstreams.pools {
             for b in &pool.backends {
-                let fingerprint = format!("{}|{:?}", b.authority, pool.health);
+                // The connections' identity changes with the address and the TLS settings, so a reload
+                // that changes either restarts the check with them.
+                let fingerprint = format!("{}|{:p}|{:?}", b.authority, Arc::as_ptr(&b.conns), pool.health);
                 wanted.insert(b.id.clone(), (fingerprint, b.clone(), pool.health.clone()));
             }
         }
