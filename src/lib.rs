@@ -98,6 +98,7 @@ pub async fn start(mut config: Config, shutdown: CancellationToken) -> Result<Ru
         grace: config.proxy.shutdown_grace,
         tls,
         connections: metrics.connections(name),
+        proxy_protocol: name == "public" && config.proxy.proxy_protocol,
     };
     let (public_opts, admin_opts) = (opts("public", tls.clone()), opts("admin", None));
     let proxy = Arc::new(Proxy::new(Arc::new(config), metrics));

@@ -43,7 +43,7 @@ pub use pool::{
     PoolConfig, Role, SameSite,
 };
 pub use problem::{ConfigError, Problem};
-pub use proxy::{ProxySettings, TlsFiles};
+pub use proxy::{ProxySettings, TlsFiles, TrustedProxies};
 pub use route::{HostMatch, RouteAction, RouteConfig};
 
 /// A validated configuration. Cheap to share: the runtime keeps it behind an `Arc` snapshot.

@@ -1,6 +1,9 @@
 //! `[proxy]`: listeners, TLS files, timeouts and the upstream connection pool's limits.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
+
+use http::HeaderName;
+use ipnet::IpNet;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -32,6 +35,40 @@ pub struct ProxySettings {
     pub admin_token: Option<String>,
     /// Runtime worker threads (`None` = one per core).
     pub workers: Option<usize>,
+    /// Peers whose `X-Forwarded-For` is believed (appended to); any other peer's is replaced.
+    pub trusted_proxies: TrustedProxies,
+    /// Every connection on `listen` starts with a PROXY protocol header (behind an L4 balancer).
+    pub proxy_protocol: bool,
+    /// The field carrying the request ID to the nodes (AM's audit logs read `X-ForgeRock-TransactionId`).
+    pub request_id_header: HeaderName,
+}
+
+/// `trusted_proxies`: the networks of the proxies in front of tether. Whatever a client writes into
+/// `X-Forwarded-For` is only believed when the peer that sent it is one of them (HAProxy's
+/// `option forwardfor` + `http-request set-header` practice), because AM's adaptive risk and IP
+/// conditions read the address from that header (`ipAddressHeader`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TrustedProxies(Vec<IpNet>);
+
+impl TrustedProxies {
+    /// The list of `nets`.
+    pub fn new(nets: Vec<IpNet>) -> Self {
+        Self(nets)
+    }
+
+    /// Whether `ip` is in one of the networks. An IPv4 peer on a dual-stack socket (`::ffff:a.b.c.d`)
+    /// is matched as the IPv4 address it is.
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        !self.0.is_empty() && {
+            let ip = ip.to_canonical();
+            self.0.iter().any(|net| net.contains(&ip))
+        }
+    }
+
+    /// Whether no peer is trusted.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
 }
 
 /// `[proxy.tls]`.
@@ -82,6 +119,18 @@ pub(super) fn convert(c: &mut Checker, raw: RawProxy) -> Option<ProxySettings> {
     }
     let pool_idle_timeout =
         c.duration(&p.key("pool_idle_timeout_s"), raw.pool_idle_timeout_s, Duration::from_secs);
+    let trusted_proxies = TrustedProxies(
+        raw.trusted_proxies
+            .iter()
+            .enumerate()
+            .filter_map(|(i, net)| c.take(&p.key("trusted_proxies").at(i), ip_net(net)))
+            .collect(),
+    );
+    let request_id_header = c.take(
+        &p.key("request_id_header"),
+        HeaderName::from_bytes(raw.request_id_header.as_bytes())
+            .map_err(|_| format!("{:?} is not a header name", raw.request_id_header)),
+    );
     Some(ProxySettings {
         listen: listen?,
         admin_listen: admin_listen?,
@@ -94,9 +143,24 @@ pub(super) fn convert(c: &mut Checker, raw: RawProxy) -> Option<ProxySettings> {
         pool_max_idle_per_backend: raw.pool_max_idle_per_backend,
         admin_token,
         workers: raw.workers,
+        trusted_proxies,
+        proxy_protocol: raw.proxy_protocol,
+        // After a problem the default stands in, so the rest of the file is still checked.
+        request_id_header: request_id_header
+            .unwrap_or_else(|| HeaderName::from_static("x-forgerock-transactionid")),
     })
 }
 
 fn socket_addr(value: &str) -> Result<SocketAddr, String> {
     value.parse().map_err(|_| format!("{value:?} is not an address like \"127.0.0.1:8080\""))
+}
+
+/// A network like `"10.0.0.0/8"`, or one address (a `/32` or `/128`).
+fn ip_net(value: &str) -> Result<IpNet, String> {
+    let value = value.trim();
+    value
+        .parse::<IpNet>()
+        .or_else(|_| value.parse::<IpAddr>().map(IpNet::from))
+        .map(|net| net.trunc())
+        .map_err(|_| format!("{value:?} is not a network like \"10.0.0.0/8\" or an address"))
 }

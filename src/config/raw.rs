@@ -55,6 +55,15 @@ pub struct RawProxy {
     pub admin_token: Option<String>,
     /// Runtime worker threads. Default: one per CPU core.
     pub workers: Option<usize>,
+    /// Peers (CIDRs) whose `X-Forwarded-For` is appended to rather than replaced. Default none.
+    #[serde(default)]
+    pub trusted_proxies: Vec<String>,
+    /// Every connection on `listen` starts with a PROXY protocol v1 or v2 header. Default false.
+    #[serde(default)]
+    pub proxy_protocol: bool,
+    /// The request ID field, forwarded when valid, else generated. Default `X-ForgeRock-TransactionId`.
+    #[serde(default = "default_request_id_header")]
+    pub request_id_header: String,
 }
 
 /// `[proxy.tls]`.
@@ -277,6 +286,9 @@ pub struct RawUser {
 
 fn default_admin_listen() -> String {
     "127.0.0.1:9090".into()
+}
+fn default_request_id_header() -> String {
+    "X-ForgeRock-TransactionId".to_owned()
 }
 fn default_connect_timeout_ms() -> u64 {
     1000
