@@ -224,3 +224,31 @@ async fn the_access_line_names_the_client_of_a_proxy_header_or_a_trusted_proxy()
         assert_eq!(line["client"], "6.6.6.6", "{line}");
     }
 }
+
+#[tokio::test]
+async fn a_proxy_header_comes_before_tls_and_the_line_names_the_tls_version() {
+    use rustls_pki_types::pem::PemObject as _;
+    let (cert, key, pem) = support::localhost_cert("proxy-protocol");
+    let node = TestBackend::start("01").await;
+    let cluster = Cluster::of(&[&node]).proxy("proxy_protocol", true).tls(&cert, &key);
+    let mut tether = tether_with(cluster, "tls").await;
+    let addr: SocketAddr = tether.listen().parse().unwrap();
+    support::init();
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(rustls_pki_types::CertificateDer::from_pem_slice(pem.as_bytes()).unwrap()).unwrap();
+    let config = rustls::ClientConfig::builder().with_root_certificates(roots).with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+    let mut tcp = TcpStream::connect(addr).await.unwrap();
+    tcp.write_all(V1.as_bytes()).await.unwrap();
+    let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
+    let mut tls = connector.connect(name, tcp).await.unwrap();
+    tls.write_all(b"GET /am/x HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").await.unwrap();
+    let mut out = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), tls.read_to_end(&mut out)).await.unwrap().ok();
+    let v = echoed(&out);
+    assert_eq!(v["headers"]["x-forwarded-for"], serde_json::json!(["192.0.2.1"]), "{v}");
+    assert_eq!(v["headers"]["x-forwarded-proto"], serde_json::json!(["https"]), "{v}");
+    let line = access_line(&mut tether).await;
+    assert_eq!(line["client"], "192.0.2.1:56324", "{line}");
+    assert_eq!(line["proto"], "HTTP/1.1+TLSv1.3", "{line}");
+}

@@ -164,3 +164,38 @@ fn ip_net(value: &str) -> Result<IpNet, String> {
         .map(|net| net.trunc())
         .map_err(|_| format!("{value:?} is not a network like \"10.0.0.0/8\" or an address"))
 }
+
+#[cfg(test)]
+mod tests {
+    const BASE: &str = "[proxy]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n";
+    const TAIL: &str = "[[pool]]\nname = \"a\"\n[[pool.backend]]\nid = \"01\"\nurl = \"http://127.0.0.1:1\"\n\
+                        [[route]]\npool = \"a\"\n";
+
+    #[test]
+    fn trusted_proxies_are_networks_or_addresses() {
+        let text = format!(
+            "{BASE}trusted_proxies = [\"10.0.0.0/8\", \"127.0.0.1\", \"::1/128\", \"192.168.1.7/24\"]\n{TAIL}"
+        );
+        let config = crate::config::parse(&text).unwrap();
+        let trusted = &config.proxy.trusted_proxies;
+        for ip in ["10.9.8.7", "127.0.0.1", "::1", "::ffff:10.1.1.1", "192.168.1.200"] {
+            assert!(trusted.contains(ip.parse().unwrap()), "{ip}");
+        }
+        for ip in ["11.0.0.1", "127.0.0.2", "::2", "192.168.2.1"] {
+            assert!(!trusted.contains(ip.parse().unwrap()), "{ip}");
+        }
+        assert!(!config.proxy.proxy_protocol);
+        assert_eq!(config.proxy.request_id_header, "x-forgerock-transactionid");
+        assert!(crate::config::parse(&format!("{BASE}{TAIL}")).unwrap().proxy.trusted_proxies.is_empty());
+    }
+
+    #[test]
+    fn bad_networks_and_header_names_name_their_key() {
+        let text = format!(
+            "{BASE}trusted_proxies = [\"10.0.0.0/8\", \"10.0.0.0/33\"]\nrequest_id_header = \"a b\"\n{TAIL}"
+        );
+        let err = crate::config::parse(&text).unwrap_err().to_string();
+        assert!(err.contains("proxy.trusted_proxies[1]") && err.contains("10.0.0.0/33"), "{err}");
+        assert!(err.contains("proxy.request_id_header") && err.contains("not a header name"), "{err}");
+    }
+}

@@ -54,13 +54,13 @@ impl Framing {
     /// Why the request is refused, if it is: the message of the 400 answer.
     pub fn refused(&self) -> Option<&'static str> {
         if self.hosts > 1 {
-            Some("Bad Request: more than one Host field")
+            Some("More than one Host field (RFC 9112 §3.2)")
         } else if self.lengths > 0 && self.transfer_encoding {
-            Some("Bad Request: Content-Length together with Transfer-Encoding")
+            Some("Content-Length together with Transfer-Encoding (RFC 9112 §6.1)")
         } else if self.lengths > 1 {
-            Some("Bad Request: more than one Content-Length field")
+            Some("More than one Content-Length field (RFC 9112 §6.3)")
         } else if self.bad_length {
-            Some("Bad Request: Content-Length is not a number")
+            Some("Content-Length is not a number (RFC 9112 §6.3)")
         } else {
             None
         }
