@@ -78,22 +78,38 @@ impl Peer {
     /// The peer of a plain-text connection.
     pub fn new(addrs: Addresses) -> Self {
         Self {
-            addr: addrs.peer,
+            addr: addrs.peer(),
             local_port: addrs.local_port,
             tls: false,
             tls_version: None,
-            forwarded_for: forwarded_for_value(addrs.peer.ip()),
+            forwarded_for: forwarded_for_value(addrs.ip),
         }
     }
 }
 
 /// The addresses of a connection, after any PROXY protocol header: copied into each request's work.
+/// Kept as address and ports rather than a `SocketAddr` (whose IPv6 flow and scope fields nothing
+/// here reads): every idle fast-path connection holds one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Addresses {
-    /// The peer (the client, or the proxy in front of tether).
-    pub peer: SocketAddr,
+    /// The peer's address (the client, or the proxy in front of tether).
+    pub ip: IpAddr,
+    /// The peer's port.
+    pub port: u16,
     /// The port the peer connected to.
     pub local_port: u16,
+}
+
+impl Addresses {
+    /// The addresses of a connection from `peer` to `local_port`.
+    pub fn new(peer: SocketAddr, local_port: u16) -> Self {
+        Self { ip: peer.ip(), port: peer.port(), local_port }
+    }
+
+    /// The peer as `ip:port`.
+    pub fn peer(&self) -> SocketAddr {
+        SocketAddr::new(self.ip, self.port)
+    }
 }
 
 /// The name of a TLS version as access lines write it.
@@ -260,11 +276,11 @@ async fn start(
     match tokio::time::timeout(timeout, Box::pin(read_proxy_header(stream, addrs))).await {
         Ok(Ok(started)) => Some(started),
         Ok(Err(reason)) => {
-            tracing::debug!(peer = %addrs.peer, reason, "connection closed: no valid PROXY protocol header");
+            tracing::debug!(peer = %addrs.peer(), reason, "connection closed: no valid PROXY protocol header");
             None
         }
         Err(_) => {
-            tracing::debug!(peer = %addrs.peer, "connection closed: no PROXY protocol header in time");
+            tracing::debug!(peer = %addrs.peer(), "connection closed: no PROXY protocol header in time");
             None
         }
     }
@@ -282,7 +298,7 @@ async fn read_proxy_header(
             proxy_protocol::Parsed::Complete(header, len) => {
                 let addrs = match header {
                     proxy_protocol::Header::Proxied { source, destination } => {
-                        Addresses { peer: source, local_port: destination.port() }
+                        Addresses::new(source, destination.port())
                     }
                     proxy_protocol::Header::Local => addrs,
                 };
@@ -342,7 +358,7 @@ pub async fn serve<H: Handler>(
         let handler = Arc::clone(&handler);
         let open = Open::new(&opts.connections);
         let local_port = stream.local_addr().map_or(0, |a| a.port());
-        let addrs = Addresses { peer: addr, local_port };
+        let addrs = Addresses::new(addr, local_port);
         let (proxy_protocol, header_timeout) = (opts.proxy_protocol, opts.header_timeout);
         match &opts.tls {
             None => {

@@ -19,8 +19,8 @@ use crate::body::{Body, BoxError};
 pub struct Seen {
     /// Request path (no query: tokens travel there).
     pub path: String,
-    /// The client: `ip:port` of the peer, or the address a trusted proxy's `X-Forwarded-For` names.
-    pub client: String,
+    /// The client.
+    pub client: Client,
     /// The `Host` (or `:authority`) as sent.
     pub host: Option<String>,
     /// `User-Agent`.
@@ -61,12 +61,29 @@ pub fn http_version(version: http::Version) -> &'static str {
     }
 }
 
-/// The client as the line names it: the address a trusted proxy vouched for, else the peer's
-/// `ip:port`.
-pub fn client_text(peer: std::net::SocketAddr, forwarded: Option<std::net::IpAddr>) -> String {
-    match forwarded {
-        Some(ip) => ip.to_string(),
-        None => peer.to_string(),
+/// The client as the line names it: the address a trusted proxy vouched for (no port), else the
+/// peer's `ip:port`. Formatted only when the line is written.
+#[derive(Debug, Clone, Copy)]
+pub enum Client {
+    /// The peer (after any PROXY protocol header).
+    Peer(std::net::SocketAddr),
+    /// The first untrusted hop of a trusted proxy's `X-Forwarded-For`.
+    Forwarded(std::net::IpAddr),
+}
+
+impl Client {
+    /// The client of a request from `peer` whose trusted `X-Forwarded-For` names `forwarded`.
+    pub fn of(peer: std::net::SocketAddr, forwarded: Option<std::net::IpAddr>) -> Self {
+        forwarded.map_or(Self::Peer(peer), Self::Forwarded)
+    }
+}
+
+impl std::fmt::Display for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Peer(addr) => addr.fmt(f),
+            Self::Forwarded(ip) => ip.fmt(f),
+        }
     }
 }
 

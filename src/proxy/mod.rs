@@ -153,7 +153,7 @@ fn seen(
     );
     access::Seen {
         path: req.uri().path().to_owned(),
-        client: access::client_text(peer.addr, forwarded),
+        client: access::Client::of(peer.addr, forwarded),
         host: req
             .headers()
             .get(http::header::HOST)

@@ -311,7 +311,7 @@ mod tests {
             shutdown: CancellationToken::new(),
         };
         let start = Handoff { stream, read: bytes::Bytes::new() };
-        let connection = serve(proxy, start, Addresses { peer: addr, local_port: 8080 }, ctx);
+        let connection = serve(proxy, start, Addresses::new(addr, 8080), ctx);
         let size = std::mem::size_of_val(&connection);
         assert!(size <= 384, "the fast path's connection future is {size} bytes");
     }

@@ -84,9 +84,9 @@ impl Request {
             None => (target, None),
         };
         let proxy = &snap.config.proxy;
-        let peer = addrs.peer.ip();
+        let peer = addrs.ip;
         let seen = |host: Option<&[u8]>, request_id: String| {
-            log.then(|| Box::new(seen(fields, path, addrs.peer, host, &proxy.trusted_proxies, request_id)))
+            log.then(|| Box::new(seen(fields, path, addrs.peer(), host, &proxy.trusted_proxies, request_id)))
         };
         let Screened { host, host_field, connection } = match screen(fields) {
             Screen::Serve(s) => s,
@@ -146,7 +146,7 @@ fn seen(
     let forwarded = headers::forwarded_client(trusted, peer.ip(), xff);
     Seen {
         path: path.to_owned(),
-        client: access::client_text(peer, forwarded),
+        client: access::Client::of(peer, forwarded),
         host: host.or_else(|| field("host")).map(text),
         user_agent: field("user-agent").map(text),
         proto: Proto { http: "HTTP/1.1", tls: None },
@@ -230,7 +230,7 @@ pub(super) fn forwarded_head<'a>(
 /// reads the pool's hints and renders the head the node would get. `None` when the fast path would
 /// hand the request to hyper (or needs more bytes).
 pub fn forwarded_request(snap: &Snapshot, head: &[u8], client: IpAddr) -> Option<Vec<u8>> {
-    let addrs = Addresses { peer: SocketAddr::new(client, 40000), local_port: 80 };
+    let addrs = Addresses { ip: client, port: 40000, local_port: 80 };
     match Request::parse(snap, head, addrs, false) {
         Parse::Ready(req) => Some(req.forward),
         Parse::Partial | Parse::Handoff => None,
@@ -254,7 +254,7 @@ mod tests {
     }
 
     fn parse(head: &[u8]) -> Parse {
-        let addrs = Addresses { peer: "192.0.2.10:40000".parse().unwrap(), local_port: 8080 };
+        let addrs = Addresses::new("192.0.2.10:40000".parse().unwrap(), 8080);
         Request::parse(&snapshot(), head, addrs, true)
     }
 
@@ -285,7 +285,7 @@ mod tests {
         assert!(req.close);
         let seen = req.seen.as_ref().unwrap();
         assert_eq!(seen.path, "/am/json/sessions");
-        assert_eq!(seen.client, "192.0.2.10:40000");
+        assert_eq!(seen.client.to_string(), "192.0.2.10:40000");
         assert_eq!(seen.host.as_deref(), Some("login.example:8080"));
         assert_eq!(seen.proto.to_string(), "HTTP/1.1");
         let id = seen.request_id.clone();
