@@ -1,5 +1,8 @@
 //! Listeners: accept, HTTP/1.1 and HTTP/2 (h2c by prior knowledge) on one port, graceful drain.
 //!
+//! With [`ServeOptions::proxy_protocol`] every connection starts with a PROXY protocol header (read by
+//! the `proxy_protocol` submodule, before TLS), whose source is the [`Peer`] from then on.
+//!
 //! Every listener of tether (public, admin, embedded auth nodes) runs this loop with its own [`Handler`].
 //! A handler may serve plain-text connections itself first ([`Handler::serve_plain`]: the proxy's
 //! HTTP/1.1 fast path) and hand them to hyper when it meets something it leaves to hyper.
@@ -339,6 +342,8 @@ pub async fn serve<H: Handler>(
     let plain_builder = Arc::new(builder.clone());
     let graceful = GracefulShutdown::new();
     let plain = TaskTracker::new();
+    // Every connection's local port is the listener's: read once, not per connection.
+    let local_port = listener.local_addr().map_or(0, |a| a.port());
     loop {
         let (stream, addr) = tokio::select! {
             () = shutdown.cancelled() => break,
@@ -357,7 +362,6 @@ pub async fn serve<H: Handler>(
         let _ = stream.set_nodelay(true);
         let handler = Arc::clone(&handler);
         let open = Open::new(&opts.connections);
-        let local_port = stream.local_addr().map_or(0, |a| a.port());
         let addrs = Addresses::new(addr, local_port);
         let (proxy_protocol, header_timeout) = (opts.proxy_protocol, opts.header_timeout);
         match &opts.tls {
