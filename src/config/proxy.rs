@@ -129,7 +129,16 @@ pub(super) fn convert(c: &mut Checker, raw: RawProxy) -> Option<ProxySettings> {
     let request_id_header = c.take(
         &p.key("request_id_header"),
         HeaderName::from_bytes(raw.request_id_header.as_bytes())
-            .map_err(|_| format!("{:?} is not a header name", raw.request_id_header)),
+            .map_err(|_| format!("{:?} is not a header name", raw.request_id_header))
+            .and_then(|name| {
+                // A field the proxy already owns would be overwritten twice, or frame the message.
+                let owned = ["host", "content-length", "transfer-encoding", "connection", "te", "upgrade"];
+                if owned.contains(&name.as_str()) || name.as_str().starts_with("x-forwarded-") {
+                    Err(format!("{name:?} is a field the proxy sets or reads itself; name another"))
+                } else {
+                    Ok(name)
+                }
+            }),
     );
     Some(ProxySettings {
         listen: listen?,
@@ -197,5 +206,8 @@ mod tests {
         let err = crate::config::parse(&text).unwrap_err().to_string();
         assert!(err.contains("proxy.trusted_proxies[1]") && err.contains("10.0.0.0/33"), "{err}");
         assert!(err.contains("proxy.request_id_header") && err.contains("not a header name"), "{err}");
+        let text = format!("{BASE}request_id_header = \"X-Forwarded-For\"\n{TAIL}");
+        let err = crate::config::parse(&text).unwrap_err().to_string();
+        assert!(err.contains("proxy.request_id_header") && err.contains("sets or reads itself"), "{err}");
     }
 }

@@ -1,7 +1,7 @@
 //! Header policy, in one place, rendered two ways: onto a `HeaderMap` (hyper's path) and onto bytes (the
 //! HTTP/1.1 fast path, which never builds a map). Both renderers ask the same decision functions
-//! ([`is_hop_field`], [`request_field`], [`fold_forwarded_for`], [`forwarded_proto`]), and a test feeds one
-//! request to both.
+//! ([`is_hop_field`], [`request_field`], [`fold_forwarded_for`], [`forwarded_proto`], [`request_id`]), and
+//! a test feeds one request to both.
 //!
 //! RFC 9110 §7.6.1: `Connection` and the fields it lists describe one hop only and must not be forwarded;
 //! the classic hop-by-hop names (RFC 2616 §13.5.1, plus `Proxy-Connection`) are removed whatever it lists.
