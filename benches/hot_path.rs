@@ -138,6 +138,14 @@ fn header_rewriting(c: &mut Criterion) {
     // Rendered once per connection by the proxy.
     let client = headers::forwarded_for_value(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 10)));
     let host = HeaderValue::from_static("login.example.com");
+    let request_id = http::HeaderName::from_static("x-forgerock-transactionid");
+    let hop = headers::Hop {
+        peer: IpAddr::V4(Ipv4Addr::new(192, 0, 2, 10)),
+        trusted: false,
+        tls: false,
+        port: 443,
+        request_id: &request_id,
+    };
     let mut group = c.benchmark_group("header_rewriting");
     group.throughput(Throughput::Elements(1));
     // The fast path's whole request side on the same browser request as bytes: parse, route, hints,
@@ -161,7 +169,7 @@ fn header_rewriting(c: &mut Criterion) {
             || headers.clone(),
             |mut h| {
                 headers::strip_hop_by_hop(&mut h);
-                headers::add_forwarded(&mut h, &client, false, Some(host.clone()));
+                headers::add_forwarded(&mut h, &client, &hop, Some(host.clone()));
                 h
             },
             BatchSize::SmallInput,

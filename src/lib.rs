@@ -58,7 +58,7 @@ pub use crate::server::{Handler, Peer, ServeOptions, StartError, serve};
 pub mod hot_path {
     pub use crate::proxy::h1::forwarded_request;
     pub use crate::proxy::h1::framing::Chunked;
-    pub use crate::proxy::headers::{add_forwarded, forwarded_for_value, strip_hop_by_hop};
+    pub use crate::proxy::headers::{Hop, add_forwarded, forwarded_for_value, strip_hop_by_hop};
     pub use crate::upstream::affinity::{Hints, read as read_hints};
     pub use crate::upstream::select::choose;
     pub use crate::upstream::{StateRegistry, Upstreams};
@@ -130,6 +130,7 @@ pub async fn start(mut config: Config, shutdown: CancellationToken) -> Result<Ru
         grace: config.proxy.shutdown_grace,
         tls,
         connections: metrics.connections(name),
+        proxy_protocol: name == "public" && config.proxy.proxy_protocol,
     };
     let (public_opts, admin_opts) = (opts("public", tls.clone()), opts("admin", None));
     let proxy = Arc::new(Proxy::new(Arc::new(config), metrics));

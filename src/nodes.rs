@@ -191,6 +191,7 @@ fn serve_node(
         grace: proxy.shutdown_grace,
         tls: None,
         connections: prometheus_client::metrics::gauge::Gauge::default(),
+        proxy_protocol: false,
     };
     tasks.spawn(server::serve(listener, Arc::clone(&node), opts, shutdown.clone()));
     let shutdown = shutdown.clone();

@@ -90,6 +90,9 @@ impl Reloader {
         if new.proxy.tls.is_some() != old.proxy.tls.is_some() {
             changed.push("whether [proxy.tls] is on");
         }
+        if new.proxy.proxy_protocol != old.proxy.proxy_protocol {
+            changed.push("proxy.proxy_protocol");
+        }
         let embedded = |c: &Config| {
             let mut ids: Vec<BackendId> =
                 c.backends().filter(|(_, b)| b.embedded).map(|(_, b)| b.id.clone()).collect();

@@ -1,5 +1,8 @@
 //! Listeners: accept, HTTP/1.1 and HTTP/2 (h2c by prior knowledge) on one port, graceful drain.
 //!
+//! With [`ServeOptions::proxy_protocol`] every connection starts with a PROXY protocol header (read by
+//! the `proxy_protocol` submodule, before TLS), whose source is the [`Peer`] from then on.
+//!
 //! Every listener of tether (public, admin, embedded auth nodes) runs this loop with its own [`Handler`].
 //! A handler may serve plain-text connections itself first ([`Handler::serve_plain`]: the proxy's
 //! HTTP/1.1 fast path) and hand them to hyper when it meets something it leaves to hyper.
@@ -30,6 +33,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use tokio_rustls::TlsAcceptor;
+
+mod proxy_protocol;
 
 use crate::body::Body;
 use crate::tls::{self, SharedTls};
@@ -62,18 +67,63 @@ pub enum StartError {
 /// Who sent the request: one per connection, handed to each of its requests.
 #[derive(Debug, Clone)]
 pub struct Peer {
-    /// Client address.
+    /// The peer's address: the socket's, or the source a PROXY protocol header named.
     pub addr: SocketAddr,
+    /// The port the client connected to (`X-Forwarded-Port`): the listener's, or the destination a
+    /// PROXY protocol header named.
+    pub local_port: u16,
     /// Arrived over TLS.
     pub tls: bool,
-    /// The client address as an `X-Forwarded-For` element, rendered once per connection.
+    /// The TLS version negotiated (`TLSv1.3`), for the access line.
+    pub tls_version: Option<&'static str>,
+    /// The peer address as an `X-Forwarded-For` element, rendered once per connection.
     pub forwarded_for: HeaderValue,
 }
 
 impl Peer {
-    /// The peer of a connection from `addr`.
-    pub fn new(addr: SocketAddr, tls: bool) -> Self {
-        Self { addr, tls, forwarded_for: forwarded_for_value(addr.ip()) }
+    /// The peer of a plain-text connection.
+    pub fn new(addrs: Addresses) -> Self {
+        Self {
+            addr: addrs.peer(),
+            local_port: addrs.local_port,
+            tls: false,
+            tls_version: None,
+            forwarded_for: forwarded_for_value(addrs.ip),
+        }
+    }
+}
+
+/// The addresses of a connection, after any PROXY protocol header: copied into each request's work.
+/// Kept as address and ports rather than a `SocketAddr` (whose IPv6 flow and scope fields nothing
+/// here reads): every idle fast-path connection holds one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Addresses {
+    /// The peer's address (the client, or the proxy in front of tether).
+    pub ip: IpAddr,
+    /// The peer's port.
+    pub port: u16,
+    /// The port the peer connected to.
+    pub local_port: u16,
+}
+
+impl Addresses {
+    /// The addresses of a connection from `peer` to `local_port`.
+    pub fn new(peer: SocketAddr, local_port: u16) -> Self {
+        Self { ip: peer.ip(), port: peer.port(), local_port }
+    }
+
+    /// The peer as `ip:port`.
+    pub fn peer(&self) -> SocketAddr {
+        SocketAddr::new(self.ip, self.port)
+    }
+}
+
+/// The name of a TLS version as access lines write it.
+fn tls_version_name(version: rustls::ProtocolVersion) -> &'static str {
+    match version {
+        rustls::ProtocolVersion::TLSv1_3 => "TLSv1.3",
+        rustls::ProtocolVersion::TLSv1_2 => "TLSv1.2",
+        _ => "TLS",
     }
 }
 
@@ -90,16 +140,17 @@ pub trait Handler: Send + Sync + 'static {
     fn call(&self, req: Request<Incoming>, peer: Peer) -> impl Future<Output = Response<Body>> + Send;
 
     /// Serves a plain-text connection before hyper does, and gives it back, with the bytes already read
-    /// from it, when hyper should serve the rest; `None` when the connection is done. The default gives
-    /// every connection to hyper at once; the proxy serves HTTP/1.1 itself (its fast path).
+    /// from it, when hyper should serve the rest; `None` when the connection is done. `start` holds the
+    /// bytes read after a PROXY protocol header. The default gives every connection to hyper at once;
+    /// the proxy serves HTTP/1.1 itself (its fast path).
     fn serve_plain(
         self: Arc<Self>,
-        stream: TcpStream,
-        addr: SocketAddr,
+        start: Handoff,
+        addrs: Addresses,
         ctx: PlainContext,
     ) -> impl Future<Output = Option<Handoff>> + Send {
-        let _ = (addr, ctx);
-        std::future::ready(Some(Handoff { stream, read: Bytes::new() }))
+        let _ = (addrs, ctx);
+        std::future::ready(Some(start))
     }
 }
 
@@ -182,6 +233,8 @@ pub struct ServeOptions {
     pub tls: Option<(SharedTls, Duration)>,
     /// Open client connections.
     pub connections: Gauge,
+    /// Every connection starts with a PROXY protocol header, read within `header_timeout`.
+    pub proxy_protocol: bool,
 }
 
 /// Counts a connection as open until its task ends, however it ends.
@@ -203,16 +256,74 @@ impl Drop for Open {
 /// The hyper service of one connection.
 fn service<H: Handler>(
     handler: Arc<H>,
-    addr: SocketAddr,
-    tls: bool,
+    peer: Peer,
 ) -> impl hyper::service::Service<Request<Incoming>, Response = Response<Body>, Error = Infallible, Future: Send>
 + Clone {
-    let peer = Peer::new(addr, tls);
     service_fn(move |req| {
         let handler = Arc::clone(&handler);
         let peer = peer.clone();
         async move { Ok::<_, Infallible>(handler.call(req, peer).await) }
     })
+}
+
+/// The start of a connection: with `proxy_protocol`, its PROXY header is read (within `timeout`) and
+/// its source becomes the peer; a connection without a valid one is closed unanswered (`None`), as
+/// HAProxy's `accept-proxy` does, so no client can pass for another by skipping it.
+async fn start(
+    stream: TcpStream,
+    addrs: Addresses,
+    proxy_protocol: bool,
+    timeout: Duration,
+) -> Option<(Handoff, Addresses)> {
+    if !proxy_protocol {
+        return Some((Handoff { stream, read: Bytes::new() }, addrs));
+    }
+    // Boxed: only connections of such a listener pay for the reader's state, once.
+    match tokio::time::timeout(timeout, Box::pin(read_proxy_header(stream, addrs))).await {
+        Ok(Ok(started)) => Some(started),
+        Ok(Err(reason)) => {
+            tracing::debug!(peer = %addrs.peer(), reason, "connection closed: no valid PROXY protocol header");
+            None
+        }
+        Err(_) => {
+            tracing::debug!(peer = %addrs.peer(), "connection closed: no PROXY protocol header in time");
+            None
+        }
+    }
+}
+
+/// Reads a PROXY protocol header; the bytes read after it start the connection's traffic.
+async fn read_proxy_header(
+    mut stream: TcpStream,
+    addrs: Addresses,
+) -> Result<(Handoff, Addresses), &'static str> {
+    use tokio::io::AsyncReadExt as _;
+    let mut buf = bytes::BytesMut::with_capacity(256);
+    loop {
+        match proxy_protocol::parse(&buf) {
+            proxy_protocol::Parsed::Complete(header, len) => {
+                let addrs = match header {
+                    proxy_protocol::Header::Proxied { source, destination } => {
+                        Addresses::new(source, destination.port())
+                    }
+                    proxy_protocol::Header::Local => addrs,
+                };
+                buf.advance(len);
+                return Ok((Handoff { stream, read: buf.freeze() }, addrs));
+            }
+            proxy_protocol::Parsed::Invalid(reason) => return Err(reason),
+            proxy_protocol::Parsed::Partial => {}
+        }
+        if buf.len() >= proxy_protocol::V2_MAX {
+            return Err("PROXY header too long");
+        }
+        buf.reserve(256);
+        match stream.read_buf(&mut buf).await {
+            Ok(0) => return Err("closed before the PROXY header ended"),
+            Ok(_) => {}
+            Err(_) => return Err("read failed"),
+        }
+    }
 }
 
 /// Binds `addr`, naming the listener in the error.
@@ -239,6 +350,8 @@ pub async fn serve<H: Handler>(
     let plain_builder = Arc::new(builder.clone());
     let graceful = GracefulShutdown::new();
     let plain = TaskTracker::new();
+    // Every connection's local port is the listener's: read once, not per connection.
+    let local_port = listener.local_addr().map_or(0, |a| a.port());
     loop {
         let (stream, addr) = tokio::select! {
             () = shutdown.cancelled() => break,
@@ -257,19 +370,25 @@ pub async fn serve<H: Handler>(
         let _ = stream.set_nodelay(true);
         let handler = Arc::clone(&handler);
         let open = Open::new(&opts.connections);
+        let addrs = Addresses::new(addr, local_port);
+        let (proxy_protocol, header_timeout) = (opts.proxy_protocol, opts.header_timeout);
         match &opts.tls {
             None => {
                 let (builder, watcher) = (Arc::clone(&plain_builder), graceful.watcher());
                 let ctx = PlainContext { header_timeout: opts.header_timeout, shutdown: shutdown.clone() };
                 plain.spawn(async move {
                     let _open = open;
+                    let Some((start, addrs)) = start(stream, addrs, proxy_protocol, header_timeout).await
+                    else {
+                        return;
+                    };
                     let Some(Handoff { stream, read }) =
-                        Arc::clone(&handler).serve_plain(stream, addr, ctx).await
+                        Arc::clone(&handler).serve_plain(start, addrs, ctx).await
                     else {
                         return;
                     };
                     let io = TokioIo::new(Rewind { read, stream });
-                    let conn = builder.serve_connection_with_upgrades(io, service(handler, addr, false));
+                    let conn = builder.serve_connection_with_upgrades(io, service(handler, Peer::new(addrs)));
                     // Boxed: hyper's connection state is allocated only for connections that reach it.
                     if let Err(e) = Box::pin(watcher.watch(conn.into_owned())).await {
                         tracing::debug!(peer = %addr, error = %e, "connection ended with an error");
@@ -283,7 +402,12 @@ pub async fn serve<H: Handler>(
                     (builder.clone(), graceful.watcher(), *handshake_timeout);
                 tokio::spawn(async move {
                     let _open = open;
-                    let stream = match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await
+                    let Some((start, addrs)) = start(stream, addrs, proxy_protocol, header_timeout).await
+                    else {
+                        return;
+                    };
+                    let rewind = Rewind { read: start.read, stream: start.stream };
+                    let stream = match tokio::time::timeout(handshake_timeout, acceptor.accept(rewind)).await
                     {
                         Ok(Ok(s)) => s,
                         Ok(Err(e)) => {
@@ -291,8 +415,13 @@ pub async fn serve<H: Handler>(
                         }
                         Err(_) => return tracing::debug!(peer = %addr, "TLS handshake timed out"),
                     };
-                    let conn = builder
-                        .serve_connection_with_upgrades(TokioIo::new(stream), service(handler, addr, true));
+                    let peer = Peer {
+                        tls: true,
+                        tls_version: stream.get_ref().1.protocol_version().map(tls_version_name),
+                        ..Peer::new(addrs)
+                    };
+                    let conn =
+                        builder.serve_connection_with_upgrades(TokioIo::new(stream), service(handler, peer));
                     if let Err(e) = watcher.watch(conn.into_owned()).await {
                         tracing::debug!(peer = %addr, error = %e, "connection ended with an error");
                     }

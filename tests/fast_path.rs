@@ -394,3 +394,30 @@ async fn shutdown_closes_idle_keep_alive_connections_at_once() {
     let mut rest = [0u8; 16];
     assert!(matches!(conn.read(&mut rest).await, Ok(0) | Err(_)), "the idle connection was closed");
 }
+
+#[tokio::test]
+async fn an_ambiguous_request_on_a_keep_alive_connection_gets_400_and_the_connection_closes() {
+    let node =
+        RawNode::start(|_, _, _| Reply::Bytes(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok".to_vec()))
+            .await;
+    let proxy = node.proxy().await;
+    let mut conn = TcpStream::connect(proxy.addr).await.unwrap();
+    // One plain request, then one with two `Host` fields, then one more that must never be read.
+    conn.write_all(
+        b"GET /a HTTP/1.1\r\nHost: x\r\n\r\nGET /b HTTP/1.1\r\nHost: x\r\nHost: y\r\n\r\n\
+          GET /c HTTP/1.1\r\nHost: x\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let mut all = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), conn.read_to_end(&mut all)).await.unwrap().unwrap();
+    let all = String::from_utf8(all).unwrap();
+    assert!(all.starts_with("HTTP/1.1 200"), "{all}");
+    let rest = &all[all.find("\r\n\r\nok").expect("the first answer") + 6..];
+    assert!(rest.starts_with("HTTP/1.1 400"), "{rest}");
+    assert!(rest.contains("connection: close"), "{rest}");
+    assert!(rest.contains(r#""code":400"#) && rest.contains("More than one Host"), "{rest}");
+    assert_eq!(rest.matches("HTTP/1.1").count(), 1, "nothing after the refusal is answered: {rest}");
+    let heads = node.heads();
+    assert_eq!(heads.len(), 1, "only the first request reached the node: {heads:?}");
+}

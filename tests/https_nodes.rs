@@ -150,6 +150,7 @@ async fn https_node(
         header_timeout: Duration::from_secs(10),
         grace: Duration::from_secs(1),
         tls: Some((Arc::new(ArcSwap::from_pointee(config)), Duration::from_secs(5))),
+        proxy_protocol: false,
         connections: Default::default(),
     };
     tokio::spawn(tether::serve(listener, Arc::clone(&counting), opts, stop.clone()));

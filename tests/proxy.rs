@@ -195,9 +195,61 @@ async fn hop_by_hop_headers_are_stripped_both_ways_and_forwarding_headers_added(
         assert!(h.get(gone).is_none(), "{gone} reached the node: {h}");
     }
     assert_eq!(h["x-client-kept"][0], "1");
-    assert_eq!(h["x-forwarded-for"][0], "203.0.113.7, 127.0.0.1");
+    // The test client is no trusted proxy: its own `X-Forwarded-For` is replaced.
+    assert_eq!(h["x-forwarded-for"][0], "127.0.0.1");
     assert_eq!(h["x-forwarded-proto"][0], "http");
-    assert_eq!(h["x-forwarded-host"][0], "127.0.0.1");
+    assert_eq!(h["x-forwarded-host"][0], proxy.addr.to_string());
+    assert_eq!(h["x-forwarded-port"][0], proxy.addr.port().to_string());
+}
+
+/// Writes `bytes` on a new connection and reads until the proxy closes it (bounded): the answer, and
+/// whether the connection was closed.
+async fn raw_exchange(addr: std::net::SocketAddr, bytes: &[u8]) -> (String, bool) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
+    conn.write_all(bytes).await.unwrap();
+    let mut out = Vec::new();
+    let closed =
+        tokio::time::timeout(std::time::Duration::from_secs(10), conn.read_to_end(&mut out)).await.is_ok();
+    (String::from_utf8_lossy(&out).into_owned(), closed)
+}
+
+#[tokio::test]
+async fn ambiguous_requests_get_400_and_a_closed_connection_and_never_reach_a_node() {
+    let node = TestBackend::start("01").await;
+    let proxy = Cluster::of(&[&node]).start().await;
+    let post = "POST /am/x HTTP/1.1\r\nContent-Type: application/json\r\n";
+    let cases = [
+        "GET /am/x HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n".to_owned(),
+        "GET /am/x HTTP/1.1\r\nHost: a\r\nHost: a\r\n\r\n".to_owned(),
+        format!("{post}Host: a\r\nHost: b\r\nContent-Length: 2\r\n\r\n{{}}"),
+        format!("{post}Host: a\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"),
+        format!("{post}Host: a\r\nTransfer-Encoding: chunked\r\nContent-Length: 0\r\n\r\n0\r\n\r\n"),
+        format!("{post}Host: a\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\n{{}}"),
+        format!("{post}Host: a\r\nContent-Length: 2, 2\r\n\r\n{{}}"),
+        format!("{post}Host: a\r\nContent-Length: +2\r\n\r\n{{}}"),
+        // hyper's path: the connection is hyper's after a request with a body.
+        format!(
+            "{post}Host: a\r\nContent-Length: 2\r\n\r\n{{}}GET /am/y HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n"
+        ),
+    ];
+    for (i, case) in cases.iter().enumerate() {
+        let (answer, closed) = raw_exchange(proxy.addr, case.as_bytes()).await;
+        assert!(closed, "the connection closes: {case:?}");
+        let refusal = answer.rfind("HTTP/1.1 400").unwrap_or_else(|| panic!("400 for {case:?}: {answer}"));
+        let refusal = &answer[refusal..];
+        assert!(refusal.to_ascii_lowercase().contains("connection: close"), "{refusal}");
+        let body = refusal.split_once("\r\n\r\n").unwrap().1;
+        let v: serde_json::Value = serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {refusal}"));
+        assert_eq!(v["code"], 400, "AM's shape: {v}");
+        assert_eq!(v["reason"], "Bad Request", "AM's shape: {v}");
+        let forwarded = usize::from(i == cases.len() - 1);
+        assert_eq!(
+            node.hits(),
+            forwarded,
+            "only the first request of the last case reached the node: {case:?}"
+        );
+    }
 }
 
 #[tokio::test]

@@ -1,6 +1,9 @@
 //! `[proxy]`: listeners, TLS files, timeouts and the upstream connection pool's limits.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
+
+use http::HeaderName;
+use ipnet::IpNet;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -34,6 +37,40 @@ pub struct ProxySettings {
     pub workers: Option<usize>,
     /// Where admin states are saved and read at start (resolved against the config file's directory).
     pub state_file: Option<PathBuf>,
+    /// Peers whose `X-Forwarded-For` is believed (appended to); any other peer's is replaced.
+    pub trusted_proxies: TrustedProxies,
+    /// Every connection on `listen` starts with a PROXY protocol header (behind an L4 balancer).
+    pub proxy_protocol: bool,
+    /// The field carrying the request ID to the nodes (AM's audit logs read `X-ForgeRock-TransactionId`).
+    pub request_id_header: HeaderName,
+}
+
+/// `trusted_proxies`: the networks of the proxies in front of tether. Whatever a client writes into
+/// `X-Forwarded-For` is only believed when the peer that sent it is one of them (HAProxy's
+/// `option forwardfor` + `http-request set-header` practice), because AM's adaptive risk and IP
+/// conditions read the address from that header (`ipAddressHeader`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TrustedProxies(Vec<IpNet>);
+
+impl TrustedProxies {
+    /// The list of `nets`.
+    pub fn new(nets: Vec<IpNet>) -> Self {
+        Self(nets)
+    }
+
+    /// Whether `ip` is in one of the networks. An IPv4 peer on a dual-stack socket (`::ffff:a.b.c.d`)
+    /// is matched as the IPv4 address it is.
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        !self.0.is_empty() && {
+            let ip = ip.to_canonical();
+            self.0.iter().any(|net| net.contains(&ip))
+        }
+    }
+
+    /// Whether no peer is trusted.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
 }
 
 /// `[proxy.tls]`.
@@ -92,6 +129,27 @@ pub(super) fn convert(c: &mut Checker, raw: RawProxy) -> Option<ProxySettings> {
         ok
     });
     let state_file = state_file.map(|f| c.file(&f));
+    let trusted_proxies = TrustedProxies(
+        raw.trusted_proxies
+            .iter()
+            .enumerate()
+            .filter_map(|(i, net)| c.take(&p.key("trusted_proxies").at(i), ip_net(net)))
+            .collect(),
+    );
+    let request_id_header = c.take(
+        &p.key("request_id_header"),
+        HeaderName::from_bytes(raw.request_id_header.as_bytes())
+            .map_err(|_| format!("{:?} is not a header name", raw.request_id_header))
+            .and_then(|name| {
+                // A field the proxy already owns would be overwritten twice, or frame the message.
+                let owned = ["host", "content-length", "transfer-encoding", "connection", "te", "upgrade"];
+                if owned.contains(&name.as_str()) || name.as_str().starts_with("x-forwarded-") {
+                    Err(format!("{name:?} is a field the proxy sets or reads itself; name another"))
+                } else {
+                    Ok(name)
+                }
+            }),
+    );
     Some(ProxySettings {
         listen: listen?,
         admin_listen: admin_listen?,
@@ -105,9 +163,62 @@ pub(super) fn convert(c: &mut Checker, raw: RawProxy) -> Option<ProxySettings> {
         admin_token,
         workers: raw.workers,
         state_file,
+        trusted_proxies,
+        proxy_protocol: raw.proxy_protocol,
+        // After a problem the default stands in, so the rest of the file is still checked.
+        request_id_header: request_id_header
+            .unwrap_or_else(|| HeaderName::from_static("x-forgerock-transactionid")),
     })
 }
 
 fn socket_addr(value: &str) -> Result<SocketAddr, String> {
     value.parse().map_err(|_| format!("{value:?} is not an address like \"127.0.0.1:8080\""))
+}
+
+/// A network like `"10.0.0.0/8"`, or one address (a `/32` or `/128`).
+fn ip_net(value: &str) -> Result<IpNet, String> {
+    let value = value.trim();
+    value
+        .parse::<IpNet>()
+        .or_else(|_| value.parse::<IpAddr>().map(IpNet::from))
+        .map(|net| net.trunc())
+        .map_err(|_| format!("{value:?} is not a network like \"10.0.0.0/8\" or an address"))
+}
+
+#[cfg(test)]
+mod tests {
+    const BASE: &str = "[proxy]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n";
+    const TAIL: &str = "[[pool]]\nname = \"a\"\n[[pool.backend]]\nid = \"01\"\nurl = \"http://127.0.0.1:1\"\n\
+                        [[route]]\npool = \"a\"\n";
+
+    #[test]
+    fn trusted_proxies_are_networks_or_addresses() {
+        let text = format!(
+            "{BASE}trusted_proxies = [\"10.0.0.0/8\", \"127.0.0.1\", \"::1/128\", \"192.168.1.7/24\"]\n{TAIL}"
+        );
+        let config = crate::config::parse(&text).unwrap();
+        let trusted = &config.proxy.trusted_proxies;
+        for ip in ["10.9.8.7", "127.0.0.1", "::1", "::ffff:10.1.1.1", "192.168.1.200"] {
+            assert!(trusted.contains(ip.parse().unwrap()), "{ip}");
+        }
+        for ip in ["11.0.0.1", "127.0.0.2", "::2", "192.168.2.1"] {
+            assert!(!trusted.contains(ip.parse().unwrap()), "{ip}");
+        }
+        assert!(!config.proxy.proxy_protocol);
+        assert_eq!(config.proxy.request_id_header, "x-forgerock-transactionid");
+        assert!(crate::config::parse(&format!("{BASE}{TAIL}")).unwrap().proxy.trusted_proxies.is_empty());
+    }
+
+    #[test]
+    fn bad_networks_and_header_names_name_their_key() {
+        let text = format!(
+            "{BASE}trusted_proxies = [\"10.0.0.0/8\", \"10.0.0.0/33\"]\nrequest_id_header = \"a b\"\n{TAIL}"
+        );
+        let err = crate::config::parse(&text).unwrap_err().to_string();
+        assert!(err.contains("proxy.trusted_proxies[1]") && err.contains("10.0.0.0/33"), "{err}");
+        assert!(err.contains("proxy.request_id_header") && err.contains("not a header name"), "{err}");
+        let text = format!("{BASE}request_id_header = \"X-Forwarded-For\"\n{TAIL}");
+        let err = crate::config::parse(&text).unwrap_err().to_string();
+        assert!(err.contains("proxy.request_id_header") && err.contains("sets or reads itself"), "{err}");
+    }
 }

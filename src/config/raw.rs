@@ -58,6 +58,15 @@ pub struct RawProxy {
     /// File (relative to the config file) where admin states are saved on every change and read at
     /// start, so a node put in maint or drain stays there across restarts. Default: none.
     pub state_file: Option<String>,
+    /// Peers (CIDRs) whose `X-Forwarded-For` is appended to rather than replaced. Default none.
+    #[serde(default)]
+    pub trusted_proxies: Vec<String>,
+    /// Every connection on `listen` starts with a PROXY protocol v1 or v2 header. Default false.
+    #[serde(default)]
+    pub proxy_protocol: bool,
+    /// The request ID field, forwarded when valid, else generated. Default `X-ForgeRock-TransactionId`.
+    #[serde(default = "default_request_id_header")]
+    pub request_id_header: String,
 }
 
 /// `[proxy.tls]`.
@@ -306,6 +315,9 @@ pub struct RawUser {
 
 fn default_admin_listen() -> String {
     "127.0.0.1:9090".into()
+}
+fn default_request_id_header() -> String {
+    "X-ForgeRock-TransactionId".to_owned()
 }
 fn default_connect_timeout_ms() -> u64 {
     1000

@@ -1,14 +1,20 @@
 //! Header policy, in one place, rendered two ways: onto a `HeaderMap` (hyper's path) and onto bytes (the
 //! HTTP/1.1 fast path, which never builds a map). Both renderers ask the same decision functions
-//! ([`is_hop_field`], [`request_field`], [`fold_forwarded_for`], [`forwarded_proto`]), and a test feeds one
-//! request to both.
+//! ([`is_hop_field`], [`request_field`], [`fold_forwarded_for`], [`forwarded_proto`], [`request_id`]), and
+//! a test feeds one request to both.
 //!
 //! RFC 9110 §7.6.1: `Connection` and the fields it lists describe one hop only and must not be forwarded;
 //! the classic hop-by-hop names (RFC 2616 §13.5.1, plus `Proxy-Connection`) are removed whatever it lists.
 //! Forwarding headers let AM build redirect URLs and read the client address
-//! (`com.sun.identity.authentication.client.ipAddressHeader=X-Forwarded-For`): `X-Forwarded-For` gets the
-//! client appended to any earlier values, `X-Forwarded-Proto` and `X-Forwarded-Host` are replaced.
+//! (`com.sun.identity.authentication.client.ipAddressHeader=X-Forwarded-For`): from a peer in
+//! `trusted_proxies` `X-Forwarded-For` gets the peer appended to the earlier values; from any other peer
+//! the earlier values are dropped (a client could otherwise choose the address AM's adaptive risk and IP
+//! conditions see). `X-Forwarded-Proto`, `X-Forwarded-Host` (the `Host` as sent, port included) and
+//! `X-Forwarded-Port` (the port the client connected to) are replaced. The request ID field
+//! (`X-ForgeRock-TransactionId`, which AM writes into its audit logs) is forwarded when the client sent
+//! one valid value, else replaced by a new one ([`request_id`]).
 
+use std::cell::Cell;
 use std::io::Write as _;
 use std::net::IpAddr;
 
@@ -26,6 +32,8 @@ pub static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-fo
 pub static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 /// `X-Forwarded-Host`.
 pub static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+/// `X-Forwarded-Port`.
+pub static X_FORWARDED_PORT: HeaderName = HeaderName::from_static("x-forwarded-port");
 static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 
@@ -81,10 +89,28 @@ pub enum RequestField {
     Keep,
     /// Hop-by-hop: not forwarded.
     Drop,
-    /// An earlier `X-Forwarded-For`: folded, in order, into the one the proxy sends.
+    /// An earlier `X-Forwarded-For` from a trusted peer: folded, in order, into the one the proxy sends.
     ForwardedFor,
-    /// Replaced by the proxy's own value (`X-Forwarded-Proto`; `X-Forwarded-Host` when it sets one).
+    /// Replaced by the proxy's own value (`X-Forwarded-Proto`, `-Port`, `-Host` when it sets one, and
+    /// `X-Forwarded-For` from a peer that is not trusted).
     Replaced,
+    /// The request ID field: the proxy writes the one ID it chose ([`request_id`]).
+    RequestId,
+}
+
+/// What the proxy knows about the hop a request came over, for the forwarding fields.
+#[derive(Debug, Clone, Copy)]
+pub struct Hop<'a> {
+    /// The peer, appended to `X-Forwarded-For`.
+    pub peer: IpAddr,
+    /// The peer is in `trusted_proxies`: its `X-Forwarded-For` is kept.
+    pub trusted: bool,
+    /// Arrived over TLS (`X-Forwarded-Proto`).
+    pub tls: bool,
+    /// The port the client connected to (`X-Forwarded-Port`).
+    pub port: u16,
+    /// The request ID field's name.
+    pub request_id: &'a HeaderName,
 }
 
 /// Whether the field `name` belongs to this hop only: a fixed hop-by-hop name or one `Connection` lists.
@@ -94,18 +120,123 @@ pub fn is_hop_field(name: &[u8], connection: &Connection<'_>) -> bool {
 
 /// The request policy for the field `name`. `sets_host`: the proxy sends its own `X-Forwarded-Host`
 /// (it does whenever the request names its host).
-pub fn request_field(name: &[u8], connection: &Connection<'_>, sets_host: bool) -> RequestField {
+pub fn request_field(
+    name: &[u8],
+    connection: &Connection<'_>,
+    hop: &Hop<'_>,
+    sets_host: bool,
+) -> RequestField {
     if is_hop_field(name, connection) {
         RequestField::Drop
     } else if name.eq_ignore_ascii_case(X_FORWARDED_FOR.as_str().as_bytes()) {
-        RequestField::ForwardedFor
+        if hop.trusted { RequestField::ForwardedFor } else { RequestField::Replaced }
     } else if name.eq_ignore_ascii_case(X_FORWARDED_PROTO.as_str().as_bytes())
+        || name.eq_ignore_ascii_case(X_FORWARDED_PORT.as_str().as_bytes())
         || (sets_host && name.eq_ignore_ascii_case(X_FORWARDED_HOST.as_str().as_bytes()))
     {
         RequestField::Replaced
+    } else if name.eq_ignore_ascii_case(hop.request_id.as_str().as_bytes()) {
+        RequestField::RequestId
     } else {
         RequestField::Keep
     }
+}
+
+/// The longest request ID kept: AM's transaction IDs are UUIDs with a sub-transaction suffix.
+pub const MAX_REQUEST_ID: usize = 128;
+
+/// Whether a client's request ID is forwarded: 1 to [`MAX_REQUEST_ID`] characters out of letters,
+/// digits and `-._:/+=@`, so it cannot break a log line or smuggle anything into AM's audit log.
+pub fn valid_request_id(value: &[u8]) -> bool {
+    (1..=MAX_REQUEST_ID).contains(&value.len())
+        && value.iter().all(|&b| b.is_ascii_alphanumeric() || b"-._:/+=@".contains(&b))
+}
+
+/// The request ID a request is forwarded with.
+#[derive(Debug, Clone, Copy)]
+pub enum RequestId<'a> {
+    /// The client's own, valid.
+    Kept(&'a [u8]),
+    /// A new one: 32 hex digits.
+    Made([u8; 32]),
+}
+
+impl RequestId<'_> {
+    /// The ID as sent.
+    pub fn as_bytes(&self) -> &[u8] {
+        match self {
+            Self::Kept(v) => v,
+            Self::Made(v) => v,
+        }
+    }
+
+    /// The ID as text, for the access line.
+    pub fn to_text(self) -> String {
+        String::from_utf8_lossy(self.as_bytes()).into_owned()
+    }
+}
+
+/// The request ID: the client's when it sent exactly one and it is valid ([`valid_request_id`]),
+/// else a new one.
+pub fn request_id<'a>(mut incoming: impl Iterator<Item = &'a [u8]>) -> RequestId<'a> {
+    match (incoming.next(), incoming.next()) {
+        (Some(v), None) if valid_request_id(v) => RequestId::Kept(v),
+        _ => RequestId::Made(new_request_id()),
+    }
+}
+
+thread_local! {
+    /// A random prefix per thread and a counter: IDs unique across threads, processes and restarts
+    /// (64 random bits), made without a system call per request. They identify, they are not secrets.
+    static NEXT_ID: Cell<(u64, u64)> = Cell::new((thread_prefix(), 0));
+}
+
+fn thread_prefix() -> u64 {
+    let mut bytes = [0u8; 8];
+    // The OS's generator failing is not a reason to refuse requests: the counter still tells IDs apart.
+    let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes);
+    u64::from_le_bytes(bytes)
+}
+
+/// A new request ID: 32 lower-case hex digits, on the stack.
+pub fn new_request_id() -> [u8; 32] {
+    let (prefix, n) = NEXT_ID.with(|c| {
+        let (prefix, n) = c.get();
+        c.set((prefix, n.wrapping_add(1)));
+        (prefix, n)
+    });
+    let mut out = [0u8; 32];
+    let digits = b"0123456789abcdef";
+    for (i, byte) in prefix.to_be_bytes().into_iter().chain(n.to_be_bytes()).enumerate() {
+        out[2 * i] = digits[usize::from(byte >> 4)];
+        out[2 * i + 1] = digits[usize::from(byte & 0x0f)];
+    }
+    out
+}
+
+/// The client as the access line names it: the peer, unless the peer is a trusted proxy that sent
+/// `X-Forwarded-For`; then the right-most address in it that is not itself trusted (the first hop no
+/// trusted proxy vouches for, as HAProxy's `src` after `tcp-request connection set-src`), or the
+/// left-most when all are. `None`: the peer it is.
+pub fn forwarded_client<'a>(
+    trusted: &crate::config::TrustedProxies,
+    peer: IpAddr,
+    forwarded_for: impl DoubleEndedIterator<Item = &'a [u8]>,
+) -> Option<IpAddr> {
+    if !trusted.contains(peer) {
+        return None;
+    }
+    let mut leftmost = None;
+    for value in forwarded_for.rev() {
+        for element in value.rsplit(|&b| b == b',') {
+            let ip = std::str::from_utf8(element.trim_ascii()).ok()?.parse::<IpAddr>().ok()?;
+            if !trusted.contains(ip) {
+                return Some(ip);
+            }
+            leftmost = Some(ip);
+        }
+    }
+    leftmost
 }
 
 /// Whether a response field is relayed as bytes by the fast path, which relays the body with the framing
@@ -152,58 +283,111 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
-/// Appends the client address (from [`forwarded_for_value`]) to `X-Forwarded-For`, folding any earlier
-/// values into one field, and sets `X-Forwarded-Proto` and `X-Forwarded-Host` (the host without port).
-pub fn add_forwarded(headers: &mut HeaderMap, client: &HeaderValue, tls: bool, host: Option<HeaderValue>) {
-    let xff = if headers.contains_key(&X_FORWARDED_FOR) {
+/// Sets the forwarding fields: `X-Forwarded-For` (the peer, after the earlier values when the peer is
+/// trusted, folded into one field), `X-Forwarded-Proto`, `X-Forwarded-Port` and `X-Forwarded-Host` (the
+/// `Host` as sent). `peer` is the peer rendered by [`forwarded_for_value`].
+pub fn add_forwarded(headers: &mut HeaderMap, peer: &HeaderValue, hop: &Hop<'_>, host: Option<HeaderValue>) {
+    let xff = if hop.trusted && headers.contains_key(&X_FORWARDED_FOR) {
         let mut joined = Vec::with_capacity(64);
         fold_forwarded_for(&mut joined, headers.get_all(&X_FORWARDED_FOR).iter().map(HeaderValue::as_bytes));
-        joined.extend_from_slice(client.as_bytes());
+        joined.extend_from_slice(peer.as_bytes());
         HeaderValue::from_bytes(&joined).ok()
     } else {
-        Some(client.clone())
+        Some(peer.clone())
     };
     if let Some(v) = xff {
         headers.insert(X_FORWARDED_FOR.clone(), v);
     }
-    headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static(forwarded_proto(tls)));
+    headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static(forwarded_proto(hop.tls)));
+    headers.insert(X_FORWARDED_PORT.clone(), HeaderValue::from(hop.port));
     if let Some(v) = host {
         headers.insert(X_FORWARDED_HOST.clone(), v);
     }
 }
 
+/// Sets the request ID field ([`request_id`]) and gives the ID, for the access line.
+pub fn set_request_id(headers: &mut HeaderMap, name: &HeaderName) -> HeaderValue {
+    let id = request_id(headers.get_all(name).iter().map(HeaderValue::as_bytes));
+    match id {
+        RequestId::Kept(_) => headers.get(name).cloned().unwrap_or_else(|| HeaderValue::from_static("")),
+        RequestId::Made(made) => {
+            // Hex digits are always a valid value.
+            let value = HeaderValue::from_bytes(&made).unwrap_or_else(|_| HeaderValue::from_static(""));
+            headers.insert(name.clone(), value.clone());
+            value
+        }
+    }
+}
+
 // ---- onto bytes (the HTTP/1.1 fast path) ----
 
-/// Writes the request's fields as the node gets them, with the forwarding fields at the end: the same
-/// policy as [`strip_hop_by_hop`] and [`add_forwarded`] on a map. `host` is the request's host without
-/// port; the fast path serves plain text only, so the protocol is `http`.
-pub fn push_forwarded_fields(
+/// Writes the request's fields as the node gets them, with the forwarding fields and the request ID at
+/// the end: the same policy as [`strip_hop_by_hop`], [`add_forwarded`] and [`set_request_id`] on a map.
+/// `host` is the request's `Host` as sent. Gives the request ID it wrote.
+pub fn push_forwarded_fields<'a>(
     out: &mut Vec<u8>,
-    fields: &[httparse::Header<'_>],
+    fields: &[httparse::Header<'a>],
     connection: &Connection<'_>,
-    client: IpAddr,
-    host: &str,
-) {
+    hop: &Hop<'_>,
+    host: &[u8],
+) -> RequestId<'a> {
     let mut earlier_xff = false;
+    let mut ids = 0;
     for f in fields {
-        match request_field(f.name.as_bytes(), connection, true) {
+        match request_field(f.name.as_bytes(), connection, hop, true) {
             RequestField::Keep => push_field(out, f.name.as_bytes(), f.value),
             RequestField::ForwardedFor => earlier_xff = true,
+            RequestField::RequestId => ids += 1,
             RequestField::Drop | RequestField::Replaced => {}
         }
     }
     out.extend_from_slice(b"x-forwarded-for: ");
     if earlier_xff {
-        let earlier = fields
-            .iter()
-            .filter(|f| request_field(f.name.as_bytes(), connection, true) == RequestField::ForwardedFor);
+        let earlier = fields.iter().filter(|f| {
+            request_field(f.name.as_bytes(), connection, hop, true) == RequestField::ForwardedFor
+        });
         fold_forwarded_for(out, earlier.map(|f| f.value));
     }
-    push_ip(out, client);
+    push_ip(out, hop.peer);
     out.extend_from_slice(b"\r\nx-forwarded-proto: ");
-    out.extend_from_slice(forwarded_proto(false).as_bytes());
+    out.extend_from_slice(forwarded_proto(hop.tls).as_bytes());
+    out.extend_from_slice(b"\r\nx-forwarded-port: ");
+    out.extend_from_slice(itoa_u16(hop.port).as_bytes());
     out.extend_from_slice(b"\r\n");
-    push_field(out, X_FORWARDED_HOST.as_str().as_bytes(), host.as_bytes());
+    push_field(out, X_FORWARDED_HOST.as_str().as_bytes(), host);
+    let id = if ids == 0 {
+        RequestId::Made(new_request_id())
+    } else {
+        let name = hop.request_id.as_str().as_bytes();
+        request_id(fields.iter().filter(|f| f.name.as_bytes().eq_ignore_ascii_case(name)).map(|f| f.value))
+    };
+    push_field(out, hop.request_id.as_str().as_bytes(), id.as_bytes());
+    id
+}
+
+/// A port as decimal digits, on the stack.
+struct Digits {
+    buf: [u8; 5],
+    start: usize,
+}
+
+impl Digits {
+    fn as_bytes(&self) -> &[u8] {
+        &self.buf[self.start..]
+    }
+}
+
+fn itoa_u16(mut n: u16) -> Digits {
+    let mut buf = [0u8; 5];
+    let mut start = 5;
+    loop {
+        start -= 1;
+        buf[start] = b'0' + u8::try_from(n % 10).unwrap_or(0);
+        n /= 10;
+        if n == 0 {
+            return Digits { buf, start };
+        }
+    }
 }
 
 /// Writes one `name: value` field line.
@@ -256,16 +440,71 @@ mod tests {
         assert!(h.contains_key("x-kept"));
     }
 
+    static RID: HeaderName = HeaderName::from_static("x-forgerock-transactionid");
+
+    fn hop(peer: &str, trusted: bool) -> Hop<'static> {
+        Hop { peer: peer.parse().unwrap(), trusted, tls: false, port: 8443, request_id: &RID }
+    }
+
     #[test]
-    fn forwarded_for_is_appended() {
+    fn forwarded_for_is_appended_for_a_trusted_peer_and_replaced_for_others() {
+        for (trusted, want) in [(true, "203.0.113.1, 198.51.100.2, 127.0.0.1"), (false, "127.0.0.1")] {
+            let mut h = HeaderMap::new();
+            h.append(&X_FORWARDED_FOR, HeaderValue::from_static("203.0.113.1"));
+            h.append(&X_FORWARDED_FOR, HeaderValue::from_static("198.51.100.2"));
+            h.append(&X_FORWARDED_PORT, HeaderValue::from_static("1"));
+            let client = forwarded_for_value("127.0.0.1".parse().unwrap());
+            let hop = Hop { tls: true, ..hop("127.0.0.1", trusted) };
+            add_forwarded(&mut h, &client, &hop, Some(HeaderValue::from_static("login.example:8443")));
+            assert_eq!(h[&X_FORWARDED_FOR], want);
+            assert_eq!(h[&X_FORWARDED_PROTO], "https");
+            assert_eq!(h[&X_FORWARDED_HOST], "login.example:8443");
+            assert_eq!(h[&X_FORWARDED_PORT], "8443");
+            assert_eq!(h.get_all(&X_FORWARDED_PORT).iter().count(), 1);
+        }
+    }
+
+    #[test]
+    fn request_ids_are_kept_when_valid_and_made_otherwise() {
+        let kept = b"8c9a2b4e-1f3d-4530-9a1e-0b5c7d9e1f2a-4530/0";
+        assert!(matches!(request_id([&kept[..]].into_iter()), RequestId::Kept(v) if v == kept));
+        let long = [b'a'; MAX_REQUEST_ID + 1];
+        for bad in [&b""[..], b"a b", b"a\"b", b"<script>", b"id;drop", &long] {
+            assert!(matches!(request_id([bad].into_iter()), RequestId::Made(_)), "{bad:?}");
+        }
+        assert!(matches!(request_id([&b"a"[..], b"b"].into_iter()), RequestId::Made(_)), "two IDs");
+        let (a, b) = (new_request_id(), new_request_id());
+        assert_ne!(a, b);
+        assert!(valid_request_id(&a) && a.iter().all(u8::is_ascii_hexdigit));
+
         let mut h = HeaderMap::new();
-        h.append(&X_FORWARDED_FOR, HeaderValue::from_static("203.0.113.1"));
-        h.append(&X_FORWARDED_FOR, HeaderValue::from_static("198.51.100.2"));
-        let client = forwarded_for_value("127.0.0.1".parse().unwrap());
-        add_forwarded(&mut h, &client, true, Some(HeaderValue::from_static("login.example")));
-        assert_eq!(h[&X_FORWARDED_FOR], "203.0.113.1, 198.51.100.2, 127.0.0.1");
-        assert_eq!(h[&X_FORWARDED_PROTO], "https");
-        assert_eq!(h[&X_FORWARDED_HOST], "login.example");
+        h.insert(&RID, HeaderValue::from_static("bad id"));
+        let made = set_request_id(&mut h, &RID);
+        assert_eq!(h[&RID], made);
+        assert_eq!(made.len(), 32);
+        h.insert(&RID, HeaderValue::from_static("good-id"));
+        assert_eq!(set_request_id(&mut h, &RID), "good-id");
+        assert_eq!(h[&RID], "good-id");
+    }
+
+    #[test]
+    fn the_client_is_the_first_untrusted_hop() {
+        let trusted = crate::config::TrustedProxies::new(vec![
+            "10.0.0.0/8".parse().unwrap(),
+            "127.0.0.1/32".parse().unwrap(),
+        ]);
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let xff: [&[u8]; 2] = [b"6.6.6.6, 192.0.2.1", b"10.1.1.1"];
+        assert_eq!(forwarded_client(&trusted, ip("127.0.0.1"), xff.into_iter()), Some(ip("192.0.2.1")));
+        assert_eq!(forwarded_client(&trusted, ip("192.0.2.9"), xff.into_iter()), None, "untrusted peer");
+        let inner: [&[u8]; 1] = [b"10.2.2.2, 10.1.1.1"];
+        assert_eq!(
+            forwarded_client(&trusted, ip("::ffff:127.0.0.1"), inner.into_iter()),
+            Some(ip("10.2.2.2"))
+        );
+        let junk: [&[u8]; 1] = [b"unknown"];
+        assert_eq!(forwarded_client(&trusted, ip("127.0.0.1"), junk.into_iter()), None);
+        assert_eq!(forwarded_client(&trusted, ip("127.0.0.1"), std::iter::empty()), None);
     }
 
     #[test]
@@ -302,6 +541,8 @@ mod tests {
             X-Forwarded-Proto: https\r\n\
             X-Forwarded-Host: evil.example\r\n\
             Cookie: amlbcookie=01\r\n\
+            X-Forwarded-Port: 1\r\n\
+            X-ForgeRock-TransactionId: txn-1\r\n\
             Accept-API-Version: resource=2.0\r\n\r\n";
         let mut fields = [httparse::EMPTY_HEADER; 32];
         let mut req = httparse::Request::new(&mut fields);
@@ -316,7 +557,9 @@ mod tests {
         }
         assert!(connection.close);
         let mut out = Vec::new();
-        push_forwarded_fields(&mut out, fields, &connection, client, "login.example");
+        let hop = Hop { port: 8443, ..hop("10.1.2.3", true) };
+        let id = push_forwarded_fields(&mut out, fields, &connection, &hop, b"login.example:8443");
+        assert!(matches!(id, RequestId::Kept(b"txn-1")));
         out.extend_from_slice(b"\r\n");
         let mut parsed = [httparse::EMPTY_HEADER; 32];
         let Ok(httparse::Status::Complete((_, parsed))) = httparse::parse_headers(&out, &mut parsed) else {
@@ -336,9 +579,10 @@ mod tests {
         add_forwarded(
             &mut map,
             &forwarded_for_value(client),
-            false,
-            Some(HeaderValue::from_static("login.example")),
+            &hop,
+            Some(HeaderValue::from_static("login.example:8443")),
         );
+        assert_eq!(set_request_id(&mut map, &RID), "txn-1");
         let mapped = sorted(
             map.iter().map(|(name, value)| (name.as_str().to_owned(), value.as_bytes().to_vec())).collect(),
         );
@@ -349,8 +593,10 @@ mod tests {
             ("accept-api-version", "resource=2.0"),
             ("cookie", "amlbcookie=01"),
             ("host", "login.example:8443"),
+            ("x-forgerock-transactionid", "txn-1"),
             ("x-forwarded-for", "203.0.113.1, 198.51.100.2, 192.0.2.7, 10.1.2.3"),
-            ("x-forwarded-host", "login.example"),
+            ("x-forwarded-host", "login.example:8443"),
+            ("x-forwarded-port", "8443"),
             ("x-forwarded-proto", "http"),
         ]
         .into_iter()

@@ -107,7 +107,7 @@ pub async fn to_pool(
     let mut outgoing =
         Outgoing::prepare(&parts.headers, body, snap.config.proxy.request_header_timeout).await?;
     trace.hints = affinity::read(pool, &parts.headers, parts.uri.query(), outgoing.peeked());
-    prepare_headers(&mut parts, &peer);
+    prepare_headers(&mut parts, &peer, snap);
 
     let mut failover = Failover::default();
     loop {
@@ -129,17 +129,25 @@ pub async fn to_pool(
     }
 }
 
-/// Strips hop-by-hop fields and adds forwarding headers, once per request.
-fn prepare_headers(parts: &mut Parts, peer: &Peer) {
+/// Strips hop-by-hop fields and adds forwarding headers, once per request (the request ID was set
+/// before routing, by [`headers::set_request_id`]).
+fn prepare_headers(parts: &mut Parts, peer: &Peer, snap: &Snapshot) {
     let original_host = parts.headers.get(HOST).cloned();
-    // `X-Forwarded-Host` is the host without its port: the `Host` value itself when it has none.
-    let forwarded_host =
-        super::route::request_host(&parts.headers, &parts.uri).and_then(|h| match &original_host {
-            Some(v) if v.as_bytes() == h.as_bytes() => Some(v.clone()),
-            _ => HeaderValue::from_str(h).ok(),
-        });
+    // `X-Forwarded-Host` is the host as the client named it, port included: `Host`, else HTTP/2's
+    // `:authority`.
+    let forwarded_host = original_host
+        .clone()
+        .or_else(|| parts.uri.authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok()));
+    let proxy = &snap.config.proxy;
+    let hop = headers::Hop {
+        peer: peer.addr.ip(),
+        trusted: proxy.trusted_proxies.contains(peer.addr.ip()),
+        tls: peer.tls,
+        port: peer.local_port,
+        request_id: &proxy.request_id_header,
+    };
     headers::strip_hop_by_hop(&mut parts.headers);
-    headers::add_forwarded(&mut parts.headers, &peer.forwarded_for, peer.tls, forwarded_host);
+    headers::add_forwarded(&mut parts.headers, &peer.forwarded_for, &hop, forwarded_host);
     // HTTP/2 carries the host in `:authority`; the HTTP/1.1 hop upstream needs it as `Host`.
     if original_host.is_none()
         && let Some(h) = parts.uri.authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok())

@@ -11,7 +11,8 @@
 //!   onto bytes;
 //! - `failover`: choosing a node, one retry on another, passive health checks; the request's [`Trace`];
 //! - `error`: [`ProxyError`], its status, whether it allows a retry, whether it blames the node;
-//! - `access`: the access line, written when the body is done.
+//! - `access`: the access line, written when the body is done;
+//! - `strictness`: the HTTP/1 requests refused with 400 whatever path parsed them (RFC 9112).
 //!
 //! The affinity rules (hints, the cookie) live in [`crate::upstream::affinity`].
 
@@ -22,6 +23,7 @@ pub mod h1;
 pub mod headers;
 pub mod hyper_path;
 pub mod route;
+pub mod strictness;
 
 use std::sync::Arc;
 
@@ -93,29 +95,41 @@ impl Proxy {
     }
 
     /// Handles one request from the public listener. Never fails: errors become AM-shaped answers.
-    pub async fn handle(&self, req: Request<Incoming>, peer: Peer) -> Response<Body> {
+    pub async fn handle(&self, mut req: Request<Incoming>, peer: Peer) -> Response<Body> {
         let started = Instant::now();
         let snap = self.snapshot.load_full();
         let method = req.method().clone();
-        // The access line is the only reason to copy the path; skip it when the line is filtered out.
+        let request_id = headers::set_request_id(req.headers_mut(), &snap.config.proxy.request_id_header);
+        // The access line is the only reason to copy these; skip it when the line is filtered out.
         let log = tracing::enabled!(target: "tether::access", tracing::Level::INFO);
-        let path = log.then(|| req.uri().path().to_owned());
+        let seen = log.then(|| seen(&snap, &req, &peer, &request_id));
         let mut trace = Trace::default();
-        let action = route::find(&snap.config.routes, req.method(), req.uri(), req.headers()).cloned();
-        let (result, pool) = match action {
-            None => (Err(ProxyError::NoRoute), None),
-            Some(RouteAction::Status(status)) => (Ok(crest::error(status, NOT_SERVED)), None),
-            Some(RouteAction::Pool(i)) => {
-                let pool = &snap.upstreams.pools[i];
-                (hyper_path::to_pool(&snap, pool, req, peer, &mut trace).await, Some(pool))
+        let (result, pool) = if let Some(reason) = strictness::refused(req.version(), req.headers()) {
+            (Err(ProxyError::BadRequest(reason.to_owned())), None)
+        } else {
+            let action = route::find(&snap.config.routes, req.method(), req.uri(), req.headers()).cloned();
+            match action {
+                None => (Err(ProxyError::NoRoute), None),
+                Some(RouteAction::Status(status)) => (Ok(crest::error(status, NOT_SERVED)), None),
+                Some(RouteAction::Pool(i)) => {
+                    let pool = &snap.upstreams.pools[i];
+                    (hyper_path::to_pool(&snap, pool, req, peer, &mut trace).await, Some(pool))
+                }
             }
         };
         let resp = result.unwrap_or_else(|e| {
             tracing::debug!(error = %e, "synthetic answer");
-            e.to_response()
+            let close = matches!(e, ProxyError::BadRequest(_));
+            let mut resp = e.to_response();
+            // RFC 9112 §6.3: after a request whose framing cannot be trusted the connection closes
+            // (hyper does when the answer says so).
+            if close {
+                resp.headers_mut().insert(http::header::CONNECTION, http::HeaderValue::from_static("close"));
+            }
+            resp
         });
         let status = resp.status();
-        let Some(line) = self.record(pool, &trace, method, status, path, started) else {
+        let Some(line) = self.record(pool, &trace, method, status, seen, started) else {
             return resp;
         };
         let (parts, body) = resp.into_parts();
@@ -123,9 +137,37 @@ impl Proxy {
     }
 }
 
+/// What the access line says about a request hyper parsed.
+fn seen(
+    snap: &Snapshot,
+    req: &Request<Incoming>,
+    peer: &Peer,
+    request_id: &http::HeaderValue,
+) -> access::Seen {
+    let text = |v: &http::HeaderValue| String::from_utf8_lossy(v.as_bytes()).into_owned();
+    let xff = req.headers().get_all(&headers::X_FORWARDED_FOR);
+    let forwarded = headers::forwarded_client(
+        &snap.config.proxy.trusted_proxies,
+        peer.addr.ip(),
+        xff.iter().map(|v| v.as_bytes()),
+    );
+    access::Seen {
+        path: req.uri().path().to_owned(),
+        client: access::Client::of(peer.addr, forwarded),
+        host: req
+            .headers()
+            .get(http::header::HOST)
+            .map(text)
+            .or_else(|| req.uri().authority().map(|a| a.to_string())),
+        user_agent: req.headers().get(http::header::USER_AGENT).map(text),
+        proto: access::Proto { http: access::http_version(req.version()), tls: peer.tls_version },
+        request_id: text(request_id),
+    }
+}
+
 impl Proxy {
     /// Counts one answered request (node, pool or unrouted metrics, by how far it got) and builds its
-    /// access line when one is wanted (`path` is `Some` exactly then). Shared by hyper's path and the
+    /// access line when one is wanted (`seen` is `Some` exactly then). Shared by hyper's path and the
     /// HTTP/1.1 fast path, so both count and log alike.
     fn record(
         &self,
@@ -133,7 +175,7 @@ impl Proxy {
         trace: &Trace,
         method: http::Method,
         status: http::StatusCode,
-        path: Option<String>,
+        seen: Option<access::Seen>,
         started: Instant,
     ) -> Option<access::AccessLog> {
         let elapsed = started.elapsed();
@@ -150,11 +192,11 @@ impl Proxy {
             (Some(pool), None) => pool.metrics.unserved(&method, status),
             (None, _) => self.metrics.unrouted(&method, status),
         }
-        let path = path?;
+        let seen = seen?;
         let node = |i: usize| pool.map(|p| p.backends[i].id.to_string());
         Some(access::AccessLog {
             method,
-            path,
+            seen,
             status: status.as_u16(),
             pool: pool.map(|p| p.name.clone()),
             backend: trace.choice.and_then(|c| node(c.index)),
@@ -175,10 +217,10 @@ impl crate::server::Handler for Proxy {
 
     fn serve_plain(
         self: Arc<Self>,
-        stream: tokio::net::TcpStream,
-        addr: std::net::SocketAddr,
+        start: crate::server::Handoff,
+        addrs: crate::server::Addresses,
         ctx: crate::server::PlainContext,
     ) -> impl Future<Output = Option<crate::server::Handoff>> + Send {
-        h1::serve(self, stream, addr, ctx)
+        h1::serve(self, start, addrs, ctx)
     }
 }

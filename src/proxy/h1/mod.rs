@@ -33,7 +33,6 @@ mod response;
 use std::cell::RefCell;
 use std::future::Future;
 use std::io;
-use std::net::{IpAddr, SocketAddr};
 use std::pin::{Pin, pin};
 use std::sync::Arc;
 use std::task::Poll;
@@ -51,7 +50,7 @@ use self::request::{Parse, Request};
 use super::failover::Trace;
 use super::{NOT_SERVED, Proxy, ProxyError};
 use crate::config::RouteAction;
-use crate::server::{Handoff, PlainContext};
+use crate::server::{Addresses, Handoff, PlainContext};
 
 /// The per-thread buffer heads are read into ([`read_scratch`]).
 const SCRATCH_SIZE: usize = 16 * 1024;
@@ -59,11 +58,13 @@ const SCRATCH_SIZE: usize = 16 * 1024;
 /// Serves a plain-text client connection until it closes, or until a request needs hyper.
 pub fn serve(
     proxy: Arc<Proxy>,
-    stream: TcpStream,
-    addr: SocketAddr,
+    start: Handoff,
+    addrs: Addresses,
     ctx: PlainContext,
 ) -> impl Future<Output = Option<Handoff>> + Send {
-    let mut conn = Connection { proxy, client: Client { stream, buf: BytesMut::new() }, ip: addr.ip(), ctx };
+    // What followed a PROXY protocol header, if anything, is the start of the first request.
+    let buf = if start.read.is_empty() { BytesMut::new() } else { BytesMut::from(start.read) };
+    let mut conn = Connection { proxy, client: Client { stream: start.stream, buf }, addrs, ctx };
     // A block rather than an `async fn`, whose argument would be stored twice in the task (once as the
     // argument, once as the moved local): the task of an idle connection is mostly this future.
     async move {
@@ -91,7 +92,8 @@ pub fn serve(
                 }
             }
             // Boxed, so the task of an idle connection is only as large as this loop.
-            let one = one_request(&conn.proxy, &mut conn.client, conn.ip, &mut deadline, &conn.ctx.shutdown);
+            let one =
+                one_request(&conn.proxy, &mut conn.client, conn.addrs, &mut deadline, &conn.ctx.shutdown);
             match Box::pin(one).await {
                 Next::KeepAlive => {}
                 Next::Close => return None,
@@ -108,7 +110,7 @@ pub fn serve(
 struct Connection {
     proxy: Arc<Proxy>,
     client: Client,
-    ip: IpAddr,
+    addrs: Addresses,
     ctx: PlainContext,
 }
 
@@ -193,7 +195,7 @@ struct Done {
 async fn one_request(
     proxy: &Proxy,
     client: &mut Client,
-    ip: IpAddr,
+    addrs: Addresses,
     deadline: &mut Deadline<'_>,
     shutdown: &CancellationToken,
 ) -> Next {
@@ -201,7 +203,7 @@ async fn one_request(
     let log = tracing::enabled!(target: "tether::access", tracing::Level::INFO);
     let req = loop {
         if !client.buf.is_empty() {
-            match Request::parse(&snap, &client.buf, ip, log) {
+            match Request::parse(&snap, &client.buf, addrs, log) {
                 Parse::Ready(req) => {
                     client.buf.advance(req.head_len);
                     break req;
@@ -214,7 +216,7 @@ async fn one_request(
         let Client { stream, buf } = &mut *client;
         let read = read_scratch(stream, |bytes| {
             if buf.is_empty()
-                && let Parse::Ready(req) = Request::parse(&snap, bytes, ip, log)
+                && let Parse::Ready(req) = Request::parse(&snap, bytes, addrs, log)
             {
                 // The usual case: a whole head in one read, used where it landed; only what follows
                 // it (a pipelined request) is kept.
@@ -234,10 +236,11 @@ async fn one_request(
     let started = Instant::now();
     let close = req.close || shutdown.is_cancelled();
     let mut trace = Trace { hints: req.hints, ..Trace::default() };
-    let (result, pool) = match req.action {
-        None => (Err(Answer::from(ProxyError::NoRoute)), None),
-        Some(RouteAction::Status(status)) => (Err(Answer(status, NOT_SERVED.to_owned())), None),
-        Some(RouteAction::Pool(i)) => {
+    let (result, pool) = match (req.refused, req.action.clone()) {
+        (Some(reason), _) => (Err(Answer(StatusCode::BAD_REQUEST, reason.to_owned())), None),
+        (None, None) => (Err(Answer::from(ProxyError::NoRoute)), None),
+        (None, Some(RouteAction::Status(status))) => (Err(Answer(status, NOT_SERVED.to_owned())), None),
+        (None, Some(RouteAction::Pool(i))) => {
             let pool = &snap.upstreams.pools[i];
             let forwarded =
                 exchange::to_pool(&snap, pool, &req, &mut client.stream, close, &mut trace, deadline).await;
@@ -251,7 +254,7 @@ async fn one_request(
             synthetic(&mut client.stream, status, &message, close, req.method == Method::HEAD).await
         }
     };
-    if let Some(line) = proxy.record(pool, &trace, req.method, done.status, req.path, started) {
+    if let Some(line) = proxy.record(pool, &trace, req.method, done.status, req.seen.map(|s| *s), started) {
         line.emit(done.bytes, done.complete);
     }
     done.next
@@ -307,7 +310,8 @@ mod tests {
             header_timeout: std::time::Duration::from_secs(1),
             shutdown: CancellationToken::new(),
         };
-        let connection = serve(proxy, stream, addr, ctx);
+        let start = Handoff { stream, read: bytes::Bytes::new() };
+        let connection = serve(proxy, start, Addresses::new(addr, 8080), ctx);
         let size = std::mem::size_of_val(&connection);
         assert!(size <= 384, "the fast path's connection future is {size} bytes");
     }

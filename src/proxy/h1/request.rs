@@ -1,21 +1,25 @@
 //! The request head on the fast path, pure: parse it, decide whether the fast path serves it or hyper
 //! does, read what routing and affinity need, and render the head the node gets as bytes.
 //!
-//! The fast path serves plain keep-alive HTTP/1.1 requests without a body. Anything else goes to hyper
-//! with the bytes already read: a request with a body (a `Content-Length` other than `0`, any
-//! `Transfer-Encoding`, so also both at once: RFC 9112 §6.1's smuggling shape is hyper's to judge),
-//! `Expect`, `Upgrade`, HTTP/1.0, the h2c preface, an absolute or `*` target, a missing or repeated
-//! `Host`, more than [`MAX_FIELDS`] fields, a head larger than [`MAX_HEAD`], or anything `httparse`
-//! refuses. So the fast path never answers a protocol error itself.
+//! The fast path serves plain keep-alive HTTP/1.1 requests without a body. It refuses itself, with 400
+//! and a closed connection, what [`strictness`](crate::proxy::strictness) refuses (two `Host` fields,
+//! `Content-Length` with `Transfer-Encoding`, a repeated or malformed `Content-Length`), whatever else
+//! the request has. Anything else goes to hyper with the bytes already read: a request with a body (a
+//! `Content-Length` other than `0`, any `Transfer-Encoding`), `Expect`, `Upgrade`, HTTP/1.0, the h2c
+//! preface, an absolute or `*` target, no `Host`, more than [`MAX_FIELDS`] fields, a head larger than
+//! [`MAX_HEAD`], or anything `httparse` refuses.
 
 use std::mem::MaybeUninit;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use http::Method;
 
 use crate::config::RouteAction;
-use crate::proxy::headers::{self, Connection};
+use crate::proxy::access::{self, Proto, Seen};
+use crate::proxy::headers::{self, Connection, Hop};
+use crate::proxy::strictness::Framing;
 use crate::proxy::{Snapshot, route};
+use crate::server::Addresses;
 use crate::upstream::affinity::{self, Hints};
 
 /// Largest request head the fast path reads; a larger one goes to hyper, which has its own limits.
@@ -46,14 +50,16 @@ pub(super) struct Request {
     pub(super) forward: Vec<u8>,
     /// The client asked to close after this exchange.
     pub(super) close: bool,
-    /// For the access line, when it is wanted.
-    pub(super) path: Option<String>,
+    /// Refused (RFC 9112): answered 400 and closed, never forwarded; the answer's message.
+    pub(super) refused: Option<&'static str>,
+    /// For the access line, when it is wanted (boxed: the parse outcome stays small).
+    pub(super) seen: Option<Box<Seen>>,
 }
 
 impl Request {
-    /// Parses the head at the start of `buf` against the snapshot's routes and pools. `log`: keep the
-    /// path for the access line.
-    pub(super) fn parse(snap: &Snapshot, buf: &[u8], ip: IpAddr, log: bool) -> Parse {
+    /// Parses the head at the start of `buf` against the snapshot's routes and pools. `log`: keep what
+    /// the access line says.
+    pub(super) fn parse(snap: &Snapshot, buf: &[u8], addrs: Addresses, log: bool) -> Parse {
         if buf.is_empty() {
             return Parse::Partial;
         }
@@ -73,17 +79,45 @@ impl Request {
             return Parse::Handoff;
         }
         let fields: &[httparse::Header<'_>] = req.headers;
-        let Some(Screened { host, connection }) = screen(fields) else { return Parse::Handoff };
         let (path, query) = match target.split_once('?') {
             Some((p, q)) => (p, Some(q)),
             None => (target, None),
+        };
+        let proxy = &snap.config.proxy;
+        let peer = addrs.ip;
+        let seen = |host: Option<&[u8]>, request_id: String| {
+            log.then(|| Box::new(seen(fields, path, addrs.peer(), host, &proxy.trusted_proxies, request_id)))
+        };
+        let Screened { host, host_field, connection } = match screen(fields) {
+            Screen::Serve(s) => s,
+            Screen::Handoff => return Parse::Handoff,
+            Screen::Refuse(reason) => {
+                let request_id = log.then(|| headers::RequestId::Made(headers::new_request_id()).to_text());
+                return Parse::Ready(Request {
+                    head_len,
+                    method,
+                    action: None,
+                    hints: Hints::default(),
+                    forward: Vec::new(),
+                    close: true,
+                    refused: Some(reason),
+                    seen: seen(None, request_id.unwrap_or_default()),
+                });
+            }
         };
         let action = route::find_by(&snap.config.routes, &method, path, Some(host)).cloned();
         let hints = match action {
             Some(RouteAction::Pool(i)) => affinity::read(&snap.upstreams.pools[i], fields, query, None),
             _ => Hints::default(),
         };
-        let forward = forwarded_head(&method, target, fields, &connection, ip, host);
+        let hop = Hop {
+            peer,
+            trusted: proxy.trusted_proxies.contains(peer),
+            tls: false,
+            port: addrs.local_port,
+            request_id: &proxy.request_id_header,
+        };
+        let (forward, request_id) = forwarded_head(&method, target, fields, &connection, &hop, host_field);
         Parse::Ready(Request {
             head_len,
             method,
@@ -91,8 +125,32 @@ impl Request {
             hints,
             forward,
             close: connection.close,
-            path: log.then(|| path.to_owned()),
+            refused: None,
+            seen: seen(Some(host_field), if log { request_id.to_text() } else { String::new() }),
         })
+    }
+}
+
+/// What the access line says about a request the fast path parsed.
+fn seen(
+    fields: &[httparse::Header<'_>],
+    path: &str,
+    peer: SocketAddr,
+    host: Option<&[u8]>,
+    trusted: &crate::config::TrustedProxies,
+    request_id: String,
+) -> Seen {
+    let field = |name: &str| fields.iter().find(|f| f.name.eq_ignore_ascii_case(name)).map(|f| f.value);
+    let text = |v: &[u8]| String::from_utf8_lossy(v).into_owned();
+    let xff = fields.iter().filter(|f| f.name.eq_ignore_ascii_case("x-forwarded-for")).map(|f| f.value);
+    let forwarded = headers::forwarded_client(trusted, peer.ip(), xff);
+    Seen {
+        path: path.to_owned(),
+        client: access::Client::of(peer, forwarded),
+        host: host.or_else(|| field("host")).map(text),
+        user_agent: field("user-agent").map(text),
+        proto: Proto { http: "HTTP/1.1", tls: None },
+        request_id,
     }
 }
 
@@ -101,63 +159,79 @@ impl Request {
 pub(super) struct Screened<'a> {
     /// The `Host` without its port.
     pub(super) host: &'a str,
+    /// The `Host` as sent (`X-Forwarded-Host`).
+    pub(super) host_field: &'a [u8],
     /// The `Connection` tokens.
     pub(super) connection: Connection<'a>,
 }
 
-/// The fast path's decision on a request's fields: `None` hands the request to hyper (a body, `Expect`,
-/// `Upgrade`, no `Host` or two).
-pub(super) fn screen<'a>(fields: &[httparse::Header<'a>]) -> Option<Screened<'a>> {
+/// The fast path's decision on a request's fields.
+#[derive(Debug)]
+pub(super) enum Screen<'a> {
+    /// The fast path serves it.
+    Serve(Screened<'a>),
+    /// hyper's request (a body, `Expect`, `Upgrade`, no `Host`).
+    Handoff,
+    /// Refused with 400 ([`Framing::refused`]), whatever else it has.
+    Refuse(&'static str),
+}
+
+/// Screens a request's fields: refused, handed to hyper, or served here.
+pub(super) fn screen<'a>(fields: &[httparse::Header<'a>]) -> Screen<'a> {
     let mut host = None;
+    let mut framing = Framing::default();
+    let mut handoff = false;
     let mut connection = Connection::default();
     for f in fields {
         let name = f.name.as_bytes();
         if name.eq_ignore_ascii_case(b"host") {
-            if host.replace(f.value).is_some() {
-                return None;
-            }
+            framing.host();
+            host = Some(f.value);
         } else if name.eq_ignore_ascii_case(b"content-length") {
-            if f.value.trim_ascii() != b"0" {
-                return None;
-            }
-        } else if name.eq_ignore_ascii_case(b"transfer-encoding")
-            || name.eq_ignore_ascii_case(b"expect")
-            || name.eq_ignore_ascii_case(b"upgrade")
-        {
-            return None;
+            handoff |= !framing.content_length(f.value);
+        } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
+            framing.transfer_encoding();
+            handoff = true;
+        } else if name.eq_ignore_ascii_case(b"expect") || name.eq_ignore_ascii_case(b"upgrade") {
+            handoff = true;
         } else if name.eq_ignore_ascii_case(b"connection") {
             connection.add(f.value);
         }
     }
-    let host = route::strip_port(std::str::from_utf8(host?).ok()?);
-    Some(Screened { host, connection })
+    if let Some(reason) = framing.refused() {
+        return Screen::Refuse(reason);
+    }
+    let Some(host_field) = host.filter(|_| !handoff) else { return Screen::Handoff };
+    let Ok(text) = std::str::from_utf8(host_field) else { return Screen::Handoff };
+    Screen::Serve(Screened { host: route::strip_port(text), host_field, connection })
 }
 
 /// The request head as the node gets it: the request line in origin form, then the fields under the
-/// one header policy ([`headers::push_forwarded_fields`]).
-pub(super) fn forwarded_head(
+/// one header policy ([`headers::push_forwarded_fields`]); and the request ID it carries.
+pub(super) fn forwarded_head<'a>(
     method: &Method,
     target: &str,
-    fields: &[httparse::Header<'_>],
+    fields: &[httparse::Header<'a>],
     connection: &Connection<'_>,
-    ip: IpAddr,
-    host: &str,
-) -> Vec<u8> {
+    hop: &Hop<'_>,
+    host: &[u8],
+) -> (Vec<u8>, headers::RequestId<'a>) {
     let mut out = Vec::with_capacity(512);
     out.extend_from_slice(method.as_str().as_bytes());
     out.push(b' ');
     out.extend_from_slice(target.as_bytes());
     out.extend_from_slice(b" HTTP/1.1\r\n");
-    headers::push_forwarded_fields(&mut out, fields, connection, ip, host);
+    let id = headers::push_forwarded_fields(&mut out, fields, connection, hop, host);
     out.extend_from_slice(b"\r\n");
-    out
+    (out, id)
 }
 
 /// The request side of the fast path alone, for the `hot_path` benchmark: parses `head`, routes it,
 /// reads the pool's hints and renders the head the node would get. `None` when the fast path would
 /// hand the request to hyper (or needs more bytes).
 pub fn forwarded_request(snap: &Snapshot, head: &[u8], client: IpAddr) -> Option<Vec<u8>> {
-    match Request::parse(snap, head, client, false) {
+    let addrs = Addresses { ip: client, port: 40000, local_port: 80 };
+    match Request::parse(snap, head, addrs, false) {
         Parse::Ready(req) => Some(req.forward),
         Parse::Partial | Parse::Handoff => None,
     }
@@ -180,15 +254,21 @@ mod tests {
     }
 
     fn parse(head: &[u8]) -> Parse {
-        Request::parse(&snapshot(), head, "192.0.2.10".parse().unwrap(), true)
+        let addrs = Addresses::new("192.0.2.10:40000".parse().unwrap(), 8080);
+        Request::parse(&snapshot(), head, addrs, true)
     }
 
-    /// The fields of `head` as the fast path screens them (`None`: hyper's request).
-    fn screened(head: &[u8]) -> Option<(String, bool)> {
+    /// The fields of `head` as the fast path screens them (`Err(None)`: hyper's request, `Err(Some)`:
+    /// refused).
+    fn screened(head: &[u8]) -> Result<(String, bool), Option<&'static str>> {
         let mut fields = [httparse::EMPTY_HEADER; 16];
         let mut req = httparse::Request::new(&mut fields);
         assert!(req.parse(head).unwrap().is_complete());
-        screen(req.headers).map(|s| (s.host.to_owned(), s.connection.close))
+        match screen(req.headers) {
+            Screen::Serve(s) => Ok((s.host.to_owned(), s.connection.close)),
+            Screen::Handoff => Err(None),
+            Screen::Refuse(reason) => Err(Some(reason)),
+        }
     }
 
     #[test]
@@ -203,37 +283,54 @@ mod tests {
         assert_eq!(req.action, Some(RouteAction::Pool(0)));
         assert_eq!(req.hints.cookie, Some(1), "the cookie names 02");
         assert!(req.close);
-        assert_eq!(req.path.as_deref(), Some("/am/json/sessions"));
+        let seen = req.seen.as_ref().unwrap();
+        assert_eq!(seen.path, "/am/json/sessions");
+        assert_eq!(seen.client.to_string(), "192.0.2.10:40000");
+        assert_eq!(seen.host.as_deref(), Some("login.example:8080"));
+        assert_eq!(seen.proto.to_string(), "HTTP/1.1");
+        let id = seen.request_id.clone();
+        assert_eq!(id.len(), 32, "a new request ID: {id}");
         assert_eq!(
             String::from_utf8(req.forward).unwrap(),
-            "GET /am/json/sessions?_action=validate HTTP/1.1\r\nHost: login.example:8080\r\n\
-             Cookie: amlbcookie=02\r\nx-forwarded-for: 203.0.113.1, 192.0.2.10\r\nx-forwarded-proto: http\r\n\
-             x-forwarded-host: login.example\r\n\r\n"
+            format!(
+                "GET /am/json/sessions?_action=validate HTTP/1.1\r\nHost: login.example:8080\r\n\
+             Cookie: amlbcookie=02\r\nx-forwarded-for: 192.0.2.10\r\nx-forwarded-proto: http\r\n\
+             x-forwarded-port: 8080\r\nx-forwarded-host: login.example:8080\r\n\
+             x-forgerock-transactionid: {id}\r\n\r\n"
+            )
         );
     }
 
     #[test]
+    fn smuggling_shapes_are_refused_here() {
+        for head in [
+            &b"POST /am HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n"[..],
+            b"POST /am HTTP/1.1\r\nTransfer-Encoding: chunked\r\nHost: a\r\nContent-Length: 0\r\n\r\n",
+            b"POST /am HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\n",
+            b"POST /am HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\nContent-Length: 7\r\n\r\n",
+            b"POST /am HTTP/1.1\r\nHost: a\r\nContent-Length: 0x5\r\n\r\n",
+            b"GET /am HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
+            b"GET /am HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nHost: a\r\n\r\n",
+        ] {
+            assert!(matches!(screened(head), Err(Some(_))), "{}", String::from_utf8_lossy(head));
+            let Parse::Ready(req) = parse(head) else { panic!("answered by the fast path") };
+            assert!(req.refused.is_some() && req.close && req.forward.is_empty());
+        }
+    }
+
+    #[test]
     fn bodies_and_protocol_switches_go_to_hyper() {
-        let both = b"POST /am HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n";
-        assert!(screened(both).is_none(), "Content-Length with Transfer-Encoding");
-        let both_empty =
-            b"POST /am HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\nTransfer-Encoding: chunked\r\n\r\n";
-        assert!(screened(both_empty).is_none(), "Transfer-Encoding beside an empty Content-Length");
-        let twice = b"POST /am HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\n";
-        assert!(screened(twice).is_none(), "duplicate Content-Length");
-        let differ = b"POST /am HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\nContent-Length: 7\r\n\r\n";
-        assert!(screened(differ).is_none(), "conflicting Content-Length");
         for head in [
             &b"POST /am HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\n\r\n"[..],
             b"GET /am HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\n\r\n",
             b"GET /am HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n",
-            b"GET /am HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
+            b"POST /am HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n",
             b"GET /am HTTP/1.1\r\nAccept: */*\r\n\r\n",
         ] {
-            assert!(screened(head).is_none(), "{}", String::from_utf8_lossy(head));
+            assert_eq!(screened(head), Err(None), "{}", String::from_utf8_lossy(head));
         }
         let empty = b"POST /am HTTP/1.1\r\nHost: a:1\r\nContent-Length: 0\r\nConnection: keep-alive\r\n\r\n";
-        assert_eq!(screened(empty), Some(("a".to_owned(), false)));
+        assert_eq!(screened(empty), Ok(("a".to_owned(), false)));
     }
 
     #[test]
