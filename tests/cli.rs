@@ -105,3 +105,11 @@ fn check_accepts_the_standalone_example() {
     let out = tether().args(["check", "-c", file]).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }
+
+#[test]
+fn check_accepts_the_real_am_example_with_https_nodes_proxy_protocol_and_a_state_file() {
+    let file = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/real-am/proxy.toml");
+    let out = tether().args(["check", "-c", file]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("3 backend(s) (0 embedded)"), "{out:?}");
+}
