@@ -4,6 +4,8 @@
 //! input yields an answer or "no hint", never a panic; well-formed tokens round-trip.
 //! Each property runs a few hundred generated cases per `cargo test`, a bounded fuzz run.
 
+mod support;
+
 use proptest::prelude::*;
 use tether::am::token;
 use tether::hot_path::Chunked;
@@ -46,15 +48,7 @@ enum Wrap {
 
 /// Java `writeUTF` pairs, standard padded base64: the test's own encoder, not tether's.
 fn ext_of(pairs: &[(String, String)]) -> String {
-    use base64::Engine as _;
-    let mut bytes = Vec::new();
-    for (k, v) in pairs {
-        for s in [k, v] {
-            bytes.extend_from_slice(&u16::try_from(s.len()).unwrap().to_be_bytes());
-            bytes.extend_from_slice(s.as_bytes());
-        }
-    }
-    base64::engine::general_purpose::STANDARD.encode(bytes)
+    support::am_token::ext(pairs)
 }
 
 fn wrap(token: String, how: Wrap) -> String {
@@ -62,16 +56,7 @@ fn wrap(token: String, how: Wrap) -> String {
         token.bytes().map(|b| if keep(b) { char::from(b).to_string() } else { format!("%{b:02X}") }).collect()
     };
     match how {
-        Wrap::C66 => token
-            .chars()
-            .map(|c| match c {
-                '+' => '-',
-                '/' => '_',
-                '=' => '.',
-                '@' | '#' => '*',
-                other => other,
-            })
-            .collect(),
+        Wrap::C66 => support::am_token::c66(&token),
         Wrap::Handle => format!("shandle:{token}"),
         Wrap::JavaUrlEncode => encode(&|b| b.is_ascii_alphanumeric() || b".-*_".contains(&b)),
         Wrap::EncodeAll => encode(&|b| b.is_ascii_alphanumeric()),

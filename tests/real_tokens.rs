@@ -12,27 +12,12 @@ mod support;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use support::am_token::{c66, ext};
 use support::{BackendHandle, Cluster, ProxyHandle, TestBackend, client, h2c_client, served_by};
 
 // ---------------------------------------------------------------------------------------------------------
 // The test's own AM token encoder
 // ---------------------------------------------------------------------------------------------------------
-
-/// Java `DataOutputStream.writeUTF`: u16 big-endian length, then the bytes (ASCII here).
-fn write_utf(out: &mut Vec<u8>, s: &str) {
-    out.extend_from_slice(&u16::try_from(s.len()).unwrap().to_be_bytes());
-    out.extend_from_slice(s.as_bytes());
-}
-
-/// `ext`: standard, padded base64 of the pairs in the order given (AM's `Base64.encode`).
-fn ext(pairs: &[(&str, &str)]) -> String {
-    let mut bytes = Vec::new();
-    for (k, v) in pairs {
-        write_utf(&mut bytes, k);
-        write_utf(&mut bytes, v);
-    }
-    STANDARD.encode(bytes)
-}
 
 /// An encrypted-ID-like part: `AQIC` and base64 that holds `+`, `/` and `=`, so c66 has work to do.
 fn enc_id(seed: u8) -> String {
@@ -43,20 +28,6 @@ fn enc_id(seed: u8) -> String {
 /// AM's native layout, `SessionID.makeSessionID`: `<encId>@<ext>#<tail>`.
 fn native(seed: u8, pairs: &[(&str, &str)], tail: &str) -> String {
     format!("{}@{}#{tail}", enc_id(seed), ext(pairs))
-}
-
-/// AM's `c66EncodeSidString`.
-fn c66(native: &str) -> String {
-    native
-        .chars()
-        .map(|c| match c {
-            '+' => '-',
-            '/' => '_',
-            '=' => '.',
-            '@' | '#' => '*',
-            other => other,
-        })
-        .collect()
 }
 
 /// `java.net.URLEncoder.encode(s, "UTF-8")`, as AM's `com.iplanet.am.cookie.encode` applies it:

@@ -12,6 +12,7 @@
 // Each test binary uses a part of the support: the rest is dead code there.
 #![allow(dead_code)]
 
+pub mod am_token;
 mod backend;
 mod cluster;
 mod config;
