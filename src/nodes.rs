@@ -200,7 +200,7 @@ fn serve_node(
         loop {
             tokio::select! {
                 () = shutdown.cancelled() => break,
-                _ = every.tick() => node.sweep(),
+                _ = every.tick() => node.sweep().await,
             }
         }
     });
