@@ -23,7 +23,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{AsyncCommands, RedisResult, Script, Value};
+use redis::{AsyncCommands, Script, Value};
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 use tokio_util::sync::{CancellationToken, DropGuard};
@@ -102,13 +102,11 @@ impl RedisStore {
         })
     }
 
-    /// Runs one operation under the deadline, recording whether Redis answered.
-    async fn run<T>(&self, op: impl Future<Output = RedisResult<T>>) -> Result<T, StoreError> {
-        let result = match tokio::time::timeout(self.timeout, op).await {
-            Ok(Ok(v)) => Ok(v),
-            Ok(Err(e)) => Err(StoreError::Unavailable(e.to_string())),
-            Err(_) => Err(StoreError::Timeout(self.timeout)),
-        };
+    /// Runs one store operation (one or two commands) under the one deadline, recording whether Redis
+    /// answered.
+    async fn deadline<T>(&self, op: impl Future<Output = Result<T, StoreError>>) -> Result<T, StoreError> {
+        let result =
+            tokio::time::timeout(self.timeout, op).await.unwrap_or(Err(StoreError::Timeout(self.timeout)));
         self.up.store(result.is_ok(), Ordering::Relaxed);
         result
     }
@@ -124,9 +122,7 @@ impl RedisStore {
 
     /// The user a token's session belongs to, if its token key is still there.
     async fn owner(&self, member: &str) -> Result<Option<String>, StoreError> {
-        let mut conn = self.conn.clone();
-        let key = self.token_key(member);
-        self.run(async move { conn.get::<_, Option<String>>(key).await }).await
+        self.conn.clone().get(self.token_key(member)).await.map_err(unavailable)
     }
 
     async fn read(&self, token: &str, touch: bool, now: Instant) -> Result<Option<Session>, StoreError> {
@@ -136,7 +132,7 @@ impl RedisStore {
         let mut conn = self.conn.clone();
         let mut call = self.get.key(exp);
         call.key(seq).key(rec).arg(&member).arg(if touch { "1" } else { "0" });
-        let found: Option<(String, i64, i64)> = self.run(call.invoke_async(&mut conn)).await?;
+        let found: Option<(String, i64, i64)> = call.invoke_async(&mut conn).await.map_err(unavailable)?;
         Ok(found.and_then(|(record, _expires, redis_now)| session_of(token, &record, redis_now, now)))
     }
 }
@@ -148,7 +144,7 @@ impl SessionStore for RedisStore {
         quota: Option<Quota>,
         _now: Instant,
     ) -> StoreFuture<'_, Result<Created, QuotaExceeded>> {
-        Box::pin(async move {
+        Box::pin(self.deadline(async move {
             let member = member(&session.token);
             let idle = millis(session.max_idle);
             let max = millis(session.max_time);
@@ -162,8 +158,7 @@ impl SessionStore for RedisStore {
             // (no quota slot is taken by a session nobody holds).
             let token_key = self.token_key(&member);
             let mut conn = self.conn.clone();
-            let (k, u) = (token_key.clone(), session.username.clone());
-            self.run(async move { conn.pset_ex::<_, _, ()>(k, u, max.max(1)).await }).await?;
+            conn.pset_ex::<_, _, ()>(&token_key, &session.username, max.max(1)).await.map_err(unavailable)?;
 
             let [exp, seq, rec] = self.user_keys(&session.username);
             let mut conn = self.conn.clone();
@@ -174,12 +169,11 @@ impl SessionStore for RedisStore {
                 None => call.arg("").arg(""),
             };
             call.arg("");
-            let reply: Vec<Value> = self.run(call.invoke_async(&mut conn)).await?;
+            let reply: Vec<Value> = call.invoke_async(&mut conn).await.map_err(unavailable)?;
             match reply.first() {
                 Some(Value::Int(0)) => {
-                    let mut conn = self.conn.clone();
                     // Best effort: the pointer expires by itself anyway.
-                    let _ = self.run(async move { conn.del::<_, ()>(token_key).await }).await;
+                    let _ = conn.del::<_, ()>(&token_key).await;
                     Ok(Err(QuotaExceeded))
                 }
                 Some(Value::Int(1 | 2)) => {
@@ -190,32 +184,30 @@ impl SessionStore for RedisStore {
                     Err(StoreError::Unavailable(format!("unexpected reply of the create script: {other:?}")))
                 }
             }
-        })
+        }))
     }
 
     fn get<'a>(&'a self, token: &'a str, now: Instant) -> StoreFuture<'a, Option<Session>> {
-        Box::pin(self.read(token, false, now))
+        Box::pin(self.deadline(self.read(token, false, now)))
     }
 
     fn touch<'a>(&'a self, token: &'a str, now: Instant) -> StoreFuture<'a, Option<Session>> {
-        Box::pin(self.read(token, true, now))
+        Box::pin(self.deadline(self.read(token, true, now)))
     }
 
     fn remove<'a>(&'a self, token: &'a str, _now: Instant) -> StoreFuture<'a, bool> {
-        Box::pin(async move {
+        Box::pin(self.deadline(async move {
             let member = member(token);
             let Some(username) = self.owner(&member).await? else { return Ok(false) };
             let [exp, seq, rec] = self.user_keys(&username);
             let mut conn = self.conn.clone();
             let mut call = self.logout.key(exp);
             call.key(seq).key(rec).arg(&member);
-            let ended: i64 = self.run(call.invoke_async(&mut conn)).await?;
-            let mut conn = self.conn.clone();
-            let key = self.token_key(&member);
+            let ended: i64 = call.invoke_async(&mut conn).await.map_err(unavailable)?;
             // Best effort: without its session the pointer leads nowhere, and it expires by itself.
-            let _ = self.run(async move { conn.del::<_, ()>(key).await }).await;
+            let _ = conn.del::<_, ()>(self.token_key(&member)).await;
             Ok(ended == 1)
-        })
+        }))
     }
 
     /// Nothing to do: expired sessions are dropped by every script that meets them, and keys expire.
@@ -224,13 +216,11 @@ impl SessionStore for RedisStore {
     }
 
     fn live_sessions<'a>(&'a self, username: &'a str, _now: Instant) -> StoreFuture<'a, usize> {
-        Box::pin(async move {
+        Box::pin(self.deadline(async move {
             let [exp, ..] = self.user_keys(username);
             let mut conn = self.conn.clone();
-            let call = self.live.key(exp);
-            let n: usize = self.run(call.invoke_async(&mut conn)).await?;
-            Ok(n)
-        })
+            self.live.key(exp).invoke_async(&mut conn).await.map_err(unavailable)
+        }))
     }
 
     /// Sessions live in Redis, not in this process.
@@ -266,6 +256,10 @@ async fn ping_loop(
             }
         }
     }
+}
+
+fn unavailable(e: redis::RedisError) -> StoreError {
+    StoreError::Unavailable(e.to_string())
 }
 
 /// The storage name of a token: 128 bits of its SHA-256, hex.
