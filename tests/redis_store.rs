@@ -167,7 +167,10 @@ impl Deployment {
     async fn session(&self, node: usize, action: &str, token: &str) -> (u16, Value) {
         let resp = self
             .http
-            .post(format!("{}/am/json/realms/root/sessions?_action={action}&tokenId={token}", self.base(node)))
+            .post(format!(
+                "{}/am/json/realms/root/sessions?_action={action}&tokenId={token}",
+                self.base(node)
+            ))
             .header("content-type", "application/json")
             .send()
             .await
@@ -229,7 +232,8 @@ async fn separate_node_processes_share_sessions_through_redis() {
 
     // Through the proxy: its session-token hint sends validate to 01, and any node would agree.
     let mut proxy = TetherProcess::spawn(&["run", "-c", d.config.to_str().unwrap()]).await;
-    let via = format!("http://{}/am/json/realms/root/sessions?_action=validate&tokenId={token}", proxy.listen());
+    let via =
+        format!("http://{}/am/json/realms/root/sessions?_action=validate&tokenId={token}", proxy.listen());
     let mut valid = Value::Null;
     eventually("the proxy sees the nodes up and answers", Duration::from_secs(10), async || {
         let Ok(resp) = d.http.post(&via).header("content-type", "application/json").send().await else {
@@ -254,4 +258,149 @@ async fn separate_node_processes_share_sessions_through_redis() {
     assert_eq!(v["result"], "Token has expired", "{v}");
     d.assert_running();
     assert!(proxy.child.try_wait().unwrap().is_none(), "the proxy runs");
+}
+
+/// Acceptance 2: 200 concurrent logins of one user, limit 2, spread over the three node processes, for
+/// each exhaustion action, while a sampler reads the user's sessions in Redis without pause: never more
+/// than 2. `DENY_ACCESS` admits exactly 2; the others admit every login and leave exactly 2 live.
+#[tokio::test]
+async fn the_quota_holds_across_processes_for_every_action() {
+    const LOGINS: usize = 200;
+    let Some(redis) = RedisServer::start().await else { return };
+    for action in ["DENY_ACCESS", "DESTROY_NEXT_EXPIRING", "DESTROY_OLDEST_SESSION", "DESTROY_OLD_SESSIONS"] {
+        redis.command(&["FLUSHALL"]);
+        let quota = format!("enabled = true\nlimit = 2\nexhaustion_action = {action:?}");
+        let d = std::sync::Arc::new(Deployment::start(&redis, &quota, 2000).await);
+
+        let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let sampler = {
+            let (done, port) = (done.clone(), redis.port);
+            std::thread::spawn(move || {
+                let mut most = 0;
+                let mut samples = 0;
+                while !done.load(Ordering::Acquire) {
+                    let reply = support::redis_command(port, &["ZCARD", "{tether:demo}:exp"]);
+                    let n: i64 = reply.trim().trim_start_matches(':').parse().unwrap();
+                    most = most.max(n);
+                    samples += 1;
+                }
+                (most, samples)
+            })
+        };
+        let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(LOGINS));
+        let logins: Vec<_> = (0..LOGINS)
+            .map(|i| {
+                let (d, barrier) = (d.clone(), barrier.clone());
+                tokio::spawn(async move {
+                    barrier.wait().await;
+                    let (status, body, _, _) = d.login(i % 3).await;
+                    (status, body)
+                })
+            })
+            .collect();
+        let mut admitted = Vec::new();
+        for login in logins {
+            let (status, body) = login.await.unwrap();
+            match status {
+                200 => admitted.push(body["tokenId"].as_str().unwrap().to_string()),
+                401 => assert_eq!(body["message"], "Maximum Sessions Limit Reached.", "{action}: {body}"),
+                other => panic!("{action}: {other} {body}"),
+            }
+        }
+        done.store(true, Ordering::Release);
+        let (most, samples) = sampler.join().unwrap();
+        assert!(samples > 0);
+        assert!(most <= 2, "{action}: the sampler saw {most} sessions in Redis");
+        let expected = if action == "DENY_ACCESS" { 2 } else { LOGINS };
+        assert_eq!(admitted.len(), expected, "{action}: admitted");
+        let mut live = 0;
+        for (i, token) in admitted.iter().enumerate() {
+            let (status, v) = d.session(i % 3, "validate", token).await;
+            assert_eq!(status, 200, "{v}");
+            live += usize::from(v["valid"] == true);
+        }
+        assert_eq!(live, 2, "{action}: live sessions");
+        assert_eq!(redis.integer(&["ZCARD", "{tether:demo}:exp"]), 2, "{action}");
+    }
+}
+
+/// Acceptance 4: Redis stops in the middle of a login loop. Requests that need the store get AM's 503
+/// with `Retry-After` within `timeout_ms` plus a small bound (validate too: never `{"valid":false}` for a
+/// session that may be live), `/json/health/ready` is 503, no node panics or hangs; once Redis is back,
+/// logins succeed again without restarting anything, and the quota still holds.
+#[tokio::test]
+async fn an_unreachable_redis_is_503_and_the_nodes_recover_by_themselves() {
+    const TIMEOUT_MS: u64 = 300;
+    let bound = Duration::from_millis(TIMEOUT_MS + 700);
+    let Some(mut redis) = RedisServer::start().await else { return };
+    let quota = "enabled = true\nlimit = 2\nexhaustion_action = \"DESTROY_OLDEST_SESSION\"";
+    let mut d = Deployment::start(&redis, quota, TIMEOUT_MS).await;
+    let (status, done, _, _) = d.login(0).await;
+    assert_eq!(status, 200, "{done}");
+    let token = done["tokenId"].as_str().unwrap().to_string();
+
+    // A bounded login loop on every node; Redis is stopped after the first round.
+    let mut outcomes = Vec::new();
+    for round in 0..6 {
+        if round == 2 {
+            redis.stop();
+        }
+        for node in 0..3 {
+            let (status, body, took, retry) = d.login(node).await;
+            outcomes.push((round, status));
+            match status {
+                200 => assert!(round < 2, "round {round}: a login succeeded with Redis down: {body}"),
+                503 => {
+                    assert!(took <= bound, "a 503 took {took:?} (timeout_ms {TIMEOUT_MS})");
+                    assert_eq!(body["code"], 503, "{body}");
+                    assert_eq!(body["reason"], "Service Unavailable", "{body}");
+                    assert!(body["message"].as_str().unwrap().contains("session store"), "{body}");
+                    assert_eq!(retry.as_deref(), Some("1"), "Retry-After");
+                }
+                other => panic!("round {round} node {node}: {other} {body}"),
+            }
+        }
+    }
+    assert!(outcomes.iter().filter(|(r, _)| *r >= 2).all(|(_, s)| *s == 503), "{outcomes:?}");
+    for node in 0..3 {
+        let (status, v) = d.session(node, "validate", &token).await;
+        assert_eq!((status, &v["code"]), (503, &json!(503)), "validate with Redis down: {v}");
+        let (status, _) = d.session(node, "logout", &token).await;
+        assert_eq!(status, 503);
+    }
+    for node in 0..3 {
+        eventually("readiness follows the store", Duration::from_secs(5), async || {
+            d.ready(node).await == 503
+        })
+        .await;
+    }
+    d.assert_running();
+
+    redis.restart().await;
+    for node in 0..3 {
+        let mut last = 0;
+        eventually("logins succeed again", Duration::from_secs(5), async || {
+            last = d.login(node).await.0;
+            last == 200
+        })
+        .await;
+        eventually("ready again", Duration::from_secs(5), async || d.ready(node).await == 200).await;
+    }
+    // Redis kept nothing (no persistence): the old session is gone, the quota counts only new ones.
+    let (status, v) = d.session(1, "validate", &token).await;
+    assert_eq!((status, &v["valid"]), (200, &json!(false)), "{v}");
+    for node in 0..3 {
+        assert_eq!(d.login(node).await.0, 200);
+    }
+    assert_eq!(redis.integer(&["ZCARD", "{tether:demo}:exp"]), 2, "no session counted twice");
+    d.assert_running();
+    for node in d.nodes.iter_mut() {
+        let node = node.as_mut().unwrap();
+        node.signal("TERM");
+    }
+    for node in d.nodes.iter_mut() {
+        let mut node = node.take().unwrap();
+        let code = tokio::task::spawn_blocking(move || node.child.wait().unwrap().code()).await.unwrap();
+        assert_eq!(code, Some(0), "a node exits cleanly: no panic");
+    }
 }

@@ -39,7 +39,7 @@ pub use local::{LocalNodes, authenticate, call, fill, is_valid, login, try_login
 #[allow(unused_imports)]
 pub use process::TetherProcess;
 #[allow(unused_imports)]
-pub use redis::RedisServer;
+pub use redis::{RedisServer, command as redis_command};
 #[allow(unused_imports)]
 pub use tls::{https_client, localhost_cert};
 
