@@ -10,7 +10,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use http_body_util::{BodyExt, Full};
-use tether::{MemoryStore, Session, SessionStore};
+use tether::{MemoryStore, Session};
 use tether::{Quota, config::ExhaustionAction};
 use tokio::time::Instant;
 

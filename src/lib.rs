@@ -42,7 +42,8 @@ mod upstream;
 
 pub use crate::auth::journey::AuthIdClaims;
 pub use crate::auth::quota::Quota;
-pub use crate::auth::session::{MemoryStore, Session, SessionStore};
+pub use crate::auth::session::{MemoryStore, Session, SessionStore, StoreError};
+pub use crate::auth::store::RedisStore;
 pub use crate::auth::totp::totp;
 pub use crate::auth::user::hash_password;
 pub use crate::auth::{AuthNode, AuthStats, SpentOtks};

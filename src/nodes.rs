@@ -3,7 +3,7 @@
 //!
 //! Nodes of one process share the signing secret (like an AM realm's "Organization Authentication Signing
 //! Secret"), and with `sessions = "shared"` one session store and one replay cache, the way AM nodes share
-//! the CTS. In-progress journeys of `auth_sessions = "memory"` stay inside each node, exactly like AM
+//! the CTS; with `sessions = "redis"` one store on Redis that every process naming it shares. In-progress journeys of `auth_sessions = "memory"` stay inside each node, exactly like AM
 //! chains, which is what makes the proxy's stickiness matter.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -23,6 +23,7 @@ use crate::am::token::Keys;
 use crate::auth::AuthNode;
 use crate::auth::SpentOtks;
 use crate::auth::session::{MemoryStore, SessionStore};
+use crate::auth::store::RedisStore;
 use crate::body::Body;
 use crate::config::{AuthConfig, BackendConfig, Config, SessionStoreMode};
 use crate::server::{self, Handler, Peer, ServeOptions};
@@ -58,18 +59,28 @@ impl Shared {
             StartError::Unsupported("auth nodes need an [auth] section in the config (see the README)".into())
         })?;
         let keys = Keys::derive(&signing_secret(auth.signing_secret_file.as_deref())?);
-        Ok(Self {
-            auth: Arc::new(auth),
-            keys,
-            store: Arc::new(MemoryStore::new()),
-            spent: Arc::new(SpentOtks::default()),
-        })
+        let store: Arc<dyn SessionStore> = match (&auth.sessions, &auth.store) {
+            (SessionStoreMode::Redis, Some(store)) => Arc::new(
+                RedisStore::connect(store)
+                    .map_err(|e| StartError::Unsupported(format!("auth.store.url {:?}: {e}", store.url)))?,
+            ),
+            (SessionStoreMode::Redis, None) => {
+                return Err(StartError::Unsupported(
+                    "sessions = \"redis\" needs an [auth.store] table".into(),
+                ));
+            }
+            _ => Arc::new(MemoryStore::new()),
+        };
+        Ok(Self { auth: Arc::new(auth), keys, store, spent: Arc::new(SpentOtks::default()) })
     }
 
     /// The session store and replay cache for one node: the shared ones, or its own.
     fn node(&self, backend: &BackendConfig) -> AuthNode {
         let (store, spent): (Arc<dyn SessionStore>, Arc<SpentOtks>) = match self.auth.sessions {
-            SessionStoreMode::Shared => (Arc::clone(&self.store), Arc::clone(&self.spent)),
+            // One Redis store per process: every node of every process on that Redis shares it.
+            SessionStoreMode::Shared | SessionStoreMode::Redis => {
+                (Arc::clone(&self.store), Arc::clone(&self.spent))
+            }
             SessionStoreMode::Local => (Arc::new(MemoryStore::new()), Arc::new(SpentOtks::default())),
         };
         AuthNode::new(backend.id.clone(), Arc::clone(&self.auth), self.keys.clone(), store, spent)
@@ -200,7 +211,7 @@ fn serve_node(
         loop {
             tokio::select! {
                 () = shutdown.cancelled() => break,
-                _ = every.tick() => node.sweep(),
+                _ = every.tick() => node.sweep().await,
             }
         }
     });

@@ -6,7 +6,7 @@
 //! step), `Maximum Sessions Limit Reached.` (401), `Failed to parse JWT` and `AuthId JWT Signature not
 //! valid` (400). [`AuthError::to_response`] is the only function that turns them into responses.
 
-use http::header::{ALLOW, HeaderValue};
+use http::header::{ALLOW, HeaderValue, RETRY_AFTER};
 use http::{Response, StatusCode};
 use serde_json::json;
 
@@ -14,6 +14,11 @@ use crate::am::crest;
 use crate::am::token::JwsError;
 use crate::auth::http::MAX_BODY;
 use crate::auth::journey::ResolveError;
+use crate::auth::session::StoreError;
+
+/// Seconds a client should wait before retrying while the session store is unreachable (RFC 9110
+/// §10.2.3): a reconnect to Redis takes well under a second once it is back.
+const STORE_RETRY_AFTER: &str = "1";
 use crate::body::Body;
 
 /// Why the auth node refused a request. Displays as the `message` of the answer.
@@ -68,6 +73,10 @@ pub enum AuthError {
     /// A bounded table (logins in progress, answered steps) is full of live entries.
     #[error("Service unavailable: {0}; try again later")]
     Overloaded(&'static str),
+    /// The session store could not be reached within its deadline; `0` is for logs only. A retry may
+    /// succeed once the store is back, so the answer carries `Retry-After`.
+    #[error("Service unavailable: session store unavailable; try again later")]
+    StoreUnavailable(String),
     /// Something that cannot fail did; `0` is for logs only.
     #[error("Internal Server Error")]
     Internal(String),
@@ -98,7 +107,7 @@ impl AuthError {
             Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
-            Self::Overloaded(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Overloaded(_) | Self::StoreUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -106,13 +115,13 @@ impl AuthError {
     /// Whether the same request may succeed later: only when the node was overloaded or failed inside.
     /// Every other refusal is about the request itself (or a login that has ended), which no retry fixes.
     pub fn retryable(&self) -> bool {
-        matches!(self, Self::Overloaded(_) | Self::Internal(_))
+        matches!(self, Self::Overloaded(_) | Self::StoreUnavailable(_) | Self::Internal(_))
     }
 
     /// What the operator's log gets beyond the client's message: the cause of an internal failure.
     pub fn log_detail(&self) -> &str {
         match self {
-            Self::Internal(why) => why,
+            Self::Internal(why) | Self::StoreUnavailable(why) => why,
             _ => "",
         }
     }
@@ -128,8 +137,19 @@ impl AuthError {
                 resp.headers_mut().insert(ALLOW, HeaderValue::from_static(allow));
                 resp
             }
+            Self::StoreUnavailable(_) => {
+                let mut resp = crest::error(status, &message);
+                resp.headers_mut().insert(RETRY_AFTER, HeaderValue::from_static(STORE_RETRY_AFTER));
+                resp
+            }
             _ => crest::error(status, &message),
         }
+    }
+}
+
+impl From<StoreError> for AuthError {
+    fn from(e: StoreError) -> Self {
+        Self::StoreUnavailable(e.to_string())
     }
 }
 
@@ -138,8 +158,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn only_overload_and_internal_failures_are_retryable() {
+    fn only_overload_store_and_internal_failures_are_retryable() {
         assert!(AuthError::Overloaded("full").retryable());
+        assert!(AuthError::from(StoreError::Timeout(std::time::Duration::from_secs(1))).retryable());
         assert!(AuthError::Internal("x".into()).retryable());
         for e in [AuthError::Failed, AuthError::TimedOut { why: "x" }, AuthError::QuotaExceeded] {
             assert!(!e.retryable(), "{e:?}");
@@ -152,5 +173,12 @@ mod tests {
         assert_eq!(AuthError::from(JwsError::BadSignature).to_string(), "AuthId JWT Signature not valid");
         assert_eq!(AuthError::Overloaded("full").to_string(), "Service unavailable: full; try again later");
         assert_eq!(AuthError::PayloadTooLarge.to_string(), "Request body larger than 65536 bytes");
+    }
+
+    #[test]
+    fn an_unreachable_store_is_503_with_retry_after() {
+        let resp = AuthError::from(StoreError::Unavailable("refused".into())).to_response();
+        assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(resp.headers()[RETRY_AFTER], "1");
     }
 }

@@ -270,7 +270,7 @@ impl Login {
         };
         match journey.advance(username) {
             Some(_) => self.issue(journey, id, now),
-            None => self.finish(journey, now),
+            None => self.finish(journey, now).await,
         }
     }
 
@@ -328,8 +328,9 @@ impl Login {
     ///
     /// # Errors
     /// [`AuthError::QuotaExceeded`] when a `DENY_ACCESS` quota refuses; [`AuthError::Failed`] for a
-    /// journey that names no configured user.
-    pub fn finish(&self, journey: Journey, now: Instant) -> Result<Step, AuthError> {
+    /// journey that names no configured user; [`AuthError::StoreUnavailable`] when the store cannot be
+    /// reached (the login may be retried: no session was handed out).
+    pub async fn finish(&self, journey: Journey, now: Instant) -> Result<Step, AuthError> {
         let Some(user) = journey.username.as_deref().and_then(|u| self.modules.user(u)) else {
             return Err(self.failed(&journey));
         };
@@ -348,7 +349,11 @@ impl Login {
             limit: user.session_quota.unwrap_or(self.auth.quota.limit),
             action: self.auth.quota.exhaustion_action,
         });
-        let Ok(created) = self.store.create(session, quota, now) else {
+        let created = self.store.create(session, quota, now).await.inspect_err(|e| {
+            bump(&self.stats.logins_failed);
+            tracing::warn!(target: LOG, node = %self.id, user = %user.username, error = %e, "login failed: session store");
+        })?;
+        let Ok(created) = created else {
             bump(&self.stats.quota_refusals);
             bump(&self.stats.logins_failed);
             tracing::info!(

@@ -11,13 +11,15 @@
 //! * [`pending`]: where journeys wait between steps ([`pending::PendingJourneys`]) and the replay cache of
 //!   answered client-mode steps ([`SpentOtks`]);
 //! * [`session`] and [`quota`]: authenticated sessions, their store and their limits;
+//! * [`store`]: stores outside the process ([`store::RedisStore`]), shared across processes and hosts;
 //! * [`totp`] (RFC 6238 codes) and [`user`] (argon2 password hashes).
 //!
 //! What an integrator wires up, per process:
 //! * one [`Keys`](crate::am::token::Keys) derived from the cluster's shared secret, cloned into every
 //!   node (nodes refuse `authId`s signed with another secret);
 //! * a [`session::SessionStore`] and a [`SpentOtks`]: one of each shared by all nodes for
-//!   `sessions = "shared"`, one per node for `"local"`;
+//!   `sessions = "shared"`, one per node for `"local"`, one [`store::RedisStore`] per process for
+//!   `"redis"` (all processes on one Redis share its sessions);
 //! * a periodic [`AuthNode::sweep`] per node (every 10–60 s) to reclaim expired state: expiry itself never
 //!   waits for it.
 
@@ -30,6 +32,7 @@ pub mod node;
 pub mod pending;
 pub mod quota;
 pub mod session;
+pub mod store;
 pub mod totp;
 pub mod user;
 

@@ -73,7 +73,8 @@ impl AuthNode {
     }
 
     /// Sessions in the node's store (shared by all nodes with `sessions = "shared"`), expired ones that no
-    /// read or [`sweep`](Self::sweep) has removed yet included.
+    /// read or [`sweep`](Self::sweep) has removed yet included; 0 with `sessions = "redis"`, whose
+    /// sessions are not held in this process.
     pub fn live_sessions(&self) -> usize {
         self.store.len()
     }
@@ -90,9 +91,10 @@ impl AuthNode {
         self.ready.store(ready, Ordering::Relaxed);
     }
 
-    /// Whether `/json/health/ready` answers 200.
+    /// Whether `/json/health/ready` answers 200: not drained, and the session store reachable (a node
+    /// that cannot create sessions should get no new logins).
     pub fn is_ready(&self) -> bool {
-        self.ready.load(Ordering::Relaxed)
+        self.ready.load(Ordering::Relaxed) && self.store.available()
     }
 
     /// Reclaims memory: removes expired logins in progress, expired spent `otk`s and expired sessions.
@@ -100,10 +102,11 @@ impl AuthNode {
     /// Expiry never depends on it (every read checks the clock), so a few seconds between runs are fine.
     /// Run it periodically, e.g. every 10–60 s per node (shared `store`/`spent` are then swept by each node,
     /// which is harmless).
-    pub fn sweep(&self) {
+    pub async fn sweep(&self) {
         let now = Instant::now();
         let (logins, otks) = self.login.sweep(now);
-        let sessions = self.store.sweep(now);
+        // A store that cannot be reached now is swept next time; its failure shows on readiness.
+        let sessions = self.store.sweep(now).await.unwrap_or(0);
         if logins + otks + sessions > 0 {
             tracing::debug!(target: LOG, node = %self.id, logins, otks, sessions, "swept expired state");
         }

@@ -14,6 +14,8 @@
 //! Time is [`tokio::time::Instant`], passed in by the caller, so tests drive expiry with paused time.
 
 use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::time::Duration;
 
 use parking_lot::Mutex;
@@ -113,10 +115,33 @@ pub struct Created {
 #[error("Maximum Sessions Limit Reached.")]
 pub struct QuotaExceeded;
 
+/// Why a store operation failed; the request may succeed later, so the node answers 503 with
+/// `Retry-After` (never `{"valid":false}`, never 500), and never falls back to local memory.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    /// The store could not be reached or refused the operation (connection refused, reset, `OOM`).
+    #[error("session store unavailable: {0}")]
+    Unavailable(String),
+    /// The store did not answer within the per-operation deadline (`[auth.store] timeout_ms`).
+    #[error("session store did not answer within {0:?}")]
+    Timeout(Duration),
+}
+
+impl StoreError {
+    /// Whether the same operation may succeed later: always, since the store may come back.
+    pub fn retryable(&self) -> bool {
+        true
+    }
+}
+
+/// What a [`SessionStore`] operation returns: boxed so the trait stays usable as `Arc<dyn SessionStore>`.
+pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
+
 /// Where authenticated sessions live, shared by every auth node that serves the same users.
 ///
 /// Every method takes `now` from the caller, and treats a session whose [`Session::expires_at`] is not
-/// after `now` as absent: it is never returned, never counted, and removed lazily when met.
+/// after `now` as absent: it is never returned, never counted, and removed lazily when met. A networked
+/// store decides expiry on its own clock instead (one clock per user, whichever node asks).
 ///
 /// # Atomicity
 ///
@@ -127,42 +152,56 @@ pub struct QuotaExceeded;
 /// steps: with it, no interleaving of concurrent logins, from any threads or nodes sharing the store,
 /// leaves more than `limit` live sessions, and no login is refused while fewer than `limit` are live.
 ///
-/// [`MemoryStore`] gets this from a mutex. A networked store shared by several processes (e.g. Redis) gets
-/// the same guarantee by running the whole create as one server-side script (`EVAL` of a Lua script, which
-/// Redis executes without interleaving other commands) over the user's sorted set of tokens scored by
-/// expiry: `ZREMRANGEBYSCORE` the expired, count and pick victims by the same rules, `DEL`/`ZREM` them,
-/// store and `ZADD` the new session, and return the evicted tokens or the denial. One round trip, one
-/// atomic operation per login; never a read in the client followed by a write.
+/// [`MemoryStore`] gets this from a mutex. The Redis store gets the same guarantee by running the whole
+/// create as one server-side Lua script, which Redis executes without interleaving other commands.
+///
+/// # Failure
+///
+/// Every operation may fail with a [`StoreError`] (a networked store that cannot be reached); the
+/// in-process store never fails.
 pub trait SessionStore: Send + Sync {
     /// Stores `session`, enforcing `quota` (if any) for its user atomically, as described on the trait.
     ///
     /// Expired sessions of the user are dropped first and neither count nor appear in
     /// [`Created::evicted`]. A session already stored under the same token is replaced.
-    fn create(&self, session: Session, quota: Option<Quota>, now: Instant) -> Result<Created, QuotaExceeded>;
+    fn create(
+        &self,
+        session: Session,
+        quota: Option<Quota>,
+        now: Instant,
+    ) -> StoreFuture<'_, Result<Created, QuotaExceeded>>;
 
     /// The live session for `token`, without resetting its idle timer (`validate`, `getSessionInfo`).
-    fn get(&self, token: &str, now: Instant) -> Option<Session>;
+    fn get<'a>(&'a self, token: &'a str, now: Instant) -> StoreFuture<'a, Option<Session>>;
 
     /// The live session for `token` after resetting its idle timer to `now`
     /// (`getSessionInfoAndResetIdleTime`, `refresh`). The maximum lifetime is unaffected.
-    fn touch(&self, token: &str, now: Instant) -> Option<Session>;
+    fn touch<'a>(&'a self, token: &'a str, now: Instant) -> StoreFuture<'a, Option<Session>>;
 
     /// Ends the session for `token`. True iff a live session was removed; an expired or unknown token
     /// gives false, for which AM's `logout` answers `Token has expired`.
-    fn remove(&self, token: &str, now: Instant) -> bool;
+    fn remove<'a>(&'a self, token: &'a str, now: Instant) -> StoreFuture<'a, bool>;
 
-    /// Removes every expired session and returns how many; run periodically to reclaim memory.
-    fn sweep(&self, now: Instant) -> usize;
+    /// Removes every expired session and returns how many; run periodically to reclaim memory. A store
+    /// whose keys expire by themselves answers 0.
+    fn sweep(&self, now: Instant) -> StoreFuture<'_, usize>;
 
     /// How many live sessions `username` holds at `now`.
-    fn live_sessions(&self, username: &str, now: Instant) -> usize;
+    fn live_sessions<'a>(&'a self, username: &'a str, now: Instant) -> StoreFuture<'a, usize>;
 
-    /// How many sessions are stored, expired ones not yet removed included.
+    /// How many sessions this process holds, expired ones not yet removed included; 0 for a store that
+    /// keeps its sessions elsewhere (counting those would be a round trip).
     fn len(&self) -> usize;
 
-    /// Whether no sessions are stored at all.
+    /// Whether no sessions are held at all.
     fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// Whether the store answered its last operation or health check; `/json/health/ready` is 503 while
+    /// it is false, so the proxy stops sending new logins here.
+    fn available(&self) -> bool {
+        true
     }
 }
 
@@ -217,8 +256,15 @@ impl Inner {
     }
 }
 
-impl SessionStore for MemoryStore {
-    fn create(&self, session: Session, quota: Option<Quota>, now: Instant) -> Result<Created, QuotaExceeded> {
+/// The in-process operations, synchronous: the [`SessionStore`] methods of the same names wrap them.
+impl MemoryStore {
+    /// [`SessionStore::create`], which never fails here.
+    pub fn create(
+        &self,
+        session: Session,
+        quota: Option<Quota>,
+        now: Instant,
+    ) -> Result<Created, QuotaExceeded> {
         let mut inner = self.inner.lock();
         let inner = &mut *inner;
         inner.unlink(&session.token);
@@ -280,11 +326,13 @@ impl SessionStore for MemoryStore {
         Ok(Created { evicted })
     }
 
-    fn get(&self, token: &str, now: Instant) -> Option<Session> {
+    /// [`SessionStore::get`].
+    pub fn get(&self, token: &str, now: Instant) -> Option<Session> {
         self.inner.lock().live_mut(token, now).cloned()
     }
 
-    fn touch(&self, token: &str, now: Instant) -> Option<Session> {
+    /// [`SessionStore::touch`].
+    pub fn touch(&self, token: &str, now: Instant) -> Option<Session> {
         let mut inner = self.inner.lock();
         let session = inner.live_mut(token, now)?;
         // Callers read `now` before taking the lock, so a later touch may carry an earlier `now`.
@@ -292,11 +340,13 @@ impl SessionStore for MemoryStore {
         Some(session.clone())
     }
 
-    fn remove(&self, token: &str, now: Instant) -> bool {
+    /// [`SessionStore::remove`].
+    pub fn remove(&self, token: &str, now: Instant) -> bool {
         self.inner.lock().unlink(token).is_some_and(|s| s.is_live(now))
     }
 
-    fn sweep(&self, now: Instant) -> usize {
+    /// [`SessionStore::sweep`].
+    pub fn sweep(&self, now: Instant) -> usize {
         let mut inner = self.inner.lock();
         let inner = &mut *inner;
         let before = inner.by_token.len();
@@ -309,15 +359,58 @@ impl SessionStore for MemoryStore {
         before - inner.by_token.len()
     }
 
-    fn live_sessions(&self, username: &str, now: Instant) -> usize {
+    /// [`SessionStore::live_sessions`].
+    pub fn live_sessions(&self, username: &str, now: Instant) -> usize {
         let inner = self.inner.lock();
         inner.by_user.get(username).map_or(0, |tokens| {
             tokens.iter().filter(|t| inner.by_token.get(*t).is_some_and(|s| s.is_live(now))).count()
         })
     }
 
-    fn len(&self) -> usize {
+    /// How many sessions are stored, expired ones not yet removed included.
+    pub fn len(&self) -> usize {
         self.inner.lock().by_token.len()
+    }
+
+    /// Whether no sessions are stored at all.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Never fails and never waits: each future is ready at once.
+impl SessionStore for MemoryStore {
+    fn create(
+        &self,
+        session: Session,
+        quota: Option<Quota>,
+        now: Instant,
+    ) -> StoreFuture<'_, Result<Created, QuotaExceeded>> {
+        Box::pin(std::future::ready(Ok(MemoryStore::create(self, session, quota, now))))
+    }
+
+    fn get<'a>(&'a self, token: &'a str, now: Instant) -> StoreFuture<'a, Option<Session>> {
+        Box::pin(std::future::ready(Ok(MemoryStore::get(self, token, now))))
+    }
+
+    fn touch<'a>(&'a self, token: &'a str, now: Instant) -> StoreFuture<'a, Option<Session>> {
+        Box::pin(std::future::ready(Ok(MemoryStore::touch(self, token, now))))
+    }
+
+    fn remove<'a>(&'a self, token: &'a str, now: Instant) -> StoreFuture<'a, bool> {
+        Box::pin(std::future::ready(Ok(MemoryStore::remove(self, token, now))))
+    }
+
+    fn sweep(&self, now: Instant) -> StoreFuture<'_, usize> {
+        Box::pin(std::future::ready(Ok(MemoryStore::sweep(self, now))))
+    }
+
+    fn live_sessions<'a>(&'a self, username: &'a str, now: Instant) -> StoreFuture<'a, usize> {
+        Box::pin(std::future::ready(Ok(MemoryStore::live_sessions(self, username, now))))
+    }
+
+    fn len(&self) -> usize {
+        MemoryStore::len(self)
     }
 }
 

@@ -12,7 +12,7 @@ use data_encoding::Specification;
 use serde::Deserialize;
 
 use super::problem::{Checker, KeyPath};
-use super::raw::RawAuth;
+use super::raw::{RawAuth, RawStore};
 
 /// `[auth]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,8 +25,10 @@ pub struct AuthConfig {
     pub auth_sessions: AuthSessionMode,
     /// Lifetime of an in-progress journey.
     pub auth_session_timeout: Duration,
-    /// Whether nodes of one process share the session store.
+    /// Whether nodes of one process share the session store, or all nodes share one on Redis.
     pub sessions: SessionStoreMode,
+    /// `[auth.store]`: where `sessions = "redis"` keeps them (always `Some` then).
+    pub store: Option<StoreConfig>,
     /// Maximum session lifetime.
     pub max_session_time: Duration,
     /// Maximum idle time of a session.
@@ -61,6 +63,19 @@ pub enum SessionStoreMode {
     Shared,
     /// One store per node.
     Local,
+    /// One store on Redis (`[auth.store]`), shared by every node of every process that names it.
+    Redis,
+}
+
+/// `[auth.store]`: the Redis that `sessions = "redis"` keeps sessions in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreConfig {
+    /// `redis://host:port/db` or `rediss://…` (TLS through rustls).
+    pub url: String,
+    /// First part of every key, so several deployments can share one Redis.
+    pub key_prefix: String,
+    /// Deadline of one store operation; past it the request gets 503.
+    pub timeout: Duration,
 }
 
 /// `[auth.quota]`.
@@ -191,6 +206,45 @@ impl FromStr for ExhaustionAction {
     }
 }
 
+/// `[auth.store]`, which `sessions = "redis"` needs and nothing else uses.
+fn store(
+    c: &mut Checker,
+    p: &KeyPath,
+    sessions: SessionStoreMode,
+    raw: Option<RawStore>,
+) -> Option<StoreConfig> {
+    let Some(raw) = raw else {
+        if sessions == SessionStoreMode::Redis {
+            c.report(
+                &p.key("sessions"),
+                "\"redis\" needs an [auth.store] table with url = \"redis://HOST:PORT\" (or rediss:// for TLS)",
+            );
+        }
+        return None;
+    };
+    let s = p.key("store");
+    if !(raw.url.starts_with("redis://") || raw.url.starts_with("rediss://")) {
+        c.report(
+            &s.key("url"),
+            format!("{:?} must be a redis:// or rediss:// URL, e.g. \"redis://127.0.0.1:6379/0\"", raw.url),
+        );
+    }
+    if raw.key_prefix.is_empty() || raw.key_prefix.contains(['{', '}']) {
+        c.report(&s.key("key_prefix"), format!("{:?} must be non-empty and without braces", raw.key_prefix));
+    }
+    if raw.timeout_ms == 0 {
+        c.report(&s.key("timeout_ms"), "must be at least 1");
+    }
+    if sessions != SessionStoreMode::Redis {
+        c.report(&s, "[auth.store] is only used with sessions = \"redis\"; set that, or remove the table");
+    }
+    Some(StoreConfig {
+        url: raw.url,
+        key_prefix: raw.key_prefix,
+        timeout: Duration::from_millis(raw.timeout_ms),
+    })
+}
+
 /// `[auth]` from its raw form: every enum spelled out, chains and users unique, hashes and secrets usable.
 pub(super) fn convert(c: &mut Checker, raw: RawAuth) -> AuthConfig {
     let p = KeyPath::root().key("auth");
@@ -207,9 +261,14 @@ pub(super) fn convert(c: &mut Checker, raw: RawAuth) -> AuthConfig {
     let sessions = c.choice(
         &p.key("sessions"),
         &raw.sessions,
-        &[("shared", SessionStoreMode::Shared), ("local", SessionStoreMode::Local)],
+        &[
+            ("shared", SessionStoreMode::Shared),
+            ("local", SessionStoreMode::Local),
+            ("redis", SessionStoreMode::Redis),
+        ],
         SessionStoreMode::Shared,
     );
+    let store = store(c, &p, sessions, raw.store);
     let auth_session_timeout =
         c.duration(&p.key("auth_session_timeout_s"), raw.auth_session_timeout_s, Duration::from_secs);
     let minutes = |m: u64| Duration::from_secs(m.saturating_mul(60));
@@ -299,6 +358,7 @@ pub(super) fn convert(c: &mut Checker, raw: RawAuth) -> AuthConfig {
         auth_sessions,
         auth_session_timeout,
         sessions,
+        store,
         max_session_time,
         max_idle_time,
         session_cookie,

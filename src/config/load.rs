@@ -224,6 +224,30 @@ pool = "am"
     }
 
     #[test]
+    fn redis_sessions_need_a_store_table_and_get_its_defaults() {
+        let err = parse(&(MINIMAL.to_owned() + "\n[auth]\nsessions = \"redis\"\n")).unwrap_err();
+        let shown = err.to_string();
+        assert!(
+            shown.contains("`auth.sessions`: \"redis\" needs an [auth.store] table with url ="),
+            "{shown}"
+        );
+        assert!(shown.contains("line "), "{shown}");
+        let c = parse(
+            &(MINIMAL.to_owned()
+                + "\n[auth]\nsessions = \"redis\"\n[auth.store]\nurl = \"redis://127.0.0.1:7000\"\n"
+                + "[[auth.chain]]\nname = \"ldapService\"\nmodules = [\"DataStore\"]\n"),
+        )
+        .unwrap();
+        let store = c.auth.unwrap().store.unwrap();
+        assert_eq!((store.key_prefix.as_str(), store.timeout), ("tether", std::time::Duration::from_secs(1)));
+        let err = parse(
+            &(MINIMAL.to_owned() + "\n[auth]\nsessions = \"redis\"\n[auth.store]\nurl = \"http://x\"\n"),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("`auth.store.url`"), "{err}");
+    }
+
+    #[test]
     fn several_unknown_keys_in_nested_tables_are_all_named() {
         let text = MINIMAL
             .replace(

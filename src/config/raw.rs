@@ -233,8 +233,10 @@ pub struct RawAuth {
     pub auth_sessions: String,
     /// Default 180.
     pub auth_session_timeout_s: u64,
-    /// `"shared"` (default) or `"local"`.
+    /// `"shared"` (default), `"local"` or `"redis"`.
     pub sessions: String,
+    /// `[auth.store]`, needed by `sessions = "redis"`.
+    pub store: Option<RawStore>,
     /// Default 120.
     pub max_session_time_min: u64,
     /// Default 30.
@@ -261,6 +263,7 @@ impl Default for RawAuth {
             auth_sessions: "memory".into(),
             auth_session_timeout_s: 180,
             sessions: "shared".into(),
+            store: None,
             max_session_time_min: 120,
             max_idle_time_min: 30,
             session_cookie: "iPlanetDirectoryPro".into(),
@@ -270,6 +273,24 @@ impl Default for RawAuth {
             chain: Vec::new(),
             user: Vec::new(),
         }
+    }
+}
+
+/// `[auth.store]`.
+#[derive(Debug, Deserialize)]
+#[serde(default)]
+pub struct RawStore {
+    /// `redis://…` or `rediss://…`; required.
+    pub url: String,
+    /// Default `"tether"`.
+    pub key_prefix: String,
+    /// Default 1000.
+    pub timeout_ms: u64,
+}
+
+impl Default for RawStore {
+    fn default() -> Self {
+        Self { url: String::new(), key_prefix: "tether".into(), timeout_ms: 1000 }
     }
 }
 
@@ -366,6 +387,7 @@ pub(super) fn keys_of(path: &[&str]) -> &'static [&'static str] {
         ["route"] => fields::<RawRoute>(),
         ["auth"] => fields::<RawAuth>(),
         ["auth", "quota"] => fields::<RawQuota>(),
+        ["auth", "store"] => fields::<RawStore>(),
         ["auth", "chain"] => fields::<RawChain>(),
         ["auth", "user"] => fields::<RawUser>(),
         _ => &[],

@@ -17,7 +17,7 @@ pub struct LocalNodes {
     /// The nodes, `01`, `02`, … in order.
     pub nodes: Vec<Arc<tether::AuthNode>>,
     /// The store every node uses when sessions are shared (unused otherwise).
-    pub store: Arc<dyn tether::SessionStore>,
+    pub store: Arc<tether::MemoryStore>,
 }
 
 impl LocalNodes {
@@ -32,13 +32,16 @@ impl LocalNodes {
             config.pools.iter().flat_map(|p| &p.backends).filter(|b| b.embedded).map(|b| &b.id).collect();
         let auth = Arc::new(config.auth.clone().expect("an [auth] section"));
         let keys = tether::am::token::Keys::derive(b"test secret shared by every node");
-        let shared_store: Arc<dyn tether::SessionStore> = Arc::new(tether::MemoryStore::new());
+        let shared_store = Arc::new(tether::MemoryStore::new());
         let spent = Arc::new(tether::SpentOtks::new());
         let nodes = ids
             .into_iter()
             .map(|id| {
-                let store: Arc<dyn tether::SessionStore> =
-                    if shared { shared_store.clone() } else { Arc::new(tether::MemoryStore::new()) };
+                let store: Arc<dyn tether::SessionStore> = if shared {
+                    shared_store.clone() as Arc<dyn tether::SessionStore>
+                } else {
+                    Arc::new(tether::MemoryStore::new())
+                };
                 Arc::new(tether::AuthNode::new(id.clone(), auth.clone(), keys.clone(), store, spent.clone()))
             })
             .collect();

@@ -9,6 +9,7 @@
 //! - `local`: [`LocalNodes`], auth nodes called in-process (paused-time tests), and calls on them.
 //! - `tls`: a self-signed `localhost` certificate and a client trusting it.
 //! - `process`: [`TetherProcess`], the real binary as a child process.
+//! - `redis`: [`RedisServer`], a real `redis-server` on a free loopback port, stopped and restarted by PID.
 // Each test binary uses a part of the support: the rest is dead code there.
 #![allow(dead_code)]
 
@@ -19,6 +20,7 @@ mod config;
 mod journey;
 mod local;
 mod process;
+mod redis;
 mod tls;
 
 use std::sync::Once;
@@ -37,6 +39,8 @@ pub use journey::{Journey, TOTP_SECRET, cheap_hash, totp_now};
 pub use local::{LocalNodes, authenticate, call, fill, is_valid, login, try_login};
 #[allow(unused_imports)]
 pub use process::TetherProcess;
+#[allow(unused_imports)]
+pub use redis::{RedisServer, command as redis_command};
 #[allow(unused_imports)]
 pub use tls::{https_client, localhost_cert};
 

@@ -89,7 +89,7 @@ impl AuthNode {
                     return Err(AuthError::MethodNotAllowed { allow: "POST" });
                 }
                 let body = read_body(body).await?;
-                self.sessions(&parts, &body)
+                self.sessions(&parts, &body).await
             }
         }
     }

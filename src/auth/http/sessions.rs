@@ -19,7 +19,10 @@ use crate::body::Body;
 
 impl AuthNode {
     /// Runs the `_action` of one `sessions` request whose `body` was read already.
-    pub(super) fn sessions(&self, parts: &Parts, body: &[u8]) -> Result<Response<Body>, AuthError> {
+    ///
+    /// A store that cannot be reached is [`AuthError::StoreUnavailable`] (503) for every action, `validate`
+    /// included: `{"valid":false}` would make agents log out a user whose session may be live.
+    pub(super) async fn sessions(&self, parts: &Parts, body: &[u8]) -> Result<Response<Body>, AuthError> {
         let query = Query::parse(parts.uri.query());
         let action = query.get("_action").ok_or_else(|| {
             AuthError::BadRequest(
@@ -31,24 +34,28 @@ impl AuthNode {
         let token = self.request_token(parts.uri.query(), &parts.headers, body);
         let token = token.as_deref();
         let now = Instant::now();
-        let get = |reset: bool| {
-            let token = token?;
-            if reset { self.store.touch(token, now) } else { self.store.get(token, now) }
+        let get = async |reset: bool| -> Result<Option<Session>, AuthError> {
+            let Some(token) = token else { return Ok(None) };
+            let found =
+                if reset { self.store.touch(token, now).await } else { self.store.get(token, now).await };
+            Ok(found?)
         };
         let body = match action {
             // No idle reset: validating a session (agents do it on every request) is not using it.
-            "validate" => match get(false) {
+            "validate" => match get(false).await? {
                 Some(s) => {
                     json!({"valid": true, "sessionUid": s.handle, "uid": s.username, "realm": s.realm})
                 }
                 None => json!({"valid": false}),
             },
             "getSessionInfo" | "getSessionInfoAndResetIdleTime" => {
-                let s = get(action == "getSessionInfoAndResetIdleTime").ok_or(AuthError::InvalidSession)?;
+                let s = get(action == "getSessionInfoAndResetIdleTime")
+                    .await?
+                    .ok_or(AuthError::InvalidSession)?;
                 self.session_info(&s)
             }
             "refresh" => {
-                let s = get(true).ok_or(AuthError::InvalidSession)?;
+                let s = get(true).await?.ok_or(AuthError::InvalidSession)?;
                 json!({
                     "uid": s.username,
                     "realm": s.realm,
@@ -59,7 +66,10 @@ impl AuthNode {
                 })
             }
             "logout" => {
-                let ended = token.is_some_and(|t| self.store.remove(t, now));
+                let ended = match token {
+                    Some(t) => self.store.remove(t, now).await?,
+                    None => false,
+                };
                 let result = if ended { "Successfully logged out" } else { "Token has expired" };
                 json!({"result": result})
             }

@@ -268,7 +268,7 @@ async fn sweep_drops_expired_logins_in_progress() {
     send(&c.a, post(AUTH, "")).await;
     assert_eq!(c.a.pending_logins(), 1);
     advance(Duration::from_secs(180)).await;
-    c.a.sweep();
+    c.a.sweep().await;
     assert_eq!(c.a.pending_logins(), 0);
 }
 

@@ -1,0 +1,328 @@
+//! [`RedisStore`]: the [`SessionStore`] on Redis, for nodes in separate processes and hosts.
+//!
+//! Layout, per user (all three keys carry the hash tag `{PREFIX:USER}`, so they share one slot and one
+//! script may touch them all, as Redis Cluster requires):
+//! * `{PREFIX:USER}:exp`, a ZSET: member → expiry (ms, Redis clock), so counting ignores expired sessions
+//!   by construction;
+//! * `{PREFIX:USER}:seq`, a ZSET: member → insertion number (creation order, the planner's tie-break);
+//! * `{PREFIX:USER}:rec`, a HASH: member → `created:last:idle:max:` and the JSON of handle, user, realm.
+//!
+//! plus `PREFIX:tok:MEMBER` → username, which lets any node find the user's keys from the token alone.
+//! The member is a SHA-256 digest of the token, so a dump of Redis holds no usable token. Every key gets
+//! a relative TTL (`PEXPIRE`): the user's keys live as long as the user's longest session, the token key
+//! as long as the session's maximum lifetime; nothing needs a reaper or keyspace notifications.
+//!
+//! Every decision about time is made on Redis's own clock (`TIME` inside the scripts), so one user's
+//! expiry and quota use one clock whichever node asks. Every operation has a deadline (`timeout_ms`);
+//! past it, or with Redis unreachable, it fails with [`StoreError`] and the node answers 503. The
+//! [`ConnectionManager`] reconnects in the background, and [`Script`] reloads a script Redis lost
+//! (`NOSCRIPT` after a restart), so the node recovers by itself.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{AsyncCommands, Script, Value};
+use serde::{Deserialize, Serialize};
+use tokio::time::Instant;
+use tokio_util::sync::{CancellationToken, DropGuard};
+
+use crate::am::time::MAX_LIFETIME;
+use crate::auth::quota::Quota;
+use crate::auth::session::{Created, QuotaExceeded, Session, SessionStore, StoreError, StoreFuture};
+use crate::config::StoreConfig;
+
+/// How often the store checks that Redis answers while no request does, for `/json/health/ready`.
+const PING_EVERY: Duration = Duration::from_secs(1);
+
+/// The sessions of every node that names the same Redis and `key_prefix`.
+pub struct RedisStore {
+    conn: ConnectionManager,
+    prefix: String,
+    timeout: Duration,
+    /// The outcome of the last operation or ping.
+    up: Arc<AtomicBool>,
+    create: Script,
+    get: Script,
+    logout: Script,
+    live: Script,
+    /// Stops the ping loop when the store is dropped.
+    _ping: DropGuard,
+}
+
+impl std::fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisStore").field("prefix", &self.prefix).finish_non_exhaustive()
+    }
+}
+
+/// What a session record keeps besides its times.
+#[derive(Serialize, Deserialize)]
+struct Record {
+    #[serde(rename = "h")]
+    handle: String,
+    #[serde(rename = "u")]
+    username: String,
+    #[serde(rename = "r")]
+    realm: String,
+}
+
+impl RedisStore {
+    /// A store on `config.url`. Connects lazily: a node starts while Redis is down, answers 503 and is
+    /// not ready until Redis answers. Must be called inside a Tokio runtime (it starts the ping loop).
+    ///
+    /// # Errors
+    /// A URL the client cannot parse.
+    pub fn connect(config: &StoreConfig) -> Result<Self, StoreError> {
+        let client =
+            redis::Client::open(config.url.as_str()).map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        let manager = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(config.timeout))
+            .set_response_timeout(Some(config.timeout))
+            .set_max_delay(Duration::from_millis(500))
+            // Login bursts queue many commands on the one multiplexed connection.
+            .set_pipeline_buffer_size(1024);
+        let conn = client
+            .get_connection_manager_lazy(manager)
+            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        let up = Arc::new(AtomicBool::new(false));
+        let stop = CancellationToken::new();
+        tokio::spawn(ping_loop(conn.clone(), Arc::clone(&up), config.timeout, stop.clone()));
+        Ok(Self {
+            conn,
+            prefix: config.key_prefix.clone(),
+            timeout: config.timeout,
+            up,
+            create: Script::new(include_str!("create.lua")),
+            get: Script::new(include_str!("get.lua")),
+            logout: Script::new(include_str!("logout.lua")),
+            live: Script::new(include_str!("live.lua")),
+            _ping: stop.drop_guard(),
+        })
+    }
+
+    /// Runs one store operation (one or two commands) under the one deadline, recording whether Redis
+    /// answered.
+    async fn deadline<T>(&self, op: impl Future<Output = Result<T, StoreError>>) -> Result<T, StoreError> {
+        let result =
+            tokio::time::timeout(self.timeout, op).await.unwrap_or(Err(StoreError::Timeout(self.timeout)));
+        self.up.store(result.is_ok(), Ordering::Relaxed);
+        result
+    }
+
+    fn user_keys(&self, username: &str) -> [String; 3] {
+        let tag = format!("{{{}:{username}}}", self.prefix);
+        [format!("{tag}:exp"), format!("{tag}:seq"), format!("{tag}:rec")]
+    }
+
+    fn token_key(&self, member: &str) -> String {
+        format!("{}:tok:{member}", self.prefix)
+    }
+
+    /// The user a token's session belongs to, if its token key is still there.
+    async fn owner(&self, member: &str) -> Result<Option<String>, StoreError> {
+        self.conn.clone().get(self.token_key(member)).await.map_err(unavailable)
+    }
+
+    async fn read(&self, token: &str, touch: bool, now: Instant) -> Result<Option<Session>, StoreError> {
+        let member = member(token);
+        let Some(username) = self.owner(&member).await? else { return Ok(None) };
+        let [exp, seq, rec] = self.user_keys(&username);
+        let mut conn = self.conn.clone();
+        let mut call = self.get.key(exp);
+        call.key(seq).key(rec).arg(&member).arg(if touch { "1" } else { "0" });
+        let found: Option<(String, i64, i64)> = call.invoke_async(&mut conn).await.map_err(unavailable)?;
+        Ok(found.and_then(|(record, _expires, redis_now)| session_of(token, &record, redis_now, now)))
+    }
+}
+
+impl SessionStore for RedisStore {
+    fn create(
+        &self,
+        session: Session,
+        quota: Option<Quota>,
+        _now: Instant,
+    ) -> StoreFuture<'_, Result<Created, QuotaExceeded>> {
+        Box::pin(self.deadline(async move {
+            let member = member(&session.token);
+            let idle = millis(session.max_idle);
+            let max = millis(session.max_time);
+            let blob = serde_json::to_string(&Record {
+                handle: session.handle.clone(),
+                username: session.username.clone(),
+                realm: session.realm.clone(),
+            })
+            .unwrap_or_default();
+            // The token key first: if the script then fails, only an unusable pointer is left behind
+            // (no quota slot is taken by a session nobody holds).
+            let token_key = self.token_key(&member);
+            let mut conn = self.conn.clone();
+            conn.pset_ex::<_, _, ()>(&token_key, &session.username, max.max(1)).await.map_err(unavailable)?;
+
+            let [exp, seq, rec] = self.user_keys(&session.username);
+            let mut conn = self.conn.clone();
+            let mut call = self.create.key(exp);
+            call.key(seq).key(rec).arg(&member).arg(blob).arg(idle).arg(max);
+            match quota {
+                Some(q) => call.arg(q.limit).arg(q.action.as_str()),
+                None => call.arg("").arg(""),
+            };
+            call.arg("");
+            let reply: Vec<Value> = call.invoke_async(&mut conn).await.map_err(unavailable)?;
+            match reply.first() {
+                Some(Value::Int(0)) => {
+                    // Best effort: the pointer expires by itself anyway.
+                    let _ = conn.del::<_, ()>(&token_key).await;
+                    Ok(Err(QuotaExceeded))
+                }
+                Some(Value::Int(1 | 2)) => {
+                    let evicted = reply.iter().skip(3).filter_map(text).collect();
+                    Ok(Ok(Created { evicted }))
+                }
+                other => {
+                    Err(StoreError::Unavailable(format!("unexpected reply of the create script: {other:?}")))
+                }
+            }
+        }))
+    }
+
+    fn get<'a>(&'a self, token: &'a str, now: Instant) -> StoreFuture<'a, Option<Session>> {
+        Box::pin(self.deadline(self.read(token, false, now)))
+    }
+
+    fn touch<'a>(&'a self, token: &'a str, now: Instant) -> StoreFuture<'a, Option<Session>> {
+        Box::pin(self.deadline(self.read(token, true, now)))
+    }
+
+    fn remove<'a>(&'a self, token: &'a str, _now: Instant) -> StoreFuture<'a, bool> {
+        Box::pin(self.deadline(async move {
+            let member = member(token);
+            let Some(username) = self.owner(&member).await? else { return Ok(false) };
+            let [exp, seq, rec] = self.user_keys(&username);
+            let mut conn = self.conn.clone();
+            let mut call = self.logout.key(exp);
+            call.key(seq).key(rec).arg(&member);
+            let ended: i64 = call.invoke_async(&mut conn).await.map_err(unavailable)?;
+            // Best effort: without its session the pointer leads nowhere, and it expires by itself.
+            let _ = conn.del::<_, ()>(self.token_key(&member)).await;
+            Ok(ended == 1)
+        }))
+    }
+
+    /// Nothing to do: expired sessions are dropped by every script that meets them, and keys expire.
+    fn sweep(&self, _now: Instant) -> StoreFuture<'_, usize> {
+        Box::pin(std::future::ready(Ok(0)))
+    }
+
+    fn live_sessions<'a>(&'a self, username: &'a str, _now: Instant) -> StoreFuture<'a, usize> {
+        Box::pin(self.deadline(async move {
+            let [exp, ..] = self.user_keys(username);
+            let mut conn = self.conn.clone();
+            self.live.key(exp).invoke_async(&mut conn).await.map_err(unavailable)
+        }))
+    }
+
+    /// Sessions live in Redis, not in this process.
+    fn len(&self) -> usize {
+        0
+    }
+
+    fn available(&self) -> bool {
+        self.up.load(Ordering::Relaxed)
+    }
+}
+
+/// Pings Redis every [`PING_EVERY`] so readiness follows Redis while no request does.
+async fn ping_loop(
+    mut conn: ConnectionManager,
+    up: Arc<AtomicBool>,
+    timeout: Duration,
+    stop: CancellationToken,
+) {
+    let mut every = tokio::time::interval(PING_EVERY);
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            _ = every.tick() => {}
+        }
+        let ping = tokio::time::timeout(timeout, redis::cmd("PING").query_async::<String>(&mut conn)).await;
+        let ok = matches!(ping, Ok(Ok(_)));
+        if up.swap(ok, Ordering::Relaxed) != ok {
+            if ok {
+                tracing::info!(target: "tether::auth", "session store reachable");
+            } else {
+                tracing::warn!(target: "tether::auth", "session store unreachable: logins and session actions answer 503");
+            }
+        }
+    }
+}
+
+fn unavailable(e: redis::RedisError) -> StoreError {
+    StoreError::Unavailable(e.to_string())
+}
+
+/// The storage name of a token: 128 bits of its SHA-256, hex.
+fn member(token: &str) -> String {
+    let digest = ring::digest::digest(&ring::digest::SHA256, token.as_bytes());
+    data_encoding::HEXLOWER.encode(&digest.as_ref()[..16])
+}
+
+/// Whole milliseconds, capped like every in-process lifetime.
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.min(MAX_LIFETIME).as_millis()).unwrap_or(u64::MAX)
+}
+
+fn text(v: &Value) -> Option<String> {
+    match v {
+        Value::BulkString(b) => Some(String::from_utf8_lossy(b).into_owned()),
+        Value::SimpleString(s) => Some(s.clone()),
+        _ => None,
+    }
+}
+
+/// A session from its record, with Redis's times mapped onto this process's clock: `redis_now` is
+/// the Redis time at which the script ran, taken to be `now` here.
+fn session_of(token: &str, record: &str, redis_now: i64, now: Instant) -> Option<Session> {
+    let mut parts = record.splitn(5, ':');
+    let mut num = || parts.next().and_then(|p| p.parse::<i64>().ok());
+    let (created, last, idle, max) = (num()?, num()?, num()?, num()?);
+    let rest: Record = serde_json::from_str(parts.next()?).ok()?;
+    let at = |ms: i64| {
+        let ago = Duration::from_millis(u64::try_from(redis_now.saturating_sub(ms)).unwrap_or(0));
+        now.checked_sub(ago).unwrap_or(now)
+    };
+    Some(Session {
+        token: token.to_owned(),
+        handle: rest.handle,
+        username: rest.username,
+        realm: rest.realm,
+        created: at(created),
+        last_access: at(last),
+        max_idle: Duration::from_millis(u64::try_from(idle).ok()?),
+        max_time: Duration::from_millis(u64::try_from(max).ok()?),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_map_onto_the_local_clock() {
+        let now = Instant::now();
+        let s = session_of("t", r#"1000:4000:60000:120000:{"h":"shandle:x","u":"demo","r":"/"}"#, 5000, now)
+            .unwrap();
+        assert_eq!((s.username.as_str(), s.handle.as_str(), s.realm.as_str()), ("demo", "shandle:x", "/"));
+        assert_eq!(now.saturating_duration_since(s.created), Duration::from_secs(4));
+        assert_eq!(now.saturating_duration_since(s.last_access), Duration::from_secs(1));
+        assert_eq!((s.max_idle, s.max_time), (Duration::from_secs(60), Duration::from_secs(120)));
+    }
+
+    #[test]
+    fn members_hide_the_token() {
+        let m = member("AQIC5wM2LY4S");
+        assert_eq!(m.len(), 32);
+        assert!(!m.contains("AQIC"));
+    }
+}

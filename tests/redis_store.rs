@@ -1,0 +1,406 @@
+//! The session store on a real Redis (`sessions = "redis"`): shared by separate `tether node` processes,
+//! quotas atomic across them, and failing closed (503) while Redis is unreachable.
+//!
+//! Each test starts its own `redis-server` ([`support::RedisServer`]); without one it is skipped with a
+//! message, except under CI, where it fails.
+
+mod support;
+
+use std::time::Duration;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use serde_json::{Value, json};
+use support::{RedisServer, TetherProcess, Toml, cheap_hash, eventually};
+use tether::config::ExhaustionAction;
+use tether::{RedisStore, SessionStore};
+use tokio::time::Instant;
+
+const IDLE: Duration = Duration::from_secs(30 * 60);
+const MAX: Duration = Duration::from_secs(120 * 60);
+
+#[tokio::test]
+async fn the_fixture_starts_stops_and_restarts_redis() {
+    let Some(mut redis) = RedisServer::start().await else { return };
+    assert_ne!(redis.port, 6379);
+    assert_eq!(redis.command(&["SET", "k", "v"]).trim(), "+OK");
+    redis.restart().await;
+    assert_eq!(redis.integer(&["EXISTS", "k"]), 0, "no persistence: a restart loses every key");
+}
+
+fn store_config(redis: &RedisServer, timeout_ms: u64) -> tether::config::StoreConfig {
+    tether::config::StoreConfig {
+        url: redis.url(),
+        key_prefix: "tether".into(),
+        timeout: Duration::from_millis(timeout_ms),
+    }
+}
+
+fn session(token: &str) -> tether::Session {
+    let now = Instant::now();
+    tether::Session::new(token, format!("shandle:{token}"), "demo", "/", now, IDLE, MAX)
+}
+
+/// Two stores on one Redis, as two processes would have: what one writes the other reads.
+#[tokio::test]
+async fn two_stores_on_one_redis_share_sessions() {
+    let Some(redis) = RedisServer::start().await else { return };
+    let a = RedisStore::connect(&store_config(&redis, 1000)).unwrap();
+    let b = RedisStore::connect(&store_config(&redis, 1000)).unwrap();
+    let now = Instant::now();
+    a.create(session("tok-1"), None, now).await.unwrap().unwrap();
+    let s = b.get("tok-1", now).await.unwrap().expect("the other store sees the session");
+    assert_eq!((s.username.as_str(), s.handle.as_str(), s.realm.as_str()), ("demo", "shandle:tok-1", "/"));
+    assert_eq!((s.max_idle, s.max_time), (IDLE, MAX));
+    assert!(b.touch("tok-1", now).await.unwrap().is_some());
+    assert_eq!(a.live_sessions("demo", now).await.unwrap(), 1);
+    assert!(b.remove("tok-1", now).await.unwrap(), "a live session is ended");
+    assert!(!a.remove("tok-1", now).await.unwrap(), "the second logout: Token has expired");
+    assert!(a.get("tok-1", now).await.unwrap().is_none());
+    assert_eq!(redis.integer(&["EXISTS", "{tether:demo}:exp"]), 0, "a user with no session keeps no keys");
+    assert!(b.get("never-created", now).await.unwrap().is_none());
+}
+
+/// The four actions on three sessions created in order, the second touched last: the same victims as
+/// the in-process planner.
+#[tokio::test]
+async fn quota_actions_pick_the_planners_victims() {
+    let Some(redis) = RedisServer::start().await else { return };
+    let store = RedisStore::connect(&store_config(&redis, 1000)).unwrap();
+    for (action, evicted) in [
+        (ExhaustionAction::DenyAccess, None),
+        (ExhaustionAction::DestroyOldestSession, Some(vec!["a"])),
+        (ExhaustionAction::DestroyOldSessions, Some(vec!["a", "b", "c"])),
+    ] {
+        redis.command(&["FLUSHALL"]);
+        let q = Some(tether::Quota { limit: 3, action });
+        for t in ["a", "b", "c"] {
+            store.create(session(t), q, Instant::now()).await.unwrap().unwrap();
+        }
+        let created = store.create(session("d"), q, Instant::now()).await.unwrap();
+        match evicted {
+            None => assert!(created.is_err(), "{action}: denied"),
+            Some(victims) => {
+                let got = created.unwrap().evicted;
+                assert_eq!(got.len(), victims.len(), "{action}");
+                for v in victims {
+                    assert!(store.get(v, Instant::now()).await.unwrap().is_none(), "{action}: {v} ended");
+                }
+            }
+        }
+        let live = store.live_sessions("demo", Instant::now()).await.unwrap();
+        assert!(live <= 3, "{action}: {live}");
+    }
+}
+
+/// Three `tether node` processes (and optionally the proxy) on one Redis, from the standalone example
+/// with `sessions = "redis"`.
+struct Deployment {
+    config: std::path::PathBuf,
+    ports: [u16; 3],
+    nodes: Vec<Option<TetherProcess>>,
+    http: reqwest::Client,
+}
+
+impl Deployment {
+    async fn start(redis: &RedisServer, quota: &str, timeout_ms: u64) -> Self {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let ports = [free_port(), free_port(), free_port()];
+        let mut toml = Toml::parse(include_str!("../examples/standalone/proxy.toml"))
+            .set("proxy.listen", "127.0.0.1:0")
+            .set("proxy.admin_listen", "127.0.0.1:0")
+            .set("pool.0.health.interval_ms", 100)
+            .set("pool.0.health.rise", 1)
+            .set(
+                "auth.signing_secret_file",
+                concat!(env!("CARGO_MANIFEST_DIR"), "/examples/standalone/secret.txt"),
+            )
+            .set("auth.sessions", "redis")
+            .merge("auth", &format!("[store]\nurl = {:?}\ntimeout_ms = {timeout_ms}\n", redis.url()))
+            .merge("auth", &format!("[quota]\n{quota}\n"))
+            .set("auth.user.0.password", cheap_hash(PASSWORD));
+        for (i, port) in ports.iter().enumerate() {
+            toml = toml.set(&format!("pool.0.backend.{i}.url"), format!("http://127.0.0.1:{port}"));
+        }
+        let config = std::env::temp_dir().join(format!(
+            "tether-redis-store-{}-{}.toml",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::write(&config, toml.to_string()).unwrap();
+        let mut d = Self { config, ports, nodes: Vec::new(), http: support::client() };
+        for id in ["01", "02", "03"] {
+            let node = d.spawn(id).await;
+            d.nodes.push(Some(node));
+        }
+        d
+    }
+
+    async fn spawn(&self, id: &str) -> TetherProcess {
+        TetherProcess::spawn(&["node", "--id", id, "-c", self.config.to_str().unwrap()]).await
+    }
+
+    fn base(&self, node: usize) -> String {
+        format!("http://127.0.0.1:{}", self.ports[node])
+    }
+
+    /// A zero-page login of `demo` on `node`: (status, answer, elapsed, retry-after).
+    async fn login(&self, node: usize) -> (u16, Value, Duration, Option<String>) {
+        let start = Instant::now();
+        let resp = self
+            .http
+            .post(format!("{}/am/json/realms/root/authenticate", self.base(node)))
+            .header("X-OpenAM-Username", "demo")
+            .header("X-OpenAM-Password", PASSWORD)
+            .header("content-type", "application/json")
+            .body("{}")
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status().as_u16();
+        let retry = resp.headers().get("retry-after").map(|v| v.to_str().unwrap().to_string());
+        let body = resp.json().await.unwrap_or(Value::Null);
+        (status, body, start.elapsed(), retry)
+    }
+
+    /// A `_action` of `/json/sessions` for `token` on `node`: (status, answer).
+    async fn session(&self, node: usize, action: &str, token: &str) -> (u16, Value) {
+        let resp = self
+            .http
+            .post(format!(
+                "{}/am/json/realms/root/sessions?_action={action}&tokenId={token}",
+                self.base(node)
+            ))
+            .header("content-type", "application/json")
+            .send()
+            .await
+            .unwrap();
+        (resp.status().as_u16(), resp.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn ready(&self, node: usize) -> u16 {
+        let url = format!("{}/am/json/health/ready", self.base(node));
+        self.http.get(url).send().await.unwrap().status().as_u16()
+    }
+
+    /// Kills node `i` (SIGKILL) and starts it again on the same port.
+    async fn restart(&mut self, i: usize) {
+        let mut old = self.nodes[i].take().unwrap();
+        old.child.kill().unwrap();
+        old.child.wait().unwrap();
+        self.nodes[i] = Some(self.spawn(["01", "02", "03"][i]).await);
+    }
+
+    /// Panics if any node process has exited.
+    fn assert_running(&mut self) {
+        for (i, node) in self.nodes.iter_mut().enumerate() {
+            let node = node.as_mut().unwrap();
+            assert!(node.child.try_wait().unwrap().is_none(), "node {} exited", i + 1);
+        }
+    }
+}
+
+impl Drop for Deployment {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.config);
+    }
+}
+
+const PASSWORD: &str = "demo-Passw0rd";
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Acceptance 1: a session made on node 01 validates, refreshes and logs out on 02 and 03 directly (and
+/// through the proxy), and still validates after node 01 was killed and restarted.
+#[tokio::test]
+async fn separate_node_processes_share_sessions_through_redis() {
+    let Some(redis) = RedisServer::start().await else { return };
+    let mut d = Deployment::start(&redis, "enabled = false", 1000).await;
+    let (status, done, _, _) = d.login(0).await;
+    assert_eq!(status, 200, "{done}");
+    let token = done["tokenId"].as_str().unwrap().to_string();
+    for node in [1, 2] {
+        let (status, v) = d.session(node, "validate", &token).await;
+        assert_eq!((status, &v["valid"], &v["uid"]), (200, &json!(true), &json!("demo")), "node {node}: {v}");
+        let (status, v) = d.session(node, "refresh", &token).await;
+        assert_eq!((status, &v["uid"], &v["idletime"]), (200, &json!("demo"), &json!(0)), "node {node}: {v}");
+        let (status, v) = d.session(node, "getSessionInfo", &token).await;
+        assert_eq!((status, &v["username"]), (200, &json!("demo")), "node {node}: {v}");
+    }
+
+    // Through the proxy: its session-token hint sends validate to 01, and any node would agree.
+    let mut proxy = TetherProcess::spawn(&["run", "-c", d.config.to_str().unwrap()]).await;
+    let via =
+        format!("http://{}/am/json/realms/root/sessions?_action=validate&tokenId={token}", proxy.listen());
+    let mut valid = Value::Null;
+    eventually("the proxy sees the nodes up and answers", Duration::from_secs(10), async || {
+        let Ok(resp) = d.http.post(&via).header("content-type", "application/json").send().await else {
+            return false;
+        };
+        valid = resp.json().await.unwrap_or(Value::Null);
+        valid["valid"] == true
+    })
+    .await;
+
+    d.restart(0).await;
+    let (status, v) = d.session(0, "validate", &token).await;
+    assert_eq!((status, &v["valid"]), (200, &json!(true)), "node 01 after its restart: {v}");
+
+    let (status, v) = d.session(2, "logout", &token).await;
+    assert_eq!((status, &v["result"]), (200, &json!("Successfully logged out")), "{v}");
+    for node in [0, 1, 2] {
+        let (status, v) = d.session(node, "validate", &token).await;
+        assert_eq!((status, &v["valid"]), (200, &json!(false)), "node {node} after the logout: {v}");
+    }
+    let (_, v) = d.session(1, "logout", &token).await;
+    assert_eq!(v["result"], "Token has expired", "{v}");
+    d.assert_running();
+    assert!(proxy.child.try_wait().unwrap().is_none(), "the proxy runs");
+}
+
+/// Acceptance 2: 200 concurrent logins of one user, limit 2, spread over the three node processes, for
+/// each exhaustion action, while a sampler reads the user's sessions in Redis without pause: never more
+/// than 2. `DENY_ACCESS` admits exactly 2; the others admit every login and leave exactly 2 live.
+#[tokio::test]
+async fn the_quota_holds_across_processes_for_every_action() {
+    const LOGINS: usize = 200;
+    let Some(redis) = RedisServer::start().await else { return };
+    for action in ["DENY_ACCESS", "DESTROY_NEXT_EXPIRING", "DESTROY_OLDEST_SESSION", "DESTROY_OLD_SESSIONS"] {
+        redis.command(&["FLUSHALL"]);
+        let quota = format!("enabled = true\nlimit = 2\nexhaustion_action = {action:?}");
+        let d = std::sync::Arc::new(Deployment::start(&redis, &quota, 2000).await);
+
+        let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let sampler = {
+            let (done, port) = (done.clone(), redis.port);
+            std::thread::spawn(move || {
+                let mut most = 0;
+                let mut samples = 0;
+                while !done.load(Ordering::Acquire) {
+                    let reply = support::redis_command(port, &["ZCARD", "{tether:demo}:exp"]);
+                    let n: i64 = reply.trim().trim_start_matches(':').parse().unwrap();
+                    most = most.max(n);
+                    samples += 1;
+                }
+                (most, samples)
+            })
+        };
+        let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(LOGINS));
+        let logins: Vec<_> = (0..LOGINS)
+            .map(|i| {
+                let (d, barrier) = (d.clone(), barrier.clone());
+                tokio::spawn(async move {
+                    barrier.wait().await;
+                    let (status, body, _, _) = d.login(i % 3).await;
+                    (status, body)
+                })
+            })
+            .collect();
+        let mut admitted = Vec::new();
+        for login in logins {
+            let (status, body) = login.await.unwrap();
+            match status {
+                200 => admitted.push(body["tokenId"].as_str().unwrap().to_string()),
+                401 => assert_eq!(body["message"], "Maximum Sessions Limit Reached.", "{action}: {body}"),
+                other => panic!("{action}: {other} {body}"),
+            }
+        }
+        done.store(true, Ordering::Release);
+        let (most, samples) = sampler.join().unwrap();
+        assert!(samples > 0);
+        assert!(most <= 2, "{action}: the sampler saw {most} sessions in Redis");
+        let expected = if action == "DENY_ACCESS" { 2 } else { LOGINS };
+        assert_eq!(admitted.len(), expected, "{action}: admitted");
+        let mut live = 0;
+        for (i, token) in admitted.iter().enumerate() {
+            let (status, v) = d.session(i % 3, "validate", token).await;
+            assert_eq!(status, 200, "{v}");
+            live += usize::from(v["valid"] == true);
+        }
+        assert_eq!(live, 2, "{action}: live sessions");
+        assert_eq!(redis.integer(&["ZCARD", "{tether:demo}:exp"]), 2, "{action}");
+    }
+}
+
+/// Acceptance 4: Redis stops in the middle of a login loop. Requests that need the store get AM's 503
+/// with `Retry-After` within `timeout_ms` plus a small bound (validate too: never `{"valid":false}` for a
+/// session that may be live), `/json/health/ready` is 503, no node panics or hangs; once Redis is back,
+/// logins succeed again without restarting anything, and the quota still holds.
+#[tokio::test]
+async fn an_unreachable_redis_is_503_and_the_nodes_recover_by_themselves() {
+    const TIMEOUT_MS: u64 = 300;
+    let bound = Duration::from_millis(TIMEOUT_MS + 700);
+    let Some(mut redis) = RedisServer::start().await else { return };
+    let quota = "enabled = true\nlimit = 2\nexhaustion_action = \"DESTROY_OLDEST_SESSION\"";
+    let mut d = Deployment::start(&redis, quota, TIMEOUT_MS).await;
+    let (status, done, _, _) = d.login(0).await;
+    assert_eq!(status, 200, "{done}");
+    let token = done["tokenId"].as_str().unwrap().to_string();
+
+    // A bounded login loop on every node; Redis is stopped after the first round.
+    let mut outcomes = Vec::new();
+    for round in 0..6 {
+        if round == 2 {
+            redis.stop();
+        }
+        for node in 0..3 {
+            let (status, body, took, retry) = d.login(node).await;
+            outcomes.push((round, status));
+            match status {
+                200 => assert!(round < 2, "round {round}: a login succeeded with Redis down: {body}"),
+                503 => {
+                    assert!(took <= bound, "a 503 took {took:?} (timeout_ms {TIMEOUT_MS})");
+                    assert_eq!(body["code"], 503, "{body}");
+                    assert_eq!(body["reason"], "Service Unavailable", "{body}");
+                    assert!(body["message"].as_str().unwrap().contains("session store"), "{body}");
+                    assert_eq!(retry.as_deref(), Some("1"), "Retry-After");
+                }
+                other => panic!("round {round} node {node}: {other} {body}"),
+            }
+        }
+    }
+    assert!(outcomes.iter().filter(|(r, _)| *r >= 2).all(|(_, s)| *s == 503), "{outcomes:?}");
+    for node in 0..3 {
+        let (status, v) = d.session(node, "validate", &token).await;
+        assert_eq!((status, &v["code"]), (503, &json!(503)), "validate with Redis down: {v}");
+        let (status, _) = d.session(node, "logout", &token).await;
+        assert_eq!(status, 503);
+    }
+    for node in 0..3 {
+        eventually("readiness follows the store", Duration::from_secs(5), async || {
+            d.ready(node).await == 503
+        })
+        .await;
+    }
+    d.assert_running();
+
+    redis.restart().await;
+    for node in 0..3 {
+        let mut last = 0;
+        eventually("logins succeed again", Duration::from_secs(5), async || {
+            last = d.login(node).await.0;
+            last == 200
+        })
+        .await;
+        eventually("ready again", Duration::from_secs(5), async || d.ready(node).await == 200).await;
+    }
+    // Redis kept nothing (no persistence): the old session is gone, the quota counts only new ones.
+    let (status, v) = d.session(1, "validate", &token).await;
+    assert_eq!((status, &v["valid"]), (200, &json!(false)), "{v}");
+    for node in 0..3 {
+        assert_eq!(d.login(node).await.0, 200);
+    }
+    assert_eq!(redis.integer(&["ZCARD", "{tether:demo}:exp"]), 2, "no session counted twice");
+    d.assert_running();
+    for node in d.nodes.iter_mut() {
+        let node = node.as_mut().unwrap();
+        node.signal("TERM");
+    }
+    for node in d.nodes.iter_mut() {
+        let mut node = node.take().unwrap();
+        let code = tokio::task::spawn_blocking(move || node.child.wait().unwrap().code()).await.unwrap();
+        assert_eq!(code, Some(0), "a node exits cleanly: no panic");
+    }
+}

@@ -1,0 +1,180 @@
+//! A real `redis-server` child process for store tests: on a free loopback port (never 6379), with no
+//! persistence and its own scratch directory, stopped and restarted by PID, killed on drop.
+//!
+//! The binary is `TETHER_REDIS_SERVER` or `redis-server` on `PATH`. Without it [`RedisServer::start`]
+//! returns `None` after printing why, so the test skips; under CI (`CI` set) it panics instead: CI must
+//! run the store tests (`.ci/run` installs Debian's `redis-server`).
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+/// One `redis-server` process.
+pub struct RedisServer {
+    binary: PathBuf,
+    /// The loopback port it listens on.
+    pub port: u16,
+    dir: PathBuf,
+    child: Option<Child>,
+}
+
+impl RedisServer {
+    /// Starts a server and waits until it answers `PING`; `None` (after a message) when there is no
+    /// `redis-server` and the run is not under CI.
+    pub async fn start() -> Option<Self> {
+        let Some(binary) = binary() else {
+            let what = "no redis-server on PATH (install Debian's redis-server, or set TETHER_REDIS_SERVER)";
+            assert!(std::env::var_os("CI").is_none(), "CI must run the Redis store tests, but: {what}");
+            println!("skipped: {what}");
+            return None;
+        };
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "tether-redis-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(&dir).expect("redis scratch dir");
+        // A freed ephemeral port can be taken by someone else before redis binds it: retry a few times.
+        for _ in 0..5 {
+            let port = free_port();
+            let mut server = Self { binary: binary.clone(), port, dir: dir.clone(), child: None };
+            server.spawn();
+            if server.wait_ping(Duration::from_secs(5)).await {
+                return Some(server);
+            }
+            server.stop();
+        }
+        panic!("redis-server did not start on any of 5 free ports");
+    }
+
+    /// `redis://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Kills the server (SIGKILL) and waits for it to exit; every key is lost (no persistence).
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the server again on the same port (after [`stop`](Self::stop), or killing it first), and
+    /// waits until it answers `PING`.
+    pub async fn restart(&mut self) {
+        self.stop();
+        self.spawn();
+        assert!(
+            self.wait_ping(Duration::from_secs(5)).await,
+            "redis-server did not come back on {}",
+            self.port
+        );
+    }
+
+    /// One command in RESP (`["ZCARD", "key"]`), its raw reply. Blocking; for small test reads.
+    pub fn command(&self, args: &[&str]) -> String {
+        command(self.port, args)
+    }
+
+    /// A command whose reply is an integer (`:N`).
+    pub fn integer(&self, args: &[&str]) -> i64 {
+        let reply = self.command(args);
+        reply
+            .trim()
+            .strip_prefix(':')
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("{args:?}: {reply:?}"))
+    }
+
+    fn spawn(&mut self) {
+        let child = Command::new(&self.binary)
+            .args([
+                "--port",
+                &self.port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .arg("--dir")
+            .arg(&self.dir)
+            .args(["--daemonize", "no", "--loglevel", "warning", "--maxmemory-policy", "noeviction"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn redis-server");
+        self.child = Some(child);
+    }
+
+    /// Polls `PING` until `+PONG` or the deadline (or the child exited: it lost the port race).
+    async fn wait_ping(&mut self, deadline: Duration) -> bool {
+        let end = tokio::time::Instant::now() + deadline;
+        let mut poll = tokio::time::interval(Duration::from_millis(10));
+        while tokio::time::Instant::now() < end {
+            poll.tick().await;
+            if self.child.as_mut().is_none_or(|c| c.try_wait().ok().flatten().is_some()) {
+                return false;
+            }
+            if ping(self.port) {
+                return true;
+            }
+        }
+        false
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.stop();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// One command in RESP to the Redis on `port`, its raw reply (from a thread that has no server handle).
+pub fn command(port: u16, args: &[&str]) -> String {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect to redis");
+    stream.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    let mut req = format!("*{}\r\n", args.len());
+    for a in args {
+        req.push_str(&format!("${}\r\n{a}\r\n", a.len()));
+    }
+    stream.write_all(req.as_bytes()).unwrap();
+    let mut buf = [0u8; 64 * 1024];
+    let n = stream.read(&mut buf).unwrap_or(0);
+    String::from_utf8_lossy(&buf[..n]).into_owned()
+}
+
+fn binary() -> Option<PathBuf> {
+    if let Some(path) = std::env::var_os("TETHER_REDIS_SERVER") {
+        return Some(PathBuf::from(path));
+    }
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path).map(|d| d.join("redis-server")).find(|p| p.is_file())
+}
+
+/// A loopback port that was free a moment ago (never 6379: the kernel hands out ephemeral ports).
+fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    listener.local_addr().unwrap().port()
+}
+
+fn ping(port: u16) -> bool {
+    let Ok(mut stream) =
+        TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_millis(200))
+    else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_millis(500)));
+    if stream.write_all(b"PING\r\n").is_err() {
+        return false;
+    }
+    let mut buf = [0u8; 16];
+    matches!(stream.read(&mut buf), Ok(n) if buf[..n].starts_with(b"+PONG"))
+}
