@@ -291,7 +291,7 @@ pub struct AuthIdClaims {
     pub auth_index_value: String,
     /// Expiry, unix seconds: the end of the auth session.
     pub exp: u64,
-    /// Client mode only: [`ClientState`] sealed with `Keys::seal`.
+    /// Client mode only: `ClientState` sealed with `Keys::seal`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub state: Option<String>,
 }

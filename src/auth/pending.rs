@@ -206,7 +206,7 @@ impl Default for SpentOtks {
 }
 
 impl SpentOtks {
-    /// An empty set bounded by [`MAX_SPENT_OTKS`].
+    /// An empty set bounded by `MAX_SPENT_OTKS`.
     pub fn new() -> Self {
         Self::with_capacity(MAX_SPENT_OTKS)
     }
@@ -217,7 +217,7 @@ impl SpentOtks {
     }
 
     /// Records `otk` as answered until `until`, atomically with checking it was not answered before, so of
-    /// two concurrent answers of one step exactly one is [`Spend::Fresh`].
+    /// two concurrent answers of one step exactly one is `Spend::Fresh`.
     pub fn spend(&self, otk: &str, until: Instant, now: Instant) -> Spend {
         let mut inner = self.inner.lock();
         if inner.get(otk, now).is_some() {

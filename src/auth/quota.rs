@@ -22,7 +22,7 @@ pub use crate::config::ExhaustionAction;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Quota {
     /// Maximum number of live sessions per user; configuration validation keeps it at 1 or more.
-    /// A limit of 0 cannot be honoured by admitting anyone, so [`plan_admission`] denies every login.
+    /// A limit of 0 cannot be honoured by admitting anyone, so `plan_admission` denies every login.
     pub limit: u32,
     /// The action to take when the user already holds `limit` live sessions.
     pub action: ExhaustionAction,

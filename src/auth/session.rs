@@ -146,7 +146,7 @@ pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>>
 /// # Atomicity
 ///
 /// [`create`](SessionStore::create) is the one operation per login, and must be atomic per user: dropping
-/// the user's expired sessions, planning with [`plan_admission`], removing the evicted sessions and
+/// the user's expired sessions, planning with `plan_admission`, removing the evicted sessions and
 /// inserting the new one happen with no other create, remove or read of that user in between. That is
 /// what rules out AM's quota race (OPENAM-5864, OPENAM-10332), where the check and the write were separate
 /// steps: with it, no interleaving of concurrent logins, from any threads or nodes sharing the store,
@@ -163,7 +163,7 @@ pub trait SessionStore: Send + Sync {
     /// Stores `session`, enforcing `quota` (if any) for its user atomically, as described on the trait.
     ///
     /// Expired sessions of the user are dropped first and neither count nor appear in
-    /// [`Created::evicted`]. A session already stored under the same token is replaced.
+    /// `Created::evicted`. A session already stored under the same token is replaced.
     fn create(
         &self,
         session: Session,

@@ -51,7 +51,7 @@ pub struct Snapshot {
     /// The validated config.
     pub config: Arc<Config>,
     /// Pools with live node state, each node with its keep-alive connections
-    /// ([`crate::upstream::conns`]).
+    /// (`crate::upstream::conns`).
     pub upstreams: Upstreams,
 }
 

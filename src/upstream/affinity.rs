@@ -24,7 +24,7 @@ use crate::config::{Affinity, AffinityMode, BackendId, HintSource};
 pub struct Hints {
     /// The node named by the first usable hint in the pool's order, and which hint that was.
     pub pinned: Option<(usize, HintSource)>,
-    /// The node the affinity cookie names, for the `Set-Cookie` rules ([`cookie_to_set`]).
+    /// The node the affinity cookie names, for the `Set-Cookie` rules (`cookie_to_set`).
     pub cookie: Option<usize>,
     /// Some hint was present but named no configured node.
     pub invalid: bool,

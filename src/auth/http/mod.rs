@@ -39,7 +39,7 @@ impl AuthNode {
     /// Answers one request. Paths outside `context_path` and unknown endpoints get AM's 404 JSON.
     ///
     /// Generic over the body so it takes hyper's `Incoming` as well as `Full<Bytes>` in tests. Bodies are
-    /// read only for the endpoints that use one, bounded by [`MAX_BODY`] (413 beyond).
+    /// read only for the endpoints that use one, bounded by `MAX_BODY` (413 beyond).
     pub async fn handle<B>(&self, req: Request<B>) -> Response<Body>
     where
         B: http_body::Body<Data = Bytes> + Send,
