@@ -85,6 +85,15 @@ impl TokenPlaces {
         let header = HeaderName::from_bytes(name.as_bytes()).ok()?;
         Some(Self { cookie: name.to_owned(), header })
     }
+
+    /// The places for a configured session cookie. Configuration validates cookie names as RFC 9110
+    /// tokens, which are valid header names, so the fallback to AM's default name is never taken.
+    pub fn configured(name: &str) -> Self {
+        Self::named(name).unwrap_or_else(|| Self {
+            cookie: "iPlanetDirectoryPro".to_owned(),
+            header: HeaderName::from_static("iplanetdirectorypro"),
+        })
+    }
 }
 
 /// A request's session token, in AM's one order: the `tokenId` query parameter, then the session header,

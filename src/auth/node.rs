@@ -54,10 +54,7 @@ impl AuthNode {
         spent: Arc<SpentOtks>,
     ) -> Self {
         let clock = Clock::new();
-        // Cookie names were validated as RFC 9110 tokens, which are valid header names.
-        let token_places = TokenPlaces::named(&auth.session_cookie)
-            .or_else(|| TokenPlaces::named("iPlanetDirectoryPro"))
-            .expect("the default session cookie name is a valid header name");
+        let token_places = TokenPlaces::configured(&auth.session_cookie);
         let login = Login::new(id.clone(), Arc::clone(&auth), keys, Arc::clone(&store), spent, clock);
         AuthNode { id, auth, login, store, clock, token_places, ready: AtomicBool::new(true) }
     }

@@ -95,14 +95,6 @@ impl Pool {
     }
 }
 
-/// Where a pool's session token is read. Cookie names were validated as RFC 9110 tokens, which are valid
-/// header names, so the fallback to AM's default is never taken.
-fn token_places(session_cookie: &str) -> TokenPlaces {
-    TokenPlaces::named(session_cookie)
-        .or_else(|| TokenPlaces::named(Affinity::DEFAULT_SESSION_COOKIE))
-        .expect("the default session cookie name is a valid header name")
-}
-
 /// Every pool of one config snapshot.
 #[derive(Debug)]
 pub struct Upstreams {
@@ -122,7 +114,7 @@ impl Upstreams {
                 balance: p.balance,
                 affinity: p.affinity.clone(),
                 health: p.health.clone(),
-                session_token: token_places(p.affinity.session_cookie_or(auth_cookie)),
+                session_token: TokenPlaces::configured(p.affinity.session_cookie_or(auth_cookie)),
                 metrics: PoolMetrics::new(metrics, &p.name),
                 rr: AtomicUsize::new(0),
                 backends: p
