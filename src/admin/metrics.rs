@@ -5,15 +5,20 @@
 //! in atomics; mirroring them into the registry would cost the request path for nothing, so a scrape
 //! builds const metrics from them instead.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric, text};
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
+use tokio::time::Instant;
 
 use crate::auth::AuthNode;
+use crate::auth::session::SessionStore;
+use crate::auth::store::StoreStats;
 use crate::metrics::{Labels, Metrics};
 use crate::upstream::{AdminState, Health, Upstreams};
 
@@ -23,6 +28,7 @@ pub fn render(metrics: &Metrics, upstreams: &Upstreams, nodes: &[Arc<AuthNode>])
     state.register_collector(Box::new(StateCollector {
         rows: backend_rows(upstreams),
         auth: auth_rows(nodes),
+        stores: store_stats(nodes),
     }));
     let mut out = String::new();
     // Writing into a String cannot fail.
@@ -75,14 +81,53 @@ fn backend_rows(upstreams: &Upstreams) -> Vec<BackendRow> {
 struct AuthRow {
     node: String,
     counters: [(&'static str, &'static str, u64); 6],
-    live: usize,
+    /// Live sessions this node created; `None` when its store cannot count them in this process.
+    live: Option<usize>,
+}
+
+/// Identifies a store by its allocation: nodes sharing one hold the same `Arc`.
+fn store_key(store: &Arc<dyn SessionStore>) -> *const () {
+    Arc::as_ptr(store).cast::<()>()
+}
+
+/// Each node's live sessions, by the server ID their tokens name: one pass per distinct store (all
+/// nodes of `sessions = "shared"` share one), not one per node.
+fn sessions_by_node(nodes: &[Arc<AuthNode>]) -> Vec<Option<usize>> {
+    let now = Instant::now();
+    let mut counted: Vec<(*const (), Option<HashMap<String, usize>>)> = Vec::new();
+    nodes
+        .iter()
+        .map(|n| {
+            let key = store_key(n.store());
+            let i = counted.iter().position(|(k, _)| *k == key).unwrap_or_else(|| {
+                counted.push((key, n.store().sessions_by_node(now)));
+                counted.len() - 1
+            });
+            counted[i].1.as_ref().map(|c| c.get(n.id().as_str()).copied().unwrap_or(0))
+        })
+        .collect()
+}
+
+/// The round-trip stats of each distinct store that keeps them (one Redis store per process).
+fn store_stats(nodes: &[Arc<AuthNode>]) -> Vec<StoreStats> {
+    let mut seen = Vec::new();
+    let mut stats = Vec::new();
+    for n in nodes {
+        let key = store_key(n.store());
+        if !seen.contains(&key) {
+            seen.push(key);
+            stats.extend(n.store().stats().cloned());
+        }
+    }
+    stats
 }
 
 fn auth_rows(nodes: &[Arc<AuthNode>]) -> Vec<AuthRow> {
     use std::sync::atomic::Ordering::Relaxed;
     nodes
         .iter()
-        .map(|n| {
+        .zip(sessions_by_node(nodes))
+        .map(|(n, live)| {
             let s = n.stats();
             AuthRow {
                 node: n.id().to_string(),
@@ -118,7 +163,7 @@ fn auth_rows(nodes: &[Arc<AuthNode>]) -> Vec<AuthRow> {
                         s.quota_evictions.load(Relaxed),
                     ),
                 ],
-                live: n.live_sessions(),
+                live,
             }
         })
         .collect()
@@ -128,6 +173,7 @@ fn auth_rows(nodes: &[Arc<AuthNode>]) -> Vec<AuthRow> {
 struct StateCollector {
     rows: Vec<BackendRow>,
     auth: Vec<AuthRow>,
+    stores: Vec<StoreStats>,
 }
 
 /// Writes one family from rows of const metrics; the rows' type decides counter or gauge.
@@ -199,7 +245,22 @@ impl Collector for StateCollector {
                 family(e, name, help, rows)?;
             }
         }
-        let live = self.auth.iter().map(|a| (node(a), gauge(a.live))).collect();
-        family(e, "auth_sessions", "Sessions in the node's store (a shared store shows on every node)", live)
+        let live = self.auth.iter().filter_map(|a| Some((node(a), gauge(a.live?)))).collect();
+        family(e, "auth_sessions", "Live sessions created by the node (the server ID in their token)", live)?;
+        let seconds: Vec<(Labels, Histogram)> = (self.stores.iter())
+            .flat_map(|s| s.seconds().map(|(op, h)| (vec![("op", op.to_string())], h.clone())))
+            .collect();
+        family(e, "auth_store_duration_seconds", "Session store round trips, by operation", seconds)?;
+        let errors = (self.stores.iter())
+            .flat_map(|s| {
+                s.errors().map(|(kind, n)| (vec![("kind", kind.to_string())], ConstCounter::new(n)))
+            })
+            .collect();
+        family(
+            e,
+            "auth_store_errors",
+            "Session store operations that failed, by kind (timeout|unavailable)",
+            errors,
+        )
     }
 }

@@ -69,6 +69,11 @@ impl AuthNode {
         self.login.stats()
     }
 
+    /// The node's session store: the same `Arc` for every node that shares it.
+    pub fn store(&self) -> &Arc<dyn SessionStore> {
+        &self.store
+    }
+
     /// Sessions in the node's store (shared by all nodes with `sessions = "shared"`), expired ones that no
     /// read or [`sweep`](Self::sweep) has removed yet included; 0 with `sessions = "redis"`, whose
     /// sessions are not held in this process.

@@ -22,8 +22,10 @@ use parking_lot::Mutex;
 use tokio::time::Instant;
 
 use crate::am::time::MAX_LIFETIME;
+use crate::am::token::node_hint;
 
 use crate::auth::quota::{Decision, LiveSession, Quota, plan_admission};
+use crate::auth::store::StoreStats;
 
 /// One authenticated session, as the store keeps it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -203,6 +205,18 @@ pub trait SessionStore: Send + Sync {
     fn available(&self) -> bool {
         true
     }
+
+    /// Live sessions grouped by the node that created them (the `S1` of the token), counted in one
+    /// pass, so a scrape asks once per store rather than once per node sharing it; `None` for a store
+    /// that keeps its sessions elsewhere, which this process cannot count without a round trip per user.
+    fn sessions_by_node(&self, _now: Instant) -> Option<HashMap<String, usize>> {
+        None
+    }
+
+    /// The store's round-trip times and failures; `None` for the in-process store, which has neither.
+    fn stats(&self) -> Option<&StoreStats> {
+        None
+    }
 }
 
 /// An in-process [`SessionStore`]: every node of one process shares it (`sessions = "shared"`), or each
@@ -376,6 +390,17 @@ impl MemoryStore {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+
+    /// [`SessionStore::sessions_by_node`]: one pass under the lock, expired sessions not counted. A
+    /// token that names no node (not minted here) counts under `""`.
+    pub fn sessions_by_node(&self, now: Instant) -> HashMap<String, usize> {
+        let inner = self.inner.lock();
+        let mut counts = HashMap::new();
+        for (token, _) in inner.by_token.iter().filter(|(_, s)| s.is_live(now)) {
+            *counts.entry(node_hint(token).unwrap_or_default()).or_insert(0) += 1;
+        }
+        counts
+    }
 }
 
 /// Never fails and never waits: each future is ready at once.
@@ -411,6 +436,10 @@ impl SessionStore for MemoryStore {
 
     fn len(&self) -> usize {
         MemoryStore::len(self)
+    }
+
+    fn sessions_by_node(&self, now: Instant) -> Option<HashMap<String, usize>> {
+        Some(MemoryStore::sessions_by_node(self, now))
     }
 }
 
@@ -622,6 +651,28 @@ mod tests {
         store.create(session("a", "demo", Instant::now()), q, Instant::now()).unwrap();
         assert_eq!(store.len(), 1);
         assert_eq!(store.live_sessions("demo", Instant::now()), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn live_sessions_are_grouped_by_the_node_that_minted_their_token() {
+        let rng = ring::rand::SystemRandom::new();
+        let store = MemoryStore::new();
+        let mint = |node| crate::am::token::mint_token(&rng, node);
+        let start = Instant::now();
+        store.create(session(&mint("01"), "demo", start), None, start).unwrap();
+        store.create(session(&mint("01"), "other", start), None, start).unwrap();
+        store.create(session(&mint("02"), "demo", start), None, start).unwrap();
+        store.create(session("not-an-am-token", "demo", start), None, start).unwrap();
+        let counts = store.sessions_by_node(start);
+        assert_eq!(counts, HashMap::from([("01".into(), 2), ("02".into(), 1), (String::new(), 1)]));
+
+        advance(mins(20)).await;
+        let late = mint("02");
+        store.create(session(&late, "demo", Instant::now()), None, Instant::now()).unwrap();
+        advance(mins(10)).await;
+        let counts = store.sessions_by_node(Instant::now());
+        assert_eq!(counts, HashMap::from([("02".into(), 1)]), "expired sessions are not counted");
+        assert_eq!(store.len(), 5, "counting removes nothing");
     }
 
     /// 8 threads × 50 logins of one user against one store with limit 2, while a sampler checks that no

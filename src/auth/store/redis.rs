@@ -31,6 +31,7 @@ use tokio_util::sync::{CancellationToken, DropGuard};
 use crate::am::time::MAX_LIFETIME;
 use crate::auth::quota::Quota;
 use crate::auth::session::{Created, QuotaExceeded, Session, SessionStore, StoreError, StoreFuture};
+use crate::auth::store::{StoreOp, StoreStats};
 use crate::config::StoreConfig;
 
 /// How often the store checks that Redis answers while no request does, for `/json/health/ready`.
@@ -47,6 +48,8 @@ pub struct RedisStore {
     get: Script,
     logout: Script,
     live: Script,
+    /// Round-trip times and failures, recorded at [`Self::deadline`].
+    stats: StoreStats,
     /// Stops the ping loop when the store is dropped.
     _ping: DropGuard,
 }
@@ -98,15 +101,22 @@ impl RedisStore {
             get: Script::new(include_str!("get.lua")),
             logout: Script::new(include_str!("logout.lua")),
             live: Script::new(include_str!("live.lua")),
+            stats: StoreStats::default(),
             _ping: stop.drop_guard(),
         })
     }
 
-    /// Runs one store operation (one or two commands) under the one deadline, recording whether Redis
-    /// answered.
-    async fn deadline<T>(&self, op: impl Future<Output = Result<T, StoreError>>) -> Result<T, StoreError> {
+    /// Runs one store operation `op` (one or two commands) under the one deadline, recording whether
+    /// Redis answered, how long it took and why it failed.
+    async fn deadline<T>(
+        &self,
+        op: StoreOp,
+        run: impl Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        let start = Instant::now();
         let result =
-            tokio::time::timeout(self.timeout, op).await.unwrap_or(Err(StoreError::Timeout(self.timeout)));
+            tokio::time::timeout(self.timeout, run).await.unwrap_or(Err(StoreError::Timeout(self.timeout)));
+        self.stats.record(op, start.elapsed(), result.as_ref().err());
         self.up.store(result.is_ok(), Ordering::Relaxed);
         result
     }
@@ -144,7 +154,7 @@ impl SessionStore for RedisStore {
         quota: Option<Quota>,
         _now: Instant,
     ) -> StoreFuture<'_, Result<Created, QuotaExceeded>> {
-        Box::pin(self.deadline(async move {
+        Box::pin(self.deadline(StoreOp::Create, async move {
             let member = member(&session.token);
             let idle = millis(session.max_idle);
             let max = millis(session.max_time);
@@ -188,15 +198,15 @@ impl SessionStore for RedisStore {
     }
 
     fn get<'a>(&'a self, token: &'a str, now: Instant) -> StoreFuture<'a, Option<Session>> {
-        Box::pin(self.deadline(self.read(token, false, now)))
+        Box::pin(self.deadline(StoreOp::Get, self.read(token, false, now)))
     }
 
     fn touch<'a>(&'a self, token: &'a str, now: Instant) -> StoreFuture<'a, Option<Session>> {
-        Box::pin(self.deadline(self.read(token, true, now)))
+        Box::pin(self.deadline(StoreOp::Touch, self.read(token, true, now)))
     }
 
     fn remove<'a>(&'a self, token: &'a str, _now: Instant) -> StoreFuture<'a, bool> {
-        Box::pin(self.deadline(async move {
+        Box::pin(self.deadline(StoreOp::Remove, async move {
             let member = member(token);
             let Some(username) = self.owner(&member).await? else { return Ok(false) };
             let [exp, seq, rec] = self.user_keys(&username);
@@ -216,7 +226,7 @@ impl SessionStore for RedisStore {
     }
 
     fn live_sessions<'a>(&'a self, username: &'a str, _now: Instant) -> StoreFuture<'a, usize> {
-        Box::pin(self.deadline(async move {
+        Box::pin(self.deadline(StoreOp::Live, async move {
             let [exp, ..] = self.user_keys(username);
             let mut conn = self.conn.clone();
             self.live.key(exp).invoke_async(&mut conn).await.map_err(unavailable)
@@ -230,6 +240,10 @@ impl SessionStore for RedisStore {
 
     fn available(&self) -> bool {
         self.up.load(Ordering::Relaxed)
+    }
+
+    fn stats(&self) -> Option<&StoreStats> {
+        Some(&self.stats)
     }
 }
 
