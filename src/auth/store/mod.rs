@@ -1,9 +1,11 @@
 //! Session stores kept outside the process, shared by every node of every process that names them:
-//! * [`redis`]: [`RedisStore`], sessions and quotas on Redis >= 7 / Valkey, one Lua script per login.
+//! * [`redis`]: [`RedisStore`], sessions and quotas on Redis >= 7 / Valkey, one Lua script per login;
+//! * [`conn`]: its connection, to one Redis or to a Redis Cluster.
 //!
 //! The in-process store is [`crate::auth::session::MemoryStore`]; both implement
 //! [`crate::auth::session::SessionStore`].
 
+mod conn;
 mod redis;
 
 pub use redis::RedisStore;
