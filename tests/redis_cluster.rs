@@ -62,6 +62,18 @@ async fn two_stores_on_one_cluster_share_sessions_across_primaries() {
     }
     let holding = cluster.keys_per_node().iter().filter(|&&n| n > 0).count();
     assert!(holding >= 2, "at least two primaries hold keys: {:?}", cluster.keys_per_node());
+    // The token keys (outside any hash tag) are spread too, so validate and logout below reach slots
+    // on other primaries than their user's keys.
+    let token_keys: Vec<usize> = cluster
+        .nodes
+        .iter()
+        .map(|n| n.command(&["KEYS", "tether:tok:*"]).matches("tether:tok:").count())
+        .collect();
+    assert_eq!(token_keys.iter().sum::<usize>(), 2 * users.len(), "{token_keys:?}");
+    assert!(
+        token_keys.iter().filter(|&&n| n > 0).count() >= 2,
+        "token keys on several primaries: {token_keys:?}"
+    );
 
     for user in users {
         assert_eq!(two.live_sessions(user, Instant::now()).await.unwrap(), 2, "{user}");
@@ -99,11 +111,12 @@ async fn the_quota_holds_across_processes_on_a_cluster_for_every_action() {
         cluster.flush();
         let quota = format!("enabled = true\nlimit = 2\nexhaustion_action = {action:?}");
         let d = Arc::new(Deployment::start(&cluster, &quota, 2000).await);
-        let Race { admitted, most, samples } = login_race(&d, LOGINS, action, move || {
+        let race = login_race(&d, LOGINS, action, move || {
             let reply = support::redis_command(owner, &["ZCARD", key]);
             reply.trim().trim_start_matches(':').parse().unwrap_or_else(|_| panic!("ZCARD: {reply:?}"))
-        })
-        .await;
+        });
+        let Race { admitted, most, samples } =
+            tokio::time::timeout(Duration::from_secs(60), race).await.expect("200 logins within 60 s");
         assert!(samples > 0);
         assert!(most <= 2, "{action}: the sampler saw {most} sessions on the primary");
         let expected = if action == "DENY_ACCESS" { 2 } else { LOGINS };
@@ -141,9 +154,11 @@ async fn a_cluster_that_is_down_fails_fast_and_the_store_recovers() {
             let start = Instant::now();
             let created = store.create(session(&format!("down-{n}"), "demo"), None, Instant::now()).await;
             assert!(created.is_err(), "a login with the cluster down: {created:?}");
+            assert!(start.elapsed() <= bound, "a failed login took {:?}", start.elapsed());
+            let start = Instant::now();
             let got = store.get("before", Instant::now()).await;
             assert!(got.is_err(), "validate with the cluster down must not say `not found`: {got:?}");
-            assert!(start.elapsed() <= bound * 2, "two failures took {:?}", start.elapsed());
+            assert!(start.elapsed() <= bound, "a failed validate took {:?}", start.elapsed());
         }
         assert!(!store.available());
     }

@@ -129,3 +129,28 @@ impl ConnectionLike for StoreConnection {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_primary_of_a_slot_range_is_its_first_node() {
+        let node = |host: &str, port| {
+            Value::Array(vec![
+                Value::BulkString(host.into()),
+                Value::Int(port),
+                Value::BulkString(b"id".to_vec()),
+            ])
+        };
+        let range = Value::Array(vec![
+            Value::Int(0),
+            Value::Int(5460),
+            node("10.0.0.1", 7000),
+            node("10.0.0.2", 7001),
+        ]);
+        assert_eq!(primary(&range), Some(("10.0.0.1".to_owned(), 7000)));
+        assert_eq!(primary(&Value::Array(vec![Value::Int(0), Value::Int(1)])), None);
+        assert_eq!(primary(&Value::Array(vec![Value::Int(0), Value::Int(1), node("h", 70000)])), None);
+    }
+}
