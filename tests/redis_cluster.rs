@@ -173,3 +173,31 @@ async fn a_cluster_that_is_down_fails_fast_and_the_store_recovers() {
         assert!(store.get("after", Instant::now()).await.unwrap().is_some());
     }
 }
+
+/// `tether node` processes configured with `cluster = [...]` start while the cluster is down (startup
+/// never waits for the store), answer logins with 503 and are not ready; once the cluster is up they
+/// log users in and are ready, without a restart.
+#[tokio::test]
+async fn nodes_start_while_the_cluster_is_down_and_serve_once_it_is_up() {
+    let Some(mut cluster) = RedisCluster::start().await else { return };
+    cluster.stop();
+    let mut d = Deployment::start(&cluster, "enabled = true\nlimit = 2", 300).await;
+    for node in 0..3 {
+        let (status, body, took, _) = d.login(node).await;
+        assert_eq!((status, &body["code"]), (503, &serde_json::json!(503)), "node {node}: {body}");
+        assert!(took <= Duration::from_millis(1000), "a 503 took {took:?}");
+        assert_eq!(d.ready(node).await, 503);
+    }
+    cluster.restart().await;
+    for node in 0..3 {
+        eventually("logins succeed once the cluster is up", Duration::from_secs(10), async || {
+            d.login(node).await.0 == 200
+        })
+        .await;
+        eventually("ready once the cluster is up", Duration::from_secs(5), async || {
+            d.ready(node).await == 200
+        })
+        .await;
+    }
+    d.assert_running();
+}
