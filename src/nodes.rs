@@ -62,7 +62,7 @@ impl Shared {
         let store: Arc<dyn SessionStore> = match (&auth.sessions, &auth.store) {
             (SessionStoreMode::Redis, Some(store)) => Arc::new(
                 RedisStore::connect(store)
-                    .map_err(|e| StartError::Unsupported(format!("auth.store.url {:?}: {e}", store.url)))?,
+                    .map_err(|e| StartError::Unsupported(format!("{}: {e}", store.servers)))?,
             ),
             (SessionStoreMode::Redis, None) => {
                 return Err(StartError::Unsupported(

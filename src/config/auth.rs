@@ -70,12 +70,31 @@ pub enum SessionStoreMode {
 /// `[auth.store]`: the Redis that `sessions = "redis"` keeps sessions in.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoreConfig {
-    /// `redis://host:port/db` or `rediss://…` (TLS through rustls).
-    pub url: String,
+    /// One Redis, or the seed nodes of a Redis Cluster.
+    pub servers: StoreServers,
     /// First part of every key, so several deployments can share one Redis.
     pub key_prefix: String,
     /// Deadline of one store operation; past it the request gets 503.
     pub timeout: Duration,
+}
+
+/// Where `[auth.store]` finds Redis: `url` or `cluster`, exactly one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreServers {
+    /// `url`: `redis://host:port/db` or `rediss://…` (TLS through rustls), one server (or a proxy).
+    Single(String),
+    /// `cluster`: a few nodes of a Redis Cluster, all `redis://` or all `rediss://`. The client learns
+    /// the other nodes and the slot map from them (`CLUSTER SLOTS`), so any reachable seed is enough.
+    Cluster(Vec<String>),
+}
+
+impl fmt::Display for StoreServers {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Single(url) => write!(f, "auth.store.url {url:?}"),
+            Self::Cluster(seeds) => write!(f, "auth.store.cluster {seeds:?}"),
+        }
+    }
 }
 
 /// `[auth.quota]`.
@@ -217,18 +236,14 @@ fn store(
         if sessions == SessionStoreMode::Redis {
             c.report(
                 &p.key("sessions"),
-                "\"redis\" needs an [auth.store] table with url = \"redis://HOST:PORT\" (or rediss:// for TLS)",
+                "\"redis\" needs an [auth.store] table with url = \"redis://HOST:PORT\" (or rediss:// for TLS), \
+                 or cluster = [\"redis://HOST:PORT\", …] for Redis Cluster",
             );
         }
         return None;
     };
     let s = p.key("store");
-    if !(raw.url.starts_with("redis://") || raw.url.starts_with("rediss://")) {
-        c.report(
-            &s.key("url"),
-            format!("{:?} must be a redis:// or rediss:// URL, e.g. \"redis://127.0.0.1:6379/0\"", raw.url),
-        );
-    }
+    let servers = servers(c, &s, raw.url, raw.cluster);
     if raw.key_prefix.is_empty() || raw.key_prefix.contains(['{', '}']) {
         c.report(&s.key("key_prefix"), format!("{:?} must be non-empty and without braces", raw.key_prefix));
     }
@@ -238,11 +253,56 @@ fn store(
     if sessions != SessionStoreMode::Redis {
         c.report(&s, "[auth.store] is only used with sessions = \"redis\"; set that, or remove the table");
     }
-    Some(StoreConfig {
-        url: raw.url,
-        key_prefix: raw.key_prefix,
-        timeout: Duration::from_millis(raw.timeout_ms),
-    })
+    Some(StoreConfig { servers, key_prefix: raw.key_prefix, timeout: Duration::from_millis(raw.timeout_ms) })
+}
+
+/// `url` or `cluster` of `[auth.store]`: exactly one, every URL a Redis one. A cluster has only
+/// database 0 (Redis Cluster refuses `SELECT`), and the client speaks TLS to all nodes or to none.
+fn servers(c: &mut Checker, s: &KeyPath, url: String, cluster: Vec<String>) -> StoreServers {
+    let scheme = |u: &str| ["redis://", "rediss://"].into_iter().find(|p| u.starts_with(p));
+    match (url.is_empty(), cluster.is_empty()) {
+        (false, false) => c.report(
+            &s.key("cluster"),
+            "set either url (one Redis) or cluster (the seed nodes of a Redis Cluster), not both",
+        ),
+        (true, true) => c.report(
+            &s.key("url"),
+            "[auth.store] needs url = \"redis://HOST:PORT\" (one Redis) or \
+             cluster = [\"redis://HOST:PORT\", …] (seed nodes of a Redis Cluster); rediss:// for TLS",
+        ),
+        _ => {}
+    }
+    if cluster.is_empty() {
+        if !url.is_empty() && scheme(&url).is_none() {
+            c.report(
+                &s.key("url"),
+                format!("{url:?} must be a redis:// or rediss:// URL, e.g. \"redis://127.0.0.1:6379/0\""),
+            );
+        }
+        return StoreServers::Single(url);
+    }
+    let first = scheme(&cluster[0]);
+    for (i, seed) in cluster.iter().enumerate() {
+        let at = s.key("cluster").at(i);
+        let Some(this) = scheme(seed) else {
+            c.report(
+                &at,
+                format!("{seed:?} must be a redis:// or rediss:// URL, e.g. \"redis://10.0.0.1:7000\""),
+            );
+            continue;
+        };
+        if first.is_some_and(|f| f != this) {
+            c.report(
+                &at,
+                format!("{seed:?}: every seed must use {}, like the first one", first.unwrap_or("")),
+            );
+        }
+        let path = seed[this.len()..].split_once('/').map_or("", |(_, path)| path);
+        if !matches!(path, "" | "0") {
+            c.report(&at, format!("{seed:?}: Redis Cluster has only database 0; drop the /{path}"));
+        }
+    }
+    StoreServers::Cluster(cluster)
 }
 
 /// `[auth]` from its raw form: every enum spelled out, chains and users unique, hashes and secrets usable.

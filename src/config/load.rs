@@ -247,6 +247,58 @@ pool = "am"
         assert!(err.to_string().contains("`auth.store.url`"), "{err}");
     }
 
+    /// `[auth.store]` on Redis Cluster: `cluster` instead of `url`, each problem named by its key.
+    #[test]
+    fn a_store_names_one_redis_or_the_seeds_of_a_cluster() {
+        let with = |store: &str| {
+            MINIMAL.to_owned()
+                + "\n[auth]\nsessions = \"redis\"\n[auth.store]\n"
+                + store
+                + "\n[[auth.chain]]\nname = \"ldapService\"\nmodules = [\"DataStore\"]\n"
+        };
+        let c = parse(&with(r#"cluster = ["redis://127.0.0.1:7000", "redis://127.0.0.1:7001/0"]"#)).unwrap();
+        assert_eq!(
+            c.auth.unwrap().store.unwrap().servers,
+            crate::config::StoreServers::Cluster(vec![
+                "redis://127.0.0.1:7000".into(),
+                "redis://127.0.0.1:7001/0".into()
+            ])
+        );
+        let c = parse(&with(r#"cluster = ["rediss://10.0.0.1:7000"]"#)).unwrap();
+        assert!(matches!(c.auth.unwrap().store.unwrap().servers, crate::config::StoreServers::Cluster(_)));
+        let c = parse(&with(r#"url = "redis://127.0.0.1:6380/2""#)).unwrap();
+        let single = crate::config::StoreServers::Single("redis://127.0.0.1:6380/2".into());
+        assert_eq!(c.auth.unwrap().store.unwrap().servers, single);
+
+        let problems = |store: &str| {
+            let err = parse(&with(store)).unwrap_err();
+            err.problems.iter().map(|p| (p.key.clone(), p.message.clone())).collect::<Vec<_>>()
+        };
+        let both = problems(
+            r#"url = "redis://a:1"
+cluster = ["redis://b:2"]"#,
+        );
+        assert_eq!(both.len(), 1, "{both:?}");
+        assert_eq!(both[0].0, "auth.store.cluster");
+        assert!(both[0].1.contains("not both"), "{both:?}");
+
+        let neither = problems("key_prefix = \"t\"");
+        assert_eq!(neither.len(), 1, "{neither:?}");
+        assert_eq!(neither[0].0, "auth.store.url");
+        assert!(neither[0].1.contains("cluster = ["), "the fix names both keys: {neither:?}");
+
+        let bad = problems(r#"cluster = ["http://a:1", "redis://b:2", "rediss://c:3", "redis://d:4/1"]"#);
+        let keys: Vec<&str> = bad.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(keys, ["auth.store.cluster[0]", "auth.store.cluster[3]"], "{bad:?}");
+        assert!(bad[0].1.contains("must be a redis:// or rediss:// URL"), "{bad:?}");
+        assert!(bad[1].1.contains("only database 0"), "{bad:?}");
+
+        let mixed = problems(r#"cluster = ["redis://a:1", "rediss://b:2"]"#);
+        assert_eq!(mixed.len(), 1, "{mixed:?}");
+        assert_eq!(mixed[0].0, "auth.store.cluster[1]");
+        assert!(mixed[0].1.contains("every seed must use redis://"), "{mixed:?}");
+    }
+
     #[test]
     fn several_unknown_keys_in_nested_tables_are_all_named() {
         let text = MINIMAL

@@ -38,7 +38,7 @@ use std::path::PathBuf;
 
 pub use auth::{
     AuthConfig, AuthSessionMode, ChainConfig, ExhaustionAction, ModuleKind, QuotaConfig, SessionStoreMode,
-    StoreConfig, UnknownExhaustionAction, UserConfig, totp_key,
+    StoreConfig, StoreServers, UnknownExhaustionAction, UserConfig, totp_key,
 };
 pub use load::{load, parse};
 pub use pool::{

@@ -280,8 +280,10 @@ impl Default for RawAuth {
 #[derive(Debug, Deserialize)]
 #[serde(default)]
 pub struct RawStore {
-    /// `redis://…` or `rediss://…`; required.
+    /// `redis://…` or `rediss://…`, one Redis; this or `cluster` is required.
     pub url: String,
+    /// Seed nodes of a Redis Cluster (`redis://…` or `rediss://…`); this or `url` is required.
+    pub cluster: Vec<String>,
     /// Default `"tether"`.
     pub key_prefix: String,
     /// Default 1000.
@@ -290,7 +292,7 @@ pub struct RawStore {
 
 impl Default for RawStore {
     fn default() -> Self {
-        Self { url: String::new(), key_prefix: "tether".into(), timeout_ms: 1000 }
+        Self { url: String::new(), cluster: Vec::new(), key_prefix: "tether".into(), timeout_ms: 1000 }
     }
 }
 

@@ -9,7 +9,10 @@
 //! - `local`: [`LocalNodes`], auth nodes called in-process (paused-time tests), and calls on them.
 //! - `tls`: a self-signed `localhost` certificate and a client trusting it.
 //! - `process`: [`TetherProcess`], the real binary as a child process.
-//! - `redis`: [`RedisServer`], a real `redis-server` on a free loopback port, stopped and restarted by PID.
+//! - `redis`: [`RedisServer`], a real `redis-server` on a free loopback port, stopped and restarted by PID;
+//!   [`RedisCluster`], three of them joined into a Redis Cluster.
+//! - `deployment`: [`Deployment`], three `tether node` processes on one Redis (or cluster), and
+//!   [`login_race`], concurrent logins of one user against a store sampler.
 // Each test binary uses a part of the support: the rest is dead code there.
 #![allow(dead_code)]
 
@@ -17,6 +20,7 @@ pub mod am_token;
 mod backend;
 mod cluster;
 mod config;
+mod deployment;
 mod journey;
 mod local;
 mod process;
@@ -34,13 +38,15 @@ pub use cluster::{Cluster, ProxyHandle, backend_status};
 #[allow(unused_imports)]
 pub use config::{CHECK_ERRORS, METRICS, TWO_POOLS, Toml};
 #[allow(unused_imports)]
+pub use deployment::{Deployment, PASSWORD, Race, StoreAt, login_race};
+#[allow(unused_imports)]
 pub use journey::{Journey, TOTP_SECRET, cheap_hash, totp_now};
 #[allow(unused_imports)]
 pub use local::{LocalNodes, authenticate, call, fill, is_valid, login, try_login};
 #[allow(unused_imports)]
 pub use process::TetherProcess;
 #[allow(unused_imports)]
-pub use redis::{RedisServer, command as redis_command};
+pub use redis::{RedisCluster, RedisServer, command as redis_command};
 #[allow(unused_imports)]
 pub use tls::{https_client, localhost_cert};
 

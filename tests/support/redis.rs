@@ -19,6 +19,8 @@ pub struct RedisServer {
     pub port: u16,
     dir: PathBuf,
     child: Option<Child>,
+    /// Started with `--cluster-enabled yes` (by [`RedisCluster`]).
+    cluster: bool,
 }
 
 impl RedisServer {
@@ -41,7 +43,8 @@ impl RedisServer {
         // A freed ephemeral port can be taken by someone else before redis binds it: retry a few times.
         for _ in 0..5 {
             let port = free_port();
-            let mut server = Self { binary: binary.clone(), port, dir: dir.clone(), child: None };
+            let mut server =
+                Self { binary: binary.clone(), port, dir: dir.clone(), child: None, cluster: false };
             server.spawn();
             if server.wait_ping(Duration::from_secs(5)).await {
                 return Some(server);
@@ -92,7 +95,13 @@ impl RedisServer {
     }
 
     fn spawn(&mut self) {
-        let child = Command::new(&self.binary)
+        let mut command = Command::new(&self.binary);
+        if self.cluster {
+            command
+                .args(["--cluster-enabled", "yes", "--cluster-config-file"])
+                .arg(self.dir.join("nodes.conf"));
+        }
+        let child = command
             .args([
                 "--port",
                 &self.port.to_string(),
@@ -177,4 +186,151 @@ fn ping(port: u16) -> bool {
     }
     let mut buf = [0u8; 16];
     matches!(stream.read(&mut buf), Ok(n) if buf[..n].starts_with(b"+PONG"))
+}
+
+/// A Redis Cluster of three primaries (no replicas), each a `redis-server --cluster-enabled yes` child
+/// on a free loopback port whose cluster bus port (`port + 10000`) is free too, with its own scratch
+/// directory and `nodes.conf`, and no persistence. Stopped by PID on drop.
+///
+/// Needs `redis-cli` too (`TETHER_REDIS_CLI`, or on `PATH`; Debian's `redis-tools`) for
+/// `redis-cli --cluster create`. Without either binary [`RedisCluster::start`] returns `None` after a
+/// message, or panics under CI.
+pub struct RedisCluster {
+    /// The three primaries, in port order of `--cluster create` (slots 0–5460, 5461–10922, 10923–16383).
+    pub nodes: Vec<RedisServer>,
+}
+
+impl RedisCluster {
+    /// Starts three nodes, joins them into one cluster and waits until every node reports
+    /// `cluster_state:ok`.
+    pub async fn start() -> Option<Self> {
+        let (Some(server), Some(cli)) = (binary(), cli_binary()) else {
+            let what = "no redis-server or redis-cli on PATH (install Debian's redis-server and redis-tools, \
+                        or set TETHER_REDIS_SERVER and TETHER_REDIS_CLI)";
+            assert!(std::env::var_os("CI").is_none(), "CI must run the Redis Cluster tests, but: {what}");
+            println!("skipped: {what}");
+            return None;
+        };
+        let mut nodes = Vec::new();
+        let mut tries = 0;
+        while nodes.len() < 3 {
+            tries += 1;
+            assert!(tries <= 20, "no 3 cluster nodes started in 20 tries");
+            let port = cluster_port(nodes.iter().map(|n: &RedisServer| n.port).collect());
+            let mut node =
+                RedisServer { binary: server.clone(), port, dir: scratch_dir(), child: None, cluster: true };
+            node.spawn();
+            if node.wait_ping(Duration::from_secs(5)).await {
+                nodes.push(node);
+            } else {
+                node.stop();
+            }
+        }
+        let addrs: Vec<String> = nodes.iter().map(|n| format!("127.0.0.1:{}", n.port)).collect();
+        let out = Command::new(&cli)
+            .args(["--cluster", "create"])
+            .args(&addrs)
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .stdin(Stdio::null())
+            .output()
+            .expect("run redis-cli --cluster create");
+        assert!(
+            out.status.success(),
+            "redis-cli --cluster create: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let cluster = Self { nodes };
+        cluster.wait_ok(Duration::from_secs(20)).await;
+        Some(cluster)
+    }
+
+    /// The seed URLs, `redis://127.0.0.1:PORT` of every node.
+    pub fn seeds(&self) -> Vec<String> {
+        self.nodes.iter().map(RedisServer::url).collect()
+    }
+
+    /// The port of the primary that holds `key`'s slot: the one node that answers for it without
+    /// `-MOVED`.
+    pub fn owner(&self, key: &str) -> u16 {
+        self.nodes
+            .iter()
+            .map(|n| n.port)
+            .find(|&port| !command(port, &["TYPE", key]).starts_with("-MOVED"))
+            .unwrap_or_else(|| panic!("no node serves {key}"))
+    }
+
+    /// How many keys each node holds, in node order.
+    pub fn keys_per_node(&self) -> Vec<i64> {
+        self.nodes.iter().map(|n| n.integer(&["DBSIZE"])).collect()
+    }
+
+    /// Kills every node (SIGKILL): the cluster is down and every key is lost.
+    pub fn stop(&mut self) {
+        self.nodes.iter_mut().for_each(RedisServer::stop);
+    }
+
+    /// Starts every node again on its port with its `nodes.conf`, so the same cluster (same slots) comes
+    /// back, empty; waits for `cluster_state:ok`.
+    pub async fn restart(&mut self) {
+        for node in &mut self.nodes {
+            node.restart().await;
+        }
+        self.wait_ok(Duration::from_secs(20)).await;
+    }
+
+    /// Removes every key on every primary.
+    pub fn flush(&self) {
+        for node in &self.nodes {
+            node.command(&["FLUSHALL"]);
+        }
+    }
+
+    /// Polls `CLUSTER INFO` on every node until each says `cluster_state:ok`.
+    async fn wait_ok(&self, deadline: Duration) {
+        let end = tokio::time::Instant::now() + deadline;
+        let mut poll = tokio::time::interval(Duration::from_millis(20));
+        loop {
+            poll.tick().await;
+            if self.nodes.iter().all(|n| n.command(&["CLUSTER", "INFO"]).contains("cluster_state:ok")) {
+                return;
+            }
+            assert!(tokio::time::Instant::now() < end, "the cluster did not reach cluster_state:ok");
+        }
+    }
+}
+
+fn cli_binary() -> Option<PathBuf> {
+    if let Some(path) = std::env::var_os("TETHER_REDIS_CLI") {
+        return Some(PathBuf::from(path));
+    }
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path).map(|d| d.join("redis-cli")).find(|p| p.is_file())
+}
+
+fn scratch_dir() -> PathBuf {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "tether-redis-{}-c{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
+    std::fs::create_dir_all(&dir).expect("redis scratch dir");
+    dir
+}
+
+/// A free loopback port `p <= 55535` whose cluster bus port `p + 10000` is free as well, and not one of
+/// `taken` (or their bus ports).
+fn cluster_port(taken: Vec<u16>) -> u16 {
+    for _ in 0..1000 {
+        let port = free_port();
+        let clash = taken.iter().any(|&t| [t, t + 10000].contains(&port) || port + 10000 == t);
+        if port > 55535 || clash {
+            continue;
+        }
+        if std::net::TcpListener::bind(("127.0.0.1", port + 10000)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port pair (p, p + 10000) on 127.0.0.1");
 }

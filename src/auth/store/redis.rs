@@ -15,14 +15,15 @@
 //! Every decision about time is made on Redis's own clock (`TIME` inside the scripts), so one user's
 //! expiry and quota use one clock whichever node asks. Every operation has a deadline (`timeout_ms`);
 //! past it, or with Redis unreachable, it fails with [`StoreError`] and the node answers 503. The
-//! [`ConnectionManager`] reconnects in the background, and [`Script`] reloads a script Redis lost
-//! (`NOSCRIPT` after a restart), so the node recovers by itself.
+//! connection (one Redis or a Redis Cluster, see [`StoreConnection`]) reconnects in the background, and
+//! [`Script`] reloads a script Redis lost (`NOSCRIPT` after a restart), so the node recovers by itself.
+//! The token key lives in another slot than the user's keys; it is only read and written by single-key
+//! commands outside the scripts, which Redis Cluster routes to its own node.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{AsyncCommands, Script, Value};
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
@@ -34,12 +35,14 @@ use crate::auth::session::{Created, QuotaExceeded, Session, SessionStore, StoreE
 use crate::auth::store::{StoreOp, StoreStats};
 use crate::config::StoreConfig;
 
+use super::conn::StoreConnection;
+
 /// How often the store checks that Redis answers while no request does, for `/json/health/ready`.
 const PING_EVERY: Duration = Duration::from_secs(1);
 
 /// The sessions of every node that names the same Redis and `key_prefix`.
 pub struct RedisStore {
-    conn: ConnectionManager,
+    conn: StoreConnection,
     prefix: String,
     timeout: Duration,
     /// The outcome of the last operation or ping.
@@ -72,23 +75,13 @@ struct Record {
 }
 
 impl RedisStore {
-    /// A store on `config.url`. Connects lazily: a node starts while Redis is down, answers 503 and is
-    /// not ready until Redis answers. Must be called inside a Tokio runtime (it starts the ping loop).
+    /// A store on `config.servers`. Connects lazily: a node starts while Redis is down, answers 503 and
+    /// is not ready until Redis answers. Must be called inside a Tokio runtime (it starts the ping loop).
     ///
     /// # Errors
     /// A URL the client cannot parse.
     pub fn connect(config: &StoreConfig) -> Result<Self, StoreError> {
-        let client =
-            redis::Client::open(config.url.as_str()).map_err(|e| StoreError::Unavailable(e.to_string()))?;
-        let manager = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(config.timeout))
-            .set_response_timeout(Some(config.timeout))
-            .set_max_delay(Duration::from_millis(500))
-            // Login bursts queue many commands on the one multiplexed connection.
-            .set_pipeline_buffer_size(1024);
-        let conn = client
-            .get_connection_manager_lazy(manager)
-            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        let conn = StoreConnection::open(config)?;
         let up = Arc::new(AtomicBool::new(false));
         let stop = CancellationToken::new();
         tokio::spawn(ping_loop(conn.clone(), Arc::clone(&up), config.timeout, stop.clone()));
@@ -247,9 +240,10 @@ impl SessionStore for RedisStore {
     }
 }
 
-/// Pings Redis every [`PING_EVERY`] so readiness follows Redis while no request does.
+/// Pings Redis every [`PING_EVERY`] so readiness follows Redis while no request does (on a cluster,
+/// every primary).
 async fn ping_loop(
-    mut conn: ConnectionManager,
+    mut conn: StoreConnection,
     up: Arc<AtomicBool>,
     timeout: Duration,
     stop: CancellationToken,
@@ -260,7 +254,7 @@ async fn ping_loop(
             () = stop.cancelled() => return,
             _ = every.tick() => {}
         }
-        let ping = tokio::time::timeout(timeout, redis::cmd("PING").query_async::<String>(&mut conn)).await;
+        let ping = tokio::time::timeout(timeout, conn.ping()).await;
         let ok = matches!(ping, Ok(Ok(_)));
         if up.swap(ok, Ordering::Relaxed) != ok {
             if ok {
