@@ -38,8 +38,8 @@ const PING_EVERY: Duration = Duration::from_secs(1);
 
 /// The sessions of every node that names the same Redis and `key_prefix`.
 pub struct RedisStore {
-    conn: ConnectionManager,
-    prefix: String,
+    pub(super) conn: ConnectionManager,
+    pub(super) prefix: String,
     timeout: Duration,
     /// The outcome of the last operation or ping.
     up: Arc<AtomicBool>,
@@ -104,7 +104,10 @@ impl RedisStore {
 
     /// Runs one store operation (one or two commands) under the one deadline, recording whether Redis
     /// answered.
-    async fn deadline<T>(&self, op: impl Future<Output = Result<T, StoreError>>) -> Result<T, StoreError> {
+    pub(super) async fn deadline<T>(
+        &self,
+        op: impl Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
         let result =
             tokio::time::timeout(self.timeout, op).await.unwrap_or(Err(StoreError::Timeout(self.timeout)));
         self.up.store(result.is_ok(), Ordering::Relaxed);
@@ -258,7 +261,7 @@ async fn ping_loop(
     }
 }
 
-fn unavailable(e: redis::RedisError) -> StoreError {
+pub(super) fn unavailable(e: redis::RedisError) -> StoreError {
     StoreError::Unavailable(e.to_string())
 }
 
