@@ -10,6 +10,7 @@
 //! - `tls`: a self-signed `localhost` certificate and a client trusting it.
 //! - `process`: [`TetherProcess`], the real binary as a child process.
 //! - `redis`: [`RedisServer`], a real `redis-server` on a free loopback port, stopped and restarted by PID.
+//! - `deployment`: [`Deployment`], three `tether node` processes on one Redis.
 // Each test binary uses a part of the support: the rest is dead code there.
 #![allow(dead_code)]
 
@@ -17,6 +18,7 @@ pub mod am_token;
 mod backend;
 mod cluster;
 mod config;
+mod deployment;
 mod journey;
 mod local;
 mod process;
@@ -33,6 +35,8 @@ pub use backend::{BackendHandle, BackendOptions, TestBackend, Zeros, served_by};
 pub use cluster::{Cluster, ProxyHandle, backend_status};
 #[allow(unused_imports)]
 pub use config::{CHECK_ERRORS, METRICS, TWO_POOLS, Toml};
+#[allow(unused_imports)]
+pub use deployment::{DEMO_PASSWORD, Deployment};
 #[allow(unused_imports)]
 pub use journey::{Journey, TOTP_SECRET, cheap_hash, totp_now};
 #[allow(unused_imports)]
