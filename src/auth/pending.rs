@@ -283,7 +283,7 @@ pub trait JourneyStore: Send + Sync {
 
     /// Removes and returns the live journey `session_id` with its deadline if `otk` is its current one,
     /// in one atomic step: of two answers of one step (on any nodes) at most one gets it. A stale `otk`
-    /// leaves the journey alone, as [`PendingJourneys::take`] does.
+    /// leaves the journey alone, as `PendingJourneys::take` does.
     fn take<'a>(&'a self, session_id: &'a str, otk: &'a str, now: Instant) -> StoreFuture<'a, Taken>;
 
     /// Records `otk` as answered until `until`, atomically with checking it was not answered before.
@@ -315,7 +315,7 @@ impl Default for MemoryJourneys {
 }
 
 impl MemoryJourneys {
-    /// An empty store bounded by [`MAX_PENDING_JOURNEYS`] and [`MAX_SPENT_OTKS`].
+    /// An empty store bounded by `MAX_PENDING_JOURNEYS` and `MAX_SPENT_OTKS`.
     pub fn new() -> Self {
         Self::with_capacity(MAX_PENDING_JOURNEYS, MAX_SPENT_OTKS)
     }
