@@ -132,3 +132,26 @@ async fn an_unreachable_store_is_503_in_the_middle_of_a_store_login() {
     let mut fresh = d.journey(1);
     assert!(!fresh.mfa_login(DEMO_PASSWORD).await.is_empty());
 }
+
+/// A journey this version cannot read (another version wrote it, mid rolling upgrade) is a login that
+/// cannot continue, 110 as AM answers it, and not a store failure: the node stays ready.
+#[tokio::test]
+async fn an_unreadable_journey_in_the_store_has_timed_out() {
+    let Some(redis) = RedisServer::start().await else { return };
+    let d = Deployment::start_with(&redis, 1000, |t| t.set("auth.auth_sessions", "store")).await;
+    let mut login = d.journey(0);
+    let (status, first) = login.start("mfa").await;
+    assert_eq!(status, 200, "{first}");
+    let keys = journeys_in_redis(&redis);
+    let key = keys.lines().nth(2).expect("one journey key");
+    let reply = redis.command(&["GET", key]);
+    let mut kept: Value = serde_json::from_str(reply.lines().nth(1).unwrap()).unwrap();
+    kept["j"] = json!({"from": "another version"});
+    assert_eq!(redis.command(&["SET", key, &kept.to_string(), "PX", "60000"]).trim(), "+OK");
+
+    login.retarget(d.base(1));
+    let (status, v) = login.answer("mfa", first, &["demo", DEMO_PASSWORD]).await;
+    assert_timed_out(status, &v, "a journey written by another version");
+    assert_eq!(d.ready(1).await, 200, "an unreadable record is no store failure");
+    assert_eq!(journeys_in_redis(&redis), "*0\r\n", "taken, so it cannot be tried again");
+}

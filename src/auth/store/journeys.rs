@@ -88,9 +88,15 @@ impl JourneyStore for RedisStore {
             let found: Option<(String, i64)> = call.invoke_async(&mut conn).await.map_err(unavailable)?;
             let Some((record, left)) = found else { return Ok(None) };
             let Ok(left) = u64::try_from(left) else { return Ok(None) };
-            let kept: Kept = serde_json::from_str(&record)
-                .map_err(|e| StoreError::Unavailable(format!("unreadable journey in the store: {e}")))?;
-            Ok(Some((kept.journey, now + Duration::from_millis(left))))
+            // A journey this version cannot read (written by another version during a rolling upgrade)
+            // is a login this node cannot continue: 110, and the client starts again. Not a store fault.
+            match serde_json::from_str::<Kept>(&record) {
+                Ok(kept) => Ok(Some((kept.journey, now + Duration::from_millis(left)))),
+                Err(e) => {
+                    tracing::warn!(target: "tether::auth", error = %e, "unreadable journey in the store: dropped");
+                    Ok(None)
+                }
+            }
         }))
     }
 
