@@ -109,7 +109,7 @@ fn full_login(c: &mut Criterion) {
             Arc::new(config.auth.unwrap()),
             tether::am::token::Keys::derive(b"bench secret bench secret"),
             store.clone(),
-            Arc::new(tether::SpentOtks::new()),
+            Arc::new(tether::MemoryJourneys::new()),
         ));
         let recent = parking_lot::Mutex::new(std::collections::VecDeque::new());
         group.bench_function(name, |b| {

@@ -4,7 +4,8 @@
 //! Nodes of one process share the signing secret (like an AM realm's "Organization Authentication Signing
 //! Secret"), and with `sessions = "shared"` one session store and one replay cache, the way AM nodes share
 //! the CTS; with `sessions = "redis"` one store on Redis that every process naming it shares. In-progress journeys of `auth_sessions = "memory"` stay inside each node, exactly like AM
-//! chains, which is what makes the proxy's stickiness matter.
+//! chains, which is what makes the proxy's stickiness matter; those of `"store"` (and the spent steps of
+//! `"client"`) live with the sessions, so they are shared exactly as far as the sessions are.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::Path;
@@ -21,9 +22,9 @@ use tokio_util::task::TaskTracker;
 use crate::StartError;
 use crate::am::token::Keys;
 use crate::auth::AuthNode;
-use crate::auth::SpentOtks;
 use crate::auth::session::{MemoryStore, SessionStore};
 use crate::auth::store::RedisStore;
+use crate::auth::{JourneyStore, MemoryJourneys};
 use crate::body::Body;
 use crate::config::{AuthConfig, BackendConfig, Config, SessionStoreMode};
 use crate::server::{self, Handler, Peer, ServeOptions};
@@ -50,7 +51,7 @@ struct Shared {
     auth: Arc<AuthConfig>,
     keys: Keys,
     store: Arc<dyn SessionStore>,
-    spent: Arc<SpentOtks>,
+    journeys: Arc<dyn JourneyStore>,
 }
 
 impl Shared {
@@ -59,31 +60,35 @@ impl Shared {
             StartError::Unsupported("auth nodes need an [auth] section in the config (see the README)".into())
         })?;
         let keys = Keys::derive(&signing_secret(auth.signing_secret_file.as_deref())?);
-        let store: Arc<dyn SessionStore> = match (&auth.sessions, &auth.store) {
-            (SessionStoreMode::Redis, Some(store)) => Arc::new(
-                RedisStore::connect(store)
-                    .map_err(|e| StartError::Unsupported(format!("{}: {e}", store.servers)))?,
-            ),
-            (SessionStoreMode::Redis, None) => {
-                return Err(StartError::Unsupported(
-                    "sessions = \"redis\" needs an [auth.store] table".into(),
-                ));
-            }
-            _ => Arc::new(MemoryStore::new()),
-        };
-        Ok(Self { auth: Arc::new(auth), keys, store, spent: Arc::new(SpentOtks::default()) })
+        let (store, journeys): (Arc<dyn SessionStore>, Arc<dyn JourneyStore>) =
+            match (&auth.sessions, &auth.store) {
+                (SessionStoreMode::Redis, Some(store)) => {
+                    let redis = Arc::new(
+                        RedisStore::connect(store)
+                            .map_err(|e| StartError::Unsupported(format!("{}: {e}", store.servers)))?,
+                    );
+                    (Arc::clone(&redis) as Arc<dyn SessionStore>, redis)
+                }
+                (SessionStoreMode::Redis, None) => {
+                    return Err(StartError::Unsupported(
+                        "sessions = \"redis\" needs an [auth.store] table".into(),
+                    ));
+                }
+                _ => (Arc::new(MemoryStore::new()), Arc::new(MemoryJourneys::new())),
+            };
+        Ok(Self { auth: Arc::new(auth), keys, store, journeys })
     }
 
-    /// The session store and replay cache for one node: the shared ones, or its own.
+    /// The session and journey stores for one node: the shared ones, or its own.
     fn node(&self, backend: &BackendConfig) -> AuthNode {
-        let (store, spent): (Arc<dyn SessionStore>, Arc<SpentOtks>) = match self.auth.sessions {
+        let (store, journeys): (Arc<dyn SessionStore>, Arc<dyn JourneyStore>) = match self.auth.sessions {
             // One Redis store per process: every node of every process on that Redis shares it.
             SessionStoreMode::Shared | SessionStoreMode::Redis => {
-                (Arc::clone(&self.store), Arc::clone(&self.spent))
+                (Arc::clone(&self.store), Arc::clone(&self.journeys))
             }
-            SessionStoreMode::Local => (Arc::new(MemoryStore::new()), Arc::new(SpentOtks::default())),
+            SessionStoreMode::Local => (Arc::new(MemoryStore::new()), Arc::new(MemoryJourneys::new())),
         };
-        AuthNode::new(backend.id.clone(), Arc::clone(&self.auth), self.keys.clone(), store, spent)
+        AuthNode::new(backend.id.clone(), Arc::clone(&self.auth), self.keys.clone(), store, journeys)
     }
 }
 

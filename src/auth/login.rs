@@ -22,9 +22,9 @@ use crate::am::token::{self, Keys};
 use crate::auth::error::AuthError;
 use crate::auth::journey::{AuthIdClaims, ClientState, Journey, step_inputs};
 use crate::auth::modules::Modules;
-use crate::auth::pending::{MAX_PENDING_JOURNEYS, PendingJourneys, Spend, SpentOtks};
+use crate::auth::pending::{JourneyStore, MAX_PENDING_JOURNEYS, PendingJourneys, Spend, TooManyJourneys};
 use crate::auth::quota::Quota;
-use crate::auth::session::{Session, SessionStore};
+use crate::auth::session::{Session, SessionStore, StoreError};
 use crate::config::{AuthConfig, AuthSessionMode, BackendId, ModuleKind};
 
 /// Random bytes in an `otk`: 160 bits, above AM's 130-bit nonce.
@@ -101,12 +101,16 @@ struct AuthSessionId {
 
 /// The logins of one node: where journeys are kept between steps, the modules that check them, and the
 /// store that receives the sessions.
+///
+/// Journeys wait in the node's own `pending` table (`auth_sessions = "memory"`), inside the `authId`
+/// (`"client"`, with each answered `otk` spent in `journeys`), or in `journeys` (`"store"`), which the
+/// nodes sharing a session store share too.
 pub struct Login {
     id: BackendId,
     auth: Arc<AuthConfig>,
     keys: Keys,
     store: Arc<dyn SessionStore>,
-    spent: Arc<SpentOtks>,
+    journeys: Arc<dyn JourneyStore>,
     pending: PendingJourneys,
     modules: Modules,
     rng: SystemRandom,
@@ -122,13 +126,13 @@ impl std::fmt::Debug for Login {
 
 impl Login {
     /// The logins of node `id`, reading wall-clock time from `clock`. See
-    /// [`AuthNode::new`](crate::auth::AuthNode::new) for what `keys`, `store` and `spent` decide.
+    /// [`AuthNode::new`](crate::auth::AuthNode::new) for what `keys`, `store` and `journeys` decide.
     pub fn new(
         id: BackendId,
         auth: Arc<AuthConfig>,
         keys: Keys,
         store: Arc<dyn SessionStore>,
-        spent: Arc<SpentOtks>,
+        journeys: Arc<dyn JourneyStore>,
         clock: Clock,
     ) -> Self {
         Login {
@@ -137,7 +141,7 @@ impl Login {
             auth,
             keys,
             store,
-            spent,
+            journeys,
             pending: PendingJourneys::new(MAX_PENDING_JOURNEYS),
             rng: SystemRandom::new(),
             clock,
@@ -150,14 +154,20 @@ impl Login {
         &self.stats
     }
 
-    /// Logins held in memory between steps.
+    /// Logins held in memory between steps: this node's own (`auth_sessions = "memory"`), or those of
+    /// the in-process journey store it shares (`"store"`; 0 when that store is Redis).
     pub fn pending(&self) -> usize {
-        self.pending.count()
+        match self.auth.auth_sessions {
+            AuthSessionMode::Store => self.journeys.count(),
+            _ => self.pending.count(),
+        }
     }
 
-    /// Drops expired logins in progress and expired spent `otk`s; returns how many of each.
-    pub fn sweep(&self, now: Instant) -> (usize, usize) {
-        (self.pending.sweep(now), self.spent.sweep(now))
+    /// Drops expired logins in progress and expired spent `otk`s held in this process; returns how many
+    /// of each. A journey store that cannot be reached now is swept next time (its keys expire anyway).
+    pub async fn sweep(&self, now: Instant) -> (usize, usize) {
+        let (journeys, otks) = self.journeys.sweep(now).await.unwrap_or((0, 0));
+        (self.pending.sweep(now) + journeys, otks)
     }
 
     /// Resolves the request's `authIndexType`/`authIndexValue` (absent type: the default chain) into a
@@ -194,7 +204,7 @@ impl Login {
         );
         match zero_page {
             Some(c) => self.run(journey, vec![c.username, c.password], None, now).await,
-            None => self.issue(journey, None, now),
+            None => self.issue(journey, None, now).await,
         }
     }
 
@@ -204,7 +214,13 @@ impl Login {
     /// [`AuthError::MalformedAuthId`] and [`AuthError::BadAuthIdSignature`] for an `authId` that is not
     /// this cluster's; [`AuthError::TimedOut`] for a login that cannot continue here;
     /// [`AuthError::Failed`] when the module refuses; those of [`finish`](Self::finish); and
-    /// [`AuthError::Overloaded`] / [`AuthError::Internal`].
+    /// [`AuthError::Overloaded`] / [`AuthError::Internal`]; [`AuthError::StoreUnavailable`] when the
+    /// journey store cannot be reached (`auth_sessions = "store"`, or `"client"` on Redis).
+    ///
+    /// With `auth_sessions = "store"` a step is *taken* out of the store before its module runs, so
+    /// nothing can answer it twice; if the store then fails to keep the next step (or the session
+    /// cannot be created), the answer is 503 and that login is over: its `authId`s answer 110, and the
+    /// client starts again. It never continues from a half-written state.
     pub async fn answer(
         &self,
         auth_id: &str,
@@ -221,12 +237,22 @@ impl Login {
                 Some(found) => found,
                 None => return Err(self.timed_out("no login in progress here for this authId step")),
             },
+            AuthSessionMode::Store => {
+                let taken = self.journeys.take(&claims.session_id, &claims.otk, now).await;
+                match taken.map_err(|e| self.store_failed(e))? {
+                    Some(found) => found,
+                    None => {
+                        return Err(self.timed_out("no login in progress in the store for this authId step"));
+                    }
+                }
+            }
             AuthSessionMode::Client => {
                 let Some(journey) = self.open_state(&claims) else {
                     return Err(self.timed_out("the authId carries no state sealed for this cluster"));
                 };
                 let deadline = self.clock.instant_at(Duration::from_secs(claims.exp), now);
-                match self.spent.spend(&claims.otk, deadline, now) {
+                let spent = self.journeys.spend(&claims.otk, deadline, now).await;
+                match spent.map_err(|e| self.store_failed(e))? {
                     Spend::Fresh => (journey, deadline),
                     Spend::Replayed => return Err(self.timed_out("this authId step was already answered")),
                     Spend::Full => return Err(self.overloaded("the replay cache of answered steps is full")),
@@ -269,21 +295,27 @@ impl Login {
             return Err(self.failed(&journey));
         };
         match journey.advance(username) {
-            Some(_) => self.issue(journey, id, now),
+            Some(_) => self.issue(journey, id, now).await,
             None => self.finish(journey, now).await,
         }
     }
 
     /// The callbacks of the journey's current step with a fresh `authId`, storing the journey (memory
-    /// mode) or sealing it into the `authId` (client mode). `id` is `None` for a new login.
-    fn issue(&self, journey: Journey, id: Option<AuthSessionId>, now: Instant) -> Result<Step, AuthError> {
+    /// and store mode) or sealing it into the `authId` (client mode). `id` is `None` for a new login.
+    /// The `authId` is handed out only once the journey is kept under its `otk`.
+    async fn issue(
+        &self,
+        journey: Journey,
+        id: Option<AuthSessionId>,
+        now: Instant,
+    ) -> Result<Step, AuthError> {
         let Some(module) = journey.current() else {
             return Err(self.failed(&journey));
         };
         let id = id.unwrap_or_else(|| self.new_auth_session(now));
         let otk = token::random_b64(&self.rng, OTK_BYTES);
         let state = match self.auth.auth_sessions {
-            AuthSessionMode::Memory => None,
+            AuthSessionMode::Memory | AuthSessionMode::Store => None,
             AuthSessionMode::Client => {
                 let state = ClientState { otk: otk.clone(), journey: journey.clone() };
                 let plain = serde_json::to_vec(&state)
@@ -302,10 +334,19 @@ impl Login {
         };
         let auth_id = token::sign_hs256(self.keys.signing(), &claims)
             .map_err(|e| internal(format!("cannot sign the authId: {e}")))?;
-        if self.auth.auth_sessions == AuthSessionMode::Memory
-            && self.pending.insert(&id.session_id, &otk, journey, id.deadline, now).is_err()
-        {
-            return Err(self.overloaded("too many logins in progress on this node"));
+        match self.auth.auth_sessions {
+            AuthSessionMode::Memory => {
+                if self.pending.insert(&id.session_id, &otk, journey, id.deadline, now).is_err() {
+                    return Err(self.overloaded("too many logins in progress on this node"));
+                }
+            }
+            AuthSessionMode::Store => {
+                let kept = self.journeys.keep(&id.session_id, &otk, journey, id.deadline, now).await;
+                if let Err(TooManyJourneys) = kept.map_err(|e| self.store_failed(e))? {
+                    return Err(self.overloaded("too many logins in progress in the journey store"));
+                }
+            }
+            AuthSessionMode::Client => {}
         }
         Ok(Step::Callbacks { auth_id, module })
     }
@@ -396,6 +437,12 @@ impl Login {
 
     fn overloaded(&self, why: &'static str) -> AuthError {
         AuthError::Overloaded(why)
+    }
+
+    /// The journey store could not be reached: 503, logged once here.
+    fn store_failed(&self, e: StoreError) -> AuthError {
+        tracing::warn!(target: LOG, node = %self.id, error = %e, "login step failed: journey store");
+        e.into()
     }
 }
 

@@ -8,8 +8,8 @@
 //! * [`login`]: start / answer / finish a login at a given time → [`login::Step`], and [`AuthStats`];
 //! * [`modules`]: the `DataStore` and `TOTP` modules;
 //! * [`journey`]: the state of a login in progress, its callbacks and how it advances;
-//! * [`pending`]: where journeys wait between steps ([`pending::PendingJourneys`]) and the replay cache of
-//!   answered client-mode steps ([`SpentOtks`]);
+//! * [`pending`]: where journeys wait between steps ([`pending::PendingJourneys`] on one node, a
+//!   [`JourneyStore`] shared by nodes) and the replay cache of answered client-mode steps ([`SpentOtks`]);
 //! * [`session`] and [`quota`]: authenticated sessions, their store and their limits;
 //! * [`store`]: stores outside the process ([`store::RedisStore`]), shared across processes and hosts;
 //! * [`totp`] (RFC 6238 codes) and [`user`] (argon2 password hashes).
@@ -17,9 +17,9 @@
 //! What an integrator wires up, per process:
 //! * one [`Keys`](crate::am::token::Keys) derived from the cluster's shared secret, cloned into every
 //!   node (nodes refuse `authId`s signed with another secret);
-//! * a [`session::SessionStore`] and a [`SpentOtks`]: one of each shared by all nodes for
-//!   `sessions = "shared"`, one per node for `"local"`, one [`store::RedisStore`] per process for
-//!   `"redis"` (all processes on one Redis share its sessions);
+//! * a [`session::SessionStore`] and a [`JourneyStore`]: one of each ([`MemoryJourneys`]) shared by all
+//!   nodes for `sessions = "shared"`, one per node for `"local"`, one [`store::RedisStore`] per process
+//!   as both for `"redis"` (all processes on one Redis share its sessions, journeys and spent steps);
 //! * a periodic [`AuthNode::sweep`] per node (every 10–60 s) to reclaim expired state: expiry itself never
 //!   waits for it.
 
@@ -38,4 +38,4 @@ pub mod user;
 
 pub use login::AuthStats;
 pub use node::AuthNode;
-pub use pending::SpentOtks;
+pub use pending::{JourneyStore, MemoryJourneys, SpentOtks};

@@ -10,7 +10,7 @@ use crate::am::request::TokenPlaces;
 use crate::am::time::Clock;
 use crate::am::token::Keys;
 use crate::auth::login::{AuthStats, LOG, Login};
-use crate::auth::pending::SpentOtks;
+use crate::auth::pending::JourneyStore;
 use crate::auth::session::SessionStore;
 use crate::config::{AuthConfig, BackendId};
 
@@ -42,20 +42,22 @@ impl std::fmt::Debug for AuthNode {
 impl AuthNode {
     /// A node with server ID `id`.
     ///
-    /// `store` and `spent` decide what nodes share: give every node of a process the same ones for
-    /// `sessions = "shared"` (like AM's CTS), and each node its own for `"local"`. `spent` only matters for
-    /// `auth_sessions = "client"`. `keys` must be derived from the secret every node of the cluster
-    /// shares, or nodes refuse each other's `authId`s as badly signed.
+    /// `store` and `journeys` decide what nodes share: give every node of a process the same ones for
+    /// `sessions = "shared"` (like AM's CTS; a [`MemoryJourneys`](crate::auth::pending::MemoryJourneys)),
+    /// each node its own for `"local"`, and every node the one [`RedisStore`](crate::auth::store::RedisStore)
+    /// as both for `"redis"`. `journeys` keeps the journeys of `auth_sessions = "store"` and the spent
+    /// steps of `"client"`. `keys` must be derived from the secret every node of the cluster shares, or
+    /// nodes refuse each other's `authId`s as badly signed.
     pub fn new(
         id: BackendId,
         auth: Arc<AuthConfig>,
         keys: Keys,
         store: Arc<dyn SessionStore>,
-        spent: Arc<SpentOtks>,
+        journeys: Arc<dyn JourneyStore>,
     ) -> Self {
         let clock = Clock::new();
         let token_places = TokenPlaces::configured(&auth.session_cookie);
-        let login = Login::new(id.clone(), Arc::clone(&auth), keys, Arc::clone(&store), spent, clock);
+        let login = Login::new(id.clone(), Arc::clone(&auth), keys, Arc::clone(&store), journeys, clock);
         AuthNode { id, auth, login, store, clock, token_places, ready: AtomicBool::new(true) }
     }
 
@@ -81,7 +83,8 @@ impl AuthNode {
         self.store.len()
     }
 
-    /// Logins this node holds in memory between steps (always 0 with `auth_sessions = "client"`).
+    /// Logins this node holds in memory between steps (always 0 with `auth_sessions = "client"`; with
+    /// `"store"`, those of the in-process journey store its process shares, 0 on Redis).
     pub fn pending_logins(&self) -> usize {
         self.login.pending()
     }
@@ -106,7 +109,7 @@ impl AuthNode {
     /// which is harmless).
     pub async fn sweep(&self) {
         let now = Instant::now();
-        let (logins, otks) = self.login.sweep(now);
+        let (logins, otks) = self.login.sweep(now).await;
         // A store that cannot be reached now is swept next time; its failure shows on readiness.
         let sessions = self.store.sweep(now).await.unwrap_or(0);
         if logins + otks + sessions > 0 {

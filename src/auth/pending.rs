@@ -4,10 +4,14 @@
 //!   ID, exactly as AM keeps chain auth sessions. Another node does not hold them and answers `Session has
 //!   timed out` (AM error code 110, OPENAM-12675), which is why the proxy must keep a login on one node.
 //! * [`SpentOtks`] (`auth_sessions = "client"`): the `otk`s of answered client-mode steps, whose journey
-//!   travels sealed inside the `authId`; shared by the nodes of one process, so a step is answered once.
+//!   travels sealed inside the `authId`, so a step is answered once.
+//! * [`JourneyStore`]: where the nodes that share a session store keep journeys (`auth_sessions =
+//!   "store"`, AM's server-side authentication sessions in the CTS) and spent `otk`s. [`MemoryJourneys`]
+//!   is the in-process one, [`RedisStore`](crate::auth::store::RedisStore) the one shared across
+//!   processes.
 //!
-//! Both are bounded maps whose entries leave at their deadline ([`tokio::time::Instant`], passed in by the
-//! caller), pruned on every operation.
+//! The in-process ones are bounded maps whose entries leave at their deadline ([`tokio::time::Instant`],
+//! passed in by the caller), pruned on every operation.
 
 use std::collections::{BTreeSet, HashMap};
 
@@ -15,6 +19,7 @@ use parking_lot::Mutex;
 use tokio::time::Instant;
 
 use crate::auth::journey::Journey;
+use crate::auth::session::StoreFuture;
 
 /// Most journeys one node holds in memory at once. AM bounds its in-memory auth sessions too; without a
 /// bound, anyone could exhaust a node's memory by starting logins (the first step needs no credentials).
@@ -176,10 +181,9 @@ impl PendingJourneys {
 ///
 /// A client-mode `authId` is self-contained, so without this memory the same `authId` could be answered
 /// again and again (a captured password step replayed, or a TOTP step retried against the same state).
-/// AM solves it with allowlisting state in the CTS; tether keeps the set in the process and shares one
-/// `SpentOtks` between all nodes of the process, like the session store. Nodes in *different* processes
-/// do not see each other's set: a step replayed to another process within its `exp` would be accepted
-/// there, which is the limit of client mode without a shared store.
+/// AM solves it with allowlisting state in the CTS; in-process, [`MemoryJourneys`] keeps this set for
+/// the nodes that share it, and with `sessions = "redis"` the [`JourneyStore`] on Redis keeps it for
+/// every process.
 ///
 /// Entries leave by themselves at their deadline (the `authId`'s `exp`: after it, the `authId` is refused
 /// anyway), so the set stays as small as the number of steps answered within one auth session timeout.
@@ -247,6 +251,110 @@ impl SpentOtks {
     }
 }
 
+// ---------------------------------------------------------------------------------------------------------
+// Store mode, and spent steps across nodes
+// ---------------------------------------------------------------------------------------------------------
+
+/// What [`JourneyStore::take`] hands back: the journey and the deadline of its auth session.
+pub type Taken = Option<(Journey, Instant)>;
+
+/// Where journeys wait between steps when any node may continue them (`auth_sessions = "store"`), and
+/// which client-mode steps were answered (`auth_sessions = "client"`), for every node that shares it.
+///
+/// This is AM's server-side authentication session state in the CTS, and its allowlisting of client-side
+/// journeys: with a store every node sees, an `authId` is single use on all of them. Every operation may
+/// fail with a [`StoreError`](crate::auth::session::StoreError) (a networked store that cannot be
+/// reached); the node then answers 503 and never falls back to its own memory, where another node's
+/// replay would go unseen.
+pub trait JourneyStore: Send + Sync {
+    /// Keeps `journey` under `session_id` until `until`, answerable with `otk` only, replacing what the
+    /// auth session held before.
+    ///
+    /// # Errors
+    /// `Ok(Err(TooManyJourneys))` when a bounded store is full of live journeys.
+    fn keep<'a>(
+        &'a self,
+        session_id: &'a str,
+        otk: &'a str,
+        journey: Journey,
+        until: Instant,
+        now: Instant,
+    ) -> StoreFuture<'a, Result<(), TooManyJourneys>>;
+
+    /// Removes and returns the live journey `session_id` with its deadline if `otk` is its current one,
+    /// in one atomic step: of two answers of one step (on any nodes) at most one gets it. A stale `otk`
+    /// leaves the journey alone, as `PendingJourneys::take` does.
+    fn take<'a>(&'a self, session_id: &'a str, otk: &'a str, now: Instant) -> StoreFuture<'a, Taken>;
+
+    /// Records `otk` as answered until `until`, atomically with checking it was not answered before.
+    fn spend<'a>(&'a self, otk: &'a str, until: Instant, now: Instant) -> StoreFuture<'a, Spend>;
+
+    /// Drops expired journeys and spent `otk`s held in this process; returns how many of each.
+    fn sweep(&self, now: Instant) -> StoreFuture<'_, (usize, usize)>;
+
+    /// Journeys held in this process (0 for a store outside it).
+    fn count(&self) -> usize;
+}
+
+/// The in-process [`JourneyStore`]: one per process for `sessions = "shared"` (every node of the process
+/// continues every journey and sees every spent step), one per node for `sessions = "local"` (spent steps
+/// only: a node-local journey store would be `auth_sessions = "memory"`).
+///
+/// Nodes in *different* processes do not see each other's: a client-mode step replayed to another
+/// process within its `exp` would be accepted there. `sessions = "redis"` closes that gap.
+#[derive(Debug)]
+pub struct MemoryJourneys {
+    journeys: PendingJourneys,
+    spent: SpentOtks,
+}
+
+impl Default for MemoryJourneys {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl MemoryJourneys {
+    /// An empty store bounded by `MAX_PENDING_JOURNEYS` and `MAX_SPENT_OTKS`.
+    pub fn new() -> Self {
+        Self::with_capacity(MAX_PENDING_JOURNEYS, MAX_SPENT_OTKS)
+    }
+
+    /// An empty store holding at most `journeys` journeys and `otks` spent `otk`s.
+    pub fn with_capacity(journeys: usize, otks: usize) -> Self {
+        Self { journeys: PendingJourneys::new(journeys), spent: SpentOtks::with_capacity(otks) }
+    }
+}
+
+impl JourneyStore for MemoryJourneys {
+    fn keep<'a>(
+        &'a self,
+        session_id: &'a str,
+        otk: &'a str,
+        journey: Journey,
+        until: Instant,
+        now: Instant,
+    ) -> StoreFuture<'a, Result<(), TooManyJourneys>> {
+        Box::pin(std::future::ready(Ok(self.journeys.insert(session_id, otk, journey, until, now))))
+    }
+
+    fn take<'a>(&'a self, session_id: &'a str, otk: &'a str, now: Instant) -> StoreFuture<'a, Taken> {
+        Box::pin(std::future::ready(Ok(self.journeys.take(session_id, otk, now))))
+    }
+
+    fn spend<'a>(&'a self, otk: &'a str, until: Instant, now: Instant) -> StoreFuture<'a, Spend> {
+        Box::pin(std::future::ready(Ok(self.spent.spend(otk, until, now))))
+    }
+
+    fn sweep(&self, now: Instant) -> StoreFuture<'_, (usize, usize)> {
+        Box::pin(std::future::ready(Ok((self.journeys.sweep(now), self.spent.sweep(now)))))
+    }
+
+    fn count(&self) -> usize {
+        self.journeys.count()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -296,5 +404,37 @@ mod tests {
         assert_eq!(spent.len(), 1);
         assert_eq!(spent.sweep(until + Duration::from_secs(5)), 1);
         assert!(spent.is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_memory_store_takes_a_journey_once_with_its_current_otk_and_keeps_the_deadline() {
+        let store: &dyn JourneyStore = &MemoryJourneys::with_capacity(1, 1);
+        let now = Instant::now();
+        let deadline = now + Duration::from_secs(180);
+        store.keep("sid", "otk1", journey(), deadline, now).await.unwrap().unwrap();
+        assert_eq!(store.count(), 1);
+        let later = now + Duration::from_secs(20);
+        assert_eq!(store.take("sid", "otk0", later).await.unwrap(), None, "a stale otk");
+        assert_eq!(store.take("sid", "otk1", later).await.unwrap(), Some((journey(), deadline)));
+        assert_eq!(store.take("sid", "otk1", later).await.unwrap(), None, "taken once");
+        // The next step goes back under the same auth session with a fresh otk and the same deadline.
+        store.keep("sid", "otk2", journey(), deadline, later).await.unwrap().unwrap();
+        assert_eq!(store.take("sid", "otk1", later).await.unwrap(), None, "the answered step stays spent");
+        assert_eq!(store.take("sid", "otk2", deadline).await.unwrap(), None, "gone at its deadline");
+        assert_eq!(store.count(), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_memory_store_is_bounded_and_sweeps_both_tables() {
+        let store = MemoryJourneys::with_capacity(1, 1);
+        let now = Instant::now();
+        let soon = now + Duration::from_secs(10);
+        store.keep("a", "o", journey(), soon, now).await.unwrap().unwrap();
+        assert_eq!(store.keep("b", "o", journey(), soon, now).await.unwrap(), Err(TooManyJourneys));
+        assert_eq!(store.spend("x", soon, now).await.unwrap(), Spend::Fresh);
+        assert_eq!(store.spend("x", soon, now).await.unwrap(), Spend::Replayed);
+        assert_eq!(store.spend("y", soon, now).await.unwrap(), Spend::Full);
+        assert_eq!(store.sweep(soon).await.unwrap(), (1, 1));
+        assert_eq!(store.spend("x", soon + Duration::from_secs(10), soon).await.unwrap(), Spend::Fresh);
     }
 }

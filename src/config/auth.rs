@@ -54,6 +54,10 @@ pub enum AuthSessionMode {
     Memory,
     /// Inside the signed, encrypted `authId`: any node with the secret can continue.
     Client,
+    /// In the session store (AM's server-side authentication sessions in the CTS): any node that shares
+    /// it continues any journey, each `authId` answered once on all of them. Needs `sessions = "shared"`
+    /// (in one process) or `"redis"` (across processes).
+    Store,
 }
 
 /// Whether the nodes of one process share one session store.
@@ -315,7 +319,11 @@ pub(super) fn convert(c: &mut Checker, raw: RawAuth) -> AuthConfig {
     let auth_sessions = c.choice(
         &p.key("auth_sessions"),
         &raw.auth_sessions,
-        &[("memory", AuthSessionMode::Memory), ("client", AuthSessionMode::Client)],
+        &[
+            ("memory", AuthSessionMode::Memory),
+            ("client", AuthSessionMode::Client),
+            ("store", AuthSessionMode::Store),
+        ],
         AuthSessionMode::Memory,
     );
     let sessions = c.choice(
@@ -329,6 +337,14 @@ pub(super) fn convert(c: &mut Checker, raw: RawAuth) -> AuthConfig {
         SessionStoreMode::Shared,
     );
     let store = store(c, &p, sessions, raw.store);
+    if auth_sessions == AuthSessionMode::Store && sessions == SessionStoreMode::Local {
+        c.report(
+            &p.key("auth_sessions"),
+            "\"store\" keeps journeys in the session store, but sessions = \"local\" gives each node its own, \
+             so only the node that started a journey could continue it: that is auth_sessions = \"memory\"; \
+             set that, or sessions = \"shared\" (one process) or \"redis\" (across processes)",
+        );
+    }
     let auth_session_timeout =
         c.duration(&p.key("auth_session_timeout_s"), raw.auth_session_timeout_s, Duration::from_secs);
     let minutes = |m: u64| Duration::from_secs(m.saturating_mul(60));
@@ -468,6 +484,29 @@ pub fn totp_key(secret: &str) -> Option<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The problems of a config with this `[auth]` (and others: no pools, no chains).
+    fn auth_problems(auth: &str) -> String {
+        let text =
+            format!("[proxy]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n[auth]\n{auth}\n");
+        crate::config::parse(&text).err().map(|e| e.to_string()).unwrap_or_default()
+    }
+
+    #[test]
+    fn journeys_in_the_store_need_a_store_the_nodes_share() {
+        let local = auth_problems("auth_sessions = \"store\"\nsessions = \"local\"");
+        assert!(
+            local.contains("`auth.auth_sessions`: \"store\" keeps journeys in the session store"),
+            "{local}"
+        );
+        assert!(local.contains("auth_sessions = \"memory\""), "names the fix: {local}");
+        for fine in ["shared", "redis"] {
+            let problems = auth_problems(&format!("auth_sessions = \"store\"\nsessions = \"{fine}\""));
+            assert!(!problems.contains("auth.auth_sessions"), "{fine}: {problems}");
+        }
+        let unknown = auth_problems("auth_sessions = \"cts\"");
+        assert!(unknown.contains("store"), "the accepted values include store: {unknown}");
+    }
 
     #[test]
     fn phc_hashes_are_checked_and_plain_text_is_refused() {

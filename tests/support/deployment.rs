@@ -10,7 +10,7 @@ use serde_json::Value;
 use tokio::time::Instant;
 
 use super::redis::{RedisCluster, RedisServer};
-use super::{TetherProcess, Toml, cheap_hash};
+use super::{Journey, TetherProcess, Toml, cheap_hash};
 
 /// What `[auth.store]` says to reach a Redis: `url = …` or `cluster = […]`.
 pub trait StoreAt {
@@ -47,6 +47,11 @@ impl Deployment {
     /// Starts the nodes with `[auth.store]` naming `store` (see [`StoreAt`]), `[auth.quota]` set to
     /// `quota` (TOML lines) and the store's `timeout_ms`.
     pub async fn start(store: &impl StoreAt, quota: &str, timeout_ms: u64) -> Self {
+        Self::start_with(store, timeout_ms, |toml| toml.merge("auth", &format!("[quota]\n{quota}\n"))).await
+    }
+
+    /// Nodes with the example's config on `store`, changed by `edit`.
+    pub async fn start_with(store: &impl StoreAt, timeout_ms: u64, edit: impl FnOnce(Toml) -> Toml) -> Self {
         static N: AtomicUsize = AtomicUsize::new(0);
         let ports = [free_port(), free_port(), free_port()];
         let mut toml = Toml::parse(include_str!("../../examples/standalone/proxy.toml"))
@@ -60,8 +65,8 @@ impl Deployment {
             )
             .set("auth.sessions", "redis")
             .merge("auth", &format!("[store]\n{}\ntimeout_ms = {timeout_ms}\n", store.store_at()))
-            .merge("auth", &format!("[quota]\n{quota}\n"))
-            .set("auth.user.0.password", cheap_hash(PASSWORD));
+            .set("auth.user.0.password", cheap_hash(DEMO_PASSWORD));
+        toml = edit(toml);
         for (i, port) in ports.iter().enumerate() {
             toml = toml.set(&format!("pool.0.backend.{i}.url"), format!("http://127.0.0.1:{port}"));
         }
@@ -84,6 +89,11 @@ impl Deployment {
         TetherProcess::spawn(&["node", "--id", id, "-c", self.config.to_str().unwrap()]).await
     }
 
+    /// A client's login that starts on `node` (no cookies; [`Journey::retarget`] moves it).
+    pub fn journey(&self, node: usize) -> Journey {
+        Journey::new(self.base(node), false)
+    }
+
     /// `http://127.0.0.1:PORT` of `node`.
     pub fn base(&self, node: usize) -> String {
         format!("http://127.0.0.1:{}", self.ports[node])
@@ -96,7 +106,7 @@ impl Deployment {
             .http
             .post(format!("{}/am/json/realms/root/authenticate", self.base(node)))
             .header("X-OpenAM-Username", "demo")
-            .header("X-OpenAM-Password", PASSWORD)
+            .header("X-OpenAM-Password", DEMO_PASSWORD)
             .header("content-type", "application/json")
             .body("{}")
             .send()
@@ -153,7 +163,7 @@ impl Drop for Deployment {
 }
 
 /// The password of the example's user `demo`.
-pub const PASSWORD: &str = "demo-Passw0rd";
+pub const DEMO_PASSWORD: &str = "demo-Passw0rd";
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()

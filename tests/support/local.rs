@@ -11,8 +11,8 @@ use http_body_util::{BodyExt, Full};
 use super::cluster::Cluster;
 
 /// Auth nodes in-process, called directly (for paused-time tests, where real sockets would let the
-/// paused clock run ahead). Built by [`Cluster::in_process`]; they share one store when the config's
-/// `auth.sessions` is `shared`.
+/// paused clock run ahead). Built by [`Cluster::in_process`]; they share one session store and one
+/// journey store when the config's `auth.sessions` is `shared`.
 pub struct LocalNodes {
     /// The nodes, `01`, `02`, … in order.
     pub nodes: Vec<Arc<tether::AuthNode>>,
@@ -33,16 +33,17 @@ impl LocalNodes {
         let auth = Arc::new(config.auth.clone().expect("an [auth] section"));
         let keys = tether::am::token::Keys::derive(b"test secret shared by every node");
         let shared_store = Arc::new(tether::MemoryStore::new());
-        let spent = Arc::new(tether::SpentOtks::new());
+        let shared_journeys = Arc::new(tether::MemoryJourneys::new());
         let nodes = ids
             .into_iter()
             .map(|id| {
-                let store: Arc<dyn tether::SessionStore> = if shared {
-                    shared_store.clone() as Arc<dyn tether::SessionStore>
-                } else {
-                    Arc::new(tether::MemoryStore::new())
-                };
-                Arc::new(tether::AuthNode::new(id.clone(), auth.clone(), keys.clone(), store, spent.clone()))
+                let (store, journeys): (Arc<dyn tether::SessionStore>, Arc<dyn tether::JourneyStore>) =
+                    if shared {
+                        (shared_store.clone(), shared_journeys.clone())
+                    } else {
+                        (Arc::new(tether::MemoryStore::new()), Arc::new(tether::MemoryJourneys::new()))
+                    };
+                Arc::new(tether::AuthNode::new(id.clone(), auth.clone(), keys.clone(), store, journeys))
             })
             .collect();
         Self { nodes, store: shared_store }

@@ -38,7 +38,7 @@ pub use cluster::{Cluster, ProxyHandle, backend_status};
 #[allow(unused_imports)]
 pub use config::{CHECK_ERRORS, METRICS, TWO_POOLS, Toml};
 #[allow(unused_imports)]
-pub use deployment::{Deployment, PASSWORD, Race, StoreAt, login_race};
+pub use deployment::{DEMO_PASSWORD, Deployment, Race, StoreAt, login_race};
 #[allow(unused_imports)]
 pub use journey::{Journey, TOTP_SECRET, cheap_hash, totp_now};
 #[allow(unused_imports)]

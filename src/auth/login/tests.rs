@@ -15,7 +15,7 @@ use crate::auth::error::AuthError;
 use crate::auth::http::tests::{PASSWORD, TOTP_SECRET, config};
 use crate::auth::journey::callbacks;
 use crate::auth::session::{MemoryStore, SessionStore};
-use crate::auth::{SpentOtks, totp};
+use crate::auth::{MemoryJourneys, totp};
 use crate::config::{BackendId, ModuleKind};
 
 /// The wall clock of every test: 2027-01-15T08:00:00Z, at the instant the test starts.
@@ -29,7 +29,7 @@ fn login(mode: &str) -> (Login, Arc<MemoryStore>, Instant) {
         config(mode, "enabled = false"),
         Keys::derive(b"a cluster secret of at least 128 bits, for tests only"),
         Arc::clone(&store) as Arc<dyn SessionStore>,
-        Arc::new(SpentOtks::new()),
+        Arc::new(MemoryJourneys::new()),
         Clock::fixed(Duration::from_secs(UNIX), now),
     );
     (login, store, now)
@@ -64,7 +64,7 @@ async fn start(login: &Login, chain: &str, now: Instant) -> (String, ModuleKind)
 
 #[tokio::test(start_paused = true)]
 async fn a_data_store_and_totp_journey_ends_in_a_session() {
-    for mode in ["memory", "client"] {
+    for mode in ["memory", "client", "store"] {
         let (login, store, t0) = login(mode);
         let (auth_id, module) = start(&login, "mfa", t0).await;
         assert_eq!(module, ModuleKind::DataStore);
@@ -87,7 +87,7 @@ async fn a_data_store_and_totp_journey_ends_in_a_session() {
 
 #[tokio::test(start_paused = true)]
 async fn a_wrong_password_is_a_failure_that_ends_the_journey() {
-    for mode in ["memory", "client"] {
+    for mode in ["memory", "client", "store"] {
         let (login, store, now) = login(mode);
         let (auth_id, module) = start(&login, "ldapService", now).await;
         let wrong = login.answer(&auth_id, &filled(module, &["demo", "wrong"]), "/", now).await;
@@ -102,7 +102,7 @@ async fn a_wrong_password_is_a_failure_that_ends_the_journey() {
 
 #[tokio::test(start_paused = true)]
 async fn a_journey_answered_after_its_timeout_has_timed_out() {
-    for mode in ["memory", "client"] {
+    for mode in ["memory", "client", "store"] {
         let (login, store, now) = login(mode);
         let (auth_id, module) = start(&login, "ldapService", now).await;
         let late = now + Duration::from_secs(181);

@@ -42,8 +42,8 @@ const PING_EVERY: Duration = Duration::from_secs(1);
 
 /// The sessions of every node that names the same Redis and `key_prefix`.
 pub struct RedisStore {
-    conn: StoreConnection,
-    prefix: String,
+    pub(super) conn: StoreConnection,
+    pub(super) prefix: String,
     timeout: Duration,
     /// The outcome of the last operation or ping.
     up: Arc<AtomicBool>,
@@ -101,7 +101,7 @@ impl RedisStore {
 
     /// Runs one store operation `op` (one or two commands) under the one deadline, recording whether
     /// Redis answered, how long it took and why it failed.
-    async fn deadline<T>(
+    pub(super) async fn deadline<T>(
         &self,
         op: StoreOp,
         run: impl Future<Output = Result<T, StoreError>>,
@@ -266,7 +266,7 @@ async fn ping_loop(
     }
 }
 
-fn unavailable(e: redis::RedisError) -> StoreError {
+pub(super) fn unavailable(e: redis::RedisError) -> StoreError {
     StoreError::Unavailable(e.to_string())
 }
 

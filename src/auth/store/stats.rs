@@ -25,11 +25,18 @@ pub enum StoreOp {
     Remove,
     /// One user's live sessions.
     Live,
+    /// A journey kept between steps (`auth_sessions = "store"`).
+    Keep,
+    /// A journey taken to answer its step.
+    Take,
+    /// A client-mode step spent (`auth_sessions = "client"`).
+    Spend,
 }
 
 impl StoreOp {
     /// Every operation, in label order.
-    pub const ALL: [StoreOp; 5] = [Self::Create, Self::Get, Self::Touch, Self::Remove, Self::Live];
+    pub const ALL: [StoreOp; 8] =
+        [Self::Create, Self::Get, Self::Touch, Self::Remove, Self::Live, Self::Keep, Self::Take, Self::Spend];
 
     /// The label value.
     pub fn as_str(self) -> &'static str {
@@ -39,6 +46,9 @@ impl StoreOp {
             Self::Touch => "touch",
             Self::Remove => "remove",
             Self::Live => "live",
+            Self::Keep => "keep",
+            Self::Take => "take",
+            Self::Spend => "spend",
         }
     }
 }

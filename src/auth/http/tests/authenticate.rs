@@ -66,6 +66,11 @@ async fn full_mfa_login_in_client_mode_gives_a_token_naming_the_node() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn full_mfa_login_in_store_mode_gives_a_token_naming_the_node() {
+    full_mfa_login("store").await;
+}
+
+#[tokio::test(start_paused = true)]
 async fn client_mode_keeps_the_journey_sealed_inside_the_auth_id() {
     let c = cluster("client");
     let first = send(&c.a, post(MFA, "")).await;
@@ -151,6 +156,27 @@ async fn a_client_login_continues_on_any_node_of_the_cluster() {
     assert_eq!(done.status, 200, "{done:?}");
     // The session token names the node that created the session.
     assert_eq!(token::node_hint(done.json["tokenId"].as_str().unwrap()).as_deref(), Some("01"));
+}
+
+/// `auth_sessions = "store"` with `sessions = "shared"`: the nodes of one process keep journeys in the
+/// store they share, so each continues the other's, and an answered step is spent on both.
+#[tokio::test(start_paused = true)]
+async fn a_store_login_continues_on_any_node_of_the_process() {
+    let c = cluster("store");
+    let first = send(&c.a, post(MFA, "")).await;
+    assert_eq!(c.b.pending_logins(), 1, "the journey waits in the store both nodes share");
+    let second = send(&c.b, post(MFA, fill(&first, &["demo", PASSWORD]))).await;
+    assert_eq!(second.status, 200, "{second:?}");
+    assert!(auth_id_claims(&second)["state"].is_null(), "the journey is in the store, not the authId");
+    let typed = code(&c.a);
+    let done = send(&c.a, post(MFA, fill(&second, &[&typed]))).await;
+    assert_eq!(done.status, 200, "{done:?}");
+    for node in [&c.a, &c.b] {
+        send(node, post(MFA, fill(&first, &["demo", PASSWORD]))).await.assert_timed_out();
+        send(node, post(MFA, fill(&second, &[&typed]))).await.assert_timed_out();
+    }
+    assert_eq!(c.store.len(), 1);
+    assert_eq!((c.a.pending_logins(), c.b.pending_logins()), (0, 0));
 }
 
 #[tokio::test(start_paused = true)]
@@ -246,8 +272,13 @@ async fn a_replayed_auth_id_has_timed_out_in_client_mode() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_replayed_auth_id_has_timed_out_in_store_mode() {
+    replay_is_refused("store").await;
+}
+
+#[tokio::test(start_paused = true)]
 async fn an_expired_auth_session_has_timed_out() {
-    for mode in ["memory", "client"] {
+    for mode in ["memory", "client", "store"] {
         let c = cluster(mode);
         let first = send(&c.a, post(AUTH, "")).await;
         advance(Duration::from_secs(181)).await;
@@ -297,7 +328,7 @@ async fn a_tampered_auth_id_is_refused_as_badly_signed() {
         config("memory", "enabled = false"),
         Keys::derive(b"another cluster's secret, just as long as ours"),
         Arc::new(MemoryStore::new()),
-        Arc::new(SpentOtks::new()),
+        Arc::new(MemoryJourneys::new()),
     );
     let theirs = send(&other, post(AUTH, "")).await;
     let resp = send(&c.a, post(AUTH, fill(&theirs, &["demo", PASSWORD]))).await;

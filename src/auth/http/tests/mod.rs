@@ -20,7 +20,7 @@ use super::MAX_BODY;
 use crate::am::time::iso_utc;
 use crate::am::token::{self, Keys};
 use crate::auth::session::{MemoryStore, SessionStore};
-use crate::auth::{AuthNode, SpentOtks, totp};
+use crate::auth::{AuthNode, MemoryJourneys, totp};
 use crate::body::Body;
 use crate::config::{AuthConfig, BackendId};
 
@@ -111,14 +111,14 @@ fn cluster(mode: &str) -> Cluster {
 fn cluster_with(mode: &str, quota: &str) -> Cluster {
     let auth = config(mode, quota);
     let store = Arc::new(MemoryStore::new());
-    let spent = Arc::new(SpentOtks::new());
+    let journeys = Arc::new(MemoryJourneys::new());
     let node = |id: &str| {
         AuthNode::new(
             BackendId::new(id).unwrap(),
             Arc::clone(&auth),
             Keys::derive(SECRET),
             Arc::clone(&store) as Arc<dyn SessionStore>,
-            Arc::clone(&spent),
+            Arc::clone(&journeys) as Arc<dyn crate::auth::JourneyStore>,
         )
     };
     Cluster { a: node("01"), b: node("02"), store }
