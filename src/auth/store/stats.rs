@@ -116,6 +116,6 @@ mod tests {
         let errors: Vec<_> = stats.errors().collect();
         assert_eq!(errors, [("timeout", 1), ("unavailable", 1)]);
         let ops: Vec<_> = stats.seconds().map(|(op, _)| op).collect();
-        assert_eq!(ops, ["create", "get", "touch", "remove", "live"]);
+        assert_eq!(ops, ["create", "get", "touch", "remove", "live", "keep", "take", "spend"]);
     }
 }
