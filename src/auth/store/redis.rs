@@ -259,11 +259,32 @@ async fn ping_loop(
         if up.swap(ok, Ordering::Relaxed) != ok {
             if ok {
                 tracing::info!(target: "tether::auth", "session store reachable");
+                let cmd = redis::cmd("INFO").arg("memory").clone();
+                let info = tokio::time::timeout(timeout, cmd.query_async::<String>(&mut conn));
+                if let Ok(Ok(info)) = info.await
+                    && let Some(problem) = eviction_problem(&info)
+                {
+                    tracing::warn!(target: "tether::auth", "{problem}");
+                }
             } else {
                 tracing::warn!(target: "tether::auth", "session store unreachable: logins and session actions answer 503");
             }
         }
     }
+}
+
+/// What is wrong with the `maxmemory-policy` that `INFO memory` reports, if anything. Every tether key
+/// has a TTL, so any policy but `noeviction` may evict one of a user's keys under memory pressure: a
+/// quota silently bypassed, sessions silently ended. With `noeviction` a full Redis refuses writes and
+/// tether answers 503 instead. Checked once per (re)connection; a Redis that hides `INFO` is not checked.
+fn eviction_problem(info: &str) -> Option<String> {
+    let policy = info.lines().find_map(|l| l.trim().strip_prefix("maxmemory_policy:"))?;
+    (policy != "noeviction").then(|| {
+        format!(
+            "the session store's maxmemory-policy is {policy:?}: Redis may evict session and quota keys \
+             under memory pressure (quotas bypassed, users logged out); set maxmemory-policy noeviction"
+        )
+    })
 }
 
 pub(super) fn unavailable(e: redis::RedisError) -> StoreError {
@@ -325,6 +346,16 @@ mod tests {
         assert_eq!(now.saturating_duration_since(s.created), Duration::from_secs(4));
         assert_eq!(now.saturating_duration_since(s.last_access), Duration::from_secs(1));
         assert_eq!((s.max_idle, s.max_time), (Duration::from_secs(60), Duration::from_secs(120)));
+    }
+
+    #[test]
+    fn only_noeviction_is_a_safe_memory_policy() {
+        let info = |p: &str| format!("# Memory\r\nused_memory:1\r\nmaxmemory_policy:{p}\r\n");
+        assert_eq!(eviction_problem(&info("noeviction")), None);
+        let problem = eviction_problem(&info("allkeys-lru")).unwrap();
+        assert!(problem.contains("\"allkeys-lru\"") && problem.contains("set maxmemory-policy noeviction"));
+        assert!(eviction_problem(&info("volatile-ttl")).is_some());
+        assert_eq!(eviction_problem("# Memory\r\n"), None, "no field, nothing to say");
     }
 
     #[test]
