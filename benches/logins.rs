@@ -3,8 +3,11 @@
 //! * the store's one `create` call alone (`store_create`: the in-process store; `store_create_redis`:
 //!   one Lua script on a local `redis-server`, i.e. one loopback round trip);
 //! * a whole `ldapService` login through an in-process auth node (argon2 with cheap parameters, so the
-//!   store's share is visible), one at a time (`login`, `login_redis`: latency) and 16 in flight on the
-//!   multi-thread runtime (`login_16_in_flight`: what one node sustains when many clients log in).
+//!   store's share is visible), one at a time (`login`, `login_redis`: latency) and 16 in flight
+//!   (`login_16_in_flight`: what one node sustains when many clients log in).
+//!
+//! Each Redis and login group runs on the multi-thread runtime a node has by default, and again on the
+//! current-thread one of `workers = 1` (groups `…_current_thread`).
 //!
 //! The Redis cases start their own `redis-server` (`benches/redis_server`) and are skipped with a
 //! message without one. Logouts that keep the steady state are made outside the timed part wherever the
@@ -25,20 +28,27 @@ use parking_lot::Mutex;
 use redis_server::RedisServer;
 use tether::config::{ExhaustionAction, StoreConfig};
 use tether::{AuthNode, MemoryStore, Quota, RedisStore, Session, SessionStore};
-use tokio::runtime::Runtime;
+use tokio::runtime::{Builder, Runtime};
 use tokio::time::Instant;
 
 /// Logins in flight at once in the `login_16_in_flight` group.
 const IN_FLIGHT: usize = 16;
 
 fn all(c: &mut Criterion) {
-    let rt = Runtime::new().expect("tokio runtime");
     let redis = RedisServer::start("logins");
     store_create(c);
-    if let Some(redis) = &redis {
-        store_create_redis(c, &rt, redis);
+    // The node's default runtime (`workers` unset: one worker per core), then `workers = 1`, tokio's
+    // current-thread scheduler, where a Redis reply wakes the login on the same thread.
+    let runtimes = [
+        ("", Runtime::new().expect("tokio runtime")),
+        ("_current_thread", Builder::new_current_thread().enable_all().build().expect("tokio runtime")),
+    ];
+    for (suffix, rt) in &runtimes {
+        if let Some(redis) = &redis {
+            store_create_redis(c, rt, redis, suffix);
+        }
+        login(c, rt, redis.as_ref(), suffix);
     }
-    login(c, &rt, redis.as_ref());
     // `redis` is dropped here: the server is killed and its directory removed.
 }
 
@@ -102,11 +112,11 @@ fn redis_store(rt: &Runtime, redis: &RedisServer, prefix: &str) -> Arc<RedisStor
     Arc::new(RedisStore::connect(&store).expect("redis url"))
 }
 
-fn store_create_redis(c: &mut Criterion, rt: &Runtime, redis: &RedisServer) {
-    let mut group = c.benchmark_group("store_create_redis");
+fn store_create_redis(c: &mut Criterion, rt: &Runtime, redis: &RedisServer, suffix: &str) {
+    let mut group = c.benchmark_group(format!("store_create_redis{suffix}"));
     group.throughput(Throughput::Elements(1));
     for (name, quota) in quota_cases() {
-        let store = redis_store(rt, redis, &format!("bench-create-{name}"));
+        let store = redis_store(rt, redis, &format!("bench-create{suffix}-{name}"));
         let n = Arc::new(AtomicU64::new(0));
         group.bench_function(name, |b| {
             b.to_async(rt).iter_custom(|iters| {
@@ -207,7 +217,7 @@ fn node(store: Arc<dyn SessionStore>, sessions: String, quota: &str) -> Arc<Auth
 /// (for the untimed logouts).
 type LoginCase = (&'static str, &'static str, Arc<AuthNode>, Arc<dyn SessionStore>);
 
-fn login(c: &mut Criterion, rt: &Runtime, redis: Option<&RedisServer>) {
+fn login(c: &mut Criterion, rt: &Runtime, redis: Option<&RedisServer>, suffix: &str) {
     let quotas =
         [("quota_off", "enabled = false"), ("quota_on_destroy_next_expiring", "enabled = true\nlimit = 5")];
     // The memory cases first, then the Redis ones: the same node code on either store.
@@ -218,13 +228,14 @@ fn login(c: &mut Criterion, rt: &Runtime, redis: Option<&RedisServer>) {
     }
     for (name, quota) in quotas {
         let Some(redis) = redis else { break };
-        let prefix = format!("bench-login-{name}");
+        let prefix = format!("bench-login{suffix}-{name}");
         let store: Arc<dyn SessionStore> = redis_store(rt, redis, &prefix);
         cases.push(("redis", name, node(Arc::clone(&store), redis_sessions(redis, &prefix), quota), store));
     }
 
     for (kind, name, node, store) in &cases {
-        let group_name = if *kind == "memory" { "login".to_string() } else { format!("login_{kind}") };
+        let group_name =
+            if *kind == "memory" { format!("login{suffix}") } else { format!("login_{kind}{suffix}") };
         let mut group = c.benchmark_group(group_name);
         group.throughput(Throughput::Elements(1));
         let recent = Arc::new(Mutex::new(std::collections::VecDeque::new()));
@@ -254,7 +265,7 @@ fn login(c: &mut Criterion, rt: &Runtime, redis: Option<&RedisServer>) {
         group.finish();
     }
 
-    let mut group = c.benchmark_group(format!("login_{IN_FLIGHT}_in_flight"));
+    let mut group = c.benchmark_group(format!("login_{IN_FLIGHT}_in_flight{suffix}"));
     group.throughput(Throughput::Elements(IN_FLIGHT as u64));
     for (kind, name, node, store) in &cases {
         group.bench_function(format!("{kind}_{name}"), |b| {
