@@ -113,3 +113,11 @@ fn check_accepts_the_real_am_example_with_https_nodes_proxy_protocol_and_a_state
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stdout).contains("3 backend(s) (0 embedded)"), "{out:?}");
 }
+
+#[test]
+fn check_accepts_the_redis_example_of_three_node_hosts_and_a_proxy() {
+    let file = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/redis/proxy.toml");
+    let out = tether().args(["check", "-c", file]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("3 backend(s) (0 embedded)"), "{out:?}");
+}
