@@ -15,6 +15,10 @@
 //!
 //! `cargo bench --bench logins`
 
+/// The same `redis-server` fixture as the store tests (free loopback port, never 6379, no persistence,
+/// killed on drop); benches use a part of it.
+#[allow(dead_code)]
+#[path = "../tests/support/redis.rs"]
 mod redis_server;
 
 use std::sync::Arc;
@@ -35,7 +39,7 @@ use tokio::time::Instant;
 const IN_FLIGHT: usize = 16;
 
 fn all(c: &mut Criterion) {
-    let redis = RedisServer::start("logins");
+    let redis = Runtime::new().expect("tokio runtime").block_on(RedisServer::start());
     store_create(c);
     // The node's default runtime (`workers` unset: one worker per core), then `workers = 1`, tokio's
     // current-thread scheduler, where a Redis reply wakes the login on the same thread.

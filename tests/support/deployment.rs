@@ -177,6 +177,25 @@ pub struct Race {
     pub samples: usize,
 }
 
+impl Race {
+    /// The verdict of a race of `logins` under `limit = 2` with `action`: the sampler never saw more than
+    /// 2 sessions, `DENY_ACCESS` admitted exactly 2 and the other actions every login, and exactly 2 of
+    /// the admitted tokens still validate (asked round the three nodes).
+    pub async fn assert_at_most_two_live(&self, d: &Deployment, action: &str, logins: usize) {
+        assert!(self.samples > 0, "{action}: the sampler took no sample");
+        assert!(self.most <= 2, "{action}: the sampler saw {} sessions in the store", self.most);
+        let expected = if action == "DENY_ACCESS" { 2 } else { logins };
+        assert_eq!(self.admitted.len(), expected, "{action}: admitted");
+        let mut live = 0;
+        for (i, token) in self.admitted.iter().enumerate() {
+            let (status, v) = d.session(i % 3, "validate", token).await;
+            assert_eq!(status, 200, "{v}");
+            live += usize::from(v["valid"] == true);
+        }
+        assert_eq!(live, 2, "{action}: live sessions");
+    }
+}
+
 /// `logins` concurrent zero-page logins of `demo`, spread over the three nodes and released together by
 /// a barrier, while `sample` (on its own thread) reads the store without pause. Each login gets 200 or
 /// AM's 401 `Maximum Sessions Limit Reached.`; anything else fails the test. Bounded: `logins` requests,
