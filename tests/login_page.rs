@@ -1,6 +1,7 @@
 //! The login page: `GET /am/XUI/` through the proxy, in a real headless Chromium, logs `demo` in with
-//! name, password and one-time code (`mfa`), shows AM's message for a wrong password, shows the user name,
-//! and logs out.
+//! name, password and one-time code (`mfa`), shows AM's message for a wrong password, starts over on
+//! `Session has timed out` (a step replayed with an answered `authId`, which the node refuses with 110),
+//! shows the user name, and logs out.
 //!
 //! The cluster is the SDK tests' strictest: 01 and 02 active, 03 passive, in-memory journeys and
 //! node-local sessions behind one round-robin proxy, so a step that reached another node than the one

@@ -40,6 +40,22 @@ try {
   });
   page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
 
+  // Every authenticate POST passes through unchanged, except one: to see the page handle AM's "Session
+  // has timed out" (401, errorCode 110), one step is sent with the authId of a step already answered, a
+  // replay the node itself refuses with 110.
+  let lastAuthId = null;
+  let replay = null;
+  await page.route('**/json/realms/root/authenticate*', async (route) => {
+    const body = route.request().postDataJSON() || {};
+    if (replay && body.authId) {
+      body.authId = replay;
+      replay = null;
+      return route.continue({ postData: JSON.stringify(body) });
+    }
+    if (body.authId) lastAuthId = body.authId;
+    return route.continue();
+  });
+
   const resp = await page.goto(new URL('/am/XUI/?authIndexValue=mfa', base).href, { waitUntil: 'load' });
   if (!resp || resp.status() !== 200) fail(`GET /am/XUI/ answered ${resp ? resp.status() : 'nothing'}`);
 
@@ -59,6 +75,18 @@ try {
   // Name and password, then the one-time code in a numeric text field.
   await credentials('secret');
   const code = page.locator('form#step[data-stage="TOTP1"] input[inputmode="numeric"]');
+  await code.waitFor();
+
+  // The code step sent with the name-and-password step's authId: 110, and the page starts over.
+  replay = lastAuthId;
+  await code.fill('000000');
+  await page.locator('form#step button[type="submit"]').click();
+  await page.locator('form#step[data-stage="DataStore1"]').waitFor();
+  const timedOut = (await page.locator('#error').innerText()).trim();
+  console.log(`a replayed step shows: ${timedOut}`);
+  if (!/timed out/.test(timedOut)) fail(`the replayed step showed "${timedOut}"`);
+
+  await credentials('secret');
   await code.waitFor();
   if ((await code.getAttribute('type')) !== 'text') fail('the one-time code field is not a text input');
   if ((await page.locator('#error').isVisible())) fail('the error stayed after a step that passed');
