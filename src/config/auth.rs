@@ -531,6 +531,18 @@ mod tests {
     }
 
     #[test]
+    fn success_urls_are_paths_or_http_urls() {
+        for bad in ["javascript:alert(1)", "//evil.example/", "console", "/a b"] {
+            let problems = auth_problems(&format!("success_url = {bad:?}"));
+            assert!(problems.contains("`auth.success_url`"), "{bad}: {problems}");
+        }
+        for fine in ["/am/console", "https://app.example/home"] {
+            let problems = auth_problems(&format!("success_url = {fine:?}"));
+            assert!(!problems.contains("success_url"), "{fine}: {problems}");
+        }
+    }
+
+    #[test]
     fn phc_hashes_are_checked_and_plain_text_is_refused() {
         assert!(phc_hash("secret").unwrap_err().contains("plain-text"));
         assert!(phc_hash("$argon2id$garbage").unwrap_err().contains("not a PHC hash"));
