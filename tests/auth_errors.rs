@@ -10,7 +10,7 @@ use support::{Cluster, LocalNodes, authenticate, call, fill, login};
 async fn assert_error(got: (u16, serde_json::Value, http::HeaderMap), status: u16, message: &str) {
     let (s, v, h) = got;
     assert_eq!(s, status, "{v}");
-    assert_eq!(h["content-type"], "application/json");
+    assert_eq!(h["content-type"], "application/json;charset=UTF-8");
     assert_eq!(v["code"], status, "{v}");
     assert!(v["message"].as_str().unwrap_or("").starts_with(message), "{v}");
 }

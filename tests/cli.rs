@@ -93,8 +93,25 @@ async fn the_demo_cluster_from_the_root_config_completes_an_mfa_login() {
     assert_eq!(v["valid"], true, "{v}");
     let node = journey.cookies["amlbcookie"].clone();
     assert!(["01", "02"].contains(&node.as_str()), "a login lands on an active node, not {node}");
-    // The console is hidden by a status route.
+    // The console is hidden by a status route; every login's successUrl is the login page, which the demo
+    // serves.
     assert_eq!(client().get("http://127.0.0.1:8080/am/console").send().await.unwrap().status(), 403);
+    let done: serde_json::Value = client()
+        .post("http://127.0.0.1:8080/am/json/realms/root/authenticate")
+        .header("content-type", "application/json")
+        .header("x-openam-username", "demo")
+        .header("x-openam-password", "demo-Passw0rd")
+        .body("{}")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(done["successUrl"], "/am/XUI/", "{done}");
+    let page = client().get("http://127.0.0.1:8080/am/XUI/").send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    assert!(page.text().await.unwrap().contains("<title>Sign in</title>"));
     tether.signal("TERM");
     assert_eq!(tether.exit_code().await, Some(0));
 }

@@ -117,7 +117,7 @@ async fn a_client_pinned_to_a_dead_node_is_moved_or_refused_when_strict() {
 
     let resp = client().get(strict.url("/x")).header("cookie", "amlbcookie=01").send().await.unwrap();
     assert_eq!(resp.status(), 503);
-    assert_eq!(resp.headers()["content-type"], "application/json");
+    assert_eq!(resp.headers()["content-type"], "application/json;charset=UTF-8");
     let v: Value = resp.json().await.unwrap();
     assert_eq!(v["code"], 503);
     // Unpinned clients of the strict pool are still served.

@@ -210,7 +210,7 @@ async fn with_an_admin_token_posts_without_it_are_refused_and_change_nothing() {
         }
         let resp = req.send().await.unwrap();
         assert_eq!(resp.status(), 401);
-        assert_eq!(resp.headers()["content-type"], "application/json");
+        assert_eq!(resp.headers()["content-type"], "application/json;charset=UTF-8");
         assert_eq!(admin_state().await, "ready", "a refused POST changes nothing");
     }
     assert_eq!(http.post(proxy.admin_url("/reload")).send().await.unwrap().status(), 401);

@@ -267,7 +267,7 @@ async fn routes_first_match_wins_with_host_method_and_status() {
 
     let resp = http.get(proxy.url("/am/console/x")).header("host", "b.example").send().await.unwrap();
     assert_eq!(resp.status(), 403, "the first matching route wins over the later host route");
-    assert_eq!(resp.headers()["content-type"], "application/json");
+    assert_eq!(resp.headers()["content-type"], "application/json;charset=UTF-8");
     let v: serde_json::Value = resp.json().await.unwrap();
     assert_eq!(v["code"], 403);
 
@@ -330,7 +330,7 @@ async fn all_nodes_refusing_is_a_502_in_am_shape() {
     let proxy = cluster.start().await;
     let resp = client().get(proxy.url("/")).send().await.unwrap();
     assert_eq!(resp.status(), 502);
-    assert_eq!(resp.headers()["content-type"], "application/json");
+    assert_eq!(resp.headers()["content-type"], "application/json;charset=UTF-8");
     // Marked down by the refusal: the next request finds no node at all.
     let resp = client().get(proxy.url("/")).send().await.unwrap();
     assert_eq!(resp.status(), 503);
@@ -368,7 +368,7 @@ async fn a_node_that_sends_no_headers_in_time_is_a_504() {
     let proxy = Cluster::of(&[&node]).proxy("response_timeout_ms", 200).start().await;
     let resp = client().get(proxy.url("/slow")).send().await.unwrap();
     assert_eq!(resp.status(), 504);
-    assert_eq!(resp.headers()["content-type"], "application/json");
+    assert_eq!(resp.headers()["content-type"], "application/json;charset=UTF-8");
     let v: serde_json::Value = resp.json().await.unwrap();
     assert_eq!(v["code"], 504);
     assert_eq!(node.slow_started(), 1, "a timed-out request is not sent again");

@@ -2,9 +2,13 @@
 //!
 //! AM's clients (the ForgeRock SDKs, agents, scripts) parse every error body, so every synthetic answer
 //! tether gives, from the proxy or the auth node, has AM's shape: `{"code":N,"reason":"...",
-//! "message":"..."}`, optionally with a `detail` object, and `Content-Type: application/json`.
+//! "message":"..."}`, optionally with a `detail` object, and the headers AM's REST answers carry
+//! (`Content-Type: application/json;charset=UTF-8`, `X-Content-Type-Options: nosniff`, `X-Frame-Options:
+//! SAMEORIGIN`, as captured from AM 7).
 
-use http::header::{CACHE_CONTROL, CONTENT_TYPE, HeaderValue};
+use http::header::{
+    CACHE_CONTROL, CONTENT_TYPE, HeaderName, HeaderValue, X_CONTENT_TYPE_OPTIONS, X_FRAME_OPTIONS,
+};
 use http::{Response, StatusCode};
 use serde_json::Value;
 
@@ -38,14 +42,30 @@ fn error_json(status: StatusCode, message: &str) -> Value {
     })
 }
 
-/// A JSON answer with `Content-Type: application/json` and `Cache-Control: no-store` (AM's REST answers
-/// carry session data and are never cached).
+/// AM's JSON media type, with the charset its answers name.
+pub const JSON_TYPE: &str = "application/json;charset=UTF-8";
+
+/// `Content-API-Version`: the version of the CREST resource that answered. AM's clients log it and some
+/// branch on it; AM sends it on errors too.
+pub const CONTENT_API_VERSION: HeaderName = HeaderName::from_static("content-api-version");
+
+/// A JSON answer with AM's headers and `Cache-Control: no-store` (AM's REST answers carry session data and
+/// are never cached). `nosniff` keeps a browser from reading the JSON as anything else, `SAMEORIGIN` keeps
+/// other sites from framing it.
 pub fn json(status: StatusCode, body: &Value) -> Response<Body> {
     let mut resp = Response::new(full(body.to_string()));
     *resp.status_mut() = status;
-    resp.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    resp.headers_mut().insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    let headers = resp.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static(JSON_TYPE));
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    headers.insert(X_FRAME_OPTIONS, HeaderValue::from_static("SAMEORIGIN"));
     resp
+}
+
+/// Sets `Content-API-Version` (e.g. `resource=2.1`) on an answer.
+pub fn set_api_version(resp: &mut Response<Body>, version: &'static str) {
+    resp.headers_mut().insert(CONTENT_API_VERSION, HeaderValue::from_static(version));
 }
 
 /// AM's `reason` strings are the standard reason phrases.
@@ -66,7 +86,9 @@ mod tests {
             Some(serde_json::json!({"errorCode": "110"})),
         );
         assert_eq!(resp.status(), 401);
-        assert_eq!(resp.headers()[CONTENT_TYPE], "application/json");
+        assert_eq!(resp.headers()[CONTENT_TYPE], "application/json;charset=UTF-8");
+        assert_eq!(resp.headers()[X_CONTENT_TYPE_OPTIONS], "nosniff");
+        assert_eq!(resp.headers()[X_FRAME_OPTIONS], "SAMEORIGIN");
         let body = resp.into_body().collect().await.unwrap().to_bytes();
         let v: Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(

@@ -52,6 +52,9 @@ pub enum AuthError {
     /// A request this node cannot make sense of; the text says what is wrong.
     #[error("{0}")]
     BadRequest(String),
+    /// A session action that needs a session, sent with no token at all (AM 7's text, capital D).
+    #[error("Access Denied")]
+    AccessDenied,
     /// A session action on a token that names no live session.
     #[error("Invalid or expired session")]
     InvalidSession,
@@ -95,9 +98,11 @@ impl AuthError {
     /// The HTTP status AM answers with.
     pub fn status(&self) -> StatusCode {
         match self {
-            Self::Failed | Self::TimedOut { .. } | Self::QuotaExceeded | Self::InvalidSession => {
-                StatusCode::UNAUTHORIZED
-            }
+            Self::Failed
+            | Self::TimedOut { .. }
+            | Self::QuotaExceeded
+            | Self::InvalidSession
+            | Self::AccessDenied => StatusCode::UNAUTHORIZED,
             Self::MalformedAuthId(_)
             | Self::AuthIdNotString
             | Self::BadAuthIdSignature

@@ -39,6 +39,9 @@ pub struct AuthConfig {
     pub lb_cookie: String,
     /// Chain used when the request names none.
     pub default_chain: String,
+    /// The `successUrl` every login answers with: a path on this site or an absolute `http(s)://` URL, as
+    /// AM's "Default Success Login URL". The default is the login page, which shows who is signed in.
+    pub success_url: String,
     /// `[auth.quota]`.
     pub quota: QuotaConfig,
     /// `[[auth.chain]]`.
@@ -428,6 +431,7 @@ pub(super) fn convert(c: &mut Checker, raw: RawAuth) -> AuthConfig {
             session_quota: ru.session_quota,
         });
     }
+    let success_url = success_url(c, &p, raw.success_url, &cp);
     AuthConfig {
         context_path: cp,
         signing_secret_file: raw.signing_secret_file.map(|f| c.file(&f)),
@@ -440,10 +444,28 @@ pub(super) fn convert(c: &mut Checker, raw: RawAuth) -> AuthConfig {
         session_cookie,
         lb_cookie,
         default_chain: raw.default_chain,
+        success_url,
         quota,
         chains,
         users,
     }
+}
+
+/// `success_url`, defaulting to the login page. Only a path (`/…`) or an `http(s)://` URL: the value goes
+/// to every client, which may navigate to it, so `javascript:` and the like are refused.
+fn success_url(c: &mut Checker, p: &KeyPath, raw: Option<String>, context_path: &str) -> String {
+    let Some(url) = raw else { return format!("{context_path}/XUI/") };
+    let lower = url.to_ascii_lowercase();
+    let shape = (url.starts_with('/') && !url.starts_with("//"))
+        || lower.starts_with("https://")
+        || lower.starts_with("http://");
+    if !shape || url.chars().any(|ch| ch.is_control() || ch == ' ') {
+        c.report(
+            &p.key("success_url"),
+            format!("{url:?} must be a path like \"/am/XUI/\" or an http(s):// URL"),
+        );
+    }
+    url
 }
 
 /// Checks that `value` is an argon2 PHC string (`$argon2id$v=19$m=…,t=…,p=…$salt$hash`), with a message
@@ -506,6 +528,18 @@ mod tests {
         }
         let unknown = auth_problems("auth_sessions = \"cts\"");
         assert!(unknown.contains("store"), "the accepted values include store: {unknown}");
+    }
+
+    #[test]
+    fn success_urls_are_paths_or_http_urls() {
+        for bad in ["javascript:alert(1)", "//evil.example/", "console", "/a b"] {
+            let problems = auth_problems(&format!("success_url = {bad:?}"));
+            assert!(problems.contains("`auth.success_url`"), "{bad}: {problems}");
+        }
+        for fine in ["/am/console", "https://app.example/home"] {
+            let problems = auth_problems(&format!("success_url = {fine:?}"));
+            assert!(!problems.contains("success_url"), "{fine}: {problems}");
+        }
     }
 
     #[test]

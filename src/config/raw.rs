@@ -247,6 +247,8 @@ pub struct RawAuth {
     pub lb_cookie: String,
     /// Default `"ldapService"`.
     pub default_chain: String,
+    /// The `successUrl` of every login; default `"{context_path}/XUI/"`.
+    pub success_url: Option<String>,
     /// `[auth.quota]`.
     pub quota: RawQuota,
     /// `[[auth.chain]]`.
@@ -269,6 +271,7 @@ impl Default for RawAuth {
             session_cookie: "iPlanetDirectoryPro".into(),
             lb_cookie: "amlbcookie".into(),
             default_chain: "ldapService".into(),
+            success_url: None,
             quota: RawQuota::default(),
             chain: Vec::new(),
             user: Vec::new(),

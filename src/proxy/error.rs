@@ -90,7 +90,7 @@ mod tests {
     async fn errors_have_am_shape_and_json_type() {
         let resp = ProxyError::from(Unavailable::NoBackend { pool: "am".into() }).to_response();
         assert_eq!(resp.status(), 503);
-        assert_eq!(resp.headers()[CONTENT_TYPE], "application/json");
+        assert_eq!(resp.headers()[CONTENT_TYPE], "application/json;charset=UTF-8");
         let body = resp.into_body().collect().await.unwrap().to_bytes();
         let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(v["code"], 503);

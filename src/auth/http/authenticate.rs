@@ -83,7 +83,7 @@ impl AuthNode {
                     StatusCode::OK,
                     &json!({
                         "tokenId": token,
-                        "successUrl": format!("{}/console", self.auth.context_path),
+                        "successUrl": self.auth.success_url,
                         "realm": realm,
                     }),
                 );

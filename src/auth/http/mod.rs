@@ -1,12 +1,16 @@
 //! The auth node's HTTP surface: AM's routes below `context_path`, their methods and body limit, and the
 //! health endpoints. Handlers only translate between HTTP and the layer below:
 //! * [`authenticate`]: `/json[/realms/...]/authenticate` ⇄ [`crate::auth::login`];
-//! * [`sessions`]: `/json[/realms/...]/sessions?_action=...` ⇄ [`crate::auth::session`].
+//! * [`sessions`]: `/json[/realms/...]/sessions?_action=...` ⇄ [`crate::auth::session`];
+//! * [`xui`]: the login page `/XUI/`, a browser client of the two above.
 //!
 //! Every refusal is an [`AuthError`] turned into AM's JSON by [`AuthError::to_response`].
 
 mod authenticate;
+mod logout;
 mod sessions;
+mod timers;
+mod xui;
 
 use std::fmt::Display;
 
@@ -15,6 +19,8 @@ use http::header::{CONTENT_TYPE, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 
+use crate::am::crest;
+use crate::am::request::Query;
 use crate::auth::AuthNode;
 use crate::auth::error::AuthError;
 use crate::body::{self, Body};
@@ -33,6 +39,10 @@ enum Route {
     /// With the realm of the path, `/` or `/a/b`.
     Authenticate(String),
     Sessions,
+    /// The login page.
+    LoginPage,
+    /// `{context_path}`, `{context_path}/` and `{context_path}/XUI`: redirects to the login page.
+    ToLoginPage,
 }
 
 impl AuthNode {
@@ -45,7 +55,8 @@ impl AuthNode {
         B: http_body::Body<Data = Bytes> + Send,
         B::Error: Display,
     {
-        self.dispatch(req).await.unwrap_or_else(|e| {
+        let version = api_version(&self.auth.context_path, req.uri());
+        let mut resp = self.dispatch(req).await.unwrap_or_else(|e| {
             // Refusals of the request itself are the client's business; a failure a retry may get past
             // is the operator's.
             if e.retryable() {
@@ -58,7 +69,11 @@ impl AuthNode {
                 );
             }
             e.to_response()
-        })
+        });
+        if let Some(version) = version {
+            crest::set_api_version(&mut resp, version);
+        }
+        resp
     }
 
     /// The answer for `req`, or the refusal [`handle`](Self::handle) turns into AM's JSON.
@@ -91,6 +106,16 @@ impl AuthNode {
                 let body = read_body(body).await?;
                 self.sessions(&parts, &body).await
             }
+            Route::LoginPage | Route::ToLoginPage => {
+                if parts.method != Method::GET && parts.method != Method::HEAD {
+                    return Err(AuthError::MethodNotAllowed { allow: "GET, HEAD" });
+                }
+                Ok(if route == Route::LoginPage {
+                    xui::page(parts.method == Method::HEAD)
+                } else {
+                    xui::redirect(&self.auth.context_path, parts.uri.query())
+                })
+            }
         }
     }
 
@@ -114,6 +139,8 @@ impl AuthNode {
 fn route(context_path: &str, path: &str) -> Option<Route> {
     let rest = path.strip_prefix(context_path)?;
     match rest {
+        "" | "/" | "/XUI" => return Some(Route::ToLoginPage),
+        "/XUI/" | "/XUI/index.html" => return Some(Route::LoginPage),
         "/isAlive.jsp" => return Some(Route::IsAlive),
         "/json/health/live" => return Some(Route::Live),
         "/json/health/ready" => return Some(Route::Ready),
@@ -127,6 +154,21 @@ fn route(context_path: &str, path: &str) -> Option<Route> {
     match endpoint {
         "authenticate" => Some(Route::Authenticate(realm)),
         "sessions" => Some(Route::Sessions),
+        _ => None,
+    }
+}
+
+/// AM's `Content-API-Version` for a request, errors included: the version of the resource that answers.
+/// Captured from AM 7: `resource=2.1` on `authenticate`, `resource=3.1` on `sessions?_action=logout`,
+/// `resource=1.0` on `getSessionInfo`. The other session actions have no capture; they answer `3.1`, the
+/// sessions resource of that same AM 7 capture.
+fn api_version(context_path: &str, uri: &http::Uri) -> Option<&'static str> {
+    match route(context_path, uri.path())? {
+        Route::Authenticate(_) => Some("resource=2.1"),
+        Route::Sessions => match Query::parse(uri.query()).get("_action") {
+            Some("getSessionInfo" | "getSessionInfoAndResetIdleTime") => Some("resource=1.0"),
+            _ => Some("resource=3.1"),
+        },
         _ => None,
     }
 }

@@ -10,12 +10,16 @@ use http::{Response, StatusCode};
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
+use super::{logout, timers};
 use crate::am::crest;
 use crate::am::request::{self, Query};
 use crate::auth::AuthNode;
 use crate::auth::error::AuthError;
 use crate::auth::session::Session;
 use crate::body::Body;
+
+/// The actions of this file that need a session (besides [`timers::ACTIONS`]).
+const KNOWN: [&str; 4] = ["getSessionInfo", "getSessionInfoAndResetIdleTime", "refresh", "logout"];
 
 impl AuthNode {
     /// Runs the `_action` of one `sessions` request whose `body` was read already.
@@ -27,12 +31,20 @@ impl AuthNode {
         let action = query.get("_action").ok_or_else(|| {
             AuthError::BadRequest(
                 "The _action query parameter is required \
-                 (validate, getSessionInfo, getSessionInfoAndResetIdleTime, refresh, logout)"
+                 (validate, getSessionInfo, getSessionInfoAndResetIdleTime, refresh, logout, isActive, \
+                 getTimeLeft, getMaxSessionTime, getMaxIdle, getIdle)"
                     .into(),
             )
         })?;
         let token = self.request_token(parts.uri.query(), &parts.headers, body);
         let token = token.as_deref();
+        // AM answers `validate` without a token with `{"valid":false}`, every other action with 401.
+        if token.is_none()
+            && action != "validate"
+            && KNOWN.iter().chain(&timers::ACTIONS).any(|a| *a == action)
+        {
+            return Err(AuthError::AccessDenied);
+        }
         let now = Instant::now();
         let get = async |reset: bool| -> Result<Option<Session>, AuthError> {
             let Some(token) = token else { return Ok(None) };
@@ -71,7 +83,13 @@ impl AuthNode {
                     None => false,
                 };
                 let result = if ended { "Successfully logged out" } else { "Token has expired" };
-                json!({"result": result})
+                let mut resp = crest::json(StatusCode::OK, &json!({"result": result}));
+                logout::expire_cookies(&self.auth, &mut resp);
+                return Ok(resp);
+            }
+            timer if timers::ACTIONS.contains(&timer) => {
+                let refresh = timer == "isActive" && query.get("refresh") == Some("true");
+                self.timer(timer, token.unwrap_or_default(), refresh, now).await?
             }
             other => return Err(AuthError::NotImplemented(other.to_owned())),
         };

@@ -195,7 +195,10 @@ pub(super) fn synthetic(status: StatusCode, message: &str, close: bool, head_onl
     let body = crest::error_body(status, message);
     let mut out = Vec::with_capacity(body.len() + 160);
     status_line(&mut out, status.as_u16(), status.canonical_reason().unwrap_or(""));
-    out.extend_from_slice(b"content-type: application/json\r\ncache-control: no-store\r\ncontent-length: ");
+    out.extend_from_slice(b"content-type: application/json;charset=UTF-8\r\ncache-control: no-store\r\n");
+    out.extend_from_slice(
+        b"x-content-type-options: nosniff\r\nx-frame-options: SAMEORIGIN\r\ncontent-length: ",
+    );
     out.extend_from_slice(body.len().to_string().as_bytes());
     out.extend_from_slice(b"\r\n");
     if close {
@@ -330,7 +333,8 @@ mod tests {
         assert_eq!(
             head,
             format!(
-                "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\ncache-control: no-store\r\n\
+                "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json;charset=UTF-8\r\n\
+                 cache-control: no-store\r\nx-content-type-options: nosniff\r\nx-frame-options: SAMEORIGIN\r\n\
                  content-length: {len}\r\nconnection: close"
             )
         );

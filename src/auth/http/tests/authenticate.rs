@@ -36,7 +36,7 @@ async fn full_mfa_login(mode: &str) {
     let done = send(&c.a, post(MFA, fill(&second, &[&code(&c.a)]))).await;
     assert_eq!(done.status, 200, "{done:?}");
     let token = done.json["tokenId"].as_str().unwrap();
-    assert_eq!(done.json["successUrl"], "/am/console");
+    assert_eq!(done.json["successUrl"], "/am/XUI/", "the default success URL is the login page");
     assert_eq!(done.json["realm"], "/");
     let [set] = done.cookies()[..] else { panic!("one Set-Cookie: {done:?}") };
     let set = cookie::Cookie::parse(set).unwrap();

@@ -158,7 +158,7 @@ async fn send(node: &AuthNode, req: Request<Full<Bytes>>) -> Answer {
     let text = String::from_utf8(bytes.to_vec()).unwrap();
     let json = serde_json::from_str(&text).unwrap_or(Value::Null);
     if json.is_object() {
-        assert_eq!(headers[CONTENT_TYPE], "application/json", "{text}");
+        assert_eq!(headers[CONTENT_TYPE], "application/json;charset=UTF-8", "{text}");
     }
     Answer { status, headers, text, json }
 }
@@ -218,6 +218,7 @@ fn with_token(action: &str) -> String {
 }
 
 mod authenticate;
+mod details;
 mod sessions;
 
 // ------------------------------------------------------------------------------------------------
@@ -246,7 +247,6 @@ async fn unknown_paths_and_methods_get_am_json_errors() {
     let c = cluster("memory");
     for path in [
         "/",
-        "/am",
         "/amx/json/authenticate",
         "/am/json/realms/other/authenticate",
         "/am/json/realms/root/realms/authenticate",
@@ -261,6 +261,7 @@ async fn unknown_paths_and_methods_get_am_json_errors() {
     assert_eq!(resp.headers[ALLOW], "POST");
     send(&c.a, get(SESSIONS)).await.assert_error(405, "Method");
     send(&c.a, post("/am/json/health/ready", "")).await.assert_error(405, "Method");
+    send(&c.a, post("/am/XUI/", "")).await.assert_error(405, "Method");
 }
 
 #[tokio::test(start_paused = true)]
