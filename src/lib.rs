@@ -46,7 +46,9 @@ pub use crate::auth::session::{MemoryStore, Session, SessionStore, StoreError};
 pub use crate::auth::store::RedisStore;
 pub use crate::auth::totp::totp;
 pub use crate::auth::user::hash_password;
-pub use crate::auth::{AuthNode, AuthStats, JourneyStore, MemoryJourneys, SpentOtks};
+pub use crate::auth::{
+    AuthNode, AuthStats, Denylist, JourneyStore, MemoryDenylist, MemoryJourneys, SpentOtks,
+};
 pub use crate::body::Body;
 pub use crate::metrics::Metrics;
 pub use crate::nodes::NodeHandle;

@@ -24,7 +24,7 @@ use crate::am::token::Keys;
 use crate::auth::AuthNode;
 use crate::auth::session::{MemoryStore, SessionStore};
 use crate::auth::store::RedisStore;
-use crate::auth::{JourneyStore, MemoryJourneys};
+use crate::auth::{Denylist, JourneyStore, MemoryDenylist, MemoryJourneys};
 use crate::body::Body;
 use crate::config::{AuthConfig, BackendConfig, Config, SessionStoreMode};
 use crate::server::{self, Handler, Peer, ServeOptions};
@@ -52,6 +52,8 @@ struct Shared {
     keys: Keys,
     store: Arc<dyn SessionStore>,
     journeys: Arc<dyn JourneyStore>,
+    /// Logged-out client-side sessions: shared exactly as far as `store` is.
+    denylist: Arc<dyn Denylist>,
 }
 
 impl Shared {
@@ -60,35 +62,49 @@ impl Shared {
             StartError::Unsupported("auth nodes need an [auth] section in the config (see the README)".into())
         })?;
         let keys = Keys::derive(&signing_secret(auth.signing_secret_file.as_deref())?);
-        let (store, journeys): (Arc<dyn SessionStore>, Arc<dyn JourneyStore>) =
+        let (store, journeys, denylist): (Arc<dyn SessionStore>, Arc<dyn JourneyStore>, Arc<dyn Denylist>) =
             match (&auth.sessions, &auth.store) {
                 (SessionStoreMode::Redis, Some(store)) => {
                     let redis = Arc::new(
                         RedisStore::connect(store)
                             .map_err(|e| StartError::Unsupported(format!("{}: {e}", store.servers)))?,
                     );
-                    (Arc::clone(&redis) as Arc<dyn SessionStore>, redis)
+                    (
+                        Arc::clone(&redis) as Arc<dyn SessionStore>,
+                        Arc::clone(&redis) as Arc<dyn JourneyStore>,
+                        redis,
+                    )
                 }
                 (SessionStoreMode::Redis, None) => {
                     return Err(StartError::Unsupported(
                         "sessions = \"redis\" needs an [auth.store] table".into(),
                     ));
                 }
-                _ => (Arc::new(MemoryStore::new()), Arc::new(MemoryJourneys::new())),
+                _ => (
+                    Arc::new(MemoryStore::new()),
+                    Arc::new(MemoryJourneys::new()),
+                    Arc::new(MemoryDenylist::new()),
+                ),
             };
-        Ok(Self { auth: Arc::new(auth), keys, store, journeys })
+        Ok(Self { auth: Arc::new(auth), keys, store, journeys, denylist })
     }
 
     /// The session and journey stores for one node: the shared ones, or its own.
     fn node(&self, backend: &BackendConfig) -> AuthNode {
-        let (store, journeys): (Arc<dyn SessionStore>, Arc<dyn JourneyStore>) = match self.auth.sessions {
-            // One Redis store per process: every node of every process on that Redis shares it.
-            SessionStoreMode::Shared | SessionStoreMode::Redis => {
-                (Arc::clone(&self.store), Arc::clone(&self.journeys))
-            }
-            SessionStoreMode::Local => (Arc::new(MemoryStore::new()), Arc::new(MemoryJourneys::new())),
-        };
+        let (store, journeys, denylist): (Arc<dyn SessionStore>, Arc<dyn JourneyStore>, Arc<dyn Denylist>) =
+            match self.auth.sessions {
+                // One Redis store per process: every node of every process on that Redis shares it.
+                SessionStoreMode::Shared | SessionStoreMode::Redis => {
+                    (Arc::clone(&self.store), Arc::clone(&self.journeys), Arc::clone(&self.denylist))
+                }
+                SessionStoreMode::Local => (
+                    Arc::new(MemoryStore::new()),
+                    Arc::new(MemoryJourneys::new()),
+                    Arc::new(MemoryDenylist::new()),
+                ),
+            };
         AuthNode::new(backend.id.clone(), Arc::clone(&self.auth), self.keys.clone(), store, journeys)
+            .with_denylist(denylist)
     }
 }
 

@@ -66,6 +66,9 @@ pub const MAX_NODE_ID_LEN: usize = 64;
 /// tools and people recognise tokens by it, so minted tokens keep it.
 const TOKEN_PREFIX: &str = "AQIC";
 
+/// The `type` value AM's `ext` carries for a client-side session (`SessionID.JWT`).
+const CLIENT_TOKEN_TYPE: &str = "JWT";
+
 /// `base64url({"typ":"JWT","alg":"HS256"})`: the header AM puts on `authId`s, fixed so that every signed
 /// token has the same, canonical first segment.
 const JWS_HEADER_B64: &str = "eyJ0eXAiOiJKV1QiLCJhbGciOiJIUzI1NiJ9";
@@ -79,6 +82,17 @@ const INFO_SIGNING: &[u8] = b"tether authId signing v1";
 const INFO_SEALING: &[u8] = b"tether authId sealing v1";
 /// Associated data of every sealed blob: binds ciphertexts to this format version.
 const SEAL_AAD: &[u8] = b"tether sealed v1";
+/// HKDF `info` of the client-side session JWT's HS256 key.
+const INFO_SESSION_SIGNING: &[u8] = b"tether client session signing v1";
+/// HKDF `info` of the client-side session JWT's AES-256-GCM key.
+const INFO_SESSION_ENCRYPTION: &[u8] = b"tether client session encryption v1";
+/// `base64url({"alg":"dir","enc":"A256GCM","cty":"JWT"})`: the protected header of every session JWE
+/// (RFC 7516 §7.1; `dir` = a shared symmetric key, RFC 7518 §4.5; `cty":"JWT"` = a nested, signed JWT
+/// inside, RFC 7519 §5.2). Fixed, so opening compares bytes instead of parsing a header.
+const SESSION_JWE_HEADER_B64: &str = "eyJhbGciOiJkaXIiLCJlbmMiOiJBMjU2R0NNIiwiY3R5IjoiSldUIn0";
+/// Longest session JWT [`Keys::open_session`] reads. A session's claims are a few hundred bytes and the
+/// JWT about 700; the bound keeps client-side tokens far below the 16 KiB AM asks header buffers for.
+pub const MAX_SESSION_JWT_LEN: usize = 8 * 1024;
 /// ChaCha20-Poly1305 nonce length (RFC 8439).
 const NONCE_LEN: usize = 12;
 /// ChaCha20-Poly1305 tag length (RFC 8439).
@@ -109,6 +123,56 @@ pub fn mint_token(rng: &dyn SecureRandom, server_id: &str) -> String {
     // AM encodes ext with padded standard base64; c66 then turns `=` into `.`.
     let ext = c66_encode(&STANDARD.encode(&ext));
     format!("{TOKEN_PREFIX}{}*{ext}*", random_b64(rng, 32))
+}
+
+/// Mints a client-side session token for the node `server_id`: AM's client-side layout, the tokenId
+/// carrying the whole session as its tail.
+///
+/// The result is `AQIC<43 base64url chars of 32 random bytes>*<ext>*<jwt>`: like [`mint_token`], but
+/// `ext` holds `SI`, `S1` (both `server_id`) and `type=JWT`, AM's marker of a client-side `SessionID`
+/// (`SessionID.JWT`), and the tail is the session JWT (see [`Keys::seal_session`]). [`node_hint`] reads it
+/// like any other token, so the proxy still routes it to the issuing node; any node with the shared
+/// secret can also answer it, since nothing about the session is kept server-side.
+///
+/// `jwt` must be base64url and `.` only (what [`Keys::seal_session`] makes): it then needs no c66 step.
+///
+/// # Panics
+/// Only if `rng` fails, for the reason given in [`mint_token`].
+pub fn mint_client_token(rng: &dyn SecureRandom, server_id: &str, jwt: &str) -> String {
+    let mut ext = Vec::with_capacity(20 + 2 * server_id.len());
+    for (key, value) in [("SI", server_id), ("S1", server_id), ("type", CLIENT_TOKEN_TYPE)] {
+        write_utf(&mut ext, key);
+        write_utf(&mut ext, value);
+    }
+    let ext = c66_encode(&STANDARD.encode(&ext));
+    format!("{TOKEN_PREFIX}{}*{ext}*{jwt}", random_b64(rng, 32))
+}
+
+/// The session JWT of a client-side session token ([`mint_client_token`]), or `None` for any other value.
+///
+/// The value is unwrapped as [`node_hint`] describes (spaces, quotes, up to two rounds of
+/// percent-encoding); it is a client-side token when its `ext` holds `type=JWT` (AM's
+/// `SessionID.isClientSideSession`), and the JWT is everything after the separator that closes `ext`.
+/// Nothing is verified here: [`Keys::open_session`] does that.
+pub fn client_session_jwt(token: &str) -> Option<String> {
+    if token.len() > MAX_TOKEN_LEN {
+        return None;
+    }
+    let is_client = decode_ext(token)?.iter().any(|(k, v)| k == "type" && v == CLIENT_TOKEN_TYPE);
+    if !is_client {
+        return None;
+    }
+    let mut value = Cow::from(unquote(token.as_bytes()));
+    for _ in 0..2 {
+        if value.contains(&b'%') {
+            value = Cow::Owned(percent_decode(&value).collect::<Vec<u8>>());
+            value = Cow::Owned(unquote(&value).to_vec());
+        }
+    }
+    let value = value.strip_prefix(SHANDLE_PREFIX).unwrap_or(&value);
+    let (_, end) = ext_bounds(value)?;
+    let tail = std::str::from_utf8(value.get(end + 1..)?).ok()?;
+    (!tail.is_empty()).then(|| tail.to_owned())
 }
 
 /// The node a session token (or auth session ID, or session handle) names: `S1` (home server), else `SI`
@@ -250,6 +314,12 @@ fn decoded_ext<R>(token: &[u8], f: impl FnOnce(&[u8]) -> Option<R>) -> Option<R>
 
 /// The `ext` part of an unwrapped token (still base64 or c66 text), per the rule of [`decode_ext`].
 fn ext_segment(token: &[u8]) -> Option<&[u8]> {
+    let (start, end) = ext_bounds(token)?;
+    token.get(start..end)
+}
+
+/// Where `ext` starts and ends in an unwrapped token; the tail starts one byte after the end.
+fn ext_bounds(token: &[u8]) -> Option<(usize, usize)> {
     let first_star = token.iter().position(|&b| b == b'*');
     let last_at = token.iter().rposition(|&b| b == b'@');
     let open = match (last_at, first_star) {
@@ -258,7 +328,7 @@ fn ext_segment(token: &[u8]) -> Option<&[u8]> {
     };
     let rest = token.get(open + 1..)?;
     let close = rest.iter().position(|&b| b == b'#' || b == b'*')?;
-    rest.get(..close)
+    Some((open + 1, open + 1 + close))
 }
 
 /// Calls `f` with each `writeUTF` key/value pair of decoded `ext` bytes, ending as AM's loop ends (see
@@ -465,6 +535,8 @@ pub enum SealError {
 pub struct Keys {
     signing: hmac::Key,
     sealing: aead::LessSafeKey,
+    session_signing: hmac::Key,
+    session_encryption: aead::LessSafeKey,
 }
 
 impl std::fmt::Debug for Keys {
@@ -488,7 +560,96 @@ impl Keys {
         let sealing = aead::LessSafeKey::new(aead::UnboundKey::from(
             prk.expand(&[INFO_SEALING], &aead::CHACHA20_POLY1305).expect("HKDF output length is 32 bytes"),
         ));
-        Keys { signing, sealing }
+        let session_signing = hmac::Key::from(
+            prk.expand(&[INFO_SESSION_SIGNING], hmac::HMAC_SHA256).expect("HKDF output length is 32 bytes"),
+        );
+        let session_encryption = aead::LessSafeKey::new(aead::UnboundKey::from(
+            prk.expand(&[INFO_SESSION_ENCRYPTION], &aead::AES_256_GCM)
+                .expect("HKDF output length is 32 bytes"),
+        ));
+        Keys { signing, sealing, session_signing, session_encryption }
+    }
+
+    /// A client-side session JWT of `claims`: signed, then encrypted (RFC 7519 §11.2, AM's "signed and
+    /// encrypted" client-side sessions).
+    ///
+    /// The claims are an HS256 JWS ([`sign_hs256`]) under their own HKDF-derived key, and that JWS is the
+    /// plaintext of a compact JWE (RFC 7516 §7.1) with `alg: dir` and `enc: A256GCM` (RFC 7518 §5.3:
+    /// AES-256-GCM, 96-bit random IV, the protected header as associated data, empty encrypted key).
+    /// AES-256-GCM rather than the ChaCha20-Poly1305 of [`Keys::seal`] because it is the registered JWE
+    /// `enc` a JOSE library can open with the derived key; the inner HS256 makes the plaintext a signed
+    /// JWT like AM's, so a key that only decrypts cannot forge sessions. Random IVs are safe for far more
+    /// sessions than a cluster issues between secret rotations (NIST SP 800-38D bounds them at 2^32).
+    ///
+    /// # Errors
+    /// Only if `claims` cannot be serialized (see [`sign_hs256`]).
+    ///
+    /// # Panics
+    /// Only if `rng` fails, for the reason given in [`mint_token`].
+    pub fn seal_session<T: Serialize>(
+        &self,
+        rng: &dyn SecureRandom,
+        claims: &T,
+    ) -> Result<String, serde_json::Error> {
+        let mut in_out = sign_hs256(&self.session_signing, claims)?.into_bytes();
+        let mut iv = [0u8; NONCE_LEN];
+        fill_random(rng, &mut iv);
+        // As in `seal`: only plaintexts beyond GCM's per-nonce limit fail, and an empty JWT fails to open.
+        let Ok(tag) = self.session_encryption.seal_in_place_separate_tag(
+            aead::Nonce::assume_unique_for_key(iv),
+            aead::Aad::from(SESSION_JWE_HEADER_B64.as_bytes()),
+            &mut in_out,
+        ) else {
+            return Ok(String::new());
+        };
+        Ok(format!(
+            "{SESSION_JWE_HEADER_B64}..{}.{}.{}",
+            URL_SAFE_NO_PAD.encode(iv),
+            URL_SAFE_NO_PAD.encode(&in_out),
+            URL_SAFE_NO_PAD.encode(tag.as_ref())
+        ))
+    }
+
+    /// The claims of a session JWT made by [`Keys::seal_session`] under the same secret.
+    ///
+    /// The header must be exactly the fixed one (no algorithm choice is read from the token, RFC 8725
+    /// §3.1), the encrypted key empty, the tag valid, and the inner JWS's HS256 signature valid; only
+    /// then are the claims parsed. Expiry is the caller's: this knows no clock.
+    ///
+    /// # Errors
+    /// [`SealError::TooLarge`] over [`MAX_SESSION_JWT_LEN`]; [`SealError::Malformed`] for anything not
+    /// shaped like such a JWE or claims that do not fit `T`; [`SealError::Unauthentic`] when the tag or the
+    /// signature does not verify (tampered, or another secret's).
+    pub fn open_session<T: DeserializeOwned>(&self, jwt: &str) -> Result<T, SealError> {
+        if jwt.len() > MAX_SESSION_JWT_LEN {
+            return Err(SealError::TooLarge);
+        }
+        let mut parts = jwt.split('.');
+        let (Some(SESSION_JWE_HEADER_B64), Some(""), Some(iv), Some(ciphertext), Some(tag), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(SealError::Malformed);
+        };
+        let iv: [u8; NONCE_LEN] = decode_b64url(iv)?.try_into().map_err(|_| SealError::Malformed)?;
+        let mut in_out = decode_b64url(ciphertext)?;
+        let tag = decode_b64url(tag)?;
+        if tag.len() != TAG_LEN {
+            return Err(SealError::Malformed);
+        }
+        in_out.extend_from_slice(&tag);
+        let plaintext = self
+            .session_encryption
+            .open_in_place(
+                aead::Nonce::assume_unique_for_key(iv),
+                aead::Aad::from(SESSION_JWE_HEADER_B64.as_bytes()),
+                &mut in_out,
+            )
+            .map_err(|_| SealError::Unauthentic)?;
+        let jws = std::str::from_utf8(plaintext).map_err(|_| SealError::Malformed)?;
+        verify_hs256(&self.session_signing, jws).map_err(|e| match e {
+            JwsError::Malformed(_) => SealError::Malformed,
+            JwsError::UnsupportedAlgorithm | JwsError::BadSignature => SealError::Unauthentic,
+        })
     }
 
     /// The `authId` HS256 key, for [`sign_hs256`] and [`verify_hs256`].
@@ -550,6 +711,11 @@ impl Keys {
             .map_err(|_| SealError::Unauthentic)?;
         Ok(plaintext.to_vec())
     }
+}
+
+/// Strict base64url (unpadded, canonical), as JOSE writes it (RFC 7515 §2).
+fn decode_b64url(text: &str) -> Result<Vec<u8>, SealError> {
+    URL_SAFE_NO_PAD.decode(text).map_err(|_| SealError::Malformed)
 }
 
 #[cfg(test)]
@@ -1031,5 +1197,70 @@ mod tests {
             let _ = verify_hs256::<Claims>(k.signing(), &input);
             let _ = k.open(&input);
         }
+    }
+
+    #[test]
+    fn client_token_has_am_client_side_layout_byte_for_byte() {
+        let rng = SystemRandom::new();
+        let jwt = keys().seal_session(&rng, &claims("x".into())).unwrap();
+        let token = mint_client_token(&rng, "01", &jwt);
+        let (id, rest) = token.split_once('*').unwrap();
+        let (ext, tail) = rest.split_once('*').unwrap();
+        assert!(id.starts_with("AQIC") && id.len() == 4 + 43, "{id}");
+        // writeUTF pairs: SI=01, S1=01, type=JWT, as AM's SessionID writes a client-side session's ext.
+        let bytes = STANDARD.decode(ext.replace('-', "+").replace('_', "/").replace('.', "=")).unwrap();
+        assert_eq!(bytes, b"\0\x02SI\0\x0201\0\x02S1\0\x0201\0\x04type\0\x03JWT");
+        assert_eq!(tail, jwt);
+        assert_eq!(node_hint(&token).as_deref(), Some("01"));
+        assert_eq!(
+            decode_ext(&token),
+            Some(vec![("SI".into(), "01".into()), ("S1".into(), "01".into()), ("type".into(), "JWT".into())])
+        );
+        assert_eq!(client_session_jwt(&token).as_deref(), Some(jwt.as_str()));
+        let encoded = token.replace('*', "%2A");
+        assert_eq!(client_session_jwt(&format!("\"{encoded}\"")).as_deref(), Some(jwt.as_str()));
+        assert!(token.len() < 1024, "{} bytes", token.len());
+    }
+
+    #[test]
+    fn server_side_tokens_are_not_client_side() {
+        let rng = SystemRandom::new();
+        assert_eq!(client_session_jwt(&mint_token(&rng, "01")), None);
+        assert_eq!(client_session_jwt(&format!("{}eyJ.e30.c2ln", url_safe_token(&[("SI", "02")]))), None);
+        assert_eq!(client_session_jwt(&url_safe_token(&[("SI", "02"), ("type", "JWT")])), None, "no tail");
+        assert_eq!(client_session_jwt("garbage"), None);
+    }
+
+    #[test]
+    fn session_jwt_round_trips_and_refuses_tampering_and_other_secrets() {
+        let rng = SystemRandom::new();
+        let jwt = keys().seal_session(&rng, &claims("s".into())).unwrap();
+        assert_eq!(jwt.split('.').count(), 5, "compact JWE: {jwt}");
+        assert_eq!(keys().open_session::<Claims>(&jwt), Ok(claims("s".into())));
+        let other = Keys::derive(b"another secret of at least 128 bits, for tests");
+        assert_eq!(other.open_session::<Claims>(&jwt), Err(SealError::Unauthentic));
+        // Flip one character of each of IV, ciphertext and tag.
+        let segments: Vec<&str> = jwt.split('.').collect();
+        for i in 2..5 {
+            let mut s = segments.clone();
+            let flipped: String = s[i]
+                .char_indices()
+                .map(|(n, c)| if n == 1 { if c == 'A' { 'B' } else { 'A' } } else { c })
+                .collect();
+            s[i] = &flipped;
+            assert!(keys().open_session::<Claims>(&s.join(".")).is_err(), "segment {i}");
+        }
+        let other_header = jwt.replacen("eyJhbGciOiJkaXIi", "eyJhbGciOiJub25l", 1);
+        assert_eq!(keys().open_session::<Claims>(&other_header), Err(SealError::Malformed));
+        assert_eq!(
+            keys().open_session::<Claims>(&"A".repeat(MAX_SESSION_JWT_LEN + 1)),
+            Err(SealError::TooLarge)
+        );
+        for bad in ["", "....", "a.b.c", &format!("{jwt}.x")] {
+            assert!(keys().open_session::<Claims>(bad).is_err(), "{bad}");
+        }
+        // Keys derived for authIds do not open sessions: the labels are distinct.
+        let authid = sign_hs256(keys().signing(), &claims("s".into())).unwrap();
+        assert!(keys().open_session::<Claims>(&authid).is_err());
     }
 }

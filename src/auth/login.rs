@@ -19,13 +19,14 @@ use tokio::time::Instant;
 
 use crate::am::time::{Clock, MAX_LIFETIME, later};
 use crate::am::token::{self, Keys};
+use crate::auth::client_session;
 use crate::auth::error::AuthError;
 use crate::auth::journey::{AuthIdClaims, ClientState, Journey, step_inputs};
 use crate::auth::modules::Modules;
 use crate::auth::pending::{JourneyStore, MAX_PENDING_JOURNEYS, PendingJourneys, Spend, TooManyJourneys};
 use crate::auth::quota::Quota;
 use crate::auth::session::{Session, SessionStore, StoreError};
-use crate::config::{AuthConfig, AuthSessionMode, BackendId, ModuleKind};
+use crate::config::{AuthConfig, AuthSessionMode, BackendId, ModuleKind, SessionLocation};
 
 /// Random bytes in an `otk`: 160 bits, above AM's 130-bit nonce.
 const OTK_BYTES: usize = 20;
@@ -152,6 +153,11 @@ impl Login {
     /// The node's counters.
     pub fn stats(&self) -> &AuthStats {
         &self.stats
+    }
+
+    /// The keys derived from the shared secret (client-side sessions are opened with them).
+    pub(crate) fn keys(&self) -> &Keys {
+        &self.keys
     }
 
     /// Logins held in memory between steps: this node's own (`auth_sessions = "memory"`), or those of
@@ -386,6 +392,17 @@ impl Login {
             self.auth.max_idle_time,
             self.auth.max_session_time,
         );
+        if self.auth.session_location == SessionLocation::Client {
+            // Nothing is stored: the token is the session (configuration refuses quotas with it).
+            let token =
+                client_session::issue(&self.keys, &self.rng, self.id.as_str(), &session, &self.clock)?;
+            bump(&self.stats.logins_succeeded);
+            tracing::info!(
+                target: LOG, node = %self.id, user = %user.username, chain = %journey.index_value,
+                session = %fingerprint(&token), "login succeeded (client-side session)"
+            );
+            return Ok(Step::Success { token, realm: journey.realm });
+        }
         let quota = self.auth.quota.enabled.then(|| Quota {
             limit: user.session_quota.unwrap_or(self.auth.quota.limit),
             action: self.auth.quota.exhaustion_action,

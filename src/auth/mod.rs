@@ -11,6 +11,8 @@
 //! * [`pending`]: where journeys wait between steps ([`pending::PendingJourneys`] on one node, a
 //!   [`JourneyStore`] shared by nodes) and the replay cache of answered client-mode steps ([`SpentOtks`]);
 //! * [`session`] and [`quota`]: authenticated sessions, their store and their limits;
+//! * [`client_session`] and [`denylist`]: sessions carried inside the token (`session_location =
+//!   "client"`) and the logged-out ones they must refuse;
 //! * [`store`]: stores outside the process ([`store::RedisStore`]), shared across processes and hosts;
 //! * [`totp`] (RFC 6238 codes) and [`user`] (argon2 password hashes).
 //!
@@ -23,6 +25,8 @@
 //! * a periodic [`AuthNode::sweep`] per node (every 10–60 s) to reclaim expired state: expiry itself never
 //!   waits for it.
 
+pub mod client_session;
+pub mod denylist;
 pub mod error;
 pub mod http;
 pub mod journey;
@@ -36,6 +40,7 @@ pub mod store;
 pub mod totp;
 pub mod user;
 
+pub use denylist::{Denylist, MemoryDenylist};
 pub use login::AuthStats;
 pub use node::AuthNode;
 pub use pending::{JourneyStore, MemoryJourneys, SpentOtks};

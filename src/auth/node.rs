@@ -9,6 +9,7 @@ use tokio::time::Instant;
 use crate::am::request::TokenPlaces;
 use crate::am::time::Clock;
 use crate::am::token::Keys;
+use crate::auth::denylist::{Denylist, MemoryDenylist};
 use crate::auth::login::{AuthStats, LOG, Login};
 use crate::auth::pending::JourneyStore;
 use crate::auth::session::SessionStore;
@@ -27,6 +28,8 @@ pub struct AuthNode {
     /// Where `/json/sessions` finds the session token: the `tokenId` query parameter, the header named
     /// like the session cookie, the cookie (AM's order).
     pub(super) token_places: TokenPlaces,
+    /// Logged-out client-side sessions (`session_location = "client"`); see [`AuthNode::with_denylist`].
+    pub(super) denylist: Arc<dyn Denylist>,
     ready: AtomicBool,
 }
 
@@ -58,7 +61,17 @@ impl AuthNode {
         let clock = Clock::new();
         let token_places = TokenPlaces::configured(&auth.session_cookie);
         let login = Login::new(id.clone(), Arc::clone(&auth), keys, Arc::clone(&store), journeys, clock);
-        AuthNode { id, auth, login, store, clock, token_places, ready: AtomicBool::new(true) }
+        let denylist = Arc::new(MemoryDenylist::new());
+        AuthNode { id, auth, login, store, clock, token_places, denylist, ready: AtomicBool::new(true) }
+    }
+
+    /// The node with `denylist` for logged-out client-side sessions instead of its own in-process one:
+    /// share one the way `store` is shared (one per process for `sessions = "shared"`, the
+    /// [`RedisStore`](crate::auth::store::RedisStore) for `"redis"`), or a logout on one node is not seen
+    /// by the others.
+    pub fn with_denylist(mut self, denylist: Arc<dyn Denylist>) -> Self {
+        self.denylist = denylist;
+        self
     }
 
     /// The node's server ID.
@@ -112,8 +125,9 @@ impl AuthNode {
         let (logins, otks) = self.login.sweep(now).await;
         // A store that cannot be reached now is swept next time; its failure shows on readiness.
         let sessions = self.store.sweep(now).await.unwrap_or(0);
-        if logins + otks + sessions > 0 {
-            tracing::debug!(target: LOG, node = %self.id, logins, otks, sessions, "swept expired state");
+        let denied = self.denylist.sweep(now);
+        if logins + otks + sessions + denied > 0 {
+            tracing::debug!(target: LOG, node = %self.id, logins, otks, sessions, denied, "swept expired state");
         }
     }
 }

@@ -27,6 +27,8 @@ pub struct AuthConfig {
     pub auth_session_timeout: Duration,
     /// Whether nodes of one process share the session store, or all nodes share one on Redis.
     pub sessions: SessionStoreMode,
+    /// Whether authenticated sessions live in the store, or inside the tokenId (`session_location`).
+    pub session_location: SessionLocation,
     /// `[auth.store]`: where `sessions = "redis"` keeps them (always `Some` then).
     pub store: Option<StoreConfig>,
     /// Maximum session lifetime.
@@ -72,6 +74,16 @@ pub enum SessionStoreMode {
     Local,
     /// One store on Redis (`[auth.store]`), shared by every node of every process that names it.
     Redis,
+}
+
+/// Where an authenticated session lives (AM's "server-side" and "client-side" sessions).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionLocation {
+    /// In the session store (`sessions`): quotas, session lists and immediate logout.
+    Server,
+    /// Inside the tokenId, as a signed and encrypted JWT: any node with the secret validates it without
+    /// a store; only a logout's denylist entry is stored. AM allows no session quotas then.
+    Client,
 }
 
 /// `[auth.store]`: the Redis that `sessions = "redis"` keeps sessions in.
@@ -340,6 +352,20 @@ pub(super) fn convert(c: &mut Checker, raw: RawAuth) -> AuthConfig {
         SessionStoreMode::Shared,
     );
     let store = store(c, &p, sessions, raw.store);
+    let session_location = c.choice(
+        &p.key("session_location"),
+        &raw.session_location,
+        &[("server", SessionLocation::Server), ("client", SessionLocation::Client)],
+        SessionLocation::Server,
+    );
+    if session_location == SessionLocation::Client && raw.quota.enabled {
+        c.report(
+            &p.key("session_location"),
+            "\"client\" keeps each session inside its token, so no node can count a user's sessions, and AM \
+             allows no session quotas with client-side sessions: set [auth.quota] enabled = false, or \
+             session_location = \"server\"",
+        );
+    }
     if auth_sessions == AuthSessionMode::Store && sessions == SessionStoreMode::Local {
         c.report(
             &p.key("auth_sessions"),
@@ -438,6 +464,7 @@ pub(super) fn convert(c: &mut Checker, raw: RawAuth) -> AuthConfig {
         auth_sessions,
         auth_session_timeout,
         sessions,
+        session_location,
         store,
         max_session_time,
         max_idle_time,
@@ -512,6 +539,21 @@ mod tests {
         let text =
             format!("[proxy]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n[auth]\n{auth}\n");
         crate::config::parse(&text).err().map(|e| e.to_string()).unwrap_or_default()
+    }
+
+    #[test]
+    fn client_side_sessions_refuse_quotas_and_name_the_fix() {
+        let both = auth_problems("session_location = \"client\"\n[auth.quota]\nenabled = true");
+        assert!(both.contains("`auth.session_location`: \"client\""), "{both}");
+        assert!(both.contains("line 5"), "names the line: {both}");
+        assert!(both.contains("enabled = false"), "names the fix: {both}");
+        for fine in
+            ["session_location = \"client\"", "session_location = \"server\"\n[auth.quota]\nenabled = true"]
+        {
+            let problems = auth_problems(fine);
+            assert!(!problems.contains("auth.session_location"), "{fine}: {problems}");
+        }
+        assert!(auth_problems("session_location = \"jwt\"").contains("client"), "lists the values");
     }
 
     #[test]

@@ -37,8 +37,8 @@ mod route;
 use std::path::PathBuf;
 
 pub use auth::{
-    AuthConfig, AuthSessionMode, ChainConfig, ExhaustionAction, ModuleKind, QuotaConfig, SessionStoreMode,
-    StoreConfig, StoreServers, UnknownExhaustionAction, UserConfig, totp_key,
+    AuthConfig, AuthSessionMode, ChainConfig, ExhaustionAction, ModuleKind, QuotaConfig, SessionLocation,
+    SessionStoreMode, StoreConfig, StoreServers, UnknownExhaustionAction, UserConfig, totp_key,
 };
 pub use load::{load, parse};
 pub use pool::{

@@ -235,6 +235,8 @@ pub struct RawAuth {
     pub auth_session_timeout_s: u64,
     /// `"shared"` (default), `"local"` or `"redis"`.
     pub sessions: String,
+    /// `"server"` (default) or `"client"`.
+    pub session_location: String,
     /// `[auth.store]`, needed by `sessions = "redis"`.
     pub store: Option<RawStore>,
     /// Default 120.
@@ -265,6 +267,7 @@ impl Default for RawAuth {
             auth_sessions: "memory".into(),
             auth_session_timeout_s: 180,
             sessions: "shared".into(),
+            session_location: "server".into(),
             store: None,
             max_session_time_min: 120,
             max_idle_time_min: 30,

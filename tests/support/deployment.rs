@@ -1,5 +1,5 @@
 //! [`Deployment`]: three real `tether node` processes sharing one session store on Redis (one server or
-//! a Redis Cluster), and [`login_race`], many concurrent logins of one user while a sampler reads the
+//! a Redis Cluster) or none (`sessions = "local"`), and [`login_race`], many concurrent logins of one user while a sampler reads the
 //! store.
 
 use std::sync::Arc;
@@ -52,6 +52,18 @@ impl Deployment {
 
     /// Nodes with the example's config on `store`, changed by `edit`.
     pub async fn start_with(store: &impl StoreAt, timeout_ms: u64, edit: impl FnOnce(Toml) -> Toml) -> Self {
+        let store = format!("[store]\n{}\ntimeout_ms = {timeout_ms}\n", store.store_at());
+        Self::launch(|toml| edit(toml.set("auth.sessions", "redis").merge("auth", &store))).await
+    }
+
+    /// Nodes with the example's config and `sessions = "local"` (no store anywhere: each process keeps its
+    /// own), changed by `edit`.
+    pub async fn local_with(edit: impl FnOnce(Toml) -> Toml) -> Self {
+        Self::launch(|toml| edit(toml.set("auth.sessions", "local"))).await
+    }
+
+    /// The three nodes from the example's config (one shared secret, cheap password hashes) after `edit`.
+    async fn launch(edit: impl FnOnce(Toml) -> Toml) -> Self {
         static N: AtomicUsize = AtomicUsize::new(0);
         let ports = [free_port(), free_port(), free_port()];
         let mut toml = Toml::parse(include_str!("../../examples/standalone/proxy.toml"))
@@ -63,8 +75,6 @@ impl Deployment {
                 "auth.signing_secret_file",
                 concat!(env!("CARGO_MANIFEST_DIR"), "/examples/standalone/secret.txt"),
             )
-            .set("auth.sessions", "redis")
-            .merge("auth", &format!("[store]\n{}\ntimeout_ms = {timeout_ms}\n", store.store_at()))
             .set("auth.user.0.password", cheap_hash(DEMO_PASSWORD));
         toml = edit(toml);
         for (i, port) in ports.iter().enumerate() {

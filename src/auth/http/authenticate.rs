@@ -132,7 +132,7 @@ fn header_text(value: &HeaderValue) -> Option<String> {
 
 /// Appends a `Set-Cookie`. Names come from validated configuration and values are token or ID characters,
 /// so the header is always valid; if it were not, the cookie is left out rather than the request failed.
-fn add_cookie(resp: &mut Response<Body>, cookie: &str) {
+pub(super) fn add_cookie(resp: &mut Response<Body>, cookie: &str) {
     match HeaderValue::from_str(cookie) {
         Ok(value) => {
             resp.headers_mut().append(SET_COOKIE, value);

@@ -4,16 +4,19 @@
 //! The token comes from the `tokenId` query parameter, else the header named like the session cookie,
 //! else that cookie (AM's order, [`crate::am::request::session_token`]), else a body `{"tokenId"}`.
 
+use cookie::Cookie;
 use http::header::HeaderMap;
 use http::request::Parts;
 use http::{Response, StatusCode};
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
+use super::authenticate::add_cookie;
 use super::{logout, timers};
 use crate::am::crest;
 use crate::am::request::{self, Query};
 use crate::auth::AuthNode;
+use crate::auth::client_session::Found;
 use crate::auth::error::AuthError;
 use crate::auth::session::Session;
 use crate::body::Body;
@@ -46,28 +49,32 @@ impl AuthNode {
             return Err(AuthError::AccessDenied);
         }
         let now = Instant::now();
-        let get = async |reset: bool| -> Result<Option<Session>, AuthError> {
+        // Client-side sessions are opened from the token itself (see `AuthNode::find_session`); an idle
+        // reset then hands out a reissued token.
+        let get = async |reset: bool| -> Result<Option<Found>, AuthError> {
             let Some(token) = token else { return Ok(None) };
-            let found =
-                if reset { self.store.touch(token, now).await } else { self.store.get(token, now).await };
-            Ok(found?)
+            self.find_session(token, reset, now).await
         };
+        let mut reissued = None;
         let body = match action {
             // No idle reset: validating a session (agents do it on every request) is not using it.
             "validate" => match get(false).await? {
-                Some(s) => {
+                Some(Found { session: s, .. }) => {
                     json!({"valid": true, "sessionUid": s.handle, "uid": s.username, "realm": s.realm})
                 }
                 None => json!({"valid": false}),
             },
             "getSessionInfo" | "getSessionInfoAndResetIdleTime" => {
-                let s = get(action == "getSessionInfoAndResetIdleTime")
+                let found = get(action == "getSessionInfoAndResetIdleTime")
                     .await?
                     .ok_or(AuthError::InvalidSession)?;
-                self.session_info(&s)
+                reissued = found.reissued;
+                self.session_info(&found.session)
             }
             "refresh" => {
-                let s = get(true).await?.ok_or(AuthError::InvalidSession)?;
+                let found = get(true).await?.ok_or(AuthError::InvalidSession)?;
+                let s = found.session;
+                reissued = found.reissued;
                 json!({
                     "uid": s.username,
                     "realm": s.realm,
@@ -79,7 +86,7 @@ impl AuthNode {
             }
             "logout" => {
                 let ended = match token {
-                    Some(t) => self.store.remove(t, now).await?,
+                    Some(t) => self.end_session(t, now).await?,
                     None => false,
                 };
                 let result = if ended { "Successfully logged out" } else { "Token has expired" };
@@ -88,12 +95,24 @@ impl AuthNode {
                 return Ok(resp);
             }
             timer if timers::ACTIONS.contains(&timer) => {
+                // AM's `isActive&refresh=true` resets the idle timer as well.
                 let refresh = timer == "isActive" && query.get("refresh") == Some("true");
-                self.timer(timer, token.unwrap_or_default(), refresh, now).await?
+                let (body, new_token) = self.timer(timer, token.unwrap_or_default(), refresh, now).await?;
+                reissued = new_token;
+                body
             }
             other => return Err(AuthError::NotImplemented(other.to_owned())),
         };
-        Ok(crest::json(StatusCode::OK, &body))
+        let mut resp = crest::json(StatusCode::OK, &body);
+        if let Some(token) = reissued {
+            // A client-side session's idle reset is a new token: the old one still says the old time.
+            let cookie = Cookie::build((self.auth.session_cookie.as_str(), token.as_str()))
+                .path("/")
+                .http_only(true)
+                .build();
+            add_cookie(&mut resp, &cookie.to_string());
+        }
+        Ok(resp)
     }
 
     fn request_token(&self, query: Option<&str>, headers: &HeaderMap, body: &[u8]) -> Option<String> {

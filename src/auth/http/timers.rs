@@ -25,17 +25,18 @@ pub(super) const ACTIONS: [&str; 5] =
     ["isActive", "getTimeLeft", "getMaxSessionTime", "getMaxIdle", "getIdle"];
 
 impl AuthNode {
-    /// Answers timer `action` for `token`; `refresh` (only `isActive&refresh=true`) resets the idle timer.
+    /// Answers timer `action` for `token`; `refresh` (only `isActive&refresh=true`) resets the idle timer,
+    /// which for a client-side session is a reissued token (the second value) for the caller to set.
     pub(super) async fn timer(
         &self,
         action: &str,
         token: &str,
         refresh: bool,
         now: Instant,
-    ) -> Result<Value, AuthError> {
-        let found =
-            if refresh { self.store.touch(token, now).await? } else { self.store.get(token, now).await? };
-        Ok(answer(action, found.as_ref(), now))
+    ) -> Result<(Value, Option<String>), AuthError> {
+        let found = self.find_session(token, refresh, now).await?;
+        let body = answer(action, found.as_ref().map(|f| &f.session), now);
+        Ok((body, found.and_then(|f| f.reissued)))
     }
 }
 

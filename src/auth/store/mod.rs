@@ -2,12 +2,15 @@
 //! * [`redis`]: [`RedisStore`], sessions and quotas on Redis >= 7 / Valkey, one Lua script per login;
 //! * [`conn`]: its connection, to one Redis or to a Redis Cluster;
 //! * `journeys`: the same [`RedisStore`] as the journey store: journeys in progress and spent steps;
+//! * `denylist`: the same [`RedisStore`] as the [`crate::auth::Denylist`] of logged-out client-side
+//!   sessions;
 //! * [`stats`]: [`StoreStats`], the round-trip times and failures such a store records.
 //!
 //! The in-process stores are [`crate::auth::session::MemoryStore`] ([`crate::auth::session::SessionStore`])
 //! and [`crate::auth::pending::MemoryJourneys`] ([`crate::auth::pending::JourneyStore`]).
 
 mod conn;
+mod denylist;
 mod journeys;
 mod redis;
 mod stats;

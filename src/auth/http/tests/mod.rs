@@ -218,6 +218,7 @@ fn with_token(action: &str) -> String {
 }
 
 mod authenticate;
+mod client_sessions;
 mod details;
 mod sessions;
 
