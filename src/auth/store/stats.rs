@@ -31,12 +31,26 @@ pub enum StoreOp {
     Take,
     /// A client-mode step spent (`auth_sessions = "client"`).
     Spend,
+    /// An administrator's listing of one user's sessions.
+    List,
+    /// An administrator's logout of a user's sessions or of one session by handle.
+    End,
 }
 
 impl StoreOp {
     /// Every operation, in label order.
-    pub const ALL: [StoreOp; 8] =
-        [Self::Create, Self::Get, Self::Touch, Self::Remove, Self::Live, Self::Keep, Self::Take, Self::Spend];
+    pub const ALL: [StoreOp; 10] = [
+        Self::Create,
+        Self::Get,
+        Self::Touch,
+        Self::Remove,
+        Self::Live,
+        Self::Keep,
+        Self::Take,
+        Self::Spend,
+        Self::List,
+        Self::End,
+    ];
 
     /// The label value.
     pub fn as_str(self) -> &'static str {
@@ -49,6 +63,8 @@ impl StoreOp {
             Self::Keep => "keep",
             Self::Take => "take",
             Self::Spend => "spend",
+            Self::List => "list",
+            Self::End => "end",
         }
     }
 }
@@ -116,6 +132,6 @@ mod tests {
         let errors: Vec<_> = stats.errors().collect();
         assert_eq!(errors, [("timeout", 1), ("unavailable", 1)]);
         let ops: Vec<_> = stats.seconds().map(|(op, _)| op).collect();
-        assert_eq!(ops, ["create", "get", "touch", "remove", "live", "keep", "take", "spend"]);
+        assert_eq!(ops, ["create", "get", "touch", "remove", "live", "keep", "take", "spend", "list", "end"]);
     }
 }
