@@ -55,6 +55,9 @@ pub enum AuthError {
     /// A session action on a token that names no live session.
     #[error("Invalid or expired session")]
     InvalidSession,
+    /// An administrative action by a caller without an admin session (AM 7's text).
+    #[error("Access Denied")]
+    AccessDenied,
     /// No endpoint at this path.
     #[error("Resource '{0}' not found")]
     NotFound(String),
@@ -95,9 +98,11 @@ impl AuthError {
     /// The HTTP status AM answers with.
     pub fn status(&self) -> StatusCode {
         match self {
-            Self::Failed | Self::TimedOut { .. } | Self::QuotaExceeded | Self::InvalidSession => {
-                StatusCode::UNAUTHORIZED
-            }
+            Self::Failed
+            | Self::TimedOut { .. }
+            | Self::QuotaExceeded
+            | Self::InvalidSession
+            | Self::AccessDenied => StatusCode::UNAUTHORIZED,
             Self::MalformedAuthId(_)
             | Self::AuthIdNotString
             | Self::BadAuthIdSignature

@@ -6,6 +6,7 @@
 //! Every refusal is an [`AuthError`] turned into AM's JSON by [`AuthError::to_response`].
 
 mod authenticate;
+mod handles;
 mod sessions;
 
 use std::fmt::Display;

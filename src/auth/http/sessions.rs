@@ -73,6 +73,7 @@ impl AuthNode {
                 let result = if ended { "Successfully logged out" } else { "Token has expired" };
                 json!({"result": result})
             }
+            "logoutByHandle" => self.logout_by_handle(token, body, now).await?,
             other => return Err(AuthError::NotImplemented(other.to_owned())),
         };
         Ok(crest::json(StatusCode::OK, &body))
