@@ -213,10 +213,16 @@ async fn the_status_page_counts_live_sessions_per_node() {
 /// process whose config names the same store (it runs no node of its own).
 #[tokio::test]
 async fn sessions_of_standalone_nodes_on_redis_are_listed_and_ended_from_any_process_on_the_store() {
-    let Some(redis) = RedisServer::start().await else { return };
-    standalone_nodes_are_administered(&redis).await;
+    let Some(mut redis) = RedisServer::start().await else { return };
+    let admin = standalone_nodes_are_administered(&redis).await;
     assert_eq!(redis.integer(&["EXISTS", "{tether:demo}:seq"]), 1, "the kept session's keys");
     assert_eq!(redis.integer(&["HLEN", "{tether:demo}:rec"]), 1, "the ended sessions' records are gone");
+
+    redis.stop();
+    for (method, path) in [("GET", "/sessions?user=demo"), ("POST", "/sessions/logout?user=demo")] {
+        let (status, text) = admin_call(admin.admin.as_str(), method, path, true).await;
+        assert_eq!(status, 503, "a store that fails is 503, never an empty answer: {text}");
+    }
 }
 
 /// The same on a Redis Cluster: every script keeps to the user's slot, the pointers are single keys.
@@ -226,7 +232,14 @@ async fn on_a_redis_cluster_too() {
     standalone_nodes_are_administered(&cluster).await;
 }
 
-async fn standalone_nodes_are_administered(store: &impl StoreAt) {
+/// What [`standalone_nodes_are_administered`] leaves running: the nodes and the operator's process.
+struct Standalone {
+    admin: String,
+    _operator: TetherProcess,
+    _nodes: Deployment,
+}
+
+async fn standalone_nodes_are_administered(store: &impl StoreAt) -> Standalone {
     let d = Deployment::start_with(store, 1000, |t| t.set("proxy.admin_token", ADMIN_TOKEN)).await;
     let mut tokens = Vec::new();
     for node in 0..3 {
@@ -264,4 +277,5 @@ async fn standalone_nodes_are_administered(store: &impl StoreAt) {
     assert_eq!(d.session(1, "validate", &keep).await.1["valid"], true);
     let (_, text) = admin_call(&admin, "GET", "/sessions?user=demo", true).await;
     assert_eq!(listed_nodes(&json_of(&text)), ["01"]);
+    Standalone { admin, _operator: operator, _nodes: d }
 }
