@@ -21,6 +21,11 @@ impl AuthNode {
         body: &[u8],
         now: Instant,
     ) -> Result<Value, AuthError> {
+        // The body first: AM's handler checks it before the caller's rights.
+        let request: Value = serde_json::from_slice(body.trim_ascii()).unwrap_or(Value::Null);
+        let Some(handles) = request.get("sessionHandles").and_then(Value::as_array) else {
+            return Err(AuthError::BadRequest(NO_HANDLES.into()));
+        };
         let caller = match caller {
             Some(token) => self.store.get(token, now).await?,
             None => None,
@@ -30,10 +35,6 @@ impl AuthNode {
         if !is_admin {
             return Err(AuthError::AccessDenied);
         }
-        let request: Value = serde_json::from_slice(body.trim_ascii()).unwrap_or(Value::Null);
-        let Some(handles) = request.get("sessionHandles").and_then(Value::as_array) else {
-            return Err(AuthError::BadRequest(NO_HANDLES.into()));
-        };
         let admin = self.store.admin().ok_or(AuthError::AccessDenied)?;
         let mut result = Map::new();
         for handle in handles.iter().filter_map(Value::as_str) {
