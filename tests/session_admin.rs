@@ -216,7 +216,7 @@ async fn sessions_of_standalone_nodes_on_redis_are_listed_and_ended_from_any_pro
     let Some(mut redis) = RedisServer::start().await else { return };
     let admin = standalone_nodes_are_administered(&redis).await;
     assert_eq!(redis.integer(&["EXISTS", "{tether:demo}:seq"]), 1, "the kept session's keys");
-    assert_eq!(redis.integer(&["HLEN", "{tether:demo}:rec"]), 1, "the ended sessions' records are gone");
+    assert_eq!(redis.integer(&["HLEN", "{tether:demo}:rec"]), 2, "the ended sessions' records are gone");
 
     redis.stop();
     for (method, path) in [("GET", "/sessions?user=demo"), ("POST", "/sessions/logout?user=demo")] {
@@ -240,11 +240,18 @@ struct Standalone {
 }
 
 async fn standalone_nodes_are_administered(store: &impl StoreAt) -> Standalone {
-    let d = Deployment::start_with(store, 1000, |t| t.set("proxy.admin_token", ADMIN_TOKEN)).await;
+    let d = Deployment::start_with(store, 1000, |t| {
+        t.set("proxy.admin_token", ADMIN_TOKEN)
+            .set("auth.quota.limit", 3)
+            .set("auth.quota.exhaustion_action", "DENY_ACCESS")
+    })
+    .await;
     let mut tokens = Vec::new();
     for node in 0..3 {
         tokens.push(login(&d.base(node), "demo", support::DEMO_PASSWORD).await);
     }
+    let (status, answer, ..) = d.login(1).await;
+    assert_eq!(status, 401, "the quota of 3 is full: {answer}");
     let operator = TetherProcess::spawn(&["run", "-c", d.config.to_str().unwrap()]).await;
     let admin = operator.admin();
 
@@ -267,8 +274,10 @@ async fn standalone_nodes_are_administered(store: &impl StoreAt) -> Standalone {
     let (_, text) = admin_call(&admin, "GET", "/sessions?user=demo", true).await;
     assert_eq!(json_of(&text)["sessions"], json!([]), "nothing left to count against the quota");
 
+    // The ended sessions no longer count: three logins fit the quota again (`login` asserts 200).
     let keep = login(&d.base(0), "demo", support::DEMO_PASSWORD).await;
     let end = login(&d.base(2), "demo", support::DEMO_PASSWORD).await;
+    login(&d.base(1), "demo", support::DEMO_PASSWORD).await;
     let (_, answer) = d.session(2, "validate", &end).await;
     let handle = answer["sessionUid"].as_str().unwrap().to_owned();
     let (status, text) = admin_call(&admin, "POST", &format!("/sessions/logout?handle={handle}"), true).await;
@@ -276,6 +285,6 @@ async fn standalone_nodes_are_administered(store: &impl StoreAt) -> Standalone {
     assert_eq!(d.session(1, "validate", &end).await.1, json!({"valid": false}));
     assert_eq!(d.session(1, "validate", &keep).await.1["valid"], true);
     let (_, text) = admin_call(&admin, "GET", "/sessions?user=demo", true).await;
-    assert_eq!(listed_nodes(&json_of(&text)), ["01"]);
+    assert_eq!(listed_nodes(&json_of(&text)), ["01", "02"]);
     Standalone { admin, _operator: operator, _nodes: d }
 }
