@@ -110,6 +110,7 @@ pub async fn start(mut config: Config, shutdown: CancellationToken) -> Result<Ru
     };
     // Nodes first: a `:0` url gets its real port before the proxy reads the backend set.
     let nodes = nodes::start_embedded(&mut config, &shutdown, &tasks).await?;
+    let admin_store = nodes::admin_store(&config)?;
     if !config.proxy.admin_listen.ip().is_loopback() && config.proxy.admin_token.is_none() {
         tracing::warn!(
             admin = %config.proxy.admin_listen,
@@ -152,12 +153,15 @@ pub async fn start(mut config: Config, shutdown: CancellationToken) -> Result<Ru
     tasks.spawn(server::serve(public, Arc::clone(&proxy), public_opts, shutdown.clone()));
     tasks.spawn(server::serve(
         admin,
-        Arc::new(admin::Admin::new(
-            Arc::clone(&proxy),
-            Arc::clone(&reloader),
-            nodes.iter().map(|n| Arc::clone(&n.node)).collect(),
-            state_file,
-        )),
+        Arc::new(
+            admin::Admin::new(
+                Arc::clone(&proxy),
+                Arc::clone(&reloader),
+                nodes.iter().map(|n| Arc::clone(&n.node)).collect(),
+                state_file,
+            )
+            .with_session_store(admin_store),
+        ),
         admin_opts,
         shutdown,
     ));

@@ -186,6 +186,24 @@ pub async fn start_embedded(
     Ok(handles)
 }
 
+/// The session store the admin listener of a process without embedded nodes administers: the Redis
+/// store its `[auth]` names (`sessions = "redis"`), shared with the standalone nodes on it; `None`
+/// when embedded nodes hold the stores, or when the sessions live only inside other processes.
+pub fn admin_store(config: &Config) -> Result<Option<Arc<dyn SessionStore>>, StartError> {
+    if config.backends().any(|(_, b)| b.embedded) {
+        return Ok(None);
+    }
+    let Some(auth) = &config.auth else { return Ok(None) };
+    match (&auth.sessions, &auth.store) {
+        (SessionStoreMode::Redis, Some(store)) => {
+            let redis = RedisStore::connect(store)
+                .map_err(|e| StartError::Unsupported(format!("{}: {e}", store.servers)))?;
+            Ok(Some(Arc::new(redis)))
+        }
+        _ => Ok(None),
+    }
+}
+
 /// Runs the node of backend `id` alone until `shutdown` fires.
 pub async fn run_node(config: Config, id: &str, shutdown: CancellationToken) -> Result<(), StartError> {
     let backend = config.backend(id).cloned().ok_or_else(|| {

@@ -86,13 +86,13 @@ struct AuthRow {
 }
 
 /// Identifies a store by its allocation: nodes sharing one hold the same `Arc`.
-fn store_key(store: &Arc<dyn SessionStore>) -> *const () {
+pub(super) fn store_key(store: &Arc<dyn SessionStore>) -> *const () {
     Arc::as_ptr(store).cast::<()>()
 }
 
 /// Each node's live sessions, by the server ID their tokens name: one pass per distinct store (all
 /// nodes of `sessions = "shared"` share one), not one per node.
-fn sessions_by_node(nodes: &[Arc<AuthNode>]) -> Vec<Option<usize>> {
+pub(super) fn sessions_by_node(nodes: &[Arc<AuthNode>]) -> Vec<Option<usize>> {
     let now = Instant::now();
     let mut counted: Vec<(*const (), Option<HashMap<String, usize>>)> = Vec::new();
     nodes

@@ -10,6 +10,7 @@
 //! health probes and operator calls never compete with, or get routed like, client traffic.
 
 pub mod metrics;
+mod sessions;
 pub mod status;
 
 use std::sync::Arc;
@@ -22,6 +23,7 @@ use subtle::ConstantTimeEq;
 
 use crate::am::crest;
 use crate::auth::AuthNode;
+use crate::auth::session::SessionStore;
 use crate::body::Body;
 use crate::proxy::Proxy;
 use crate::reload::Reloader;
@@ -35,6 +37,8 @@ pub struct Admin {
     nodes: Vec<Arc<AuthNode>>,
     /// Where every change of a node's operator state is saved, when `proxy.state_file` is set.
     state_file: Option<Arc<StateFile>>,
+    /// The store to administer sessions in when no embedded node holds one ([`sessions`]).
+    session_store: Option<Arc<dyn SessionStore>>,
 }
 
 impl Admin {
@@ -45,7 +49,7 @@ impl Admin {
         nodes: Vec<Arc<AuthNode>>,
         state_file: Option<Arc<StateFile>>,
     ) -> Self {
-        Self { proxy, reloader, nodes, state_file }
+        Self { proxy, reloader, nodes, state_file, session_store: None }
     }
 
     /// `GET /metrics`: Prometheus text exposition.
@@ -178,19 +182,8 @@ impl Handler for Admin {
             // to land back on the page, not on a JSON answer.
             let form = is_form(&parts.headers);
             let fields = if form { read_form(body).await } else { String::new() };
-            let expected = self.proxy.snapshot().config.proxy.admin_token.clone();
-            if let Some(expected) = expected {
-                let given = bearer(&parts.headers)
-                    .map(str::to_owned)
-                    .or_else(|| crate::am::request::query_param(&fields, "token").map(|t| t.into_owned()));
-                // Constant time in the token's content, so response timing does not leak how many
-                // leading bytes of a guess were right.
-                if !given.is_some_and(|g| bool::from(g.as_bytes().ct_eq(expected.as_bytes()))) {
-                    return crest::error(
-                        StatusCode::UNAUTHORIZED,
-                        "This admin endpoint needs `Authorization: Bearer <admin_token>`",
-                    );
-                }
+            if let Some(refused) = self.refuse_without_token(&parts.headers, &fields) {
+                return refused;
             }
             let resp = match path.strip_prefix("/backends/") {
                 Some(rest) => match rest.split_once('/') {
@@ -198,6 +191,7 @@ impl Handler for Admin {
                     None => crest::error(StatusCode::NOT_FOUND, "Use /backends/{id}/drain, /ready or /maint"),
                 },
                 None if path == "/reload" => self.reload().await,
+                None if path == "/sessions/logout" => self.logout_sessions(parts.uri.query()).await,
                 None => crest::error(StatusCode::NOT_FOUND, "No admin endpoint at this path"),
             };
             return if form && resp.status().is_success() { see_other("/status") } else { resp };
@@ -209,17 +203,47 @@ impl Handler for Admin {
             }
             "/healthz" => crest::json(StatusCode::OK, &json!({"status": "ok"})),
             "/readyz" => self.readyz(),
-            "/status.json" => crest::json(StatusCode::OK, &status::json(&self.proxy.snapshot())),
+            "/status.json" => {
+                let mut answer = status::json(&self.proxy.snapshot());
+                answer["auth_nodes"] = sessions::sessions_json(&self.sessions_per_node());
+                crest::json(StatusCode::OK, &answer)
+            }
             "/status" => {
                 let snap = self.proxy.snapshot();
-                html(status::render(&snap, snap.config.proxy.admin_token.is_some()))
+                let page = status::render(&snap, snap.config.proxy.admin_token.is_some());
+                html(sessions::with_sessions_table(page, &self.sessions_per_node()))
             }
+            // It lists users' sessions: as guarded as a change.
+            "/sessions" => match self.refuse_without_token(&parts.headers, "") {
+                Some(refused) => refused,
+                None => self.list_sessions(parts.uri.query()).await,
+            },
             "/metrics" => self.metrics(),
-            p if p.starts_with("/backends/") || p == "/reload" => {
+            p if p.starts_with("/backends/") || p == "/reload" || p == "/sessions/logout" => {
                 crest::error(StatusCode::METHOD_NOT_ALLOWED, "Changes are POST requests")
             }
             _ => crest::error(StatusCode::NOT_FOUND, "No admin endpoint at this path"),
         }
+    }
+}
+
+impl Admin {
+    /// The 401 for a request without the `admin_token` (when one is set), by `Authorization: Bearer`
+    /// or the `token` field of a status page form in `fields`.
+    fn refuse_without_token(&self, headers: &http::HeaderMap, fields: &str) -> Option<Response<Body>> {
+        let expected = self.proxy.snapshot().config.proxy.admin_token.clone()?;
+        let given = bearer(headers)
+            .map(str::to_owned)
+            .or_else(|| crate::am::request::query_param(fields, "token").map(|t| t.into_owned()));
+        // Constant time in the token's content, so response timing does not leak how many leading
+        // bytes of a guess were right.
+        if given.is_some_and(|g| bool::from(g.as_bytes().ct_eq(expected.as_bytes()))) {
+            return None;
+        }
+        Some(crest::error(
+            StatusCode::UNAUTHORIZED,
+            "This admin endpoint needs `Authorization: Bearer <admin_token>`",
+        ))
     }
 }
 

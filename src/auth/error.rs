@@ -52,7 +52,8 @@ pub enum AuthError {
     /// A request this node cannot make sense of; the text says what is wrong.
     #[error("{0}")]
     BadRequest(String),
-    /// A session action that needs a session, sent with no token at all (AM 7's text, capital D).
+    /// A session action that needs a session, sent with no token at all, or an administrative action
+    /// by a caller without an admin session (AM 7's text, capital D).
     #[error("Access Denied")]
     AccessDenied,
     /// A session action on a token that names no live session.

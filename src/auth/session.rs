@@ -13,6 +13,8 @@
 //!
 //! Time is [`tokio::time::Instant`], passed in by the caller, so tests drive expiry with paused time.
 
+pub mod admin;
+
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
@@ -215,6 +217,12 @@ pub trait SessionStore: Send + Sync {
 
     /// The store's round-trip times and failures; `None` for the in-process store, which has neither.
     fn stats(&self) -> Option<&StoreStats> {
+        None
+    }
+
+    /// Listing and ending other users' sessions; `None` for a store that cannot (sessions it does not
+    /// hold, such as client-side ones).
+    fn admin(&self) -> Option<&dyn admin::SessionAdmin> {
         None
     }
 }
@@ -440,6 +448,10 @@ impl SessionStore for MemoryStore {
 
     fn sessions_by_node(&self, now: Instant) -> Option<HashMap<String, usize>> {
         Some(MemoryStore::sessions_by_node(self, now))
+    }
+
+    fn admin(&self) -> Option<&dyn admin::SessionAdmin> {
+        Some(self)
     }
 }
 

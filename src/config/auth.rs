@@ -175,6 +175,8 @@ pub struct UserConfig {
     pub totp_key: Option<Vec<u8>>,
     /// Per-user quota override.
     pub session_quota: Option<u32>,
+    /// Whether the user's session may end other users' sessions (`logoutByHandle`), as AM's amadmin.
+    pub admin: bool,
 }
 
 /// What to do when a user who already holds `limit` live sessions logs in again.
@@ -455,6 +457,7 @@ pub(super) fn convert(c: &mut Checker, raw: RawAuth) -> AuthConfig {
             password_hash: password_hash.unwrap_or_default(),
             totp_key,
             session_quota: ru.session_quota,
+            admin: ru.admin,
         });
     }
     let success_url = success_url(c, &p, raw.success_url, &cp);

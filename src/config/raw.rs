@@ -340,6 +340,9 @@ pub struct RawUser {
     pub totp_secret: Option<String>,
     /// Per-user override of `auth.quota.limit`.
     pub session_quota: Option<u32>,
+    /// May end other users' sessions with `sessions?_action=logoutByHandle` (AM's amadmin rights).
+    #[serde(default)]
+    pub admin: bool,
 }
 
 fn default_admin_listen() -> String {

@@ -7,6 +7,7 @@
 //! Every refusal is an [`AuthError`] turned into AM's JSON by [`AuthError::to_response`].
 
 mod authenticate;
+mod handles;
 mod logout;
 mod sessions;
 mod timers;

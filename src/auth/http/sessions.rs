@@ -101,6 +101,7 @@ impl AuthNode {
                 reissued = new_token;
                 body
             }
+            "logoutByHandle" => self.logout_by_handle(token, body, now).await?,
             other => return Err(AuthError::NotImplemented(other.to_owned())),
         };
         let mut resp = crest::json(StatusCode::OK, &body);

@@ -1,6 +1,7 @@
 //! Session stores kept outside the process, shared by every node of every process that names them:
 //! * [`redis`]: [`RedisStore`], sessions and quotas on Redis >= 7 / Valkey, one Lua script per login;
 //! * [`conn`]: its connection, to one Redis or to a Redis Cluster;
+//! * `admin`: the same [`RedisStore`] as a [`SessionAdmin`](crate::auth::session::admin::SessionAdmin);
 //! * `journeys`: the same [`RedisStore`] as the journey store: journeys in progress and spent steps;
 //! * `denylist`: the same [`RedisStore`] as the [`crate::auth::Denylist`] of logged-out client-side
 //!   sessions;
@@ -9,6 +10,7 @@
 //! The in-process stores are [`crate::auth::session::MemoryStore`] ([`crate::auth::session::SessionStore`])
 //! and [`crate::auth::pending::MemoryJourneys`] ([`crate::auth::pending::JourneyStore`]).
 
+mod admin;
 mod conn;
 mod denylist;
 mod journeys;

@@ -7,7 +7,8 @@
 //! * `{PREFIX:USER}:seq`, a ZSET: member → insertion number (creation order, the planner's tie-break);
 //! * `{PREFIX:USER}:rec`, a HASH: member → `created:last:idle:max:` and the JSON of handle, user, realm.
 //!
-//! plus `PREFIX:tok:MEMBER` → username, which lets any node find the user's keys from the token alone.
+//! plus `PREFIX:tok:MEMBER` → username, which lets any node find the user's keys from the token alone,
+//! and `PREFIX:hdl:DIGEST` → `MEMBER:username`, which lets an administrator end a session by its handle.
 //! The member is a SHA-256 digest of the token, so a dump of Redis holds no usable token. Every key gets
 //! a relative TTL (`PEXPIRE`): the user's keys live as long as the user's longest session, the token key
 //! as long as the session's maximum lifetime; nothing needs a reaper or keyspace notifications.
@@ -30,7 +31,9 @@ use tokio::time::Instant;
 use tokio_util::sync::{CancellationToken, DropGuard};
 
 use crate::am::time::MAX_LIFETIME;
+use crate::am::token::node_hint;
 use crate::auth::quota::Quota;
+use crate::auth::session::admin::SessionAdmin;
 use crate::auth::session::{Created, QuotaExceeded, Session, SessionStore, StoreError, StoreFuture};
 use crate::auth::store::{StoreOp, StoreStats};
 use crate::config::StoreConfig;
@@ -65,13 +68,17 @@ impl std::fmt::Debug for RedisStore {
 
 /// What a session record keeps besides its times.
 #[derive(Serialize, Deserialize)]
-struct Record {
+pub(super) struct Record {
     #[serde(rename = "h")]
-    handle: String,
+    pub(super) handle: String,
     #[serde(rename = "u")]
-    username: String,
+    pub(super) username: String,
     #[serde(rename = "r")]
-    realm: String,
+    pub(super) realm: String,
+    /// The server ID of the node that created the session (the token's `S1`), for the session listing:
+    /// the member is a digest, so the token cannot tell. Records written before it read as `""`.
+    #[serde(rename = "n", default)]
+    pub(super) node: String,
 }
 
 impl RedisStore {
@@ -114,13 +121,18 @@ impl RedisStore {
         result
     }
 
-    fn user_keys(&self, username: &str) -> [String; 3] {
+    pub(super) fn user_keys(&self, username: &str) -> [String; 3] {
         let tag = format!("{{{}:{username}}}", self.prefix);
         [format!("{tag}:exp"), format!("{tag}:seq"), format!("{tag}:rec")]
     }
 
-    fn token_key(&self, member: &str) -> String {
+    pub(super) fn token_key(&self, member: &str) -> String {
         format!("{}:tok:{member}", self.prefix)
+    }
+
+    /// The key of the pointer from a session handle to its session (`MEMBER:username`).
+    pub(super) fn handle_key(&self, handle: &str) -> String {
+        format!("{}:hdl:{}", self.prefix, member(handle))
     }
 
     /// The user a token's session belongs to, if its token key is still there.
@@ -155,13 +167,22 @@ impl SessionStore for RedisStore {
                 handle: session.handle.clone(),
                 username: session.username.clone(),
                 realm: session.realm.clone(),
+                node: node_hint(&session.token).unwrap_or_default(),
             })
             .unwrap_or_default();
-            // The token key first: if the script then fails, only an unusable pointer is left behind
-            // (no quota slot is taken by a session nobody holds).
+            // The pointers first: if the script then fails, only unusable pointers are left behind
+            // (no quota slot is taken by a session nobody holds). Two keys in two slots, so two
+            // commands, sent together: one round trip's wait. The first failure ends the wait: with
+            // Redis gone the login fails at once as unavailable, not at the deadline.
             let token_key = self.token_key(&member);
-            let mut conn = self.conn.clone();
-            conn.pset_ex::<_, _, ()>(&token_key, &session.username, max.max(1)).await.map_err(unavailable)?;
+            let handle_key = self.handle_key(&session.handle);
+            let (mut tok, mut hdl) = (self.conn.clone(), self.conn.clone());
+            let owner = format!("{member}:{}", session.username);
+            tokio::try_join!(
+                tok.pset_ex::<_, _, ()>(&token_key, &session.username, max.max(1)),
+                hdl.pset_ex::<_, _, ()>(&handle_key, &owner, max.max(1)),
+            )
+            .map_err(unavailable)?;
 
             let [exp, seq, rec] = self.user_keys(&session.username);
             let mut conn = self.conn.clone();
@@ -175,8 +196,9 @@ impl SessionStore for RedisStore {
             let reply: Vec<Value> = call.invoke_async(&mut conn).await.map_err(unavailable)?;
             match reply.first() {
                 Some(Value::Int(0)) => {
-                    // Best effort: the pointer expires by itself anyway.
+                    // Best effort: the pointers expire by themselves anyway.
                     let _ = conn.del::<_, ()>(&token_key).await;
+                    let _ = conn.del::<_, ()>(&handle_key).await;
                     Ok(Err(QuotaExceeded))
                 }
                 Some(Value::Int(1 | 2)) => {
@@ -238,6 +260,10 @@ impl SessionStore for RedisStore {
     fn stats(&self) -> Option<&StoreStats> {
         Some(&self.stats)
     }
+
+    fn admin(&self) -> Option<&dyn SessionAdmin> {
+        Some(self)
+    }
 }
 
 /// Pings Redis every [`PING_EVERY`] so readiness follows Redis while no request does (on a cluster,
@@ -292,7 +318,7 @@ pub(super) fn unavailable(e: redis::RedisError) -> StoreError {
 }
 
 /// The storage name of a token: 128 bits of its SHA-256, hex.
-fn member(token: &str) -> String {
+pub(super) fn member(token: &str) -> String {
     let digest = ring::digest::digest(&ring::digest::SHA256, token.as_bytes());
     data_encoding::HEXLOWER.encode(&digest.as_ref()[..16])
 }
@@ -302,7 +328,7 @@ fn millis(d: Duration) -> u64 {
     u64::try_from(d.min(MAX_LIFETIME).as_millis()).unwrap_or(u64::MAX)
 }
 
-fn text(v: &Value) -> Option<String> {
+pub(super) fn text(v: &Value) -> Option<String> {
     match v {
         Value::BulkString(b) => Some(String::from_utf8_lossy(b).into_owned()),
         Value::SimpleString(s) => Some(s.clone()),
@@ -312,7 +338,7 @@ fn text(v: &Value) -> Option<String> {
 
 /// A session from its record, with Redis's times mapped onto this process's clock: `redis_now` is
 /// the Redis time at which the script ran, taken to be `now` here.
-fn session_of(token: &str, record: &str, redis_now: i64, now: Instant) -> Option<Session> {
+pub(super) fn session_of(token: &str, record: &str, redis_now: i64, now: Instant) -> Option<Session> {
     let mut parts = record.splitn(5, ':');
     let mut num = || parts.next().and_then(|p| p.parse::<i64>().ok());
     let (created, last, idle, max) = (num()?, num()?, num()?, num()?);

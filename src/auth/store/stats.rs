@@ -35,11 +35,15 @@ pub enum StoreOp {
     Deny,
     /// A client-side session checked against the denylist.
     Denied,
+    /// An administrator's listing of one user's sessions.
+    List,
+    /// An administrator's logout of a user's sessions or of one session by handle.
+    End,
 }
 
 impl StoreOp {
     /// Every operation, in label order.
-    pub const ALL: [StoreOp; 10] = [
+    pub const ALL: [StoreOp; 12] = [
         Self::Create,
         Self::Get,
         Self::Touch,
@@ -50,6 +54,8 @@ impl StoreOp {
         Self::Spend,
         Self::Deny,
         Self::Denied,
+        Self::List,
+        Self::End,
     ];
 
     /// The label value.
@@ -65,6 +71,8 @@ impl StoreOp {
             Self::Spend => "spend",
             Self::Deny => "deny",
             Self::Denied => "denied",
+            Self::List => "list",
+            Self::End => "end",
         }
     }
 }
@@ -134,7 +142,10 @@ mod tests {
         let ops: Vec<_> = stats.seconds().map(|(op, _)| op).collect();
         assert_eq!(
             ops,
-            ["create", "get", "touch", "remove", "live", "keep", "take", "spend", "deny", "denied"]
+            [
+                "create", "get", "touch", "remove", "live", "keep", "take", "spend", "deny", "denied",
+                "list", "end"
+            ]
         );
     }
 }
