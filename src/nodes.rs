@@ -22,6 +22,7 @@ use tokio_util::task::TaskTracker;
 use crate::StartError;
 use crate::am::token::Keys;
 use crate::auth::AuthNode;
+use crate::auth::lockout::{LoginGuard, MemoryGuard};
 use crate::auth::session::{MemoryStore, SessionStore};
 use crate::auth::store::RedisStore;
 use crate::auth::{JourneyStore, MemoryJourneys};
@@ -33,7 +34,9 @@ use crate::server::{self, Handler, Peer, ServeOptions};
 const SWEEP_EVERY: Duration = Duration::from_secs(30);
 
 impl Handler for AuthNode {
-    async fn call(&self, req: Request<Incoming>, _peer: Peer) -> Response<Body> {
+    async fn call(&self, mut req: Request<Incoming>, peer: Peer) -> Response<Body> {
+        // The connection's peer, for the login log lines (the lockout's client address).
+        req.extensions_mut().insert(peer.addr);
         self.handle(req).await
     }
 }
@@ -52,6 +55,8 @@ struct Shared {
     keys: Keys,
     store: Arc<dyn SessionStore>,
     journeys: Arc<dyn JourneyStore>,
+    /// Failure counts, locks and spent one-time codes: shared as far as the sessions are.
+    guard: Arc<dyn LoginGuard>,
 }
 
 impl Shared {
@@ -60,35 +65,45 @@ impl Shared {
             StartError::Unsupported("auth nodes need an [auth] section in the config (see the README)".into())
         })?;
         let keys = Keys::derive(&signing_secret(auth.signing_secret_file.as_deref())?);
-        let (store, journeys): (Arc<dyn SessionStore>, Arc<dyn JourneyStore>) =
+        let (store, journeys, guard): (Arc<dyn SessionStore>, Arc<dyn JourneyStore>, Arc<dyn LoginGuard>) =
             match (&auth.sessions, &auth.store) {
                 (SessionStoreMode::Redis, Some(store)) => {
                     let redis = Arc::new(
                         RedisStore::connect(store)
                             .map_err(|e| StartError::Unsupported(format!("{}: {e}", store.servers)))?,
                     );
-                    (Arc::clone(&redis) as Arc<dyn SessionStore>, redis)
+                    (Arc::clone(&redis) as Arc<dyn SessionStore>, Arc::clone(&redis) as _, redis)
                 }
                 (SessionStoreMode::Redis, None) => {
                     return Err(StartError::Unsupported(
                         "sessions = \"redis\" needs an [auth.store] table".into(),
                     ));
                 }
-                _ => (Arc::new(MemoryStore::new()), Arc::new(MemoryJourneys::new())),
+                _ => (
+                    Arc::new(MemoryStore::new()),
+                    Arc::new(MemoryJourneys::new()),
+                    Arc::new(MemoryGuard::new()),
+                ),
             };
-        Ok(Self { auth: Arc::new(auth), keys, store, journeys })
+        Ok(Self { auth: Arc::new(auth), keys, store, journeys, guard })
     }
 
     /// The session and journey stores for one node: the shared ones, or its own.
     fn node(&self, backend: &BackendConfig) -> AuthNode {
-        let (store, journeys): (Arc<dyn SessionStore>, Arc<dyn JourneyStore>) = match self.auth.sessions {
-            // One Redis store per process: every node of every process on that Redis shares it.
-            SessionStoreMode::Shared | SessionStoreMode::Redis => {
-                (Arc::clone(&self.store), Arc::clone(&self.journeys))
-            }
-            SessionStoreMode::Local => (Arc::new(MemoryStore::new()), Arc::new(MemoryJourneys::new())),
-        };
+        let (store, journeys, guard): (Arc<dyn SessionStore>, Arc<dyn JourneyStore>, Arc<dyn LoginGuard>) =
+            match self.auth.sessions {
+                // One Redis store per process: every node of every process on that Redis shares it.
+                SessionStoreMode::Shared | SessionStoreMode::Redis => {
+                    (Arc::clone(&self.store), Arc::clone(&self.journeys), Arc::clone(&self.guard))
+                }
+                SessionStoreMode::Local => (
+                    Arc::new(MemoryStore::new()),
+                    Arc::new(MemoryJourneys::new()),
+                    Arc::new(MemoryGuard::new()),
+                ),
+            };
         AuthNode::new(backend.id.clone(), Arc::clone(&self.auth), self.keys.clone(), store, journeys)
+            .with_guard(guard)
     }
 }
 

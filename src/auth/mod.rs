@@ -10,6 +10,7 @@
 //! * [`journey`]: the state of a login in progress, its callbacks and how it advances;
 //! * [`pending`]: where journeys wait between steps ([`pending::PendingJourneys`] on one node, a
 //!   [`JourneyStore`] shared by nodes) and the replay cache of answered client-mode steps ([`SpentOtks`]);
+//! * [`lockout`]: failed logins that lock a user, and one-time codes spent once ([`lockout::LoginGuard`]);
 //! * [`session`] and [`quota`]: authenticated sessions, their store and their limits;
 //! * [`store`]: stores outside the process ([`store::RedisStore`]), shared across processes and hosts;
 //! * [`totp`] (RFC 6238 codes) and [`user`] (argon2 password hashes).
@@ -26,6 +27,7 @@
 pub mod error;
 pub mod http;
 pub mod journey;
+pub mod lockout;
 pub mod login;
 pub mod modules;
 pub mod node;

@@ -249,6 +249,10 @@ pub struct RawAuth {
     pub default_chain: String,
     /// `[auth.quota]`.
     pub quota: RawQuota,
+    /// `[auth.lockout]`; absent = no lockout.
+    pub lockout: Option<RawLockout>,
+    /// Default true: a TOTP code completes one login of its user (RFC 6238 §5.2).
+    pub totp_single_use: bool,
     /// `[[auth.chain]]`.
     pub chain: Vec<RawChain>,
     /// `[[auth.user]]`.
@@ -270,6 +274,8 @@ impl Default for RawAuth {
             lb_cookie: "amlbcookie".into(),
             default_chain: "ldapService".into(),
             quota: RawQuota::default(),
+            lockout: None,
+            totp_single_use: true,
             chain: Vec::new(),
             user: Vec::new(),
         }
@@ -311,6 +317,24 @@ pub struct RawQuota {
 impl Default for RawQuota {
     fn default() -> Self {
         Self { enabled: false, limit: 5, exhaustion_action: "DESTROY_NEXT_EXPIRING".into() }
+    }
+}
+
+/// `[auth.lockout]`.
+#[derive(Debug, Deserialize)]
+#[serde(default)]
+pub struct RawLockout {
+    /// Default 5.
+    pub failures: u32,
+    /// Default 300.
+    pub within_s: u64,
+    /// Default 600.
+    pub duration_s: u64,
+}
+
+impl Default for RawLockout {
+    fn default() -> Self {
+        Self { failures: 5, within_s: 300, duration_s: 600 }
     }
 }
 
@@ -389,6 +413,7 @@ pub(super) fn keys_of(path: &[&str]) -> &'static [&'static str] {
         ["route"] => fields::<RawRoute>(),
         ["auth"] => fields::<RawAuth>(),
         ["auth", "quota"] => fields::<RawQuota>(),
+        ["auth", "lockout"] => fields::<RawLockout>(),
         ["auth", "store"] => fields::<RawStore>(),
         ["auth", "chain"] => fields::<RawChain>(),
         ["auth", "user"] => fields::<RawUser>(),

@@ -2,6 +2,7 @@
 //! * [`redis`]: [`RedisStore`], sessions and quotas on Redis >= 7 / Valkey, one Lua script per login;
 //! * [`conn`]: its connection, to one Redis or to a Redis Cluster;
 //! * `journeys`: the same [`RedisStore`] as the journey store: journeys in progress and spent steps;
+//! * `lockout`: the same [`RedisStore`] as the login guard: failure counts, locks, spent one-time codes;
 //! * [`stats`]: [`StoreStats`], the round-trip times and failures such a store records.
 //!
 //! The in-process stores are [`crate::auth::session::MemoryStore`] ([`crate::auth::session::SessionStore`])
@@ -9,6 +10,7 @@
 
 mod conn;
 mod journeys;
+mod lockout;
 mod redis;
 mod stats;
 

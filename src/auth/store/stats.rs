@@ -31,12 +31,32 @@ pub enum StoreOp {
     Take,
     /// A client-mode step spent (`auth_sessions = "client"`).
     Spend,
+    /// A failed login step counted towards lockout.
+    Failure,
+    /// A passed login step checked against the lock (and, completing a login, the count cleared).
+    Admit,
+    /// An account unlocked by the admin.
+    Unlock,
+    /// A one-time code spent.
+    Code,
 }
 
 impl StoreOp {
     /// Every operation, in label order.
-    pub const ALL: [StoreOp; 8] =
-        [Self::Create, Self::Get, Self::Touch, Self::Remove, Self::Live, Self::Keep, Self::Take, Self::Spend];
+    pub const ALL: [StoreOp; 12] = [
+        Self::Create,
+        Self::Get,
+        Self::Touch,
+        Self::Remove,
+        Self::Live,
+        Self::Keep,
+        Self::Take,
+        Self::Spend,
+        Self::Failure,
+        Self::Admit,
+        Self::Unlock,
+        Self::Code,
+    ];
 
     /// The label value.
     pub fn as_str(self) -> &'static str {
@@ -49,6 +69,10 @@ impl StoreOp {
             Self::Keep => "keep",
             Self::Take => "take",
             Self::Spend => "spend",
+            Self::Failure => "failure",
+            Self::Admit => "admit",
+            Self::Unlock => "unlock",
+            Self::Code => "code",
         }
     }
 }
@@ -116,6 +140,12 @@ mod tests {
         let errors: Vec<_> = stats.errors().collect();
         assert_eq!(errors, [("timeout", 1), ("unavailable", 1)]);
         let ops: Vec<_> = stats.seconds().map(|(op, _)| op).collect();
-        assert_eq!(ops, ["create", "get", "touch", "remove", "live", "keep", "take", "spend"]);
+        assert_eq!(
+            ops,
+            [
+                "create", "get", "touch", "remove", "live", "keep", "take", "spend", "failure", "admit",
+                "unlock", "code"
+            ]
+        );
     }
 }
