@@ -64,6 +64,8 @@ impl Deployment {
                 concat!(env!("CARGO_MANIFEST_DIR"), "/examples/standalone/secret.txt"),
             )
             .set("auth.sessions", "redis")
+            // Tests log `demo` in several times within one TOTP step; tests/lockout.rs sets it back.
+            .set("auth.totp_single_use", false)
             .merge("auth", &format!("[store]\n{}\ntimeout_ms = {timeout_ms}\n", store.store_at()))
             .set("auth.user.0.password", cheap_hash(DEMO_PASSWORD));
         toml = edit(toml);
