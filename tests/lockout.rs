@@ -143,10 +143,13 @@ fn lockout(toml: support::Toml) -> support::Toml {
 #[tokio::test]
 async fn on_redis_failures_spread_over_three_processes_lock_all_of_them_and_one_admin_unlocks() {
     let Some(redis) = RedisServer::start().await else { return };
-    let d = Deployment::start_with(&redis, 1000, lockout).await;
+    let mut d = Deployment::start_with(&redis, 1000, lockout).await;
     for node in 0..3 {
         assert_refused(&login(&d.base(node), "wrong").await, &format!("a wrong password on node {node}"));
     }
+    let third = d.nodes[2].as_mut().unwrap();
+    let line = third.wait_log("account locked: too many failed logins").await;
+    assert_eq!((&line["user"], &line["span"]["client"]), (&json!("demo"), &json!("203.0.113.7")), "{line}");
     assert!(redis.integer(&["PTTL", "{tether:demo}:lock"]) > 590_000, "the lock is in Redis, with its TTL");
     for node in 0..3 {
         assert_refused(&login(&d.base(node), DEMO_PASSWORD).await, &format!("locked on node {node}"));

@@ -38,7 +38,8 @@ impl AuthNode {
         let step = step_body(body)?;
         // Every log line of the login names the client: AM's client IP header (`X-Forwarded-For`, its
         // first entry: the proxy replaces it for untrusted peers) and the connection's peer.
-        let span = tracing::info_span!("login", client = %client(parts), peer = ?parts.extensions.get::<SocketAddr>());
+        let peer = parts.extensions.get::<SocketAddr>().map_or_else(|| "-".to_owned(), SocketAddr::to_string);
+        let span = tracing::info_span!("login", client = %client(parts), %peer);
         self.authenticate_step(parts, &step, realm, now).instrument(span).await
     }
 
