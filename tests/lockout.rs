@@ -11,7 +11,9 @@ mod support;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use support::{Cluster, DEMO_PASSWORD, Deployment, ProxyHandle, RedisServer, client, eventually, totp_now};
+use support::{
+    Cluster, DEMO_PASSWORD, Deployment, ProxyHandle, RedisCluster, RedisServer, client, eventually, totp_now,
+};
 
 /// A zero-page login of `demo` with `password` at `base`, from a client the `X-Forwarded-For` names
 /// (the address the lockout lines log): status, answer, and whether a session cookie came back.
@@ -191,4 +193,31 @@ async fn on_redis_a_totp_code_that_completed_a_login_is_refused_on_another_proce
         );
     }
     assert_eq!(redis.integer(&["ZCARD", "{tether:demo}:exp"]), 1, "one session, from the first login");
+}
+
+#[tokio::test]
+async fn on_a_redis_cluster_the_count_and_the_lock_keep_to_the_users_slot() {
+    let Some(cluster) = RedisCluster::start().await else { return };
+    let d = Deployment::start_with(&cluster, 1000, lockout).await;
+    for node in 0..3 {
+        assert_refused(&login(&d.base(node), "wrong").await, &format!("a wrong password on node {node}"));
+    }
+    assert_refused(&login(&d.base(0), DEMO_PASSWORD).await, "locked, across the cluster's nodes");
+    let owner = cluster.owner("{tether:demo}:lock");
+    assert_eq!(owner, cluster.owner("{tether:demo}:exp"), "the user's keys share one slot");
+    let ttl = support::redis_command(owner, &["PTTL", "{tether:demo}:lock"]);
+    assert!(
+        ttl.trim().trim_start_matches(':').parse::<i64>().is_ok_and(|ms| ms > 590_000),
+        "the lock with its TTL: {ttl:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_failure_that_cannot_be_counted_is_a_503_not_a_401() {
+    let Some(mut redis) = RedisServer::start().await else { return };
+    let d = Deployment::start_with(&redis, 300, lockout).await;
+    assert_refused(&login(&d.base(0), "wrong").await, "counted");
+    redis.stop();
+    let (status, v, cookie) = login(&d.base(1), "wrong").await;
+    assert_eq!((status, cookie), (503, false), "an uncounted failure would be a free guess: {v}");
 }

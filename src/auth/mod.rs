@@ -21,6 +21,8 @@
 //! * a [`session::SessionStore`] and a [`JourneyStore`]: one of each ([`MemoryJourneys`]) shared by all
 //!   nodes for `sessions = "shared"`, one per node for `"local"`, one [`store::RedisStore`] per process
 //!   as both for `"redis"` (all processes on one Redis share its sessions, journeys and spent steps);
+//!   and the [`lockout::LoginGuard`] that goes with them ([`AuthNode::with_guard`]: a
+//!   [`lockout::MemoryGuard`] shared the same way, or the same `RedisStore`);
 //! * a periodic [`AuthNode::sweep`] per node (every 10–60 s) to reclaim expired state: expiry itself never
 //!   waits for it.
 
