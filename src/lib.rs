@@ -41,6 +41,7 @@ mod tls;
 mod upstream;
 
 pub use crate::auth::journey::AuthIdClaims;
+pub use crate::auth::lockout::{LoginGuard, MemoryGuard};
 pub use crate::auth::quota::Quota;
 pub use crate::auth::session::{MemoryStore, Session, SessionStore, StoreError};
 pub use crate::auth::store::RedisStore;

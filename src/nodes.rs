@@ -22,6 +22,7 @@ use tokio_util::task::TaskTracker;
 use crate::StartError;
 use crate::am::token::Keys;
 use crate::auth::AuthNode;
+use crate::auth::lockout::{LoginGuard, MemoryGuard};
 use crate::auth::session::{MemoryStore, SessionStore};
 use crate::auth::store::RedisStore;
 use crate::auth::{Denylist, JourneyStore, MemoryDenylist, MemoryJourneys};
@@ -33,7 +34,9 @@ use crate::server::{self, Handler, Peer, ServeOptions};
 const SWEEP_EVERY: Duration = Duration::from_secs(30);
 
 impl Handler for AuthNode {
-    async fn call(&self, req: Request<Incoming>, _peer: Peer) -> Response<Body> {
+    async fn call(&self, mut req: Request<Incoming>, peer: Peer) -> Response<Body> {
+        // The connection's peer, for the login log lines (the lockout's client address).
+        req.extensions_mut().insert(peer.addr);
         self.handle(req).await
     }
 }
@@ -46,14 +49,43 @@ pub struct NodeHandle {
     pub addr: SocketAddr,
 }
 
+/// The state a node keeps outside itself: sessions, journeys, logged-out client-side sessions, and
+/// failure counts, locks and spent one-time codes. Shared exactly as far as the sessions are.
+#[derive(Clone)]
+struct Stores {
+    sessions: Arc<dyn SessionStore>,
+    journeys: Arc<dyn JourneyStore>,
+    denylist: Arc<dyn Denylist>,
+    guard: Arc<dyn LoginGuard>,
+}
+
+impl Stores {
+    /// Fresh in-process stores.
+    fn memory() -> Self {
+        Self {
+            sessions: Arc::new(MemoryStore::new()),
+            journeys: Arc::new(MemoryJourneys::new()),
+            denylist: Arc::new(MemoryDenylist::new()),
+            guard: Arc::new(MemoryGuard::new()),
+        }
+    }
+
+    /// One Redis store in every role.
+    fn redis(redis: Arc<RedisStore>) -> Self {
+        Self {
+            sessions: Arc::clone(&redis) as _,
+            journeys: Arc::clone(&redis) as _,
+            denylist: Arc::clone(&redis) as _,
+            guard: redis,
+        }
+    }
+}
+
 /// State the nodes of one process share.
 struct Shared {
     auth: Arc<AuthConfig>,
     keys: Keys,
-    store: Arc<dyn SessionStore>,
-    journeys: Arc<dyn JourneyStore>,
-    /// Logged-out client-side sessions: shared exactly as far as `store` is.
-    denylist: Arc<dyn Denylist>,
+    stores: Stores,
 }
 
 impl Shared {
@@ -62,49 +94,32 @@ impl Shared {
             StartError::Unsupported("auth nodes need an [auth] section in the config (see the README)".into())
         })?;
         let keys = Keys::derive(&signing_secret(auth.signing_secret_file.as_deref())?);
-        let (store, journeys, denylist): (Arc<dyn SessionStore>, Arc<dyn JourneyStore>, Arc<dyn Denylist>) =
-            match (&auth.sessions, &auth.store) {
-                (SessionStoreMode::Redis, Some(store)) => {
-                    let redis = Arc::new(
-                        RedisStore::connect(store)
-                            .map_err(|e| StartError::Unsupported(format!("{}: {e}", store.servers)))?,
-                    );
-                    (
-                        Arc::clone(&redis) as Arc<dyn SessionStore>,
-                        Arc::clone(&redis) as Arc<dyn JourneyStore>,
-                        redis,
-                    )
-                }
-                (SessionStoreMode::Redis, None) => {
-                    return Err(StartError::Unsupported(
-                        "sessions = \"redis\" needs an [auth.store] table".into(),
-                    ));
-                }
-                _ => (
-                    Arc::new(MemoryStore::new()),
-                    Arc::new(MemoryJourneys::new()),
-                    Arc::new(MemoryDenylist::new()),
-                ),
-            };
-        Ok(Self { auth: Arc::new(auth), keys, store, journeys, denylist })
+        let stores = match (&auth.sessions, &auth.store) {
+            (SessionStoreMode::Redis, Some(store)) => Stores::redis(Arc::new(
+                RedisStore::connect(store)
+                    .map_err(|e| StartError::Unsupported(format!("{}: {e}", store.servers)))?,
+            )),
+            (SessionStoreMode::Redis, None) => {
+                return Err(StartError::Unsupported(
+                    "sessions = \"redis\" needs an [auth.store] table".into(),
+                ));
+            }
+            _ => Stores::memory(),
+        };
+        Ok(Self { auth: Arc::new(auth), keys, stores })
     }
 
-    /// The session and journey stores for one node: the shared ones, or its own.
+    /// The stores for one node: the shared ones, or its own.
     fn node(&self, backend: &BackendConfig) -> AuthNode {
-        let (store, journeys, denylist): (Arc<dyn SessionStore>, Arc<dyn JourneyStore>, Arc<dyn Denylist>) =
-            match self.auth.sessions {
-                // One Redis store per process: every node of every process on that Redis shares it.
-                SessionStoreMode::Shared | SessionStoreMode::Redis => {
-                    (Arc::clone(&self.store), Arc::clone(&self.journeys), Arc::clone(&self.denylist))
-                }
-                SessionStoreMode::Local => (
-                    Arc::new(MemoryStore::new()),
-                    Arc::new(MemoryJourneys::new()),
-                    Arc::new(MemoryDenylist::new()),
-                ),
-            };
-        AuthNode::new(backend.id.clone(), Arc::clone(&self.auth), self.keys.clone(), store, journeys)
+        let stores = match self.auth.sessions {
+            // One Redis store per process: every node of every process on that Redis shares it.
+            SessionStoreMode::Shared | SessionStoreMode::Redis => self.stores.clone(),
+            SessionStoreMode::Local => Stores::memory(),
+        };
+        let Stores { sessions, journeys, denylist, guard } = stores;
+        AuthNode::new(backend.id.clone(), Arc::clone(&self.auth), self.keys.clone(), sessions, journeys)
             .with_denylist(denylist)
+            .with_guard(guard)
     }
 }
 

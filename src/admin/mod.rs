@@ -173,6 +173,39 @@ impl Admin {
     }
 }
 
+impl Admin {
+    /// `POST /sessions/unlock?user=NAME`: ends the user's lockout in every guard this process's nodes
+    /// use, which is the store they share (Redis: every process on it).
+    async fn unlock(&self, query: Option<&str>) -> Response<Body> {
+        let user = query.and_then(|q| crate::am::request::query_param(q, "user")).filter(|u| !u.is_empty());
+        let Some(user) = user else {
+            return crest::error(StatusCode::BAD_REQUEST, "Name the user: POST /sessions/unlock?user=NAME");
+        };
+        if self.nodes.is_empty() {
+            return crest::error(
+                StatusCode::NOT_FOUND,
+                "This process runs no auth node: unlock on the admin listener of a `tether run` whose \
+                 embedded nodes share the store",
+            );
+        }
+        // One call per distinct guard: nodes sharing a store share one (the same `Arc`).
+        let mut distinct: Vec<&Arc<AuthNode>> = Vec::new();
+        for node in &self.nodes {
+            if !distinct.iter().any(|d| Arc::ptr_eq(d.guard(), node.guard())) {
+                distinct.push(node);
+            }
+        }
+        let mut unlocked = false;
+        for node in distinct {
+            match node.unlock(&user).await {
+                Ok(was) => unlocked |= was,
+                Err(e) => return crest::error(StatusCode::SERVICE_UNAVAILABLE, &e.to_string()),
+            }
+        }
+        crest::json(StatusCode::OK, &json!({"user": user, "unlocked": unlocked}))
+    }
+}
+
 impl Handler for Admin {
     async fn call(&self, req: Request<Incoming>, _peer: Peer) -> Response<Body> {
         let (parts, body) = req.into_parts();
@@ -192,6 +225,7 @@ impl Handler for Admin {
                 },
                 None if path == "/reload" => self.reload().await,
                 None if path == "/sessions/logout" => self.logout_sessions(parts.uri.query()).await,
+                None if path == "/sessions/unlock" => self.unlock(parts.uri.query()).await,
                 None => crest::error(StatusCode::NOT_FOUND, "No admin endpoint at this path"),
             };
             return if form && resp.status().is_success() { see_other("/status") } else { resp };
@@ -219,7 +253,11 @@ impl Handler for Admin {
                 None => self.list_sessions(parts.uri.query()).await,
             },
             "/metrics" => self.metrics(),
-            p if p.starts_with("/backends/") || p == "/reload" || p == "/sessions/logout" => {
+            p if p.starts_with("/backends/")
+                || p == "/reload"
+                || p == "/sessions/logout"
+                || p == "/sessions/unlock" =>
+            {
                 crest::error(StatusCode::METHOD_NOT_ALLOWED, "Changes are POST requests")
             }
             _ => crest::error(StatusCode::NOT_FOUND, "No admin endpoint at this path"),

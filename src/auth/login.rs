@@ -22,10 +22,12 @@ use crate::am::token::{self, Keys};
 use crate::auth::client_session;
 use crate::auth::error::AuthError;
 use crate::auth::journey::{AuthIdClaims, ClientState, Journey, step_inputs};
+use crate::auth::lockout::{Lockout, LoginGuard, MemoryGuard};
 use crate::auth::modules::Modules;
 use crate::auth::pending::{JourneyStore, MAX_PENDING_JOURNEYS, PendingJourneys, Spend, TooManyJourneys};
 use crate::auth::quota::Quota;
 use crate::auth::session::{Session, SessionStore, StoreError};
+use crate::auth::totp;
 use crate::config::{AuthConfig, AuthSessionMode, BackendId, ModuleKind, SessionLocation};
 
 /// Random bytes in an `otk`: 160 bits, above AM's 130-bit nonce.
@@ -114,6 +116,7 @@ pub struct Login {
     journeys: Arc<dyn JourneyStore>,
     pending: PendingJourneys,
     modules: Modules,
+    lockout: Lockout,
     rng: SystemRandom,
     clock: Clock,
     stats: AuthStats,
@@ -137,6 +140,7 @@ impl Login {
         clock: Clock,
     ) -> Self {
         Login {
+            lockout: Lockout::new(id.clone(), &auth, Arc::new(MemoryGuard::new())),
             id,
             modules: Modules::new(Arc::clone(&auth)),
             auth,
@@ -160,6 +164,17 @@ impl Login {
         &self.keys
     }
 
+    /// Shares `guard` (failure counts, locks, spent codes) with the other nodes that share sessions;
+    /// until then the node has its own.
+    pub fn set_guard(&mut self, guard: Arc<dyn LoginGuard>) {
+        self.lockout = Lockout::new(self.id.clone(), &self.auth, guard);
+    }
+
+    /// The node's lockout policy and guard.
+    pub fn lockout(&self) -> &Lockout {
+        &self.lockout
+    }
+
     /// Logins held in memory between steps: this node's own (`auth_sessions = "memory"`), or those of
     /// the in-process journey store it shares (`"store"`; 0 when that store is Redis).
     pub fn pending(&self) -> usize {
@@ -173,7 +188,7 @@ impl Login {
     /// of each. A journey store that cannot be reached now is swept next time (its keys expire anyway).
     pub async fn sweep(&self, now: Instant) -> (usize, usize) {
         let (journeys, otks) = self.journeys.sweep(now).await.unwrap_or((0, 0));
-        (self.pending.sweep(now) + journeys, otks)
+        (self.pending.sweep(now) + journeys, otks + self.lockout.guard().sweep(now))
     }
 
     /// Resolves the request's `authIndexType`/`authIndexValue` (absent type: the default chain) into a
@@ -297,13 +312,25 @@ impl Login {
         now: Instant,
     ) -> Result<Step, AuthError> {
         let unix_secs = self.clock.unix_at(now).as_secs();
-        let Some(username) = self.modules.check(&journey, inputs, unix_secs).await else {
+        let claimed = self.modules.claimed(&journey, &inputs);
+        let Some(passed) = self.modules.check(&journey, inputs, unix_secs).await else {
+            if let Some(user) = &claimed {
+                self.lockout.failed(user, now).await?;
+            }
             return Err(self.failed(&journey));
         };
-        match journey.advance(username) {
-            Some(_) => self.issue(journey, id, now).await,
-            None => self.finish(journey, now).await,
-        }
+        let code = passed
+            .code_step
+            .map(|step| (step, self.clock.instant_at(Duration::from_secs(totp::step_expiry(step)), now)));
+        let user = passed.username.clone();
+        let last = journey.advance(passed.username).is_none();
+        // A locked account or a spent code refuses the step that passed: no next step, no session.
+        self.lockout.passed(&user, code, last, now).await.inspect_err(|e| {
+            if matches!(e, AuthError::Failed) {
+                bump(&self.stats.logins_failed);
+            }
+        })?;
+        if last { self.finish(journey, now).await } else { self.issue(journey, id, now).await }
     }
 
     /// The callbacks of the journey's current step with a fresh `authId`, storing the journey (memory

@@ -10,6 +10,7 @@
 //! * [`journey`]: the state of a login in progress, its callbacks and how it advances;
 //! * [`pending`]: where journeys wait between steps ([`pending::PendingJourneys`] on one node, a
 //!   [`JourneyStore`] shared by nodes) and the replay cache of answered client-mode steps ([`SpentOtks`]);
+//! * [`lockout`]: failed logins that lock a user, and one-time codes spent once ([`lockout::LoginGuard`]);
 //! * [`session`] and [`quota`]: authenticated sessions, their store and their limits;
 //! * [`client_session`] and [`denylist`]: sessions carried inside the token (`session_location =
 //!   "client"`) and the logged-out ones they must refuse;
@@ -22,6 +23,8 @@
 //! * a [`session::SessionStore`] and a [`JourneyStore`]: one of each ([`MemoryJourneys`]) shared by all
 //!   nodes for `sessions = "shared"`, one per node for `"local"`, one [`store::RedisStore`] per process
 //!   as both for `"redis"` (all processes on one Redis share its sessions, journeys and spent steps);
+//!   and the [`lockout::LoginGuard`] that goes with them ([`AuthNode::with_guard`]: a
+//!   [`lockout::MemoryGuard`] shared the same way, or the same `RedisStore`);
 //! * a periodic [`AuthNode::sweep`] per node (every 10–60 s) to reclaim expired state: expiry itself never
 //!   waits for it.
 
@@ -30,6 +33,7 @@ pub mod denylist;
 pub mod error;
 pub mod http;
 pub mod journey;
+pub mod lockout;
 pub mod login;
 pub mod modules;
 pub mod node;

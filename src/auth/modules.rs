@@ -14,6 +14,15 @@ use crate::auth::journey::Journey;
 use crate::auth::{totp, user};
 use crate::config::{AuthConfig, ModuleKind, UserConfig};
 
+/// A step a module passed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Passed {
+    /// Who passed it.
+    pub username: String,
+    /// The TOTP time step of the code that passed it (a `TOTP` step), to spend it.
+    pub code_step: Option<u64>,
+}
+
 /// The modules of one node, with the configured users they check against.
 #[derive(Debug)]
 pub struct Modules {
@@ -39,11 +48,25 @@ impl Modules {
         journey: &Journey,
         inputs: Vec<Option<String>>,
         unix_secs: u64,
-    ) -> Option<String> {
+    ) -> Option<Passed> {
         match journey.current()? {
-            ModuleKind::DataStore => self.data_store(journey, inputs).await,
+            ModuleKind::DataStore => {
+                let username = self.data_store(journey, inputs).await?;
+                Some(Passed { username, code_step: None })
+            }
             ModuleKind::Totp => self.totp(journey, inputs, unix_secs),
         }
+    }
+
+    /// The configured user a step's `inputs` speak for, whether or not they pass: the one the journey
+    /// has identified, else the name a `DataStore` step gives. What a failure is counted against.
+    pub fn claimed(&self, journey: &Journey, inputs: &[Option<String>]) -> Option<String> {
+        let name = match (&journey.username, journey.current()?) {
+            (Some(known), _) => known.clone(),
+            (None, ModuleKind::DataStore) => inputs.first().cloned().flatten()?,
+            (None, ModuleKind::Totp) => return None,
+        };
+        self.user(&name).map(|u| u.username.clone())
     }
 
     /// The configured user called `username`.
@@ -68,11 +91,12 @@ impl Modules {
 
     /// The `TOTP` module: an RFC 6238 code for the user an earlier module identified (AM's OATH module
     /// also needs a preceding module to name the user).
-    fn totp(&self, journey: &Journey, inputs: Vec<Option<String>>, unix_secs: u64) -> Option<String> {
+    fn totp(&self, journey: &Journey, inputs: Vec<Option<String>>, unix_secs: u64) -> Option<Passed> {
         let code = inputs.into_iter().next().flatten()?;
         let username = journey.username.as_ref()?;
         let key = self.user(username)?.totp_key.as_deref()?;
-        totp::verify(key, code.trim(), unix_secs).then(|| username.clone())
+        let step = totp::matched_step(key, code.trim(), unix_secs)?;
+        Some(Passed { username: username.clone(), code_step: Some(step) })
     }
 
     /// Checks a password against a PHC hash off the async threads.

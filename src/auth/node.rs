@@ -10,9 +10,10 @@ use crate::am::request::TokenPlaces;
 use crate::am::time::Clock;
 use crate::am::token::Keys;
 use crate::auth::denylist::{Denylist, MemoryDenylist};
+use crate::auth::lockout::LoginGuard;
 use crate::auth::login::{AuthStats, LOG, Login};
 use crate::auth::pending::JourneyStore;
-use crate::auth::session::SessionStore;
+use crate::auth::session::{SessionStore, StoreError};
 use crate::config::{AuthConfig, BackendId};
 
 /// An embedded, AM-compatible auth node.
@@ -72,6 +73,29 @@ impl AuthNode {
     pub fn with_denylist(mut self, denylist: Arc<dyn Denylist>) -> Self {
         self.denylist = denylist;
         self
+    }
+
+    /// The node with `guard` (failure counts, locks, spent one-time codes) instead of one of its own:
+    /// give every node that shares a session store the guard that goes with it.
+    #[must_use]
+    pub fn with_guard(mut self, guard: Arc<dyn LoginGuard>) -> Self {
+        self.login.set_guard(guard);
+        self
+    }
+
+    /// The guard the node counts failures and spends codes in: the same `Arc` for every node sharing it.
+    pub fn guard(&self) -> &Arc<dyn LoginGuard> {
+        self.login.lockout().guard()
+    }
+
+    /// Ends `user`'s lockout on every node sharing this node's guard; true iff a lock was in force.
+    ///
+    /// # Errors
+    /// The guard's store cannot be reached.
+    pub async fn unlock(&self, user: &str) -> Result<bool, StoreError> {
+        let unlocked = self.guard().unlock(user, Instant::now()).await?;
+        tracing::info!(target: LOG, node = %self.id, user, unlocked, "account unlocked by the admin");
+        Ok(unlocked)
     }
 
     /// The node's server ID.

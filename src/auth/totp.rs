@@ -6,11 +6,11 @@
 //! configuration is loaded (`crate::config::totp_key`).
 //!
 //! Everything here is pure: the caller supplies the clock, so tests are deterministic. [`verify`] only
-//! answers "is this code valid now"; refusing a code already used (RFC 6238 §5.2) is the job of the auth
-//! session, whose steps can be answered only once.
+//! answers "is this code valid now, and of which step"; refusing a code already used
+//! (RFC 6238 §5.2) is [`crate::auth::lockout`]'s job, which spends the step across the nodes.
 
 use ring::hmac;
-use subtle::{Choice, ConstantTimeEq};
+use subtle::{Choice, ConditionallySelectable, ConstantTimeEq};
 
 /// TOTP time step in seconds (RFC 6238 §4.1 default, AM's default).
 pub const STEP_SECS: u64 = 30;
@@ -54,20 +54,36 @@ pub fn totp(key: &[u8], unix_secs: u64, step_secs: u64, digits: u32) -> u32 {
 /// refused because its codes are public knowledge (a configuration mistake must not become a bypass).
 /// All candidate steps are compared, each in constant time, so timing reveals neither which step matched
 /// nor how many leading digits were right.
+#[cfg(test)]
 pub fn verify(key: &[u8], code: &str, unix_secs: u64) -> bool {
+    matched_step(key, code, unix_secs).is_some()
+}
+
+/// The time step (`floor(T / 30)`) whose code `code` is, if `verify` accepts it: what a spent code is
+/// remembered by, since the same code is accepted at three consecutive steps of the clock.
+pub fn matched_step(key: &[u8], code: &str, unix_secs: u64) -> Option<u64> {
     let code = code.as_bytes();
     if key.is_empty() || code.len() != 6 || !code.iter().all(u8::is_ascii_digit) {
-        return false;
+        return None;
     }
     let now = unix_secs / STEP_SECS;
     let first = now.saturating_sub(SKEW_STEPS);
     let last = now.saturating_add(SKEW_STEPS);
     let mut matched = Choice::from(0);
+    let mut step = 0u64;
     for counter in first..=last {
         let expected = format!("{:06}", hotp(key, counter, DIGITS));
-        matched |= expected.as_bytes().ct_eq(code);
+        let this = expected.as_bytes().ct_eq(code);
+        step.conditional_assign(&counter, this);
+        matched |= this;
     }
-    matched.into()
+    bool::from(matched).then_some(step)
+}
+
+/// The first unix second at which a code of time step `step` is no longer accepted (it is accepted
+/// while the current step is at most one past it).
+pub fn step_expiry(step: u64) -> u64 {
+    step.saturating_add(SKEW_STEPS + 1).saturating_mul(STEP_SECS)
 }
 
 #[cfg(test)]
@@ -109,6 +125,18 @@ mod tests {
             let at = now.checked_add_signed(step * 30).unwrap();
             let code = format!("{:06}", totp(RFC_SECRET, at, 30, 6));
             assert!(verify(RFC_SECRET, &code, now), "step {step}");
+        }
+    }
+
+    #[test]
+    fn the_matched_step_is_the_step_the_code_belongs_to() {
+        let now: u64 = 1_111_111_111;
+        for step in [-1i64, 0, 1] {
+            let at = now.checked_add_signed(step * 30).unwrap();
+            let code = format!("{:06}", totp(RFC_SECRET, at, 30, 6));
+            assert_eq!(matched_step(RFC_SECRET, &code, now), Some(at / 30), "step {step}");
+            assert!(step_expiry(at / 30) > now && step_expiry(at / 30) <= now + 90);
+            assert_eq!(matched_step(RFC_SECRET, &code, step_expiry(at / 30)), None);
         }
     }
 

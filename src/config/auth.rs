@@ -11,6 +11,7 @@ use argon2::PasswordHash;
 use data_encoding::Specification;
 use serde::Deserialize;
 
+use super::lockout::{self, LockoutConfig};
 use super::problem::{Checker, KeyPath};
 use super::raw::{RawAuth, RawStore};
 
@@ -46,6 +47,10 @@ pub struct AuthConfig {
     pub success_url: String,
     /// `[auth.quota]`.
     pub quota: QuotaConfig,
+    /// `[auth.lockout]`: `None` = no lockout.
+    pub lockout: Option<LockoutConfig>,
+    /// Whether a TOTP code that passed once is refused for the rest of its window (RFC 6238 §5.2).
+    pub totp_single_use: bool,
     /// `[[auth.chain]]`.
     pub chains: Vec<ChainConfig>,
     /// `[[auth.user]]`.
@@ -394,6 +399,7 @@ pub(super) fn convert(c: &mut Checker, raw: RawAuth) -> AuthConfig {
         )
         .unwrap_or_default();
     let quota = QuotaConfig { enabled: raw.quota.enabled, limit: raw.quota.limit.max(1), exhaustion_action };
+    let lockout = raw.lockout.map(|l| lockout::convert(c, &p.key("lockout"), &l));
 
     let mut chains: Vec<ChainConfig> = Vec::new();
     for (i, rc) in raw.chain.into_iter().enumerate() {
@@ -476,6 +482,8 @@ pub(super) fn convert(c: &mut Checker, raw: RawAuth) -> AuthConfig {
         default_chain: raw.default_chain,
         success_url,
         quota,
+        lockout,
+        totp_single_use: raw.totp_single_use,
         chains,
         users,
     }

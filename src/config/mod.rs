@@ -27,6 +27,7 @@
 
 mod auth;
 mod load;
+mod lockout;
 mod pool;
 mod pool_tls;
 mod problem;
@@ -41,6 +42,7 @@ pub use auth::{
     SessionStoreMode, StoreConfig, StoreServers, UnknownExhaustionAction, UserConfig, totp_key,
 };
 pub use load::{load, parse};
+pub use lockout::LockoutConfig;
 pub use pool::{
     AdminState, Affinity, AffinityMode, BackendConfig, BackendId, Balance, Failback, HealthConfig,
     HintSource, OnDown, PoolConfig, Role, SameSite,

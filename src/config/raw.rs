@@ -253,6 +253,10 @@ pub struct RawAuth {
     pub success_url: Option<String>,
     /// `[auth.quota]`.
     pub quota: RawQuota,
+    /// `[auth.lockout]`; absent = no lockout.
+    pub lockout: Option<RawLockout>,
+    /// Default true: a TOTP code completes one login of its user (RFC 6238 §5.2).
+    pub totp_single_use: bool,
     /// `[[auth.chain]]`.
     pub chain: Vec<RawChain>,
     /// `[[auth.user]]`.
@@ -276,6 +280,8 @@ impl Default for RawAuth {
             default_chain: "ldapService".into(),
             success_url: None,
             quota: RawQuota::default(),
+            lockout: None,
+            totp_single_use: true,
             chain: Vec::new(),
             user: Vec::new(),
         }
@@ -317,6 +323,24 @@ pub struct RawQuota {
 impl Default for RawQuota {
     fn default() -> Self {
         Self { enabled: false, limit: 5, exhaustion_action: "DESTROY_NEXT_EXPIRING".into() }
+    }
+}
+
+/// `[auth.lockout]`.
+#[derive(Debug, Deserialize)]
+#[serde(default)]
+pub struct RawLockout {
+    /// Default 5.
+    pub failures: u32,
+    /// Default 300.
+    pub within_s: u64,
+    /// Default 600.
+    pub duration_s: u64,
+}
+
+impl Default for RawLockout {
+    fn default() -> Self {
+        Self { failures: 5, within_s: 300, duration_s: 600 }
     }
 }
 
@@ -398,6 +422,7 @@ pub(super) fn keys_of(path: &[&str]) -> &'static [&'static str] {
         ["route"] => fields::<RawRoute>(),
         ["auth"] => fields::<RawAuth>(),
         ["auth", "quota"] => fields::<RawQuota>(),
+        ["auth", "lockout"] => fields::<RawLockout>(),
         ["auth", "store"] => fields::<RawStore>(),
         ["auth", "chain"] => fields::<RawChain>(),
         ["auth", "user"] => fields::<RawUser>(),

@@ -34,6 +34,7 @@ impl LocalNodes {
         let keys = tether::am::token::Keys::derive(b"test secret shared by every node");
         let shared_store = Arc::new(tether::MemoryStore::new());
         let shared_journeys = Arc::new(tether::MemoryJourneys::new());
+        let shared_guard: Arc<dyn tether::LoginGuard> = Arc::new(tether::MemoryGuard::new());
         let nodes = ids
             .into_iter()
             .map(|id| {
@@ -43,7 +44,9 @@ impl LocalNodes {
                     } else {
                         (Arc::new(tether::MemoryStore::new()), Arc::new(tether::MemoryJourneys::new()))
                     };
-                Arc::new(tether::AuthNode::new(id.clone(), auth.clone(), keys.clone(), store, journeys))
+                let node = tether::AuthNode::new(id.clone(), auth.clone(), keys.clone(), store, journeys);
+                // Lockout counts and spent codes are shared exactly as far as the sessions are.
+                Arc::new(if shared { node.with_guard(shared_guard.clone()) } else { node })
             })
             .collect();
         Self { nodes, store: shared_store }

@@ -6,6 +6,8 @@
 //! echoes the whole previous answer (`status`, `ok`, `template`, `stage`, `header`, …) back with the
 //! filled callbacks, and the rest is ignored.
 
+use std::net::SocketAddr;
+
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use cookie::Cookie;
@@ -14,6 +16,7 @@ use http::request::Parts;
 use http::{Response, StatusCode};
 use serde_json::{Value, json};
 use tokio::time::Instant;
+use tracing::Instrument as _;
 
 use crate::am::crest;
 use crate::am::request::Query;
@@ -33,6 +36,20 @@ impl AuthNode {
     ) -> Result<Response<Body>, AuthError> {
         let now = Instant::now();
         let step = step_body(body)?;
+        // Every log line of the login names the client: AM's client IP header (`X-Forwarded-For`, its
+        // first entry: the proxy replaces it for untrusted peers) and the connection's peer.
+        let peer = parts.extensions.get::<SocketAddr>().map_or_else(|| "-".to_owned(), SocketAddr::to_string);
+        let span = tracing::info_span!("login", client = %client(parts), %peer);
+        self.authenticate_step(parts, &step, realm, now).instrument(span).await
+    }
+
+    async fn authenticate_step(
+        &self,
+        parts: &Parts,
+        step: &serde_json::Map<String, Value>,
+        realm: String,
+        now: Instant,
+    ) -> Result<Response<Body>, AuthError> {
         match step.get("authId") {
             Some(Value::String(auth_id)) if !auth_id.trim().is_empty() => {
                 let sent = step.get("callbacks").and_then(Value::as_array).map_or(&[][..], Vec::as_slice);
@@ -91,6 +108,15 @@ impl AuthNode {
                 resp
             }
         }
+    }
+}
+
+/// The client a login comes from, for logs: the first `X-Forwarded-For` entry, else the peer, else `-`.
+fn client(parts: &Parts) -> String {
+    let forwarded = parts.headers.get("x-forwarded-for").and_then(|v| v.to_str().ok());
+    match forwarded.and_then(|v| v.split(',').next()).map(str::trim).filter(|v| !v.is_empty()) {
+        Some(first) => first.to_owned(),
+        None => parts.extensions.get::<SocketAddr>().map_or_else(|| "-".to_owned(), |p| p.ip().to_string()),
     }
 }
 

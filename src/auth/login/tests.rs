@@ -143,3 +143,105 @@ async fn a_journey_belongs_to_its_realm_and_an_unknown_index_is_refused() {
     let garbage = login.answer("garbage", &[], "/", now).await;
     assert_eq!(garbage, Err(AuthError::MalformedAuthId("not a compact JWS")));
 }
+
+/// A login with `[auth.lockout]` of three failures within a minute, locking for two minutes.
+fn login_with_lockout() -> (Login, Arc<MemoryStore>, Instant) {
+    let now = Instant::now();
+    let store = Arc::new(MemoryStore::new());
+    let lockout = "enabled = false\n[auth.lockout]\nfailures = 3\nwithin_s = 60\nduration_s = 120";
+    let login = Login::new(
+        BackendId::new("01").unwrap(),
+        config("memory", lockout),
+        Keys::derive(b"a cluster secret of at least 128 bits, for tests only"),
+        Arc::clone(&store) as Arc<dyn SessionStore>,
+        Arc::new(MemoryJourneys::new()),
+        Clock::fixed(Duration::from_secs(UNIX), now),
+    );
+    (login, store, now)
+}
+
+/// One `ldapService` login with `password` at `now`.
+async fn password_login(login: &Login, password: &str, now: Instant) -> Result<Step, AuthError> {
+    let (auth_id, module) = start(login, "ldapService", now).await;
+    login.answer(&auth_id, &filled(module, &["demo", password]), "/", now).await
+}
+
+#[tokio::test(start_paused = true)]
+async fn three_wrong_passwords_lock_the_account_until_the_duration_ends() {
+    let (login, store, t0) = login_with_lockout();
+    for _ in 0..3 {
+        assert_eq!(password_login(&login, "wrong", t0).await, Err(AuthError::Failed));
+    }
+    let locked = password_login(&login, PASSWORD, t0 + Duration::from_secs(1)).await;
+    assert_eq!(locked, Err(AuthError::Failed), "the right password while locked");
+    assert_eq!(store.len(), 0, "no session");
+    // An mfa login is refused at its first step: a locked account learns nothing from a right password.
+    let (auth_id, module) = start(&login, "mfa", t0).await;
+    let first = login.answer(&auth_id, &filled(module, &["demo", PASSWORD]), "/", t0).await;
+    assert_eq!(first, Err(AuthError::Failed));
+    let still = password_login(&login, PASSWORD, t0 + Duration::from_secs(119)).await;
+    assert_eq!(still, Err(AuthError::Failed), "one second before the lock ends");
+    let open = password_login(&login, PASSWORD, t0 + Duration::from_secs(120)).await;
+    assert!(matches!(open, Ok(Step::Success { .. })), "{open:?}");
+    assert_eq!(login.stats().logins_failed.load(Ordering::Relaxed), 6);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_completed_login_resets_the_count_and_unknown_users_are_not_counted() {
+    let (login, _, t0) = login_with_lockout();
+    for _ in 0..2 {
+        password_login(&login, "wrong", t0).await.unwrap_err();
+    }
+    assert!(password_login(&login, PASSWORD, t0).await.is_ok());
+    for _ in 0..2 {
+        password_login(&login, "wrong", t0).await.unwrap_err();
+    }
+    assert!(password_login(&login, PASSWORD, t0).await.is_ok(), "two, reset, two: never three");
+    // Failures spread wider than the window do not lock either.
+    for i in 0..3 {
+        password_login(&login, "wrong", t0 + Duration::from_secs(31 * i)).await.unwrap_err();
+    }
+    assert!(password_login(&login, PASSWORD, t0 + Duration::from_secs(62)).await.is_ok());
+    for _ in 0..5 {
+        let (auth_id, module) = start(&login, "ldapService", t0).await;
+        login.answer(&auth_id, &filled(module, &["nobody", "x"]), "/", t0).await.unwrap_err();
+    }
+    assert_eq!(login.lockout().guard().sweep(t0), 0, "nothing is kept for a name nobody has");
+}
+
+#[tokio::test(start_paused = true)]
+async fn unlock_ends_a_lock_at_once() {
+    let (login, _, t0) = login_with_lockout();
+    for _ in 0..3 {
+        password_login(&login, "wrong", t0).await.unwrap_err();
+    }
+    assert_eq!(password_login(&login, PASSWORD, t0).await, Err(AuthError::Failed));
+    assert!(login.lockout().guard().unlock("demo", t0).await.unwrap());
+    assert!(password_login(&login, PASSWORD, t0).await.is_ok());
+}
+
+/// An `mfa` login as demo answering `code` at `now`.
+async fn mfa_login(login: &Login, code: &str, now: Instant) -> Result<Step, AuthError> {
+    let (auth_id, module) = start(login, "mfa", now).await;
+    let step = login.answer(&auth_id, &filled(module, &["demo", PASSWORD]), "/", now).await?;
+    let (auth_id, module) = callbacks_of(step);
+    login.answer(&auth_id, &filled(module, &[code]), "/", now).await
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_code_that_completed_a_login_cannot_complete_another() {
+    for mode in ["memory", "client", "store"] {
+        let (login, store, t0) = login(mode);
+        let code = code_at(UNIX);
+        assert!(matches!(mfa_login(&login, &code, t0).await, Ok(Step::Success { .. })), "{mode}");
+        let again = mfa_login(&login, &code, t0 + Duration::from_secs(20)).await;
+        assert_eq!(again, Err(AuthError::Failed), "{mode}: the same code, within its window");
+        assert_eq!(again.unwrap_err().to_string(), "Authentication Failed");
+        // The same code is valid for 90 s (its step and one either side) and spent for all of them.
+        let later = mfa_login(&login, &code, t0 + Duration::from_secs(55)).await;
+        assert_eq!(later, Err(AuthError::Failed), "{mode}: a step later, still the spent code");
+        let next = mfa_login(&login, &code_at(UNIX + 30), t0 + Duration::from_secs(55)).await;
+        assert!(matches!(next, Ok(Step::Success { .. })), "{mode}: the next code: {next:?}");
+        assert_eq!(store.len(), 2, "{mode}");
+    }
+}

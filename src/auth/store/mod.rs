@@ -5,6 +5,7 @@
 //! * `journeys`: the same [`RedisStore`] as the journey store: journeys in progress and spent steps;
 //! * `denylist`: the same [`RedisStore`] as the [`crate::auth::Denylist`] of logged-out client-side
 //!   sessions;
+//! * `lockout`: the same [`RedisStore`] as the login guard: failure counts, locks, spent one-time codes;
 //! * [`stats`]: [`StoreStats`], the round-trip times and failures such a store records.
 //!
 //! The in-process stores are [`crate::auth::session::MemoryStore`] ([`crate::auth::session::SessionStore`])
@@ -14,6 +15,7 @@ mod admin;
 mod conn;
 mod denylist;
 mod journeys;
+mod lockout;
 mod redis;
 mod stats;
 

@@ -39,11 +39,19 @@ pub enum StoreOp {
     List,
     /// An administrator's logout of a user's sessions or of one session by handle.
     End,
+    /// A failed login step counted towards lockout.
+    Failure,
+    /// A passed login step checked against the lock (and, completing a login, the count cleared).
+    Admit,
+    /// An account unlocked by the admin.
+    Unlock,
+    /// A one-time code spent.
+    Code,
 }
 
 impl StoreOp {
     /// Every operation, in label order.
-    pub const ALL: [StoreOp; 12] = [
+    pub const ALL: [StoreOp; 16] = [
         Self::Create,
         Self::Get,
         Self::Touch,
@@ -56,6 +64,10 @@ impl StoreOp {
         Self::Denied,
         Self::List,
         Self::End,
+        Self::Failure,
+        Self::Admit,
+        Self::Unlock,
+        Self::Code,
     ];
 
     /// The label value.
@@ -73,6 +85,10 @@ impl StoreOp {
             Self::Denied => "denied",
             Self::List => "list",
             Self::End => "end",
+            Self::Failure => "failure",
+            Self::Admit => "admit",
+            Self::Unlock => "unlock",
+            Self::Code => "code",
         }
     }
 }
@@ -144,7 +160,7 @@ mod tests {
             ops,
             [
                 "create", "get", "touch", "remove", "live", "keep", "take", "spend", "deny", "denied",
-                "list", "end"
+                "list", "end", "failure", "admit", "unlock", "code"
             ]
         );
     }
