@@ -17,16 +17,15 @@ use redis::AsyncCommands;
 use redis::SetOptions;
 use tokio::time::Instant;
 
+use super::key::{digest, millis};
 use super::redis::{RedisStore, unavailable};
-use crate::am::time::MAX_LIFETIME;
 use crate::auth::denylist::Denylist;
 use crate::auth::session::StoreFuture;
 use crate::auth::store::StoreOp;
 
 impl RedisStore {
     fn deny_key(&self, handle: &str) -> String {
-        let digest = ring::digest::digest(&ring::digest::SHA256, handle.as_bytes());
-        format!("{}:deny:{}", self.prefix, data_encoding::HEXLOWER.encode(digest.as_ref()))
+        format!("{}:deny:{}", self.prefix, digest(handle))
     }
 }
 
@@ -34,7 +33,7 @@ impl Denylist for RedisStore {
     fn deny<'a>(&'a self, handle: &'a str, ttl: Duration, _now: Instant) -> StoreFuture<'a, bool> {
         Box::pin(self.deadline(StoreOp::Deny, async move {
             // `PX 0` is an error, and a session with no time left is over anyway: 1 ms still answers NX.
-            let ttl = u64::try_from(ttl.min(MAX_LIFETIME).as_millis()).unwrap_or(u64::MAX).max(1);
+            let ttl = millis(ttl);
             let options = SetOptions::default()
                 .conditional_set(redis::ExistenceCheck::NX)
                 .with_expiration(redis::SetExpiry::PX(ttl));

@@ -22,12 +22,11 @@ use std::sync::LazyLock;
 use std::time::Duration;
 
 use redis::{AsyncCommands, Script};
-use ring::rand::{SecureRandom, SystemRandom};
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
+use super::key::{CLOCK_SKEW, digest, millis, random_id};
 use super::redis::{RedisStore, unavailable};
-use crate::am::time::MAX_LIFETIME;
 use crate::auth::journey::Journey;
 use crate::auth::pending::{JourneyStore, Spend, Taken, TooManyJourneys};
 use crate::auth::session::{StoreError, StoreFuture};
@@ -35,11 +34,6 @@ use crate::auth::store::StoreOp;
 
 /// GET, compare, DEL of one journey key; loaded once per Redis (re-loaded after `NOSCRIPT`).
 static TAKE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("take.lua")));
-
-/// Added to a spent `otk`'s lifetime: the `authId`'s `exp` is checked against each node's own clock, so a
-/// node whose clock is behind would accept the step a little after the spending node's view of `exp`.
-/// A minute covers any clock an NTP-synchronised host has.
-const CLOCK_SKEW: Duration = Duration::from_secs(60);
 
 /// What a journey key holds.
 #[derive(Serialize, Deserialize)]
@@ -103,7 +97,7 @@ impl JourneyStore for RedisStore {
 
     fn spend<'a>(&'a self, otk: &'a str, until: Instant, now: Instant) -> StoreFuture<'a, Spend> {
         Box::pin(self.deadline(StoreOp::Spend, async move {
-            let request = request_id()?;
+            let request = random_id()?;
             let ttl = millis(until.saturating_duration_since(now) + CLOCK_SKEW);
             let mut conn = self.conn.clone();
             let before: Option<String> = redis::cmd("SET")
@@ -133,25 +127,6 @@ impl JourneyStore for RedisStore {
     fn count(&self) -> usize {
         0
     }
-}
-
-/// SHA-256 of `text`, hex.
-fn digest(text: &str) -> String {
-    data_encoding::HEXLOWER.encode(ring::digest::digest(&ring::digest::SHA256, text.as_bytes()).as_ref())
-}
-
-/// 128 random bits naming one `spend` call, so a retried command recognises its own write.
-fn request_id() -> Result<String, StoreError> {
-    let mut bytes = [0u8; 16];
-    SystemRandom::new()
-        .fill(&mut bytes)
-        .map_err(|_| StoreError::Unavailable("the system random generator failed".into()))?;
-    Ok(data_encoding::HEXLOWER.encode(&bytes))
-}
-
-/// Whole milliseconds, at least 1 (`PX 0` is an error) and capped like every in-process lifetime.
-fn millis(d: Duration) -> u64 {
-    u64::try_from(d.min(MAX_LIFETIME).as_millis()).unwrap_or(u64::MAX).max(1)
 }
 
 #[cfg(test)]

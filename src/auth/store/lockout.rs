@@ -15,26 +15,20 @@
 //! (`TIME`), so every node agrees on the window and the lock.
 
 use std::sync::LazyLock;
-use std::time::Duration;
 
 use redis::Script;
-use ring::rand::{SecureRandom, SystemRandom};
 use tokio::time::Instant;
 
+use super::key::{CLOCK_SKEW, millis, random_id};
 use super::redis::{RedisStore, unavailable};
-use crate::am::time::MAX_LIFETIME;
 use crate::auth::lockout::{Failure, LoginGuard};
-use crate::auth::session::{StoreError, StoreFuture};
+use crate::auth::session::StoreFuture;
 use crate::auth::store::StoreOp;
 use crate::config::LockoutConfig;
 
 static FAIL: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("fail.lua")));
 static ADMIT: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("admit.lua")));
 static UNLOCK: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("unlock.lua")));
-
-/// Added to a spent code's lifetime: each node checks codes against its own clock, so a node whose clock
-/// is ahead of the spending node's would still accept the code a little later.
-const CLOCK_SKEW: Duration = Duration::from_secs(60);
 
 impl RedisStore {
     /// `[fail, lock]` of `user`.
@@ -54,7 +48,7 @@ impl LoginGuard for RedisStore {
             let [fail, lock] = self.lockout_keys(user);
             let mut call = FAIL.key(fail);
             call.key(lock).arg(policy.failures).arg(millis(policy.within)).arg(millis(policy.duration));
-            call.arg(nonce()?);
+            call.arg(random_id()?);
             let (outcome, n): (i64, i64) =
                 call.invoke_async(&mut self.conn.clone()).await.map_err(unavailable)?;
             Ok(match outcome {
@@ -111,18 +105,4 @@ impl LoginGuard for RedisStore {
     fn sweep(&self, _now: Instant) -> usize {
         0
     }
-}
-
-/// A member naming one failure: two failures in the same millisecond must both count.
-fn nonce() -> Result<String, StoreError> {
-    let mut bytes = [0u8; 12];
-    SystemRandom::new()
-        .fill(&mut bytes)
-        .map_err(|_| StoreError::Unavailable("the system random generator failed".into()))?;
-    Ok(data_encoding::HEXLOWER.encode(&bytes))
-}
-
-/// Whole milliseconds, at least 1 (`PX 0` is an error) and capped like every in-process lifetime.
-fn millis(d: Duration) -> u64 {
-    u64::try_from(d.min(MAX_LIFETIME).as_millis()).unwrap_or(u64::MAX).max(1)
 }

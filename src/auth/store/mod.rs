@@ -6,6 +6,7 @@
 //! * `denylist`: the same [`RedisStore`] as the [`crate::auth::Denylist`] of logged-out client-side
 //!   sessions;
 //! * `lockout`: the same [`RedisStore`] as the login guard: failure counts, locks, spent one-time codes;
+//! * `key`: key names (digests, never secrets), request IDs and TTLs;
 //! * [`stats`]: [`StoreStats`], the round-trip times and failures such a store records.
 //!
 //! The in-process stores are [`crate::auth::session::MemoryStore`] ([`crate::auth::session::SessionStore`])
@@ -15,6 +16,7 @@ mod admin;
 mod conn;
 mod denylist;
 mod journeys;
+mod key;
 mod lockout;
 mod redis;
 mod stats;

@@ -30,7 +30,6 @@ use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 use tokio_util::sync::{CancellationToken, DropGuard};
 
-use crate::am::time::MAX_LIFETIME;
 use crate::am::token::node_hint;
 use crate::auth::quota::Quota;
 use crate::auth::session::admin::SessionAdmin;
@@ -39,6 +38,7 @@ use crate::auth::store::{StoreOp, StoreStats};
 use crate::config::StoreConfig;
 
 use super::conn::StoreConnection;
+use super::key::{digest, millis};
 
 /// How often the store checks that Redis answers while no request does, for `/json/health/ready`.
 const PING_EVERY: Duration = Duration::from_secs(1);
@@ -319,13 +319,7 @@ pub(super) fn unavailable(e: redis::RedisError) -> StoreError {
 
 /// The storage name of a token: 128 bits of its SHA-256, hex.
 pub(super) fn member(token: &str) -> String {
-    let digest = ring::digest::digest(&ring::digest::SHA256, token.as_bytes());
-    data_encoding::HEXLOWER.encode(&digest.as_ref()[..16])
-}
-
-/// Whole milliseconds, capped like every in-process lifetime.
-fn millis(d: Duration) -> u64 {
-    u64::try_from(d.min(MAX_LIFETIME).as_millis()).unwrap_or(u64::MAX)
+    digest(token)[..32].to_owned()
 }
 
 pub(super) fn text(v: &Value) -> Option<String> {
