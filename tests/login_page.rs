@@ -22,7 +22,7 @@ use std::time::Duration;
 use tokio::sync::mpsc::unbounded_channel;
 use tokio::time::{Instant, timeout_at};
 
-use support::{Cluster, Journey, client, totp_now};
+use support::{Cluster, Journey, Tools, client, totp_now};
 
 const DEADLINE: Duration = Duration::from_secs(60);
 
@@ -47,13 +47,10 @@ async fn a_person_logs_in_and_out_through_the_proxy_with_the_login_page() {
 
     // (b) A real browser.
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let (node, chromium) = match prerequisites(&dir) {
-        Ok(found) => found,
-        Err(what) => {
-            assert!(std::env::var_os("CI").is_none(), "CI must run the login page check, but: {what}");
-            println!("skipping the browser check: {what}");
-            return;
-        }
+    let Some(Tools { node, chromium }) =
+        Tools::find("login page check", "tests/browser", &["playwright-core"], true)
+    else {
+        return;
     };
     let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| dir.join("target"), PathBuf::from);
     std::fs::create_dir_all(&target).unwrap();
@@ -125,27 +122,4 @@ async fn a_person_logs_in_and_out_through_the_proxy_with_the_login_page() {
     let status = child.wait().expect("node exits");
     assert!(status.success(), "the browser check failed ({status})");
     assert_eq!(journey.validate(&token).await["valid"], false, "logout ended the session");
-}
-
-/// `node` and Chromium, or what is missing.
-fn prerequisites(root: &std::path::Path) -> Result<(PathBuf, PathBuf), String> {
-    let mut missing = Vec::new();
-    let node = std::env::var_os("PATH")
-        .and_then(|paths| std::env::split_paths(&paths).map(|d| d.join("node")).find(|p| p.is_file()));
-    if node.is_none() {
-        missing.push("`node` is not on PATH".to_string());
-    }
-    let chromium =
-        std::env::var_os("CHROMIUM").map_or_else(|| PathBuf::from("/usr/bin/chromium"), PathBuf::from);
-    if !chromium.is_file() {
-        missing.push(format!("no Chromium at {} (set CHROMIUM)", chromium.display()));
-    }
-    let playwright = root.join("tests/browser/node_modules/playwright-core");
-    if !playwright.is_dir() {
-        missing.push(format!("{} (run `npm ci` in tests/browser)", playwright.display()));
-    }
-    match node {
-        Some(node) if missing.is_empty() => Ok((node, chromium)),
-        _ => Err(missing.join("; ")),
-    }
 }

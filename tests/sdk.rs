@@ -23,7 +23,7 @@ use std::time::Duration;
 use tokio::sync::mpsc::{UnboundedReceiver, unbounded_channel};
 use tokio::time::{Instant, timeout_at};
 
-use support::{Cluster, Journey, TOTP_SECRET};
+use support::{Cluster, Journey, TOTP_SECRET, Tools};
 
 /// Time a script gets to print its token, and then to finish.
 const DEADLINE: Duration = Duration::from_secs(60);
@@ -48,35 +48,6 @@ impl Run {
             Run::Node => "tests/sdk/node_login.mjs",
             Run::Browser => "tests/sdk/browser_login.mjs",
         }
-    }
-}
-
-/// `node` and the Chromium to use, or what is missing.
-fn prerequisites(root: &Path, run: Run) -> Result<(PathBuf, PathBuf), Vec<String>> {
-    let mut missing = Vec::new();
-    let node = std::env::var_os("PATH")
-        .and_then(|paths| std::env::split_paths(&paths).map(|d| d.join("node")).find(|p| p.is_file()));
-    if node.is_none() {
-        missing.push("`node` is not on PATH".to_string());
-    }
-    let mut packages = vec!["@forgerock/javascript-sdk"];
-    let chromium =
-        std::env::var_os("CHROMIUM").map_or_else(|| PathBuf::from("/usr/bin/chromium"), PathBuf::from);
-    if run == Run::Browser {
-        packages.push("playwright-core");
-        if !chromium.is_file() {
-            missing.push(format!("no Chromium at {} (set CHROMIUM)", chromium.display()));
-        }
-    }
-    for package in packages {
-        let dir = root.join("tests/sdk/node_modules").join(package);
-        if !dir.is_dir() {
-            missing.push(format!("{} (run `npm ci` in tests/sdk)", dir.display()));
-        }
-    }
-    match node {
-        Some(node) if missing.is_empty() => Ok((node, chromium)),
-        _ => Err(missing),
     }
 }
 
@@ -190,14 +161,14 @@ impl Drop for Script {
 /// Runs `run`'s script against a fresh cluster and checks the login, the token and the logout.
 async fn sdk_login(run: Run) {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let (node, chromium) = match prerequisites(&root, run) {
-        Ok(found) => found,
-        Err(missing) => {
-            let what = missing.join("; ");
-            assert!(std::env::var_os("CI").is_none(), "CI must run the SDK check, but: {what}");
-            println!("skipping the SDK check: {what}");
-            return;
-        }
+    let browser = run == Run::Browser;
+    let packages: &[&str] = if browser {
+        &["@forgerock/javascript-sdk", "playwright-core"]
+    } else {
+        &["@forgerock/javascript-sdk"]
+    };
+    let Some(Tools { node, chromium }) = Tools::find("SDK check", "tests/sdk", packages, browser) else {
+        return;
     };
     let proxy = Cluster::new().active(["01", "02"]).passive("03").start().await;
     let base = proxy.url("");

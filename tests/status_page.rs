@@ -7,10 +7,10 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
-use support::{Cluster, TestBackend, backend_status, client, eventually, served_by};
+use support::{Cluster, TestBackend, Tools, backend_status, client, eventually, served_by};
 
 /// The `<tr data-backend="ID" …>…</tr>` of a node.
 fn row<'a>(page: &'a str, id: &str) -> &'a str {
@@ -18,29 +18,6 @@ fn row<'a>(page: &'a str, id: &str) -> &'a str {
         page.find(&format!("<tr data-backend=\"{id}\"")).unwrap_or_else(|| panic!("no row {id}: {page}"));
     let len = page[start..].find("</tr>").expect("row ends");
     &page[start..start + len]
-}
-
-/// What the browser check needs and does not find, if anything.
-fn browser_prerequisites(root: &Path) -> Result<(PathBuf, PathBuf), Vec<String>> {
-    let mut missing = Vec::new();
-    let node = std::env::var_os("PATH")
-        .and_then(|paths| std::env::split_paths(&paths).map(|d| d.join("node")).find(|p| p.is_file()));
-    if node.is_none() {
-        missing.push("`node` is not on PATH".to_string());
-    }
-    let chromium =
-        std::env::var_os("CHROMIUM").map_or_else(|| PathBuf::from("/usr/bin/chromium"), PathBuf::from);
-    if !chromium.is_file() {
-        missing.push(format!("no Chromium at {} (set CHROMIUM)", chromium.display()));
-    }
-    let playwright = root.join("tests/browser/node_modules/playwright-core");
-    if !playwright.is_dir() {
-        missing.push(format!("{} (run `npm ci` in tests/browser)", playwright.display()));
-    }
-    match node {
-        Some(node) if missing.is_empty() => Ok((node, chromium)),
-        _ => Err(missing),
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -89,14 +66,10 @@ async fn the_status_page_lists_every_node_and_its_drain_form_works_in_a_browser(
 
     // (b) A real browser: render, screenshot, click drain on 02.
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let (node, chromium) = match browser_prerequisites(&root) {
-        Ok(found) => found,
-        Err(missing) => {
-            let what = missing.join("; ");
-            assert!(std::env::var_os("CI").is_none(), "CI must run the browser check, but: {what}");
-            println!("skipping the browser check: {what}");
-            return;
-        }
+    let Some(Tools { node, chromium }) =
+        Tools::find("browser check", "tests/browser", &["playwright-core"], true)
+    else {
+        return;
     };
     let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
     std::fs::create_dir_all(&target).unwrap();

@@ -8,6 +8,7 @@
 //! - `journey`: [`Journey`], a client's AM login over HTTP; the users' credentials.
 //! - `local`: [`LocalNodes`], auth nodes called in-process (paused-time tests), and calls on them.
 //! - `tls`: a self-signed `localhost` certificate and a client trusting it.
+//! - `browser`: [`Tools`], `node` and Chromium for the tool-driven checks, or a skip (a failure under CI).
 //! - `process`: [`TetherProcess`], the real binary as a child process.
 //! - `redis`: [`RedisServer`], a real `redis-server` on a free loopback port, stopped and restarted by PID;
 //!   [`RedisCluster`], three of them joined into a Redis Cluster.
@@ -18,6 +19,7 @@
 
 pub mod am_token;
 mod backend;
+mod browser;
 mod cluster;
 mod config;
 mod deployment;
@@ -33,6 +35,8 @@ use std::time::Duration;
 // Re-exports a test binary does not use are not a fault of that binary.
 #[allow(unused_imports)]
 pub use backend::{BackendHandle, BackendOptions, TestBackend, Zeros, served_by};
+#[allow(unused_imports)]
+pub use browser::Tools;
 #[allow(unused_imports)]
 pub use cluster::{Cluster, ProxyHandle, backend_status};
 #[allow(unused_imports)]
