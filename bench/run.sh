@@ -105,7 +105,7 @@ trap 'exit 130' INT TERM
 
 echo "== build (release)"
 cargo build --release --bin tether --examples 2>&1 | grep -v '^\s*\(Compiling\|Finished\)' || true
-BIN=target/release
+BIN=${CARGO_TARGET_DIR:-target}/release
 for b in "$BIN/tether" "$BIN/examples/bench_upstream" "$BIN/examples/idle_conns"; do
   [[ -x $b ]] || { echo "build did not produce $b" >&2; exit 1; }
 done
