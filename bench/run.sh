@@ -508,13 +508,13 @@ measure() {
   shift 5
   read -r -a pids <<<"$(procs_of "$target")"
   out=$WORK/out-$stage-$label-$rep.txt
-  [[ $kind == login ]] && read -r nu0 ns0 <<<"$(cpu_ticks $NODE_PIDS)"
+  if [[ $kind == login ]]; then read -r nu0 ns0 <<<"$(cpu_ticks $NODE_PIDS)"; fi
   read -r u0 s0 <<<"$(cpu_ticks "${pids[@]}")"
   t0=$EPOCHREALTIME
   taskset -c "$LOAD_CPU" "$@" >"$out" 2>"$out.err" || { echo "  $label: $* failed:" >&2; tail -n 5 "$out.err" >&2; }
   t1=$EPOCHREALTIME
   read -r u1 s1 <<<"$(cpu_ticks "${pids[@]}")"
-  [[ $kind == login ]] && read -r nu1 ns1 <<<"$(cpu_ticks $NODE_PIDS)"
+  if [[ $kind == login ]]; then read -r nu1 ns1 <<<"$(cpu_ticks $NODE_PIDS)"; fi
   python3 - "$stage" "$label" "$rep" "$kind" "$((u1 - u0)) $((s1 - s0)) $((nu1 - nu0 + ns1 - ns0))" "$HZ" \
     "$(hwm_kb "${pids[@]}")" "$out" "$t0" "$t1" >>"$RAW" <<'PY'
 import math, re, sys
@@ -605,10 +605,14 @@ stage() { # name labels...: a short warm-up of each, then REPEATS interleaved ru
   for ((rep = 1; rep <= REPEATS; rep++)); do
     for t in "$@"; do
       load "$name" "$t" "$DURATION"
-      ((rep == 1)) && echo "  $t: ${CMD[*]}" >>"$WORK/commands.txt"
-      [[ $t == haproxy-close ]] && { r0=$(haproxy_info SslFrontendSessionReuse_pct) c0=$(haproxy_info CumSslConns); }
-      measure "$name" "$t" "$TARGET" "$rep" "$KIND" "${CMD[@]}"
-      [[ $t == haproxy-close ]] && echo "    (HAProxy: CumSslConns $c0 -> $(haproxy_info CumSslConns), SslFrontendSessionReuse_pct $r0 -> $(haproxy_info SslFrontendSessionReuse_pct): how often wrk's client resumed)"
+      if ((rep == 1)); then echo "  $t: ${CMD[*]}" >>"$WORK/commands.txt"; fi
+      if [[ $t == haproxy-close ]]; then
+        c0=$(haproxy_info CumSslConns)
+        measure "$name" "$t" "$TARGET" "$rep" "$KIND" "${CMD[@]}"
+        echo "    (HAProxy: CumSslConns $c0 -> $(haproxy_info CumSslConns), SslFrontendSessionReuse_pct $(haproxy_info SslFrontendSessionReuse_pct): how often wrk's client resumed)"
+      else
+        measure "$name" "$t" "$TARGET" "$rep" "$KIND" "${CMD[@]}"
+      fi
     done
   done
 }
