@@ -605,7 +605,7 @@ stage() { # name labels...: a short warm-up of each, then REPEATS interleaved ru
   for ((rep = 1; rep <= REPEATS; rep++)); do
     for t in "$@"; do
       load "$name" "$t" "$DURATION"
-      if ((rep == 1)); then echo "  $t: ${CMD[*]}" >>"$WORK/commands.txt"; fi
+      if ((rep == 1)); then echo "  $t: $(printf '%q ' "${CMD[@]}")" >>"$WORK/commands.txt"; fi
       if [[ $t == haproxy-close ]]; then
         c0=$(haproxy_info CumSslConns)
         measure "$name" "$t" "$TARGET" "$rep" "$KIND" "${CMD[@]}"
