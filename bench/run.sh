@@ -687,6 +687,15 @@ for st in stages:
             p, n = med(t, "cpu"), med(t, "extra")
             print(f"{t}: the proxy's share of a login's CPU (proxy + nodes) {100 * p / (p + n):.1f} %, {p / 3:.2f} µs per request (3 per login)")
     print()
+cpu = lambda st, t: statistics.median(x["cpu"] for x in by[st][t])
+if "plain" in by and "https" in by:
+    for t in ["tether", "haproxy", "nginx"]:
+        if t in by["plain"] and t + "-tls" in by["https"]:
+            print(f"{t}: https backends cost {cpu('https', t + '-tls') - cpu('plain', t):+.2f} us/req of CPU over plain ones")
+if "plain" in by and "tls" in by:
+    for t in ["tether", "haproxy", "nginx"]:
+        if t in by["plain"] and t + "-get" in by["tls"]:
+            print(f"{t}: TLS at the proxy costs {cpu('tls', t + '-get') - cpu('plain', t):+.2f} us per keep-alive GET over plain")
 PY
 HAPROXY_RPS=$(python3 -c "
 import statistics, sys
