@@ -14,10 +14,9 @@
 use std::time::Duration;
 
 use redis::AsyncCommands;
-use redis::SetOptions;
 use tokio::time::Instant;
 
-use super::key::{digest, millis};
+use super::key::digest;
 use super::redis::{RedisStore, unavailable};
 use crate::auth::denylist::Denylist;
 use crate::auth::session::StoreFuture;
@@ -31,20 +30,9 @@ impl RedisStore {
 
 impl Denylist for RedisStore {
     fn deny<'a>(&'a self, handle: &'a str, ttl: Duration, _now: Instant) -> StoreFuture<'a, bool> {
-        Box::pin(self.deadline(StoreOp::Deny, async move {
-            // `PX 0` is an error, and a session with no time left is over anyway: 1 ms still answers NX.
-            let ttl = millis(ttl);
-            let options = SetOptions::default()
-                .conditional_set(redis::ExistenceCheck::NX)
-                .with_expiration(redis::SetExpiry::PX(ttl));
-            let set: Option<String> = self
-                .conn
-                .clone()
-                .set_options(self.deny_key(handle), 1, options)
-                .await
-                .map_err(unavailable)?;
-            Ok(set.is_some())
-        }))
+        // `PX 0` is an error, and a session with no time left is over anyway: `mark_once` still answers
+        // for at least 1 ms.
+        Box::pin(self.deadline(StoreOp::Deny, self.mark_once(self.deny_key(handle), ttl)))
     }
 
     fn is_denied<'a>(&'a self, handle: &'a str, _now: Instant) -> StoreFuture<'a, bool> {

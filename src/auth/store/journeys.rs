@@ -25,7 +25,7 @@ use redis::{AsyncCommands, Script};
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
-use super::key::{CLOCK_SKEW, digest, millis, random_id};
+use super::key::{CLOCK_SKEW, digest, millis};
 use super::redis::{RedisStore, unavailable};
 use crate::auth::journey::Journey;
 use crate::auth::pending::{JourneyStore, Spend, Taken, TooManyJourneys};
@@ -97,24 +97,9 @@ impl JourneyStore for RedisStore {
 
     fn spend<'a>(&'a self, otk: &'a str, until: Instant, now: Instant) -> StoreFuture<'a, Spend> {
         Box::pin(self.deadline(StoreOp::Spend, async move {
-            let request = random_id()?;
-            let ttl = millis(until.saturating_duration_since(now) + CLOCK_SKEW);
-            let mut conn = self.conn.clone();
-            let before: Option<String> = redis::cmd("SET")
-                .arg(self.otk_key(otk))
-                .arg(&request)
-                .arg("NX")
-                .arg("GET")
-                .arg("PX")
-                .arg(ttl)
-                .query_async(&mut conn)
-                .await
-                .map_err(unavailable)?;
-            Ok(match before {
-                None => Spend::Fresh,
-                Some(theirs) if theirs == request => Spend::Fresh,
-                Some(_) => Spend::Replayed,
-            })
+            let ttl = until.saturating_duration_since(now) + CLOCK_SKEW;
+            let first = self.mark_once(self.otk_key(otk), ttl).await?;
+            Ok(if first { Spend::Fresh } else { Spend::Replayed })
         }))
     }
 

@@ -87,17 +87,8 @@ impl LoginGuard for RedisStore {
         now: Instant,
     ) -> StoreFuture<'a, bool> {
         Box::pin(self.deadline(StoreOp::Code, async move {
-            let ttl = millis(until.saturating_duration_since(now) + CLOCK_SKEW);
-            let set: Option<String> = redis::cmd("SET")
-                .arg(self.code_key(user, step))
-                .arg(1)
-                .arg("NX")
-                .arg("PX")
-                .arg(ttl)
-                .query_async(&mut self.conn.clone())
-                .await
-                .map_err(unavailable)?;
-            Ok(set.is_some())
+            let ttl = until.saturating_duration_since(now) + CLOCK_SKEW;
+            self.mark_once(self.code_key(user, step), ttl).await
         }))
     }
 

@@ -38,7 +38,7 @@ use crate::auth::store::{StoreOp, StoreStats};
 use crate::config::StoreConfig;
 
 use super::conn::StoreConnection;
-use super::key::{digest, millis};
+use super::key::{digest, millis, random_id};
 
 /// How often the store checks that Redis answers while no request does, for `/json/health/ready`.
 const PING_EVERY: Duration = Duration::from_secs(1);
@@ -119,6 +119,25 @@ impl RedisStore {
         self.stats.record(op, start.elapsed(), result.as_ref().err());
         self.up.store(result.is_ok(), Ordering::Relaxed);
         result
+    }
+
+    /// Marks `key` as spent for `ttl` unless it already is: `true` for the first mark, `false` if the key
+    /// was marked before. One `SET NX GET PX` with a random request ID as the value, so a command the client
+    /// retried after a lost reply recognises its own write as the first mark instead of refusing a user
+    /// whose step, code or logout went through (every spend-once key of the store goes through here).
+    pub(super) async fn mark_once(&self, key: String, ttl: Duration) -> Result<bool, StoreError> {
+        let request = random_id()?;
+        let before: Option<String> = redis::cmd("SET")
+            .arg(key)
+            .arg(&request)
+            .arg("NX")
+            .arg("GET")
+            .arg("PX")
+            .arg(millis(ttl))
+            .query_async(&mut self.conn.clone())
+            .await
+            .map_err(unavailable)?;
+        Ok(before.is_none_or(|theirs| theirs == request))
     }
 
     pub(super) fn user_keys(&self, username: &str) -> [String; 3] {
