@@ -319,18 +319,25 @@ fn scratch_dir() -> PathBuf {
     dir
 }
 
-/// A free loopback port `p <= 55535` whose cluster bus port `p + 10000` is free as well, and not one of
-/// `taken` (or their bus ports).
+/// A free loopback port `p` whose cluster bus port `p + 10000` is free as well, and not one of `taken`
+/// (or their bus ports). Both lie below the kernel's ephemeral range (32768 and up on Linux): a cluster
+/// node is restarted on the same ports (its `nodes.conf` names them), and while it is down an outgoing
+/// connection of the tether nodes reconnecting to it could otherwise be given one of them.
 fn cluster_port(taken: Vec<u16>) -> u16 {
+    let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
+    let mut n = seed ^ std::process::id().wrapping_mul(2_654_435_761);
     for _ in 0..1000 {
-        let port = free_port();
+        n = n.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+        // 12000..22767: the bus port stays below 32768, and 6379 / 16379 are never used.
+        let port = 12_000 + u16::try_from((n >> 8) % 10_767).unwrap();
         let clash = taken.iter().any(|&t| [t, t + 10000].contains(&port) || port + 10000 == t);
-        if port > 55535 || clash {
+        if clash {
             continue;
         }
-        if std::net::TcpListener::bind(("127.0.0.1", port + 10000)).is_ok() {
+        let free = |p: u16| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok();
+        if free(port) && free(port + 10000) {
             return port;
         }
     }
-    panic!("no free port pair (p, p + 10000) on 127.0.0.1");
+    panic!("no free port pair (p, p + 10000) below 32768 on 127.0.0.1");
 }
