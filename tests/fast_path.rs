@@ -1,8 +1,9 @@
 //! The HTTP/1.1 fast path (`tether::proxy::h1`) against a node that answers byte for byte from a
 //! script: bodies relayed with the framing they came with (chunked, length, until close, none for
 //! `HEAD`), interim answers skipped, node connections reused exactly when the exchange ended cleanly and
-//! replaced when the node closed them, pipelined requests answered in order, and a request with a body
-//! handing the connection to hyper in the middle of a keep-alive connection.
+//! replaced when the node closed them, pipelined requests answered in order, and request bodies on the
+//! fast path too: a small JSON body read with the head, larger and chunked ones relayed with their
+//! framing, a malformed one refused with 400 and a closed connection.
 
 mod support;
 
@@ -125,7 +126,8 @@ async fn serve_raw(
     }
 }
 
-/// One request head (as text) and its `Content-Length` body, or `None` at a clean end.
+/// One request head (as text) and its body (`Content-Length`, or `chunked` decoded), or `None` at a
+/// clean end.
 async fn read_request(
     stream: &mut TcpStream,
     buf: &mut Vec<u8>,
@@ -133,12 +135,18 @@ async fn read_request(
     loop {
         if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
             let head = String::from_utf8_lossy(&buf[..end]).into_owned();
-            let length = head
-                .lines()
-                .filter_map(|l| l.split_once(':'))
-                .find(|(n, _)| n.eq_ignore_ascii_case("content-length"))
-                .and_then(|(_, v)| v.trim().parse::<usize>().ok())
-                .unwrap_or(0);
+            let field = |name: &str| {
+                head.lines()
+                    .filter_map(|l| l.split_once(':'))
+                    .find(|(n, _)| n.eq_ignore_ascii_case(name))
+                    .map(|(_, v)| v.trim().to_owned())
+            };
+            if field("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
+                buf.drain(..end + 4);
+                let Some(body) = read_chunked(stream, buf).await? else { return Ok(None) };
+                return Ok(Some((head, body)));
+            }
+            let length = field("content-length").and_then(|v| v.parse::<usize>().ok()).unwrap_or(0);
             while buf.len() < end + 4 + length {
                 let mut chunk = [0u8; 4096];
                 let n = stream.read(&mut chunk).await?;
@@ -158,6 +166,48 @@ async fn read_request(
         }
         buf.extend_from_slice(&chunk[..n]);
     }
+}
+
+/// Decodes a chunked body at the start of `buf` (reading more as needed), trailers skipped.
+async fn read_chunked(stream: &mut TcpStream, buf: &mut Vec<u8>) -> std::io::Result<Option<Vec<u8>>> {
+    let mut body = Vec::new();
+    loop {
+        let Some(line) = buf.windows(2).position(|w| w == b"\r\n") else {
+            if !read_more(stream, buf).await? {
+                return Ok(None);
+            }
+            continue;
+        };
+        let size_text =
+            String::from_utf8_lossy(&buf[..line]).split(';').next().unwrap_or("").trim().to_owned();
+        let size = usize::from_str_radix(&size_text, 16).map_err(std::io::Error::other)?;
+        if size == 0 {
+            // Trailer section: lines up to an empty one.
+            loop {
+                if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                    buf.drain(..end + 4);
+                    return Ok(Some(body));
+                }
+                if !read_more(stream, buf).await? {
+                    return Ok(None);
+                }
+            }
+        }
+        while buf.len() < line + 2 + size + 2 {
+            if !read_more(stream, buf).await? {
+                return Ok(None);
+            }
+        }
+        body.extend_from_slice(&buf[line + 2..line + 2 + size]);
+        buf.drain(..line + 2 + size + 2);
+    }
+}
+
+async fn read_more(stream: &mut TcpStream, buf: &mut Vec<u8>) -> std::io::Result<bool> {
+    let mut chunk = [0u8; 4096];
+    let n = stream.read(&mut chunk).await?;
+    buf.extend_from_slice(&chunk[..n]);
+    Ok(n > 0)
 }
 
 /// Reads from `conn` until `want` bytes arrived or the connection closed (bounded by a deadline).
@@ -297,7 +347,7 @@ async fn a_malformed_answer_is_a_502_in_am_shape_and_the_client_connection_survi
 }
 
 #[tokio::test]
-async fn pipelined_requests_are_answered_in_order_and_a_body_hands_the_connection_to_hyper() {
+async fn pipelined_requests_with_and_without_bodies_are_answered_in_order_on_the_fast_path() {
     // Echoes method, target and body length, so each answer names its request.
     let node = RawNode::start(|method, target, body| {
         let text = format!("{method} {target} {}", body.len());
@@ -306,14 +356,17 @@ async fn pipelined_requests_are_answered_in_order_and_a_body_hands_the_connectio
     .await;
     let proxy = node.proxy().await;
     let mut conn = TcpStream::connect(proxy.addr).await.unwrap();
-    // Two fast-path requests, one with a body (hyper's from here on), one more after it: one write.
+    // Bodiless requests, a relayed body, a chunked one and a JSON one read with its head: one write.
     conn.write_all(
         b"GET /a HTTP/1.1\r\nHost: x\r\n\r\nGET /b?q=1 HTTP/1.1\r\nHost: x\r\n\r\n\
-          POST /c HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nxyzGET /d HTTP/1.1\r\nHost: x\r\n\r\n",
+          POST /c HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nxyz\
+          POST /e HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nab\r\n0\r\n\r\n\
+          POST /f HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}\
+          GET /d HTTP/1.1\r\nHost: x\r\n\r\n",
     )
     .await
     .unwrap();
-    for want in ["GET /a 0", "GET /b?q=1 0", "POST /c 3", "GET /d 0"] {
+    for want in ["GET /a 0", "GET /b?q=1 0", "POST /c 3", "POST /e 2", "POST /f 2", "GET /d 0"] {
         let head = String::from_utf8(read_head(&mut conn).await).unwrap();
         assert!(head.starts_with("HTTP/1.1 200"), "{head}");
         let length: usize = head
@@ -324,8 +377,88 @@ async fn pipelined_requests_are_answered_in_order_and_a_body_hands_the_connectio
         assert_eq!(String::from_utf8(read_exactly_or_close(&mut conn, length).await).unwrap(), want);
     }
     let heads = node.heads();
-    assert_eq!(heads.len(), 4, "{heads:?}");
+    assert_eq!(heads.len(), 6, "{heads:?}");
     assert!(heads.iter().all(|h| h.to_ascii_lowercase().contains("x-forwarded-for: 127.0.0.1")), "{heads:?}");
+    assert_only_the_fast_path_reached(&proxy);
+}
+
+/// Every exchange with the node went through the fast path: its pool holds raw streams and not one
+/// connection of hyper's client.
+fn assert_only_the_fast_path_reached(proxy: &ProxyHandle) {
+    let conns = Arc::clone(&proxy.proxy.snapshot().upstreams.backend("01").unwrap().conns);
+    let (senders, streams) = conns.idle_by_path();
+    assert_eq!((senders, streams), (0, 1), "one pooled fast-path stream, no hyper connection");
+}
+
+/// Echoes method, target, body length and a checksum of the body.
+fn echo_body(method: &str, target: &str, body: &[u8]) -> Reply {
+    let sum: u64 = body.iter().map(|&b| u64::from(b)).sum();
+    let text = format!("{method} {target} {} {sum}", body.len());
+    Reply::Bytes(format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{text}", text.len()).into_bytes())
+}
+
+/// Reads one answer with a `Content-Length` body: (head, body).
+async fn read_answer(conn: &mut TcpStream) -> (String, String) {
+    let head = String::from_utf8(read_head(conn).await).unwrap();
+    let length: usize = head
+        .lines()
+        .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().to_owned()))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    (head, String::from_utf8(read_exactly_or_close(conn, length).await).unwrap())
+}
+
+#[tokio::test]
+async fn a_large_body_and_a_chunked_one_arriving_in_pieces_are_relayed_intact() {
+    let node = RawNode::start(echo_body).await;
+    let proxy = node.proxy().await;
+    let mut conn = TcpStream::connect(proxy.addr).await.unwrap();
+    // 200 KiB, more than the peek limit, written in pieces.
+    let body: Vec<u8> = (0..200 * 1024u32).map(|i| (i % 251) as u8).collect();
+    let sum: u64 = body.iter().map(|&b| u64::from(b)).sum();
+    let head = format!("PUT /big HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n", body.len());
+    conn.write_all(head.as_bytes()).await.unwrap();
+    for piece in body.chunks(7 * 1024) {
+        conn.write_all(piece).await.unwrap();
+    }
+    let (status, text) = read_answer(&mut conn).await;
+    assert!(status.starts_with("HTTP/1.1 200"), "{status}");
+    assert_eq!(text, format!("PUT /big {} {sum}", body.len()));
+    // A chunked body whose chunk headers, data and trailer arrive split across writes.
+    conn.write_all(b"POST /chunks HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n4\r")
+        .await
+        .unwrap();
+    conn.write_all(b"\nwiki\r\n5;ext=1\r\npedia\r\n0\r\nX-Sum").await.unwrap();
+    conn.write_all(b": 1\r\n\r\n").await.unwrap();
+    let (status, text) = read_answer(&mut conn).await;
+    assert!(status.starts_with("HTTP/1.1 200"), "{status}");
+    let sum: u64 = b"wikipedia".iter().map(|&b| u64::from(b)).sum();
+    assert_eq!(text, format!("POST /chunks 9 {sum}"));
+    let heads = node.heads();
+    let chunked = heads[1].to_ascii_lowercase();
+    assert_eq!(chunked.matches("transfer-encoding: chunked").count(), 1, "{chunked}");
+    assert_only_the_fast_path_reached(&proxy);
+}
+
+#[tokio::test]
+async fn a_malformed_chunked_body_gets_400_and_both_connections_close() {
+    let node = RawNode::start(echo_body).await;
+    let proxy = node.proxy().await;
+    let mut conn = TcpStream::connect(proxy.addr).await.unwrap();
+    conn.write_all(b"POST /bad HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nGET /next HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let answer = String::from_utf8(read_exactly_or_close(&mut conn, usize::MAX).await).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    assert!(answer.contains("\"code\":400") && answer.contains("malformed chunked body"), "{answer}");
+    assert_eq!(answer.matches("HTTP/1.1").count(), 1, "nothing after the bad body is answered: {answer}");
+    // The node's connection carried half a request: it is never reused (the node would read the next
+    // request as chunk data and fail it).
+    let http = client();
+    assert_eq!(http.post(proxy.url("/good")).body("x").send().await.unwrap().status(), 200);
+    let heads = node.heads();
+    assert_eq!(heads.len(), 1, "only the good request was complete: {heads:?}");
+    assert!(heads[0].starts_with("POST /good"), "{heads:?}");
 }
 
 #[tokio::test]

@@ -23,7 +23,7 @@ use rustls::RootCertStore;
 use rustls::server::WebPkiClientVerifier;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
-use support::{Cluster, Journey, ProxyHandle, backend_status, client, eventually};
+use support::{Cluster, Journey, ProxyHandle, backend_status, client, eventually, h2c_client};
 use tether::{AuthNode, Body, Handler, Peer, ServeOptions};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -202,7 +202,7 @@ async fn logins_and_pinned_requests_reach_https_nodes_on_both_paths() {
     }
     let hits = |id: &str| nodes.iter().find(|(n, _)| *n == id).unwrap().1.1.hits();
 
-    // Logins through the proxy (POSTs: hyper's path), one per node as new clients are balanced; each
+    // Logins through the proxy (JSON POSTs: the fast path, the authId read with the head), one per node as new clients are balanced; each
     // journey's later steps are pinned by its authId to the node that holds it in memory.
     let mut logins = Vec::new();
     for _ in 0..3 {
@@ -227,8 +227,16 @@ async fn logins_and_pinned_requests_reach_https_nodes_on_both_paths() {
             assert_eq!(resp.text().await.unwrap(), "Server is ALIVE");
         }
     }
+    // The same over h2c: hyper's path.
+    let resp = h2c_client()
+        .get(proxy.url("/am/isAlive.jsp"))
+        .header("cookie", format!("amlbcookie={node}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!((resp.version(), resp.status()), (reqwest::Version::HTTP_2, reqwest::StatusCode::OK));
     for (i, id) in ["01", "02", "03"].iter().enumerate() {
-        let expected = before[i] + if id == node { 6 } else { 0 };
+        let expected = before[i] + if id == node { 7 } else { 0 };
         assert_eq!(hits(id), expected, "pinned GETs reach node {node} only");
     }
     // Both paths keep their TLS connections to the node for the next request.

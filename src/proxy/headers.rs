@@ -250,6 +250,15 @@ pub fn relays_response_field(name: &[u8], connection: &Connection<'_>, transfer_
         || (transfer_encoded && name.eq_ignore_ascii_case(b"content-length")))
 }
 
+/// Whether a `Content-Type` value names JSON (`application/json`, or any `+json` type, parameters
+/// ignored): the bodies whose `authId` may name the node, peeked before forwarding.
+pub fn is_json_type(value: &[u8]) -> bool {
+    let essence = value.split(|&b| b == b';').next().unwrap_or_default().trim_ascii();
+    let suffix = essence.len().checked_sub(5).and_then(|i| essence.get(i..));
+    essence.eq_ignore_ascii_case(b"application/json")
+        || suffix.is_some_and(|s| s.eq_ignore_ascii_case(b"+json"))
+}
+
 /// The `X-Forwarded-For` value before the client: every earlier value in order, each followed by `, `.
 pub fn fold_forwarded_for<'a>(out: &mut Vec<u8>, earlier: impl IntoIterator<Item = &'a [u8]>) {
     for value in earlier {

@@ -89,10 +89,7 @@ impl Outgoing {
 }
 
 fn is_json(headers: &HeaderMap) -> bool {
-    headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|ct| {
-        let essence = ct.split(';').next().unwrap_or("").trim();
-        essence.eq_ignore_ascii_case("application/json") || essence.to_ascii_lowercase().ends_with("+json")
-    })
+    headers.get(CONTENT_TYPE).is_some_and(|v| headers::is_json_type(v.as_bytes()))
 }
 
 /// Forwards a request to `pool`, retrying once on another node when nothing was sent.

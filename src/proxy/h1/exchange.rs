@@ -1,7 +1,8 @@
 //! The exchange with a node on the fast path: a pooled connection (TCP, or TLS for `https://` nodes),
-//! the forwarded head written in one write, the answer's head read and decided ([`super::response`]),
-//! the body relayed with its own framing, and the shared failover rule ([`crate::proxy::failover`])
-//! when a node fails.
+//! the forwarded head (with a small body read with it) written in one write, a streamed request body
+//! relayed with its own framing, the answer's head read and decided ([`super::response`]), the answer's
+//! body relayed with its own framing, and the shared failover rule ([`crate::proxy::failover`]) when a
+//! node fails.
 
 use std::io::ErrorKind;
 
@@ -13,9 +14,9 @@ use tokio::time::Instant;
 
 use super::deadline::{Deadline, before};
 use super::framing::Framing;
-use super::request::Request;
+use super::request::{Request, Upload};
 use super::response::{AnswerArgs, AnswerError, MAX_RESPONSE_HEAD, ResponseHead, take_head};
-use super::{Done, Next, read_scratch};
+use super::{Client, Done, Next, read_scratch};
 use crate::proxy::failover::{Failover, Trace, idempotent, served};
 use crate::proxy::{ProxyError, Snapshot};
 use crate::upstream::affinity;
@@ -32,7 +33,7 @@ pub(super) async fn to_pool(
     snap: &Snapshot,
     pool: &Pool,
     req: &Request,
-    client: &mut TcpStream,
+    client: &mut Client,
     close: bool,
     trace: &mut Trace,
     deadline: &mut Deadline<'_>,
@@ -45,6 +46,9 @@ pub(super) async fn to_pool(
     };
     let idempotent = idempotent(&req.method);
     let mut failover = Failover::default();
+    // Set once the client's streamed body starts to be read: from then on the request cannot be sent
+    // again (a small body read with the head can).
+    let mut consumed = false;
     loop {
         let choice = failover.choose(pool, trace)?;
         let backend = &pool.backends[choice.index];
@@ -58,13 +62,14 @@ pub(super) async fn to_pool(
         };
         // Connect, send and the answer's head within the response timeout, as on hyper's path.
         deadline.set(Instant::now() + cfg.response_timeout);
-        let sent = before(deadline, send(backend, &req.forward, &settings, idempotent, &args)).await;
+        let attempt = Attempt { backend, req, settings: &settings, idempotent, args: &args };
+        let sent = before(deadline, send(attempt, client, &mut consumed)).await;
         let timeout_ms = cfg.response_timeout.as_millis();
         match sent.unwrap_or_else(|| Err(ProxyError::Timeout { backend: backend.id.clone(), timeout_ms })) {
             Ok((mut upstream, answer)) => {
                 served(pool, choice);
                 let (status, close_client, reusable) = (answer.status, answer.close_client, answer.reusable);
-                let relayed = relay(client, &mut upstream, answer).await;
+                let relayed = relay(&mut client.stream, &mut upstream, answer).await;
                 if relayed.upstream_clean && reusable {
                     backend.conns.put_stream(upstream, &settings);
                 }
@@ -77,21 +82,31 @@ pub(super) async fn to_pool(
                     next: if keep { Next::KeepAlive } else { Next::Close },
                 });
             }
-            // A request without a body can always be sent again; the error decides whether it may.
-            Err(err) => failover.failed(pool, choice, err, true, idempotent, trace)?,
+            // A request whose body was not streamed can always be sent again; the error decides whether
+            // it may.
+            Err(err) => failover.failed(pool, choice, err, !consumed, idempotent, trace)?,
         }
     }
 }
 
-/// Sends the head on a pooled connection (a fresh one if a pooled one turns out closed) and reads the
-/// answer's head.
-async fn send(
-    backend: &Backend,
-    head: &[u8],
-    settings: &ConnSettings,
+/// One attempt's fixed parts.
+struct Attempt<'a> {
+    backend: &'a Backend,
+    req: &'a Request,
+    settings: &'a ConnSettings,
     idempotent: bool,
-    args: &AnswerArgs<'_>,
+    args: &'a AnswerArgs<'a>,
+}
+
+/// Sends the head on a pooled connection (a fresh one if a pooled one turns out closed), relays a
+/// streamed body from `client` (setting `consumed`), and reads the answer's head.
+async fn send(
+    attempt: Attempt<'_>,
+    client: &mut Client,
+    consumed: &mut bool,
 ) -> Result<(NodeStream, ResponseHead), ProxyError> {
+    let Attempt { backend, req, settings, idempotent, args } = attempt;
+    let head = &req.forward;
     let upstream = |reason: String| ProxyError::Upstream { backend: backend.id.clone(), reason };
     let mut fresh = false;
     loop {
@@ -115,14 +130,55 @@ async fn send(
                 format!("connection to {} failed before the request was sent: {e}", backend.authority);
             return Err(ProxyError::Connect { backend: backend.id.clone(), reason });
         }
+        if req.upload != Upload::None {
+            *consumed = true;
+            upload(client, &mut stream, req.upload).await.map_err(|e| match e {
+                UploadError::Node(e) => upstream(format!("sending the request body failed: {e}")),
+                UploadError::Client(reason) => ProxyError::BadRequest(reason),
+            })?;
+        }
         match read_answer(&mut stream, args).await {
             Ok(answer) => return Ok((stream, answer)),
             // A pooled connection the node closed just as the request went out (the keep-alive race of
             // RFC 9112 §9.3.1): an idempotent request goes again on a fresh connection.
-            Err(AnswerError::Closed) if reused && idempotent => fresh = true,
+            Err(AnswerError::Closed) if reused && idempotent && !*consumed => fresh = true,
             Err(e) => return Err(upstream(e.to_string())),
         }
     }
+}
+
+/// Why a streamed request body did not reach the node.
+enum UploadError {
+    /// The client's side: the body ended early, failed to read, or is not framed as it says; the
+    /// message of the 400 answer.
+    Client(String),
+    /// Writing to the node failed.
+    Node(std::io::Error),
+}
+
+/// Relays a request body from the client to the node with the framing it came with: first what was
+/// read with the head, then one bounded read at a time. What follows the body (a pipelined request)
+/// stays in the client's buffer.
+async fn upload(client: &mut Client, node: &mut NodeStream, body: Upload) -> Result<(), UploadError> {
+    let mut framing = body.framing();
+    let malformed = |e: super::framing::FramingError| UploadError::Client(format!("{e} in the request"));
+    let n = framing.take(&client.buf).map_err(malformed)?;
+    node.write_all(&client.buf[..n]).await.map_err(UploadError::Node)?;
+    client.buf.advance(n);
+    let mut piece = BytesMut::new();
+    while !framing.done() {
+        piece.clear();
+        piece.reserve(BODY_READ);
+        match client.stream.read_buf(&mut piece).await {
+            Ok(0) => return Err(UploadError::Client("the request body ended early".to_owned())),
+            Ok(_) => {}
+            Err(e) => return Err(UploadError::Client(format!("reading the request body failed: {e}"))),
+        }
+        let n = framing.take(&piece).map_err(malformed)?;
+        node.write_all(&piece[..n]).await.map_err(UploadError::Node)?;
+        client.buf.extend_from_slice(&piece[n..]);
+    }
+    node.flush().await.map_err(UploadError::Node)
 }
 
 /// Reads the answer's head (skipping interim ones) with the body bytes that came with it. Reads land

@@ -1,5 +1,6 @@
-//! Where an HTTP/1.1 response body ends (RFC 9112 §6.3), for the fast path ([`super`]), which relays
-//! bodies with the framing they came with instead of decoding and re-encoding them.
+//! Where an HTTP/1.1 message body ends (RFC 9112 §6.3), for the fast path ([`super`]), which relays
+//! bodies (the node's answers, and the client's streamed request bodies) with the framing they came
+//! with instead of decoding and re-encoding them.
 //!
 //! A pure state machine fed with the bytes as they arrive: it says how many of them belong to the body,
 //! so the relay can forward exactly those, know when the exchange is complete (and the node's
@@ -18,9 +19,9 @@ pub enum Framing {
     UntilClose,
 }
 
-/// The node's bytes do not frame a body: a bad chunk header or a chunk without its CRLF.
+/// The bytes do not frame a body: a bad chunk header or a chunk without its CRLF.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("malformed chunked body from the node: {0}")]
+#[error("malformed chunked body: {0}")]
 pub struct FramingError(&'static str);
 
 impl Framing {

@@ -46,7 +46,7 @@ use tokio_util::sync::CancellationToken;
 
 use self::deadline::{Deadline, before};
 pub use self::request::{MAX_HEAD, forwarded_request};
-use self::request::{Parse, Request};
+use self::request::{Parse, Request, Upload};
 use super::failover::Trace;
 use super::{NOT_SERVED, Proxy, ProxyError};
 use crate::config::RouteAction;
@@ -201,6 +201,9 @@ async fn one_request(
 ) -> Next {
     let snap = proxy.snapshot();
     let log = tracing::enabled!(target: "tether::access", tracing::Level::INFO);
+    // The head is complete and the small JSON body read with it is not: a client that stops here gets
+    // 408, as on hyper's path.
+    let mut peeking = false;
     let req = loop {
         if !client.buf.is_empty() {
             match Request::parse(&snap, &client.buf, addrs, log) {
@@ -209,6 +212,9 @@ async fn one_request(
                     break req;
                 }
                 Parse::Handoff => return Next::Handoff,
+                // The small JSON body read with the head: at most `PEEK_LIMIT` bytes past a head that
+                // fit in `MAX_HEAD`.
+                Parse::Peeking => peeking = true,
                 Parse::Partial if client.buf.len() < MAX_HEAD => {}
                 Parse::Partial => return Next::Handoff,
             }
@@ -229,12 +235,17 @@ async fn one_request(
         match before(deadline, read).await {
             Some(Ok(Some(Some(req)))) => break req,
             Some(Ok(Some(None))) => {}
+            None if peeking => {
+                let status = ProxyError::ClientTimeout.status();
+                let message = ProxyError::ClientTimeout.to_string();
+                return synthetic(&mut client.stream, status, &message, true, false).await.next;
+            }
             // Closed, failed or too slow: as with hyper, the connection just ends.
             _ => return Next::Close,
         }
     };
     let started = Instant::now();
-    let close = req.close || shutdown.is_cancelled();
+    let mut close = req.close || shutdown.is_cancelled();
     let mut trace = Trace { hints: req.hints, ..Trace::default() };
     let (result, pool) = match (req.refused, req.action.clone()) {
         (Some(reason), _) => (Err(Answer(StatusCode::BAD_REQUEST, reason.to_owned())), None),
@@ -242,8 +253,10 @@ async fn one_request(
         (None, Some(RouteAction::Status(status))) => (Err(Answer(status, NOT_SERVED.to_owned())), None),
         (None, Some(RouteAction::Pool(i))) => {
             let pool = &snap.upstreams.pools[i];
-            let forwarded =
-                exchange::to_pool(&snap, pool, &req, &mut client.stream, close, &mut trace, deadline).await;
+            let forwarded = exchange::to_pool(&snap, pool, &req, client, close, &mut trace, deadline).await;
+            // A body relayed from the client may be partly read: the connection cannot carry another
+            // request after a failed exchange.
+            close |= forwarded.is_err() && req.upload != Upload::None;
             (forwarded.map_err(Answer::from), Some(pool))
         }
     };

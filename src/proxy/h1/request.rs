@@ -1,22 +1,31 @@
 //! The request head on the fast path, pure: parse it, decide whether the fast path serves it or hyper
 //! does, read what routing and affinity need, and render the head the node gets as bytes.
 //!
-//! The fast path serves plain keep-alive HTTP/1.1 requests without a body. It refuses itself, with 400
-//! and a closed connection, what [`strictness`](crate::proxy::strictness) refuses (two `Host` fields,
-//! `Content-Length` with `Transfer-Encoding`, a repeated or malformed `Content-Length`), whatever else
-//! the request has. Anything else goes to hyper with the bytes already read: a request with a body (a
-//! `Content-Length` other than `0`, any `Transfer-Encoding`), `Expect`, `Upgrade`, HTTP/1.0, the h2c
-//! preface, an absolute or `*` target, no `Host`, more than [`MAX_FIELDS`] fields, a head larger than
-//! [`MAX_HEAD`], or anything `httparse` refuses.
+//! The fast path serves keep-alive HTTP/1.1 requests, with or without a body. It refuses itself, with
+//! 400 and a closed connection, what [`strictness`](crate::proxy::strictness) refuses (two `Host`
+//! fields, `Content-Length` with `Transfer-Encoding`, a repeated or malformed `Content-Length`), whatever
+//! else the request has. Bodies come in two kinds ([`Upload`]):
+//!
+//! - a JSON body of known size at most [`PEEK_LIMIT`] (every step of an AM login) is read with the head
+//!   and parsed in place for the `authId` hint; its bytes follow the forwarded head in the one buffer
+//!   written to the node, so it costs one copy and can be sent again on failover, as on hyper's path;
+//! - any other body (larger, not JSON, or `Transfer-Encoding: chunked`) is relayed after the head with
+//!   the framing it came with ([`super::framing`]), and is never sent twice.
+//!
+//! Anything else goes to hyper with the bytes already read: another `Transfer-Encoding` than a lone
+//! `chunked`, `Expect`, `Upgrade`, HTTP/1.0, the h2c preface, an absolute or `*` target, no `Host`, more
+//! than [`MAX_FIELDS`] fields, a head larger than [`MAX_HEAD`], or anything `httparse` refuses.
 
 use std::mem::MaybeUninit;
 use std::net::{IpAddr, SocketAddr};
 
 use http::Method;
 
+use super::framing::{Chunked, Framing as BodyFraming};
 use crate::config::RouteAction;
 use crate::proxy::access::{self, Proto, Seen};
 use crate::proxy::headers::{self, Connection, Hop};
+pub use crate::proxy::hyper_path::PEEK_LIMIT;
 use crate::proxy::strictness::Framing;
 use crate::proxy::{Snapshot, route};
 use crate::server::Addresses;
@@ -33,6 +42,8 @@ pub(super) enum Parse {
     Ready(Request),
     /// Not a whole head yet.
     Partial,
+    /// A whole head, but not yet the whole of the small JSON body read with it.
+    Peeking,
     /// hyper's request.
     Handoff,
 }
@@ -46,14 +57,38 @@ pub(super) struct Request {
     pub(super) action: Option<RouteAction>,
     /// The pool's hints, when a pool serves it.
     pub(super) hints: Hints,
-    /// The head to send to the node.
+    /// The head to send to the node, followed by the body when it was read with the head.
     pub(super) forward: Vec<u8>,
+    /// The body still to relay from the client after `forward`.
+    pub(super) upload: Upload,
     /// The client asked to close after this exchange.
     pub(super) close: bool,
     /// Refused (RFC 9112): answered 400 and closed, never forwarded; the answer's message.
     pub(super) refused: Option<&'static str>,
     /// For the access line, when it is wanted (boxed: the parse outcome stays small).
     pub(super) seen: Option<Box<Seen>>,
+}
+
+/// The part of a request body relayed from the client after the forwarded head.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Upload {
+    /// None: no body, or a small one read with the head (then inside [`Request::forward`]).
+    None,
+    /// `Content-Length` bytes.
+    Length(u64),
+    /// A `chunked` body, relayed chunk by chunk up to the end of its trailer section.
+    Chunked,
+}
+
+impl Upload {
+    /// How the relay finds the end of the body.
+    pub(super) fn framing(self) -> BodyFraming {
+        match self {
+            Self::None => BodyFraming::Empty,
+            Self::Length(n) => BodyFraming::Length(n),
+            Self::Chunked => BodyFraming::Chunked(Chunked::default()),
+        }
+    }
 }
 
 impl Request {
@@ -88,7 +123,7 @@ impl Request {
         let seen = |host: Option<&[u8]>, request_id: String| {
             log.then(|| Box::new(seen(fields, path, addrs.peer(), host, &proxy.trusted_proxies, request_id)))
         };
-        let Screened { host, host_field, connection } = match screen(fields) {
+        let Screened { host, host_field, connection, body } = match screen(fields) {
             Screen::Serve(s) => s,
             Screen::Handoff => return Parse::Handoff,
             Screen::Refuse(reason) => {
@@ -99,6 +134,7 @@ impl Request {
                     action: None,
                     hints: Hints::default(),
                     forward: Vec::new(),
+                    upload: Upload::None,
                     close: true,
                     refused: Some(reason),
                     seen: seen(None, request_id.unwrap_or_default()),
@@ -106,8 +142,17 @@ impl Request {
             }
         };
         let action = route::find_by(&snap.config.routes, &method, path, Some(host)).cloned();
+        // A small JSON body is read with the head, so its `authId` can name the node.
+        let (peeked, upload) = match body {
+            Body::Peek(n) => {
+                let end = head_len.saturating_add(usize::try_from(n).unwrap_or(usize::MAX));
+                let Some(peeked) = buf.get(head_len..end) else { return Parse::Peeking };
+                (Some(peeked), Upload::None)
+            }
+            Body::Stream(upload) => (None, upload),
+        };
         let hints = match action {
-            Some(RouteAction::Pool(i)) => affinity::read(&snap.upstreams.pools[i], fields, query, None),
+            Some(RouteAction::Pool(i)) => affinity::read(&snap.upstreams.pools[i], fields, query, peeked),
             _ => Hints::default(),
         };
         let hop = Hop {
@@ -117,13 +162,19 @@ impl Request {
             port: addrs.local_port,
             request_id: &proxy.request_id_header,
         };
-        let (forward, request_id) = forwarded_head(&method, target, fields, &connection, &hop, host_field);
+        let chunked = upload == Upload::Chunked;
+        let (mut forward, request_id) =
+            forwarded_head(&method, target, fields, &connection, &hop, host_field, chunked);
+        if let Some(body) = peeked {
+            forward.extend_from_slice(body);
+        }
         Parse::Ready(Request {
-            head_len,
+            head_len: head_len + peeked.map_or(0, <[u8]>::len),
             method,
             action,
             hints,
             forward,
+            upload,
             close: connection.close,
             refused: None,
             seen: seen(Some(host_field), if log { request_id.to_text() } else { String::new() }),
@@ -163,6 +214,17 @@ pub(super) struct Screened<'a> {
     pub(super) host_field: &'a [u8],
     /// The `Connection` tokens.
     pub(super) connection: Connection<'a>,
+    /// How the body is forwarded.
+    pub(super) body: Body,
+}
+
+/// How the fast path forwards a request's body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Body {
+    /// A JSON body of this many bytes (at most [`PEEK_LIMIT`]), read with the head.
+    Peek(u64),
+    /// Relayed after the head (or nothing to relay).
+    Stream(Upload),
 }
 
 /// The fast path's decision on a request's fields.
@@ -170,7 +232,7 @@ pub(super) struct Screened<'a> {
 pub(super) enum Screen<'a> {
     /// The fast path serves it.
     Serve(Screened<'a>),
-    /// hyper's request (a body, `Expect`, `Upgrade`, no `Host`).
+    /// hyper's request (`Expect`, `Upgrade`, a coding other than `chunked`, no `Host`).
     Handoff,
     /// Refused with 400 ([`Framing::refused`]), whatever else it has.
     Refuse(&'static str),
@@ -182,32 +244,49 @@ pub(super) fn screen<'a>(fields: &[httparse::Header<'a>]) -> Screen<'a> {
     let mut framing = Framing::default();
     let mut handoff = false;
     let mut connection = Connection::default();
+    let (mut length, mut codings, mut chunked, mut json) = (None, 0, false, false);
     for f in fields {
         let name = f.name.as_bytes();
         if name.eq_ignore_ascii_case(b"host") {
             framing.host();
             host = Some(f.value);
         } else if name.eq_ignore_ascii_case(b"content-length") {
-            handoff |= !framing.content_length(f.value);
+            framing.content_length(f.value);
+            // Digits only (anything else is refused below); a length past u64 is hyper's to refuse.
+            length = std::str::from_utf8(f.value.trim_ascii()).ok().and_then(|v| v.parse::<u64>().ok());
+            handoff |= length.is_none();
         } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
             framing.transfer_encoding();
-            handoff = true;
+            // A lone `chunked` is relayed here; any other coding list is hyper's (RFC 9112 §6.1).
+            codings += 1;
+            chunked = f.value.trim_ascii().eq_ignore_ascii_case(b"chunked");
+        } else if name.eq_ignore_ascii_case(b"content-type") {
+            json = headers::is_json_type(f.value);
         } else if name.eq_ignore_ascii_case(b"expect") || name.eq_ignore_ascii_case(b"upgrade") {
             handoff = true;
         } else if name.eq_ignore_ascii_case(b"connection") {
             connection.add(f.value);
         }
     }
+    handoff |= codings > 1 || (codings == 1 && !chunked);
     if let Some(reason) = framing.refused() {
         return Screen::Refuse(reason);
     }
     let Some(host_field) = host.filter(|_| !handoff) else { return Screen::Handoff };
     let Ok(text) = std::str::from_utf8(host_field) else { return Screen::Handoff };
-    Screen::Serve(Screened { host: route::strip_port(text), host_field, connection })
+    let body = match length {
+        _ if chunked => Body::Stream(Upload::Chunked),
+        None | Some(0) => Body::Stream(Upload::None),
+        Some(n) if json && n <= PEEK_LIMIT => Body::Peek(n),
+        Some(n) => Body::Stream(Upload::Length(n)),
+    };
+    Screen::Serve(Screened { host: route::strip_port(text), host_field, connection, body })
 }
 
 /// The request head as the node gets it: the request line in origin form, then the fields under the
-/// one header policy ([`headers::push_forwarded_fields`]); and the request ID it carries.
+/// one header policy ([`headers::push_forwarded_fields`]), and `Transfer-Encoding: chunked` again for a
+/// chunked body (relayed with its framing; the policy drops the client's field as hop-by-hop); and the
+/// request ID it carries.
 pub(super) fn forwarded_head<'a>(
     method: &Method,
     target: &str,
@@ -215,6 +294,7 @@ pub(super) fn forwarded_head<'a>(
     connection: &Connection<'_>,
     hop: &Hop<'_>,
     host: &[u8],
+    chunked: bool,
 ) -> (Vec<u8>, headers::RequestId<'a>) {
     let mut out = Vec::with_capacity(512);
     out.extend_from_slice(method.as_str().as_bytes());
@@ -222,6 +302,9 @@ pub(super) fn forwarded_head<'a>(
     out.extend_from_slice(target.as_bytes());
     out.extend_from_slice(b" HTTP/1.1\r\n");
     let id = headers::push_forwarded_fields(&mut out, fields, connection, hop, host);
+    if chunked {
+        out.extend_from_slice(b"transfer-encoding: chunked\r\n");
+    }
     out.extend_from_slice(b"\r\n");
     (out, id)
 }
@@ -233,7 +316,7 @@ pub fn forwarded_request(snap: &Snapshot, head: &[u8], client: IpAddr) -> Option
     let addrs = Addresses { ip: client, port: 40000, local_port: 80 };
     match Request::parse(snap, head, addrs, false) {
         Parse::Ready(req) => Some(req.forward),
-        Parse::Partial | Parse::Handoff => None,
+        Parse::Partial | Parse::Peeking | Parse::Handoff => None,
     }
 }
 
@@ -319,18 +402,76 @@ mod tests {
     }
 
     #[test]
-    fn bodies_and_protocol_switches_go_to_hyper() {
+    fn protocol_switches_and_other_codings_go_to_hyper() {
         for head in [
-            &b"POST /am HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\n\r\n"[..],
-            b"GET /am HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\n\r\n",
+            &b"GET /am HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\n\r\n"[..],
             b"GET /am HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n",
-            b"POST /am HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n",
+            b"POST /am HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
+            b"POST /am HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n",
+            b"POST /am HTTP/1.1\r\nHost: a\r\nContent-Length: 99999999999999999999999\r\n\r\n",
             b"GET /am HTTP/1.1\r\nAccept: */*\r\n\r\n",
         ] {
             assert_eq!(screened(head), Err(None), "{}", String::from_utf8_lossy(head));
         }
         let empty = b"POST /am HTTP/1.1\r\nHost: a:1\r\nContent-Length: 0\r\nConnection: keep-alive\r\n\r\n";
         assert_eq!(screened(empty), Ok(("a".to_owned(), false)));
+    }
+
+    /// An AM continuation step: `{"authId": "<JWS>", ...}` whose JWS payload names node 02.
+    fn continuation() -> (Vec<u8>, Vec<u8>) {
+        use base64::Engine as _;
+        let b64 = |v: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v);
+        let token = crate::am::token::mint_token(&ring::rand::SystemRandom::new(), "02");
+        let payload = b64(serde_json::json!({ "sessionId": token }).to_string().as_bytes());
+        let body = format!(r#"{{"authId":"{}.{payload}.c2ln","callbacks":[]}}"#, b64(b"{}"));
+        let head = format!(
+            "POST /am/json/authenticate HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\n\
+             Content-Length: {}\r\n\r\n",
+            body.len()
+        );
+        (head.into_bytes(), body.into_bytes())
+    }
+
+    #[test]
+    fn a_small_json_body_is_read_with_the_head_and_names_the_node() {
+        let (head, body) = continuation();
+        let mut whole = [&head[..], &body[..], b"GET /next"].concat();
+        let Parse::Ready(req) = parse(&whole) else { panic!("served by the fast path") };
+        assert_eq!(req.head_len, head.len() + body.len(), "the body is consumed with the head");
+        assert_eq!(req.upload, Upload::None);
+        assert_eq!(req.hints.pinned.map(|(i, _)| i), Some(1), "the authId names 02");
+        assert!(req.forward.ends_with(&body), "the body follows the forwarded head");
+        assert!(req.forward.starts_with(b"POST /am/json/authenticate HTTP/1.1\r\n"));
+        // Not all of the body yet: the fast path reads on.
+        whole.truncate(head.len() + body.len() - 1);
+        assert!(matches!(parse(&whole), Parse::Peeking));
+        assert!(matches!(parse(&head), Parse::Peeking));
+    }
+
+    #[test]
+    fn other_bodies_are_relayed_after_the_head_with_their_framing() {
+        let big = format!(
+            "POST /am HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+            PEEK_LIMIT + 1
+        );
+        let form =
+            b"POST /am HTTP/1.1\r\nHost: a\r\nContent-Type: text/plain\r\nContent-Length: 5\r\n\r\nhello";
+        let chunked =
+            b"POST /am HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: Chunked \r\nTrailer: X\r\n\r\n5\r\n";
+        for (head, upload) in [
+            (big.as_bytes(), Upload::Length(PEEK_LIMIT + 1)),
+            (&form[..], Upload::Length(5)),
+            (&chunked[..], Upload::Chunked),
+        ] {
+            let Parse::Ready(req) = parse(head) else { panic!("{}", String::from_utf8_lossy(head)) };
+            assert_eq!(req.upload, upload);
+            assert!(req.forward.ends_with(b"\r\n\r\n"), "the head alone is forwarded first");
+            assert!(head.len() > req.head_len || head.ends_with(b"\r\n\r\n"));
+        }
+        let Parse::Ready(req) = parse(chunked) else { unreachable!() };
+        let forward = String::from_utf8(req.forward).unwrap();
+        assert!(forward.ends_with("transfer-encoding: chunked\r\n\r\n"), "{forward}");
+        assert!(!forward.contains("Chunked") && !forward.contains("Trailer"), "{forward}");
     }
 
     #[test]
