@@ -4,19 +4,17 @@
 //! the `proxy_protocol` submodule, before TLS), whose source is the [`Peer`] from then on.
 //!
 //! Every listener of tether (public, admin, embedded auth nodes) runs this loop with its own [`Handler`].
-//! A handler may serve plain-text connections itself first ([`Handler::serve_plain`]: the proxy's
-//! HTTP/1.1 fast path) and hand them to hyper when it meets something it leaves to hyper.
+//! A handler may serve HTTP/1.1 connections itself first ([`Handler::serve_http1`]: the proxy's fast
+//! path, plain text or TLS, [`ClientStream`]) and hand them to hyper when it meets something it leaves
+//! to hyper; a TLS client that chose `h2` by ALPN goes to hyper at once.
 //! On shutdown the listener is dropped first, so new connections are refused at once, then in-flight
 //! requests get the grace period to finish (hyper-util's `GracefulShutdown`: idle keep-alive connections
 //! close, HTTP/2 connections get a GOAWAY; fast-path connections close when idle).
 
 use std::convert::Infallible;
 use std::future::Future;
-use std::io;
 use std::net::{IpAddr, SocketAddr};
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::{Buf, Bytes};
@@ -27,7 +25,6 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -35,6 +32,9 @@ use tokio_util::task::TaskTracker;
 use tokio_rustls::TlsAcceptor;
 
 mod proxy_protocol;
+mod stream;
+
+pub use stream::{ClientStream, Rewind};
 
 use crate::body::Body;
 use crate::tls::{self, SharedTls};
@@ -118,15 +118,6 @@ impl Addresses {
     }
 }
 
-/// The name of a TLS version as access lines write it.
-fn tls_version_name(version: rustls::ProtocolVersion) -> &'static str {
-    match version {
-        rustls::ProtocolVersion::TLSv1_3 => "TLSv1.3",
-        rustls::ProtocolVersion::TLSv1_2 => "TLSv1.2",
-        _ => "TLS",
-    }
-}
-
 /// A client address as an `X-Forwarded-For` element: the address alone, no port (what AM's
 /// `ipAddressHeader` setting expects to parse).
 pub fn forwarded_for_value(client: IpAddr) -> HeaderValue {
@@ -139,24 +130,24 @@ pub trait Handler: Send + Sync + 'static {
     /// Answers one request. Errors are answers too: there is no failure path.
     fn call(&self, req: Request<Incoming>, peer: Peer) -> impl Future<Output = Response<Body>> + Send;
 
-    /// Serves a plain-text connection before hyper does, and gives it back, with the bytes already read
-    /// from it, when hyper should serve the rest; `None` when the connection is done. `start` holds the
-    /// bytes read after a PROXY protocol header. The default gives every connection to hyper at once;
-    /// the proxy serves HTTP/1.1 itself (its fast path).
-    fn serve_plain(
+    /// Serves an HTTP/1.1 connection (plain text, or TLS without ALPN `h2`) before hyper does, and gives
+    /// it back, with the bytes already read from it, when hyper should serve the rest; `None` when the
+    /// connection is done. `start` holds the bytes read after a PROXY protocol header. The default gives
+    /// every connection to hyper at once; the proxy serves HTTP/1.1 itself (its fast path).
+    fn serve_http1(
         self: Arc<Self>,
         start: Handoff,
         addrs: Addresses,
-        ctx: PlainContext,
+        ctx: ConnContext,
     ) -> impl Future<Output = Option<Handoff>> + Send {
         let _ = (addrs, ctx);
         std::future::ready(Some(start))
     }
 }
 
-/// What [`Handler::serve_plain`] gets besides the connection.
+/// What [`Handler::serve_http1`] gets besides the connection.
 #[derive(Debug, Clone)]
-pub struct PlainContext {
+pub struct ConnContext {
     /// Time a client has for a request head, counted from when the connection starts waiting for it.
     pub header_timeout: Duration,
     /// Fires when the listener starts draining: idle connections close.
@@ -167,57 +158,9 @@ pub struct PlainContext {
 #[derive(Debug)]
 pub struct Handoff {
     /// The client connection.
-    pub stream: TcpStream,
+    pub stream: ClientStream,
     /// Read but not consumed: the start of the request hyper is to serve.
     pub read: Bytes,
-}
-
-/// The stream hyper serves after a handoff: first the bytes read before, then the socket.
-struct Rewind {
-    read: Bytes,
-    stream: TcpStream,
-}
-
-impl AsyncRead for Rewind {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        if self.read.is_empty() {
-            return Pin::new(&mut self.stream).poll_read(cx, buf);
-        }
-        let n = self.read.len().min(buf.remaining());
-        buf.put_slice(&self.read[..n]);
-        self.read.advance(n);
-        Poll::Ready(Ok(()))
-    }
-}
-
-impl AsyncWrite for Rewind {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.stream).poll_write(cx, buf)
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.stream.is_write_vectored()
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.stream).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.stream).poll_shutdown(cx)
-    }
 }
 
 /// Listener settings.
@@ -274,9 +217,9 @@ async fn start(
     addrs: Addresses,
     proxy_protocol: bool,
     timeout: Duration,
-) -> Option<(Handoff, Addresses)> {
+) -> Option<(Rewind<TcpStream>, Addresses)> {
     if !proxy_protocol {
-        return Some((Handoff { stream, read: Bytes::new() }, addrs));
+        return Some((Rewind { stream, read: Bytes::new() }, addrs));
     }
     // Boxed: only connections of such a listener pay for the reader's state, once.
     match tokio::time::timeout(timeout, Box::pin(read_proxy_header(stream, addrs))).await {
@@ -296,7 +239,7 @@ async fn start(
 async fn read_proxy_header(
     mut stream: TcpStream,
     addrs: Addresses,
-) -> Result<(Handoff, Addresses), &'static str> {
+) -> Result<(Rewind<TcpStream>, Addresses), &'static str> {
     use tokio::io::AsyncReadExt as _;
     let mut buf = bytes::BytesMut::with_capacity(256);
     loop {
@@ -309,7 +252,7 @@ async fn read_proxy_header(
                     proxy_protocol::Header::Local => addrs,
                 };
                 buf.advance(len);
-                return Ok((Handoff { stream, read: buf.freeze() }, addrs));
+                return Ok((Rewind { stream, read: buf.freeze() }, addrs));
             }
             proxy_protocol::Parsed::Invalid(reason) => return Err(reason),
             proxy_protocol::Parsed::Partial => {}
@@ -346,10 +289,10 @@ pub async fn serve<H: Handler>(
     // hyper's h2 default (16 KiB for all fields, RFC 9113 §6.5.2 counting) refuses a 16 KiB client-side
     // AM session cookie that h1 (~400 KiB of head) takes; 64 KiB admits it with the rest of the fields.
     builder.http2().timer(TokioTimer::new()).max_header_list_size(MAX_H2_HEADER_LIST);
-    // Shared, so an idle plain-text connection's task holds a pointer rather than a copy.
-    let plain_builder = Arc::new(builder.clone());
+    // Shared, so an idle connection's task holds a pointer rather than a copy.
+    let builder = Arc::new(builder);
     let graceful = GracefulShutdown::new();
-    let plain = TaskTracker::new();
+    let connections = TaskTracker::new();
     // Every connection's local port is the listener's: read once, not per connection.
     let local_port = listener.local_addr().map_or(0, |a| a.port());
     loop {
@@ -372,67 +315,51 @@ pub async fn serve<H: Handler>(
         let open = Open::new(&opts.connections);
         let addrs = Addresses::new(addr, local_port);
         let (proxy_protocol, header_timeout) = (opts.proxy_protocol, opts.header_timeout);
-        match &opts.tls {
-            None => {
-                let (builder, watcher) = (Arc::clone(&plain_builder), graceful.watcher());
-                let ctx = PlainContext { header_timeout: opts.header_timeout, shutdown: shutdown.clone() };
-                plain.spawn(async move {
-                    let _open = open;
-                    let Some((start, addrs)) = start(stream, addrs, proxy_protocol, header_timeout).await
-                    else {
-                        return;
-                    };
-                    let Some(Handoff { stream, read }) =
-                        Arc::clone(&handler).serve_plain(start, addrs, ctx).await
-                    else {
-                        return;
-                    };
-                    let io = TokioIo::new(Rewind { read, stream });
-                    let conn = builder.serve_connection_with_upgrades(io, service(handler, Peer::new(addrs)));
-                    // Boxed: hyper's connection state is allocated only for connections that reach it.
-                    if let Err(e) = Box::pin(watcher.watch(conn.into_owned())).await {
-                        tracing::debug!(peer = %addr, error = %e, "connection ended with an error");
-                    }
-                });
-            }
-            Some((tls, handshake_timeout)) => {
-                // The handshake runs in the connection's task, so a slow client never holds up accept.
-                let acceptor = TlsAcceptor::from(tls.load_full());
-                let (builder, watcher, handshake_timeout) =
-                    (builder.clone(), graceful.watcher(), *handshake_timeout);
-                tokio::spawn(async move {
-                    let _open = open;
-                    let Some((start, addrs)) = start(stream, addrs, proxy_protocol, header_timeout).await
-                    else {
-                        return;
-                    };
-                    let rewind = Rewind { read: start.read, stream: start.stream };
-                    let stream = match tokio::time::timeout(handshake_timeout, acceptor.accept(rewind)).await
-                    {
-                        Ok(Ok(s)) => s,
+        let ctx = ConnContext { header_timeout: opts.header_timeout, shutdown: shutdown.clone() };
+        let tls = opts.tls.as_ref().map(|(tls, timeout)| (TlsAcceptor::from(tls.load_full()), *timeout));
+        let (builder, watcher) = (Arc::clone(&builder), graceful.watcher());
+        // The PROXY header and the handshake run in the connection's task, so a slow client never holds
+        // up accept.
+        connections.spawn(async move {
+            let _open = open;
+            let Some((start, addrs)) = start(stream, addrs, proxy_protocol, header_timeout).await else {
+                return;
+            };
+            let start = match tls {
+                None => Handoff { stream: ClientStream::Plain(start.stream), read: start.read },
+                Some((acceptor, timeout)) => {
+                    match tokio::time::timeout(timeout, acceptor.accept(start)).await {
+                        Ok(Ok(s)) => Handoff { stream: ClientStream::Tls(Box::new(s)), read: Bytes::new() },
                         Ok(Err(e)) => {
                             return tracing::debug!(peer = %addr, error = %e, "TLS handshake failed");
                         }
                         Err(_) => return tracing::debug!(peer = %addr, "TLS handshake timed out"),
-                    };
-                    let peer = Peer {
-                        tls: true,
-                        tls_version: stream.get_ref().1.protocol_version().map(tls_version_name),
-                        ..Peer::new(addrs)
-                    };
-                    let conn =
-                        builder.serve_connection_with_upgrades(TokioIo::new(stream), service(handler, peer));
-                    if let Err(e) = watcher.watch(conn.into_owned()).await {
-                        tracing::debug!(peer = %addr, error = %e, "connection ended with an error");
                     }
-                });
+                }
+            };
+            let handoff = if start.stream.alpn_h2() {
+                start
+            } else {
+                match Arc::clone(&handler).serve_http1(start, addrs, ctx).await {
+                    Some(handoff) => handoff,
+                    None => return,
+                }
+            };
+            let Handoff { stream, read } = handoff;
+            let tls_version = stream.tls_version();
+            let peer = Peer { tls: tls_version.is_some(), tls_version, ..Peer::new(addrs) };
+            let io = TokioIo::new(Rewind { read, stream });
+            let conn = builder.serve_connection_with_upgrades(io, service(handler, peer));
+            // Boxed: hyper's connection state is allocated only for connections that reach it.
+            if let Err(e) = Box::pin(watcher.watch(conn.into_owned())).await {
+                tracing::debug!(peer = %addr, error = %e, "connection ended with an error");
             }
-        }
+        });
     }
     drop(listener);
-    plain.close();
+    connections.close();
     let drained = async {
-        tokio::join!(graceful.shutdown(), plain.wait());
+        tokio::join!(graceful.shutdown(), connections.wait());
     };
     tokio::select! {
         () = drained => tracing::debug!(listener = opts.name, "drained"),

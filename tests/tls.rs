@@ -51,3 +51,64 @@ async fn a_missing_certificate_is_a_clear_start_error() {
         "{err}"
     );
 }
+
+/// A raw TLS client for `localhost` trusting only `pem`, offering HTTP/1.1 alone by ALPN.
+async fn tls_connect(
+    pem: &str,
+    addr: std::net::SocketAddr,
+) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+    use rustls_pki_types::pem::PemObject as _;
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(rustls_pki_types::CertificateDer::from_pem_slice(pem.as_bytes()).unwrap()).unwrap();
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
+    tokio_rustls::TlsConnector::from(std::sync::Arc::new(config)).connect(name, tcp).await.unwrap()
+}
+
+#[tokio::test]
+async fn http1_over_tls_rides_the_fast_path_pipelined_with_bodies_and_ends_with_close_notify() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (cert, key, pem) = localhost_cert("fast-path");
+    let node = TestBackend::start("01").await;
+    let proxy = Cluster::of(&[&node]).affinity("mode", "insert").tls(&cert, &key).start().await;
+    let mut tls = tls_connect(&pem, proxy.addr).await;
+    // A GET, a login step's JSON POST, a 100 KiB upload relayed after its head, and a last GET that
+    // closes: one write, so most of them wait in the proxy's buffers (plaintext rustls decrypted included).
+    let json = r#"{"authId":"x","callbacks":[]}"#;
+    let upload = vec![b'u'; 100 * 1024];
+    let mut requests = format!(
+        "GET /a HTTP/1.1\r\nHost: localhost\r\n\r\n\
+         POST /am/json/authenticate HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\n\r\n{json}\
+         PUT /upload HTTP/1.1\r\nHost: localhost\r\nContent-Length: {}\r\n\r\n",
+        json.len(),
+        upload.len()
+    )
+    .into_bytes();
+    requests.extend_from_slice(&upload);
+    requests.extend_from_slice(b"GET /d HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+    tls.write_all(&requests).await.unwrap();
+    tls.flush().await.unwrap();
+    let mut answers = Vec::new();
+    // To the end: an error here would be a cut without close_notify.
+    tokio::time::timeout(std::time::Duration::from_secs(10), tls.read_to_end(&mut answers))
+        .await
+        .expect("all answers in time")
+        .expect("the proxy ends TLS with close_notify");
+    let answers = String::from_utf8_lossy(&answers);
+    assert_eq!(answers.matches("HTTP/1.1 200 OK").count(), 4, "{answers}");
+    assert!(answers.contains(r#""received":102400"#), "the upload arrived whole: {answers}");
+    assert!(answers.contains("Secure"), "the cookie set over TLS is Secure: {answers}");
+    assert!(answers.contains(r#""x-forwarded-proto":["https"]"#), "{answers}");
+    assert_eq!(node.hits(), 4);
+    // The node connections are the fast path's raw streams; hyper's client never carried one.
+    let conns = std::sync::Arc::clone(&proxy.proxy.snapshot().upstreams.backend("01").unwrap().conns);
+    assert_eq!(conns.idle_by_path(), (0, 1), "(hyper senders, fast-path streams) idle after the exchange");
+}

@@ -3,9 +3,10 @@
 //! Each request loads the current [`Snapshot`] exactly once and uses it to the end, so a reload never
 //! mixes two configs within one request. Two request paths share every decision:
 //!
-//! - `h1`: the HTTP/1.1 fast path on plain-text connections (head parsing, forwarded head, exchange with
-//!   a node and body relay on bytes), handing anything else to hyper;
-//! - `hyper_path`: requests hyper parsed (TLS, HTTP/2, bodies), sent through the pooled hyper client;
+//! - `h1`: the HTTP/1.1 fast path, plain text and TLS (head parsing, forwarded head, exchange with a
+//!   node, body relays both ways on bytes), handing anything else to hyper;
+//! - `hyper_path`: requests hyper parsed (HTTP/2, h2c, `Expect`, upgrades, HTTP/1.0, everything the fast
+//!   path hands over), sent through the pooled hyper client;
 //! - `route`: `[[route]]` matching, a pool or a status;
 //! - `headers`: the header policy (hop-by-hop fields, `X-Forwarded-*`), rendered onto a `HeaderMap` and
 //!   onto bytes;
@@ -215,11 +216,11 @@ impl crate::server::Handler for Proxy {
         self.handle(req, peer).await
     }
 
-    fn serve_plain(
+    fn serve_http1(
         self: Arc<Self>,
         start: crate::server::Handoff,
         addrs: crate::server::Addresses,
-        ctx: crate::server::PlainContext,
+        ctx: crate::server::ConnContext,
     ) -> impl Future<Output = Option<crate::server::Handoff>> + Send {
         h1::serve(self, start, addrs, ctx)
     }

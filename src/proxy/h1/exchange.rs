@@ -9,7 +9,6 @@ use std::io::ErrorKind;
 use bytes::{Buf, BytesMut};
 use http::Method;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use super::deadline::{Deadline, before};
@@ -19,6 +18,7 @@ use super::response::{AnswerArgs, AnswerError, MAX_RESPONSE_HEAD, ResponseHead, 
 use super::{Client, Done, Next, read_scratch};
 use crate::proxy::failover::{Failover, Trace, idempotent, served};
 use crate::proxy::{ProxyError, Snapshot};
+use crate::server::ClientStream;
 use crate::upstream::affinity;
 use crate::upstream::conns::{ConnSettings, SendError};
 use crate::upstream::stream::NodeStream;
@@ -55,8 +55,13 @@ pub(super) async fn to_pool(
         let guard = backend.state.begin();
         let args = AnswerArgs {
             cookie_name: pool.affinity.cookie.as_bytes(),
-            // Plain text only here: the value without `Secure` (unless the pool asks for it).
-            cookie: affinity::cookie_to_set(pool, choice.index, &trace.hints, false),
+            // `Secure` over TLS (or when the pool asks for it).
+            cookie: affinity::cookie_to_set(
+                pool,
+                choice.index,
+                &trace.hints,
+                client.stream.tls_version().is_some(),
+            ),
             close,
             head_only: req.method == Method::HEAD,
         };
@@ -234,7 +239,16 @@ struct Relayed {
 
 /// Writes the response head with the body bytes that came with it, then relays the rest of the body as
 /// it arrives, one bounded read at a time.
-async fn relay(client: &mut TcpStream, upstream: &mut NodeStream, answer: ResponseHead) -> Relayed {
+async fn relay(client: &mut ClientStream, upstream: &mut NodeStream, answer: ResponseHead) -> Relayed {
+    let mut relayed = relay_body(client, upstream, answer).await;
+    // TLS may hold the last records until flushed; plain TCP has nothing to flush.
+    if client.flush().await.is_err() {
+        relayed.complete = false;
+    }
+    relayed
+}
+
+async fn relay_body(client: &mut ClientStream, upstream: &mut NodeStream, answer: ResponseHead) -> Relayed {
     let ResponseHead { head, mut framing, first_body, overrun, .. } = answer;
     let mut r = Relayed { bytes: 0, complete: false, upstream_clean: false };
     if client.write_all(&head).await.is_err() {

@@ -1,16 +1,17 @@
 //! The HTTP/1.1 fast path of the public listener.
 //!
-//! Most proxied traffic is plain keep-alive HTTP/1.1 requests without a body: pages and assets, every
-//! `GET` of a REST client, `sessions?_action=validate` with the token in a header. hyper's server and
+//! Most proxied traffic is keep-alive HTTP/1.1: pages and assets, every `GET` of a REST client,
+//! `sessions?_action=validate` with the token in a header, and the JSON POST of every login step, over
+//! plain text or TLS ([`ClientStream`]: rustls underneath, the same code above). hyper's server and
 //! client are general machinery (a `HeaderMap` built and copied per message, a task per upstream
 //! connection, boxed bodies, buffers kept per idle connection) and were most of tether's CPU per request
-//! and all of its memory per idle connection (`bench/RESULTS.md`). On a plain-text connection this module
+//! and all of its memory per idle connection (`bench/RESULTS.md`). On an HTTP/1.1 connection this module
 //! reads the request head itself with `httparse` (the parser inside hyper), decides with the same functions
 //! as hyper's path (route, hints, node choice, failover, metrics, access line), writes the forwarded head
-//! in one buffer to a pooled TCP connection, parses the answer, and relays its body with the framing it
-//! came with. Between requests it holds no buffer at all. Anything else hands the connection, with the
-//! bytes already read, to hyper ([`Handoff`]), which serves it from then on exactly as it serves TLS
-//! connections.
+//! (with a small JSON body read with it) in one buffer to a pooled node connection, relays a larger body,
+//! parses the answer, and relays its body with the framing it came with. Between requests it holds no
+//! buffer of its own (TLS keeps rustls's). Anything else hands the connection, with the bytes already
+//! read, to hyper ([`Handoff`]), which serves it from then on exactly as it serves HTTP/2.
 //!
 //! One request: read head → `request` (hand-off or not, route, hints, forwarded head) → `exchange`
 //! (choose node, pooled stream, write head, read and decide the answer's head with `response`, write
@@ -18,6 +19,7 @@
 //! pool, metrics, access line.
 //!
 //! - this file: the connection loop, idle waiting, reading into the thread's scratch buffer, one request;
+//!   a TLS connection ends with its `close_notify`;
 //! - `deadline`: the connection's one timer, re-armed lazily;
 //! - `request`: the request head, pure, with byte-level tests;
 //! - `response`: the node's response head and the fast path's own answers, pure, with byte-level tests;
@@ -40,7 +42,6 @@ use std::task::Poll;
 use bytes::{Buf, BytesMut};
 use http::{Method, StatusCode};
 use tokio::io::{AsyncRead, AsyncWriteExt, ReadBuf};
-use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -50,17 +51,17 @@ use self::request::{Parse, Request, Upload};
 use super::failover::Trace;
 use super::{NOT_SERVED, Proxy, ProxyError};
 use crate::config::RouteAction;
-use crate::server::{Addresses, Handoff, PlainContext};
+use crate::server::{Addresses, ClientStream, ConnContext, Handoff};
 
 /// The per-thread buffer heads are read into ([`read_scratch`]).
 const SCRATCH_SIZE: usize = 16 * 1024;
 
-/// Serves a plain-text client connection until it closes, or until a request needs hyper.
+/// Serves an HTTP/1.1 client connection until it closes, or until a request needs hyper.
 pub fn serve(
     proxy: Arc<Proxy>,
     start: Handoff,
     addrs: Addresses,
-    ctx: PlainContext,
+    ctx: ConnContext,
 ) -> impl Future<Output = Option<Handoff>> + Send {
     // What followed a PROXY protocol header, if anything, is the start of the first request.
     let buf = if start.read.is_empty() { BytesMut::new() } else { BytesMut::from(start.read) };
@@ -75,6 +76,7 @@ pub fn serve(
         // Polled once, so it holds the task's waker (which never changes); from then on the token's own
         // flag says whether it fired, cheaper than polling the waiter again.
         if std::future::poll_fn(|cx| Poll::Ready(waiter.as_mut().poll(cx).is_ready())).await {
+            Box::pin(conn.client.stream.close()).await;
             return None;
         }
         loop {
@@ -86,9 +88,9 @@ pub fn serve(
                 // connections cost ten thousand small tasks and nothing more. (Heads are read into the
                 // thread's scratch buffer; this one only ever held a partial head or a pipelined rest.)
                 conn.client.buf = BytesMut::new();
-                match idle(&conn.client.stream, &mut deadline, &conn.ctx.shutdown).await {
+                match idle(&mut conn.client.stream, &mut deadline, &conn.ctx.shutdown).await {
                     Woke::Readable => {}
-                    Woke::Shutdown | Woke::TimedOut => return None,
+                    Woke::Shutdown | Woke::TimedOut => break,
                 }
             }
             // Boxed, so the task of an idle connection is only as large as this loop.
@@ -96,13 +98,15 @@ pub fn serve(
                 one_request(&conn.proxy, &mut conn.client, conn.addrs, &mut deadline, &conn.ctx.shutdown);
             match Box::pin(one).await {
                 Next::KeepAlive => {}
-                Next::Close => return None,
+                Next::Close => break,
                 Next::Handoff => {
                     let Client { stream, buf } = conn.client;
                     return Some(Handoff { stream, read: buf.freeze() });
                 }
             }
         }
+        Box::pin(conn.client.stream.close()).await;
+        None
     }
 }
 
@@ -111,7 +115,7 @@ struct Connection {
     proxy: Arc<Proxy>,
     client: Client,
     addrs: Addresses,
-    ctx: PlainContext,
+    ctx: ConnContext,
 }
 
 /// Why an idle connection woke up.
@@ -124,12 +128,12 @@ enum Woke {
 /// Waits for the next request, the shutdown or the header deadline. Polls the socket's own readiness
 /// (its waker slot, no waiter of its own), so waiting adds nothing to the task.
 fn idle<'a>(
-    stream: &'a TcpStream,
+    stream: &'a mut ClientStream,
     deadline: &'a mut Deadline<'_>,
     shutdown: &'a CancellationToken,
 ) -> impl Future<Output = Woke> + 'a {
     std::future::poll_fn(move |cx| {
-        if stream.poll_read_ready(cx).is_ready() {
+        if stream.poll_idle(cx).is_ready() {
             return Poll::Ready(Woke::Readable);
         }
         if shutdown.is_cancelled() {
@@ -171,7 +175,7 @@ fn read_scratch<'a, S: AsyncRead + Unpin, R>(
 
 /// The client side of a connection: the socket and what was read from it but not yet used.
 struct Client {
-    stream: TcpStream,
+    stream: ClientStream,
     buf: BytesMut,
 }
 
@@ -201,12 +205,13 @@ async fn one_request(
 ) -> Next {
     let snap = proxy.snapshot();
     let log = tracing::enabled!(target: "tether::access", tracing::Level::INFO);
+    let tls = client.stream.tls_version();
     // The head is complete and the small JSON body read with it is not: a client that stops here gets
     // 408, as on hyper's path.
     let mut peeking = false;
     let req = loop {
         if !client.buf.is_empty() {
-            match Request::parse(&snap, &client.buf, addrs, log) {
+            match Request::parse(&snap, &client.buf, addrs, tls, log) {
                 Parse::Ready(req) => {
                     client.buf.advance(req.head_len);
                     break req;
@@ -222,7 +227,7 @@ async fn one_request(
         let Client { stream, buf } = &mut *client;
         let read = read_scratch(stream, |bytes| {
             if buf.is_empty()
-                && let Parse::Ready(req) = Request::parse(&snap, bytes, addrs, log)
+                && let Parse::Ready(req) = Request::parse(&snap, bytes, addrs, tls, log)
             {
                 // The usual case: a whole head in one read, used where it landed; only what follows
                 // it (a pipelined request) is kept.
@@ -284,14 +289,14 @@ impl From<ProxyError> for Answer {
 
 /// Writes the fast path's own answer ([`response::synthetic`]).
 async fn synthetic(
-    client: &mut TcpStream,
+    client: &mut ClientStream,
     status: StatusCode,
     message: &str,
     close: bool,
     head: bool,
 ) -> Done {
     let (out, body_len) = response::synthetic(status, message, close, head);
-    let sent = client.write_all(&out).await.is_ok();
+    let sent = client.write_all(&out).await.is_ok() && client.flush().await.is_ok();
     Done {
         status,
         bytes: if sent && !head { body_len as u64 } else { 0 },
@@ -312,18 +317,18 @@ mod tests {
     async fn an_idle_connection_task_stays_small() {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let stream = TcpStream::connect(addr).await.unwrap();
+        let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
         let config = crate::config::parse(
             "[proxy]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n[[pool]]\nname = \"a\"\n\
              [[pool.backend]]\nid = \"01\"\nurl = \"http://127.0.0.1:1\"\n[[route]]\npool = \"a\"\n",
         )
         .unwrap();
         let proxy = Arc::new(Proxy::new(Arc::new(config), Arc::default()));
-        let ctx = PlainContext {
+        let ctx = ConnContext {
             header_timeout: std::time::Duration::from_secs(1),
             shutdown: CancellationToken::new(),
         };
-        let start = Handoff { stream, read: bytes::Bytes::new() };
+        let start = Handoff { stream: ClientStream::Plain(stream), read: bytes::Bytes::new() };
         let connection = serve(proxy, start, Addresses::new(addr, 8080), ctx);
         let size = std::mem::size_of_val(&connection);
         assert!(size <= 384, "the fast path's connection future is {size} bytes");

@@ -94,7 +94,13 @@ impl Upload {
 impl Request {
     /// Parses the head at the start of `buf` against the snapshot's routes and pools. `log`: keep what
     /// the access line says.
-    pub(super) fn parse(snap: &Snapshot, buf: &[u8], addrs: Addresses, log: bool) -> Parse {
+    pub(super) fn parse(
+        snap: &Snapshot,
+        buf: &[u8],
+        addrs: Addresses,
+        tls: Option<&'static str>,
+        log: bool,
+    ) -> Parse {
         if buf.is_empty() {
             return Parse::Partial;
         }
@@ -121,7 +127,10 @@ impl Request {
         let proxy = &snap.config.proxy;
         let peer = addrs.ip;
         let seen = |host: Option<&[u8]>, request_id: String| {
-            log.then(|| Box::new(seen(fields, path, addrs.peer(), host, &proxy.trusted_proxies, request_id)))
+            log.then(|| {
+                let proto = Proto { http: "HTTP/1.1", tls };
+                Box::new(seen(fields, path, addrs.peer(), host, &proxy.trusted_proxies, request_id, proto))
+            })
         };
         let Screened { host, host_field, connection, body } = match screen(fields) {
             Screen::Serve(s) => s,
@@ -158,7 +167,7 @@ impl Request {
         let hop = Hop {
             peer,
             trusted: proxy.trusted_proxies.contains(peer),
-            tls: false,
+            tls: tls.is_some(),
             port: addrs.local_port,
             request_id: &proxy.request_id_header,
         };
@@ -190,6 +199,7 @@ fn seen(
     host: Option<&[u8]>,
     trusted: &crate::config::TrustedProxies,
     request_id: String,
+    proto: Proto,
 ) -> Seen {
     let field = |name: &str| fields.iter().find(|f| f.name.eq_ignore_ascii_case(name)).map(|f| f.value);
     let text = |v: &[u8]| String::from_utf8_lossy(v).into_owned();
@@ -200,7 +210,7 @@ fn seen(
         client: access::Client::of(peer, forwarded),
         host: host.or_else(|| field("host")).map(text),
         user_agent: field("user-agent").map(text),
-        proto: Proto { http: "HTTP/1.1", tls: None },
+        proto,
         request_id,
     }
 }
@@ -314,7 +324,7 @@ pub(super) fn forwarded_head<'a>(
 /// hand the request to hyper (or needs more bytes).
 pub fn forwarded_request(snap: &Snapshot, head: &[u8], client: IpAddr) -> Option<Vec<u8>> {
     let addrs = Addresses { ip: client, port: 40000, local_port: 80 };
-    match Request::parse(snap, head, addrs, false) {
+    match Request::parse(snap, head, addrs, None, false) {
         Parse::Ready(req) => Some(req.forward),
         Parse::Partial | Parse::Peeking | Parse::Handoff => None,
     }
@@ -338,7 +348,7 @@ mod tests {
 
     fn parse(head: &[u8]) -> Parse {
         let addrs = Addresses::new("192.0.2.10:40000".parse().unwrap(), 8080);
-        Request::parse(&snapshot(), head, addrs, true)
+        Request::parse(&snapshot(), head, addrs, None, true)
     }
 
     /// The fields of `head` as the fast path screens them (`Err(None)`: hyper's request, `Err(Some)`:

@@ -1,0 +1,172 @@
+//! The client connection as the HTTP/1.1 fast path and hyper read it: plain TCP or TLS terminated by
+//! rustls ([`ClientStream`]), and the bytes already read from it put back in front ([`Rewind`]).
+
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::{Buf, Bytes};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+use tokio_rustls::server::TlsStream;
+
+/// A client connection: plain text, or TLS over the socket (with what a PROXY protocol header left).
+#[derive(Debug)]
+pub enum ClientStream {
+    /// Plain text.
+    Plain(TcpStream),
+    /// TLS, handshake done. Boxed: rustls's session is large, and an idle plain-text connection's task
+    /// holds this enum.
+    Tls(Box<TlsStream<Rewind<TcpStream>>>),
+}
+
+impl ClientStream {
+    /// Ready when there is something to read: bytes on the socket, or (TLS) plaintext rustls already
+    /// decrypted and holds. Waits in the socket's own waker slot, so an idle connection's task holds
+    /// nothing more.
+    pub fn poll_idle(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        match self {
+            Self::Plain(s) => s.poll_read_ready(cx).map(|_| ()),
+            Self::Tls(s) => {
+                let (io, session) = s.get_mut();
+                // A read of the previous request may have left whole records behind, decrypted or not:
+                // the socket would never wake for them. An error is for the next read to report.
+                let buffered =
+                    session.process_new_packets().map_or(true, |state| state.plaintext_bytes_to_read() > 0);
+                if buffered || !io.read.is_empty() {
+                    return Poll::Ready(());
+                }
+                io.stream.poll_read_ready(cx).map(|_| ())
+            }
+        }
+    }
+
+    /// The TLS version negotiated (`TLSv1.3`), for the access line; `None` for plain text.
+    pub fn tls_version(&self) -> Option<&'static str> {
+        match self {
+            Self::Plain(_) => None,
+            Self::Tls(s) => Some(match s.get_ref().1.protocol_version() {
+                Some(rustls::ProtocolVersion::TLSv1_3) => "TLSv1.3",
+                Some(rustls::ProtocolVersion::TLSv1_2) => "TLSv1.2",
+                _ => "TLS",
+            }),
+        }
+    }
+
+    /// The client chose HTTP/2 by ALPN (RFC 7301): hyper's connection from the first byte.
+    pub fn alpn_h2(&self) -> bool {
+        matches!(self, Self::Tls(s) if s.get_ref().1.alpn_protocol() == Some(b"h2"))
+    }
+
+    /// Ends the connection: TLS sends its `close_notify` first (RFC 8446 §6.1), so the client can tell
+    /// the end of the last answer from a cut; plain text just closes.
+    pub async fn close(mut self) {
+        if let Self::Tls(_) = self {
+            use tokio::io::AsyncWriteExt as _;
+            // Bounded: a client that reads nothing cannot keep the task.
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(1), self.shutdown()).await;
+        }
+    }
+}
+
+impl AsyncRead for ClientStream {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Self::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Self::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for ClientStream {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Self::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Self::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Self::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            Self::Tls(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            Self::Plain(s) => s.is_write_vectored(),
+            Self::Tls(s) => s.is_write_vectored(),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Self::Plain(s) => Pin::new(s).poll_flush(cx),
+            Self::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Self::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Self::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
+}
+
+/// A stream with bytes already read from it put back in front: what followed a PROXY protocol header
+/// (read before TLS), or what the fast path read before handing the connection to hyper.
+#[derive(Debug)]
+pub struct Rewind<S> {
+    /// Read but not consumed.
+    pub read: Bytes,
+    /// The stream.
+    pub stream: S,
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Rewind<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        if self.read.is_empty() {
+            return Pin::new(&mut self.stream).poll_read(cx, buf);
+        }
+        let n = self.read.len().min(buf.remaining());
+        buf.put_slice(&self.read[..n]);
+        self.read.advance(n);
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Rewind<S> {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
+}
