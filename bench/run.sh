@@ -34,6 +34,20 @@
 #              (quotas on, argon2id m=8 KiB t=1, TOTP not single-use): logins/s, the proxy's CPU per
 #              login and the nodes', measured per process
 # e.g. STAGES="post tls handshake logins" REPEATS=3 DURATION=5s IDLE_CONNS=0 bench/run.sh
+# After the tables, measurement parts of issue 16 that follow the stages that ran:
+#   fixed rate  with oha (`cargo install oha --locked`; wrk2 when only it is there), every proxy at the same
+#              offered rate, FIXED_FRACTION (0.5) of HAProxy's median req/s in that stage's table, or
+#              FIXED_RATE for every row; FIXED_REPEATS (1) interleaved repeats of DURATION, CONNS
+#              connections, latency counted from when each request was due (--latency-correction):
+#              p50/p99/max and the proxy's CPU per request at that rate, for the plain GET (plain), the
+#              JSON POST with the cookie (post: bench/post.lua's body and headers) and the TLS keep-alive
+#              GET and POST (tls: oha --insecure against the front listeners)
+#   idle TLS   when the tls stage runs: IDLE_TLS_CONNS (2000) TLS keep-alive connections, one request each
+#              (examples/idle_conns with the front certificate pinned), held against tether, HAProxy and
+#              nginx: the RSS they add, in bytes per connection (the plain idle rows need the plain stage)
+#   sozu       a fourth target of the post stage (and its fixed-rate row) when `sozu` is on PATH and SOZU
+#              is not 0: one worker, sticky sessions on amlbcookie (sticky_id 01 and 02)
+# e.g. STAGES="post tls" REPEATS=1 DURATION=3s IDLE_CONNS=0 IDLE_TLS_CONNS=2000 bench/run.sh
 # Not part of .ci/run. Nothing is installed: missing tools are named and the script exits 1.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -44,6 +58,8 @@ REPEATS=${REPEATS:-5}
 DURATION=${DURATION:-10s}
 CONNS=${CONNS:-50}
 IDLE_CONNS=${IDLE_CONNS:-10000}
+# IDLE_TLS_CONNS: TLS connections held idle against each TLS front listener when the tls stage runs (0 skips).
+IDLE_TLS_CONNS=${IDLE_TLS_CONNS:-2000}
 PROXY_CPU=${PROXY_CPU:-1}
 UPSTREAM_CPU=${UPSTREAM_CPU:-$PROXY_CPU}
 LOAD_CPU=${LOAD_CPU:-0}
@@ -51,6 +67,7 @@ PORT_BASE=${PORT_BASE:-18080}
 
 P_UP1=$((PORT_BASE + 1)) P_UP2=$((PORT_BASE + 2))
 P_TETHER=$((PORT_BASE + 10)) P_ADMIN=$((PORT_BASE + 11)) P_HAPROXY=$((PORT_BASE + 12)) P_NGINX=$((PORT_BASE + 13))
+P_SOZU=$((PORT_BASE + 14))
 P_UP1_TLS=$((PORT_BASE + 3)) P_UP2_TLS=$((PORT_BASE + 4))
 P_TETHER_TLS=$((PORT_BASE + 20)) P_ADMIN_TLS=$((PORT_BASE + 21)) P_HAPROXY_TLS=$((PORT_BASE + 22)) P_NGINX_TLS=$((PORT_BASE + 23))
 P_TETHER_FRONT=$((PORT_BASE + 40)) P_ADMIN_FRONT=$((PORT_BASE + 41)) P_HAPROXY_FRONT=$((PORT_BASE + 42)) P_NGINX_FRONT=$((PORT_BASE + 43))
@@ -86,10 +103,12 @@ done
 # asks for two per connection it may hold).
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 NOFILE=$(ulimit -n)
+IDLE_MAX=$IDLE_CONNS
+((IDLE_TLS_CONNS > IDLE_MAX)) && IDLE_MAX=$IDLE_TLS_CONNS
 HAPROXY_MAXCONN=$(((NOFILE - 200) / 2))
-((HAPROXY_MAXCONN > IDLE_CONNS + 1000)) && HAPROXY_MAXCONN=$((IDLE_CONNS + 1000))
-if ((HAPROXY_MAXCONN < IDLE_CONNS + 100)); then
-  echo "note: ulimit -n is $NOFILE; the idle stage needs about $((2 * IDLE_CONNS + 2000))" >&2
+((HAPROXY_MAXCONN > IDLE_MAX + 1000)) && HAPROXY_MAXCONN=$((IDLE_MAX + 1000))
+if ((HAPROXY_MAXCONN < IDLE_MAX + 100)); then
+  echo "note: ulimit -n is $NOFILE; the idle stage needs about $((2 * IDLE_MAX + 2000))" >&2
 fi
 
 WORK=$(mktemp -d /tmp/tether-bench.XXXXXX)
@@ -298,10 +317,10 @@ if ((FRONT_TLS)); then
 fi
 cat >"$WORK/nginx.conf" <<EOF
 worker_processes 1;
-worker_rlimit_nofile $((IDLE_CONNS + 5000));
+worker_rlimit_nofile $((IDLE_MAX + 5000));
 pid $WORK/nginx/nginx.pid;
 error_log $WORK/nginx/error.log warn;
-events { worker_connections $((IDLE_CONNS + 5000)); }
+events { worker_connections $((IDLE_MAX + 5000)); }
 http {
   access_log off;
   client_body_temp_path $WORK/nginx/body;
@@ -331,6 +350,40 @@ http {
 EOF
 start nginx "$PROXY_CPU" nginx -p "$WORK/nginx" -c "$WORK/nginx.conf" -g 'daemon off;'
 PID_NGINX=${PIDS[-1]}
+
+# sozu (a Rust proxy: `cargo install sozu --locked`), in the post stage only, when installed and SOZU is not
+# 0: one worker, its sticky sessions on the cookie amlbcookie with the ids 01 and 02 (insert when absent).
+PID_SOZU=""
+if has_stage post && [[ ${SOZU:-1} != 0 ]] && command -v sozu >/dev/null; then
+  cat >"$WORK/sozu.toml" <<EOF
+command_socket = "$WORK/sozu.sock"
+worker_count = 1
+worker_automatic_restart = false
+log_level = "error"
+log_target = "stdout"
+max_connections = $((IDLE_MAX + 5000))
+front_timeout = 60
+activate_listeners = true
+
+[[listeners]]
+protocol = "http"
+address = "127.0.0.1:$P_SOZU"
+sticky_name = "amlbcookie"
+
+[clusters.bench]
+protocol = "http"
+sticky_session = true
+frontends = [{ address = "127.0.0.1:$P_SOZU", hostname = "*", position = "POST" }]
+backends = [
+  { address = "127.0.0.1:$P_UP1", sticky_id = "01" },
+  { address = "127.0.0.1:$P_UP2", sticky_id = "02" },
+]
+EOF
+  start sozu "$PROXY_CPU" sozu start -c "$WORK/sozu.toml"
+  PID_SOZU=${PIDS[-1]}
+elif has_stage post; then
+  echo "note: sozu is not installed (cargo install sozu --locked) or SOZU=0: the post stage runs without it" >&2
+fi
 
 
 if has_stage logins; then
@@ -411,6 +464,7 @@ PORTS=("$P_UP1" "$P_UP2" "$P_TETHER" "$P_HAPROXY" "$P_NGINX")
 has_stage https && PORTS+=("$P_UP1_TLS" "$P_UP2_TLS" "$P_TETHER_TLS" "$P_HAPROXY_TLS" "$P_NGINX_TLS")
 ((FRONT_TLS)) && PORTS+=("$P_TETHER_FRONT" "$P_HAPROXY_FRONT" "$P_NGINX_FRONT")
 has_stage logins && PORTS+=("$P_NODE1" "$P_NODE2" "$P_NODE3" "$P_LOGIN")
+[[ -n $PID_SOZU ]] && PORTS+=("$P_SOZU")
 for p in "${PORTS[@]}"; do wait_port "$p"; done
 sleep 0.5
 
@@ -424,11 +478,13 @@ procs_of() {
     tether-login) echo "$PID_LOGIN" ;;
     haproxy | haproxy-tls | haproxy-front) echo "$PID_HAPROXY" ;;
     nginx | nginx-tls | nginx-front) echo "$PID_NGINX $(pgrep -P "$PID_NGINX" | tr '\n' ' ')" ;;
+    sozu) echo "$PID_SOZU $(pgrep -P "$PID_SOZU" | tr '\n' ' ')" ;; # the main process and its worker
   esac
 }
 port_of() {
   case $1 in
     direct) echo "$P_UP1" ;; tether) echo "$P_TETHER" ;; haproxy) echo "$P_HAPROXY" ;; nginx) echo "$P_NGINX" ;;
+    sozu) echo "$P_SOZU" ;;
     tether-tls) echo "$P_TETHER_TLS" ;; haproxy-tls) echo "$P_HAPROXY_TLS" ;; nginx-tls) echo "$P_NGINX_TLS" ;;
     tether-front) echo "$P_TETHER_FRONT" ;; haproxy-front) echo "$P_HAPROXY_FRONT" ;; nginx-front) echo "$P_NGINX_FRONT" ;;
     tether-login) echo "$P_LOGIN" ;;
@@ -460,6 +516,7 @@ HZ=$(getconf CLK_TCK)
 COOKIE_CHECKS=()
 has_stage plain && COOKIE_CHECKS+=(tether haproxy)
 has_stage https && COOKIE_CHECKS+=(tether-tls haproxy-tls)
+[[ -n $PID_SOZU ]] && COOKIE_CHECKS+=(sozu)
 for t in "${COOKIE_CHECKS[@]}"; do
   hdrs=$(exec 3<>"/dev/tcp/127.0.0.1/$(port_of $t)"; printf 'GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n' >&3; cat <&3)
   grep -qi '^set-cookie: amlbcookie=0[12]' <<<"$hdrs" || { echo "$t did not insert amlbcookie:" >&2; echo "$hdrs" >&2; exit 1; }
@@ -623,7 +680,9 @@ read -r -a TARGETS <<<"${TARGETS:-direct tether haproxy nginx}"
 read -r -a TLS_TARGETS <<<"${TLS_TARGETS:-tether-tls haproxy-tls nginx-tls}"
 has_stage plain && stage plain "${TARGETS[@]}"
 has_stage https && stage https "${TLS_TARGETS[@]}"
-has_stage post && stage post tether haproxy nginx tether-auth_id
+POST_TARGETS=(tether haproxy nginx)
+[[ -n $PID_SOZU ]] && POST_TARGETS+=(sozu)
+has_stage post && stage post "${POST_TARGETS[@]}" tether-auth_id
 has_stage tls && stage tls tether-get haproxy-get nginx-get tether-post haproxy-post nginx-post
 has_stage handshake && stage handshake tether-close haproxy-close nginx-close tether-new haproxy-new nginx-new \
   tether-reuse haproxy-reuse nginx-reuse
@@ -675,7 +734,7 @@ for st in stages:
     for t in by[st]:
         if not t.startswith("tether"):
             continue
-        for peer in ("haproxy", "nginx"):
+        for peer in ("haproxy", "nginx", "sozu"):
             other = peer + t[len("tether"):]
             note = ""
             if other not in by[st] and t == "tether-auth_id":
@@ -697,83 +756,200 @@ if "plain" in by and "tls" in by:
         if t in by["plain"] and t + "-get" in by["tls"]:
             print(f"{t}: TLS at the proxy costs {cpu('tls', t + '-get') - cpu('plain', t):+.2f} us per keep-alive GET over plain")
 PY
-HAPROXY_RPS=$(python3 -c "
+# Fixed rate (issue 16: "p99 at a fixed rate with oha"): every target at the same offered rate, a fraction
+# of HAProxy's median req/s in that stage's table (FIXED_RATE fixes it for all rows), FIXED_REPEATS
+# interleaved repeats of DURATION. oha (preferred) with --latency-correction counts latency from when a
+# request was due, not sent, so a proxy that falls behind shows it; wrk2 does the same by design.
+median_rate() { # stage label: HAProxy's (or any label's) median rate in RAW, 0 when it did not run
+  python3 - "$RAW" "$1" "$2" <<'PY'
 import statistics, sys
-rps = [float(l.split('\t')[3]) for l in open('$RAW') if l.startswith('plain\thaproxy\t')]
-print(int(statistics.median(rps)) if rps else 0)")
-
-echo
-RATE=$((HAPROXY_RPS / 2))
-if ((RATE == 0)); then
-  echo "== fixed rate: skipped: HAProxy was not measured"
-elif command -v wrk2 >/dev/null || command -v oha >/dev/null; then
-  echo "== fixed rate: $RATE req/s (half of HAProxy's median), $DURATION, $CONNS connections"
-  for t in tether haproxy nginx; do
-    url="http://127.0.0.1:$(port_of "$t")/"
-    if command -v wrk2 >/dev/null; then
-      taskset -c "$LOAD_CPU" wrk2 -t1 -c"$CONNS" -d"$DURATION" -R"$RATE" --latency -H 'Cookie: amlbcookie=01' \
-        "$url" >"$WORK/rate-$t.txt"
-      python3 - "$t" "$WORK/rate-$t.txt" <<'PY'
-import re, sys
-text = open(sys.argv[2]).read()
-def us(s):
-    m = re.match(r"([\d.]+)(us|ms|s)$", s); return float(m[1]) * {"us": 1, "ms": 1e3, "s": 1e6}[m[2]]
-p = {k: us(re.search(rf"^\s+{k}\.0+%\s+(\S+)", text, re.M)[1]) for k in ("50", "99")}
-print(f"  {sys.argv[1]:<8} p50 {p['50']:8.0f} us  p99 {p['99']:8.0f} us")
+rps = [float(l.split("\t")[3]) for l in open(sys.argv[1]) if l.split("\t")[:2] == sys.argv[2:4]]
+print(int(statistics.median(rps)) if rps else 0)
 PY
+}
+RATE_TOOL=""
+command -v wrk2 >/dev/null && RATE_TOOL=wrk2
+command -v oha >/dev/null && RATE_TOOL=oha
+FIXED=$WORK/fixed.tsv
+: >"$FIXED"
+# The body of bench/post.lua, for oha's -D.
+sed -n "s/^wrk.body = '\(.*\)'$/\1/p" bench/post.lua | tr -d '\n' >"$WORK/post-body.json"
+# `fixed_rate ROW LABEL TARGET RATE KIND URL REP`: one run at RATE req/s (KIND get or post, URL without
+# the path) on LOAD_CPU, the target's CPU measured around it; one line appended to FIXED.
+fixed_rate() {
+  local row=$1 label=$2 target=$3 rate=$4 kind=$5 url=$6 rep=$7 pids u0 s0 u1 s1 out cmd
+  read -r -a pids <<<"$(procs_of "$target")"
+  out=$WORK/rate-$row-$label-$rep.txt
+  if [[ $RATE_TOOL == oha ]]; then
+    cmd=(oha --no-tui --output-format json -z "$DURATION" -q "$rate" -c "$CONNS" --latency-correction
+      -H 'Cookie: amlbcookie=01')
+    [[ $url == https:* ]] && cmd+=(--insecure)
+    if [[ $kind == post ]]; then
+      cmd+=(-m POST -D "$WORK/post-body.json" -H 'Content-Type: application/json'
+        -H 'Accept-API-Version: resource=2.0, protocol=1.0' "$url$URL_POST")
     else
-      taskset -c "$LOAD_CPU" oha --no-tui --output-format json -z "$DURATION" -q "$RATE" -c "$CONNS" \
-        --latency-correction -H 'Cookie: amlbcookie=01' "$url" >"$WORK/rate-$t.json"
-      python3 - "$t" "$WORK/rate-$t.json" <<'PY'
-import json, sys
-p = json.load(open(sys.argv[2]))["latencyPercentiles"]
-print(f"  {sys.argv[1]:<8} p50 {p['p50'] * 1e6:8.0f} us  p99 {p['p99'] * 1e6:8.0f} us")
-PY
+      cmd+=("$url/")
     fi
-  done
+  else
+    cmd=(wrk2 -t1 -c"$CONNS" -d"$DURATION" -R"$rate" --latency)
+    if [[ $kind == post ]]; then cmd+=(-s bench/post.lua "$url/"); else cmd+=(-H 'Cookie: amlbcookie=01' "$url/"); fi
+  fi
+  ((rep == 1)) && echo "  $row $label: $(printf '%q ' "${cmd[@]}")" >>"$WORK/commands-fixed.txt"
+  read -r u0 s0 <<<"$(cpu_ticks "${pids[@]}")"
+  taskset -c "$LOAD_CPU" "${cmd[@]}" >"$out" 2>"$out.err" || { echo "  $label: ${cmd[*]} failed:" >&2; tail -n 5 "$out.err" >&2; }
+  read -r u1 s1 <<<"$(cpu_ticks "${pids[@]}")"
+  python3 - "$RATE_TOOL" "$row" "$label" "$rep" "$rate" "$((u1 - u0 + s1 - s0))" "$HZ" "$out" >>"$FIXED" <<'PY'
+import json, math, re, sys
+tool, row, label, rep, rate, ticks, hz, path = sys.argv[1:]
+text = open(path).read()
+errors = 0
+if tool == "oha":
+    j = json.loads(text)
+    p = j["latencyPercentiles"]
+    p50, p99, mx = p["p50"] * 1e6, p["p99"] * 1e6, j["summary"]["slowest"] * 1e6
+    codes = j.get("statusCodeDistribution", {})
+    count = sum(codes.values())
+    # Requests still in flight when the duration ends are "aborted due to deadline": not failures.
+    failed = {k: v for k, v in j.get("errorDistribution", {}).items() if "deadline" not in k}
+    errors = sum(v for k, v in codes.items() if not k.startswith("2")) + sum(failed.values())
+    if errors:
+        print(f"  {label}: status codes {codes}, errors {failed}", file=sys.stderr)
+    got = j["summary"]["requestsPerSec"]
+else:
+    def us(s):
+        m = re.match(r"([\d.]+)(us|ms|s|m)$", s)
+        return float(m[1]) * {"us": 1, "ms": 1e3, "s": 1e6, "m": 6e7}[m[2]]
+    p50 = us(re.search(r"^\s+50\.0+%\s+(\S+)", text, re.M)[1])
+    p99 = us(re.search(r"^\s+99\.0+%\s+(\S+)", text, re.M)[1])
+    mx = us(re.search(r"^\s+Latency\s+\S+\s+\S+\s+(\S+)", text, re.M)[1])
+    count = int(re.search(r"(\d+) requests in", text)[1])
+    got = float(re.search(r"Requests/sec:\s+([\d.]+)", text)[1])
+    errors = 1 if re.search(r"Non-2xx or 3xx responses|Socket errors", text) else 0
+cpu = int(ticks) * 1e6 / int(hz) / max(count, 1)
+print(f"{row}\t{label}\t{rep}\t{rate}\t{got:.1f}\t{p50:.1f}\t{p99:.1f}\t{mx:.1f}\t{cpu:.3f}\t{errors}")
+PY
+  tail -n1 "$FIXED" | awk -F'\t' '{printf "  repeat %s %-9s %-14s %6d/s asked %8.0f/s done  p50 %7.0f us  p99 %7.0f us  max %8.0f us  cpu %6.2f us/req%s\n", $3, $1, $2, $4, $5, $6, $7, $8, $9, ($10 != "0" ? "  (errors: " $10 ")" : "")}'
+}
+FIXED_FRACTION=${FIXED_FRACTION:-0.5}
+FIXED_REPEATS=${FIXED_REPEATS:-1}
+FIXED_ROWS=() # "row kind scheme rate-source-stage rate-source-label target-suffix"
+has_stage plain && FIXED_ROWS+=("plain-get get http plain haproxy")
+has_stage post && FIXED_ROWS+=("post post http post haproxy")
+has_stage tls && FIXED_ROWS+=("tls-get get https tls haproxy-get" "tls-post post https tls haproxy-post")
+: >"$WORK/commands-fixed.txt"
+echo
+if [[ -z $RATE_TOOL ]]; then
+  echo "== fixed rate: skipped: neither oha nor wrk2 is installed (cargo install oha --locked)"
+elif ((${#FIXED_ROWS[@]} == 0)); then
+  echo "== fixed rate: no stage with a fixed-rate row ran (plain, post, tls)"
 else
-  echo "== fixed rate: skipped: no wrk2/oha (would run at $RATE req/s, half of HAProxy's median)"
+  declare -A ROW_RATE=()
+  for spec in "${FIXED_ROWS[@]}"; do
+    read -r row kind scheme src_stage src_label <<<"$spec"
+    r=${FIXED_RATE:-$(python3 -c "print(int($(median_rate "$src_stage" "$src_label") * $FIXED_FRACTION))")}
+    ROW_RATE[$row]=$r
+  done
+  rate_what="$FIXED_FRACTION of the median req/s of HAProxy in each stage"
+  [[ -n ${FIXED_RATE:-} ]] && rate_what="FIXED_RATE=$FIXED_RATE"
+  echo "== fixed rate with $RATE_TOOL: $FIXED_REPEATS interleaved repeat(s) of $DURATION, $CONNS connections, $rate_what"
+  for ((rep = 1; rep <= FIXED_REPEATS; rep++)); do
+    for spec in "${FIXED_ROWS[@]}"; do
+      read -r row kind scheme src_stage src_label <<<"$spec"
+      ((ROW_RATE[$row] > 0)) || { ((rep == 1)) && echo "  $row: skipped: HAProxy's rate unknown"; continue; }
+      peers=(tether haproxy nginx)
+      [[ $row == post && -n ${PID_SOZU:-} ]] && peers+=(sozu)
+      for p in "${peers[@]}"; do
+        t=$p
+        [[ $scheme == https ]] && t=$p-front
+        fixed_rate "$row" "$p" "$t" "${ROW_RATE[$row]}" "$kind" "$scheme://127.0.0.1:$(port_of "$t")" "$rep"
+      done
+    done
+  done
+  echo
+  echo "== fixed-rate commands (first repeat)"
+  cat "$WORK/commands-fixed.txt"
+  echo
+  python3 - "$FIXED" <<'PY'
+import statistics, sys
+rows = {}
+for l in open(sys.argv[1]):
+    row, label, rep, rate, got, p50, p99, mx, cpu, err = l.rstrip("\n").split("\t")
+    rows.setdefault(row, {}).setdefault(label, []).append(dict(rate=int(rate), got=float(got), p50=float(p50),
+        p99=float(p99), max=float(mx), cpu=float(cpu), err=int(err)))
+def cell(vals, fmt):
+    m = statistics.median(vals)
+    return fmt.format(m) if len(vals) == 1 else f"{fmt.format(m)} ({fmt.format(min(vals))}–{fmt.format(max(vals))})"
+if rows:
+    print("### fixed rate (latency counted from when each request was due)")
+    print()
+    print("| row | target | asked req/s | done req/s | p50 µs | p99 µs | max µs | CPU µs/req |")
+    print("|---|---|---|---|---|---|---|---|")
+for row, by in rows.items():
+    for t, r in by.items():
+        c = lambda k, f: cell([x[k] for x in r], f)
+        line = f"| {row} | {t} | {r[0]['rate']} | {c('got', '{:.0f}')} | {c('p50', '{:.0f}')} | {c('p99', '{:.0f}')} | {c('max', '{:.0f}')} | {c('cpu', '{:.2f}')} |"
+        if any(x["err"] for x in r):
+            line += " errors!"
+        print(line)
+print()
+for row, by in rows.items():
+    med = lambda t, k: statistics.median(x[k] for x in by[t])
+    for peer in ("haproxy", "nginx", "sozu"):
+        if "tether" in by and peer in by:
+            print(f"{row}: tether / {peer}: p99 {med('tether', 'p99') / med(peer, 'p99'):.2f}x, p50 {med('tether', 'p50') / med(peer, 'p50'):.2f}x, CPU {med('tether', 'cpu') / med(peer, 'cpu'):.2f}x")
+PY
 fi
 
-echo
-has_stage plain || IDLE_CONNS=0 # the idle stage measures the plain listener only
-((IDLE_CONNS > 0)) && echo "== idle connections: $IDLE_CONNS keep-alive connections, each after one request, held open"
-for t in tether haproxy; do
-  ((IDLE_CONNS > 0)) || break
-  pid=$(procs_of "$t")
-  n=$IDLE_CONNS
+# Idle keep-alive connections: `idle LABEL TARGET N [CERT]` opens N connections to TARGET's port (TLS
+# trusting CERT when given), one request on each, holds them 5 s and prints the RSS they added per
+# connection (the target's processes: nginx master and workers).
+idle() {
+  local label=$1 target=$2 n=$3 cert=${4:-} pids before opened held after established client fifo i
+  read -r -a pids <<<"$(procs_of "$target")"
   # HAProxy wants two descriptors per connection it may hold; under a low hard limit it gets fewer.
-  [[ $t == haproxy ]] && ((n > HAPROXY_MAXCONN - 100)) && n=$((HAPROXY_MAXCONN - 100))
-  before=$(rss_kb "$pid")
-  fifo=$WORK/idle-$t.in
+  [[ $target == haproxy* ]] && ((n > HAPROXY_MAXCONN - 100)) && n=$((HAPROXY_MAXCONN - 100))
+  before=$(rss_kb "${pids[@]}")
+  fifo=$WORK/idle-$label.in
   mkfifo "$fifo"
-  taskset -c "$LOAD_CPU" "$BIN/examples/idle_conns" "$(port_of "$t")" "$n" 120 <"$fifo" >"$WORK/idle-$t.out" 2>&1 &
+  taskset -c "$LOAD_CPU" "$BIN/examples/idle_conns" "$(port_of "$target")" "$n" 120 ${cert:+"$cert"} <"$fifo" >"$WORK/idle-$label.out" 2>&1 &
   client=$!
   PIDS+=("$client")
   exec 4>"$fifo"
-  for ((i = 0; i < 600; i++)); do
-    grep -q '^ready' "$WORK/idle-$t.out" && break
+  for ((i = 0; i < 1200; i++)); do
+    grep -qs '^ready' "$WORK/idle-$label.out" && break
     kill -0 "$client" 2>/dev/null || break
     sleep 0.1
   done
-  if ! grep -q '^ready' "$WORK/idle-$t.out"; then
-    echo "  $t: the idle client did not get ready: $(cat "$WORK/idle-$t.out")" >&2
+  if ! grep -q '^ready' "$WORK/idle-$label.out"; then
+    echo "  $label: the idle client did not get ready: $(cat "$WORK/idle-$label.out")" >&2
     exec 4>&-
-    continue
+    return 0
   fi
-  opened=$(rss_kb "$pid")
+  opened=$(rss_kb "${pids[@]}")
   sleep 5
-  held=$(rss_kb "$pid")
-  established=$(ss -Htn state established "( sport = :$(port_of "$t") )" | wc -l)
+  held=$(rss_kb "${pids[@]}")
+  established=$(ss -Htn state established "( sport = :$(port_of "$target") )" | wc -l)
   exec 4>&- # closing its stdin tells the client to close every connection
   wait "$client" 2>/dev/null || true
   sleep 2
-  after=$(rss_kb "$pid")
-  awk -v t="$t" -v b="$before" -v o="$opened" -v h="$held" -v a="$after" -v n="$established" 'BEGIN {
-    printf "  %-8s %5d connections: RSS %6.1f MiB before, %6.1f MiB open, %6.1f MiB after 5 s idle, %6.1f MiB closed: %5.0f bytes per connection\n",
+  after=$(rss_kb "${pids[@]}")
+  awk -v t="$label" -v b="$before" -v o="$opened" -v h="$held" -v a="$after" -v n="$established" 'BEGIN {
+    printf "  %-14s %5d connections: RSS %6.1f MiB before, %6.1f MiB open, %6.1f MiB after 5 s idle, %6.1f MiB closed: %5.0f bytes per connection\n",
       t, n, b / 1024, o / 1024, h / 1024, a / 1024, (h - b) * 1024 / n }'
-done
+}
 
+echo
+has_stage plain || IDLE_CONNS=0 # the plain idle rows measure the plain listeners
+if ((IDLE_CONNS > 0)); then
+  echo "== idle connections: $IDLE_CONNS plain keep-alive connections, each after one request, held open"
+  for t in tether haproxy; do idle "$t" "$t" "$IDLE_CONNS"; done
+fi
+has_stage tls || IDLE_TLS_CONNS=0
+if ((IDLE_TLS_CONNS > 0)); then
+  echo "== idle TLS connections: $IDLE_TLS_CONNS TLS keep-alive connections to the front listeners (the bench's" \
+    "P-256 certificate, rustls client), each after one request, held open"
+  for t in tether haproxy nginx; do idle "$t-tls" "$t-front" "$IDLE_TLS_CONNS" "$FRONT/cert.pem"; done
+fi
 echo
 echo "machine: $(nproc) cores, kernel $(uname -r); $(haproxy -v | head -n1 | cut -d' ' -f1-3);" \
   "$(nginx -v 2>&1 | cut -d' ' -f3); $(wrk -v 2>&1 | head -n1 | cut -d' ' -f1-2)"
