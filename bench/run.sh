@@ -147,6 +147,15 @@ start() { # log-name cpu command...: runs pinned to cpu in the background, PID a
   PIDS+=($!)
 }
 
+# Another run of this script (or anything else) on these ports would be measured instead of ours: refuse.
+for p in "$P_UP1" "$P_UP2" "$P_UP1_TLS" "$P_UP2_TLS" "$P_TETHER" "$P_ADMIN" "$P_HAPROXY" "$P_NGINX" "$P_SOZU" \
+  "$P_TETHER_TLS" "$P_ADMIN_TLS" "$P_HAPROXY_TLS" "$P_NGINX_TLS" "$P_TETHER_FRONT" "$P_ADMIN_FRONT" \
+  "$P_HAPROXY_FRONT" "$P_NGINX_FRONT" "$P_LOGIN" "$P_LOGIN_ADMIN" "$P_NODE1" "$P_NODE2" "$P_NODE3"; do
+  if (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
+    echo "127.0.0.1:$p is taken (another bench/run.sh?): choose other ports with PORT_BASE" >&2
+    exit 1
+  fi
+done
 echo "== start upstreams, tether, haproxy, nginx (proxy cpu $PROXY_CPU, upstream cpu $UPSTREAM_CPU, wrk cpu $LOAD_CPU)"
 UP1_TLS=() UP2_TLS=()
 if has_stage https; then
@@ -467,6 +476,9 @@ has_stage logins && PORTS+=("$P_NODE1" "$P_NODE2" "$P_NODE3" "$P_LOGIN")
 [[ -n $PID_SOZU ]] && PORTS+=("$P_SOZU")
 for p in "${PORTS[@]}"; do wait_port "$p"; done
 sleep 0.5
+for pid in "${PIDS[@]}"; do
+  kill -0 "$pid" 2>/dev/null || { echo "process $pid exited at start; the logs:" >&2; tail -n 20 "$WORK"/*.log >&2; exit 1; }
+done
 
 # The processes whose CPU counts for a target: the proxy (nginx: master and its workers).
 procs_of() {
