@@ -34,6 +34,20 @@
 #              (quotas on, argon2id m=8 KiB t=1, TOTP not single-use): logins/s, the proxy's CPU per
 #              login and the nodes', measured per process
 # e.g. STAGES="post tls handshake logins" REPEATS=3 DURATION=5s IDLE_CONNS=0 bench/run.sh
+# After the tables, measurement parts of issue 16 that follow the stages that ran (bench/after_tables.sh):
+#   fixed rate  with oha (`cargo install oha --locked`; wrk2 when only it is there), every proxy at the same
+#              offered rate, FIXED_FRACTION (0.5) of HAProxy's median req/s in that stage's table, or
+#              FIXED_RATE for every row; FIXED_REPEATS (1) interleaved repeats of DURATION, CONNS
+#              connections, latency counted from when each request was due (--latency-correction):
+#              p50/p99/max and the proxy's CPU per request at that rate, for the plain GET (plain), the
+#              JSON POST with the cookie (post: bench/post.lua's body and headers) and the TLS keep-alive
+#              GET and POST (tls: oha --insecure against the front listeners)
+#   idle TLS   when the tls stage runs: IDLE_TLS_CONNS (2000) TLS keep-alive connections, one request each
+#              (examples/idle_conns with the front certificate pinned), held against tether, HAProxy and
+#              nginx: the RSS they add, in bytes per connection (the plain idle rows need the plain stage)
+#   sozu       a fourth target of the post stage (and its fixed-rate row) when `sozu` is on PATH and SOZU
+#              is not 0: one worker, sticky sessions on amlbcookie (sticky_id 01 and 02)
+# e.g. STAGES="post tls" REPEATS=1 DURATION=3s IDLE_CONNS=0 IDLE_TLS_CONNS=2000 bench/run.sh
 # Not part of .ci/run. Nothing is installed: missing tools are named and the script exits 1.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -44,6 +58,8 @@ REPEATS=${REPEATS:-5}
 DURATION=${DURATION:-10s}
 CONNS=${CONNS:-50}
 IDLE_CONNS=${IDLE_CONNS:-10000}
+# IDLE_TLS_CONNS: TLS connections held idle against each TLS front listener when the tls stage runs (0 skips).
+IDLE_TLS_CONNS=${IDLE_TLS_CONNS:-2000}
 PROXY_CPU=${PROXY_CPU:-1}
 UPSTREAM_CPU=${UPSTREAM_CPU:-$PROXY_CPU}
 LOAD_CPU=${LOAD_CPU:-0}
@@ -51,6 +67,7 @@ PORT_BASE=${PORT_BASE:-18080}
 
 P_UP1=$((PORT_BASE + 1)) P_UP2=$((PORT_BASE + 2))
 P_TETHER=$((PORT_BASE + 10)) P_ADMIN=$((PORT_BASE + 11)) P_HAPROXY=$((PORT_BASE + 12)) P_NGINX=$((PORT_BASE + 13))
+P_SOZU=$((PORT_BASE + 14))
 P_UP1_TLS=$((PORT_BASE + 3)) P_UP2_TLS=$((PORT_BASE + 4))
 P_TETHER_TLS=$((PORT_BASE + 20)) P_ADMIN_TLS=$((PORT_BASE + 21)) P_HAPROXY_TLS=$((PORT_BASE + 22)) P_NGINX_TLS=$((PORT_BASE + 23))
 P_TETHER_FRONT=$((PORT_BASE + 40)) P_ADMIN_FRONT=$((PORT_BASE + 41)) P_HAPROXY_FRONT=$((PORT_BASE + 42)) P_NGINX_FRONT=$((PORT_BASE + 43))
@@ -86,10 +103,12 @@ done
 # asks for two per connection it may hold).
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 NOFILE=$(ulimit -n)
+IDLE_MAX=$IDLE_CONNS
+((IDLE_TLS_CONNS > IDLE_MAX)) && IDLE_MAX=$IDLE_TLS_CONNS
 HAPROXY_MAXCONN=$(((NOFILE - 200) / 2))
-((HAPROXY_MAXCONN > IDLE_CONNS + 1000)) && HAPROXY_MAXCONN=$((IDLE_CONNS + 1000))
-if ((HAPROXY_MAXCONN < IDLE_CONNS + 100)); then
-  echo "note: ulimit -n is $NOFILE; the idle stage needs about $((2 * IDLE_CONNS + 2000))" >&2
+((HAPROXY_MAXCONN > IDLE_MAX + 1000)) && HAPROXY_MAXCONN=$((IDLE_MAX + 1000))
+if ((HAPROXY_MAXCONN < IDLE_MAX + 100)); then
+  echo "note: ulimit -n is $NOFILE; the idle stage needs about $((2 * IDLE_MAX + 2000))" >&2
 fi
 
 WORK=$(mktemp -d /tmp/tether-bench.XXXXXX)
@@ -128,6 +147,15 @@ start() { # log-name cpu command...: runs pinned to cpu in the background, PID a
   PIDS+=($!)
 }
 
+# Another run of this script (or anything else) on these ports would be measured instead of ours: refuse.
+for p in "$P_UP1" "$P_UP2" "$P_UP1_TLS" "$P_UP2_TLS" "$P_TETHER" "$P_ADMIN" "$P_HAPROXY" "$P_NGINX" "$P_SOZU" \
+  "$P_TETHER_TLS" "$P_ADMIN_TLS" "$P_HAPROXY_TLS" "$P_NGINX_TLS" "$P_TETHER_FRONT" "$P_ADMIN_FRONT" \
+  "$P_HAPROXY_FRONT" "$P_NGINX_FRONT" "$P_LOGIN" "$P_LOGIN_ADMIN" "$P_NODE1" "$P_NODE2" "$P_NODE3"; do
+  if (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
+    echo "127.0.0.1:$p is taken (another bench/run.sh?): choose other ports with PORT_BASE" >&2
+    exit 1
+  fi
+done
 echo "== start upstreams, tether, haproxy, nginx (proxy cpu $PROXY_CPU, upstream cpu $UPSTREAM_CPU, wrk cpu $LOAD_CPU)"
 UP1_TLS=() UP2_TLS=()
 if has_stage https; then
@@ -298,10 +326,10 @@ if ((FRONT_TLS)); then
 fi
 cat >"$WORK/nginx.conf" <<EOF
 worker_processes 1;
-worker_rlimit_nofile $((IDLE_CONNS + 5000));
+worker_rlimit_nofile $((IDLE_MAX + 5000));
 pid $WORK/nginx/nginx.pid;
 error_log $WORK/nginx/error.log warn;
-events { worker_connections $((IDLE_CONNS + 5000)); }
+events { worker_connections $((IDLE_MAX + 5000)); }
 http {
   access_log off;
   client_body_temp_path $WORK/nginx/body;
@@ -331,6 +359,40 @@ http {
 EOF
 start nginx "$PROXY_CPU" nginx -p "$WORK/nginx" -c "$WORK/nginx.conf" -g 'daemon off;'
 PID_NGINX=${PIDS[-1]}
+
+# sozu (a Rust proxy: `cargo install sozu --locked`), in the post stage only, when installed and SOZU is not
+# 0: one worker, its sticky sessions on the cookie amlbcookie with the ids 01 and 02 (insert when absent).
+PID_SOZU=""
+if has_stage post && [[ ${SOZU:-1} != 0 ]] && command -v sozu >/dev/null; then
+  cat >"$WORK/sozu.toml" <<EOF
+command_socket = "$WORK/sozu.sock"
+worker_count = 1
+worker_automatic_restart = false
+log_level = "error"
+log_target = "stdout"
+max_connections = $((IDLE_MAX + 5000))
+front_timeout = 60
+activate_listeners = true
+
+[[listeners]]
+protocol = "http"
+address = "127.0.0.1:$P_SOZU"
+sticky_name = "amlbcookie"
+
+[clusters.bench]
+protocol = "http"
+sticky_session = true
+frontends = [{ address = "127.0.0.1:$P_SOZU", hostname = "*", position = "POST" }]
+backends = [
+  { address = "127.0.0.1:$P_UP1", sticky_id = "01" },
+  { address = "127.0.0.1:$P_UP2", sticky_id = "02" },
+]
+EOF
+  start sozu "$PROXY_CPU" sozu start -c "$WORK/sozu.toml"
+  PID_SOZU=${PIDS[-1]}
+elif has_stage post; then
+  echo "note: sozu is not installed (cargo install sozu --locked) or SOZU=0: the post stage runs without it" >&2
+fi
 
 
 if has_stage logins; then
@@ -411,8 +473,12 @@ PORTS=("$P_UP1" "$P_UP2" "$P_TETHER" "$P_HAPROXY" "$P_NGINX")
 has_stage https && PORTS+=("$P_UP1_TLS" "$P_UP2_TLS" "$P_TETHER_TLS" "$P_HAPROXY_TLS" "$P_NGINX_TLS")
 ((FRONT_TLS)) && PORTS+=("$P_TETHER_FRONT" "$P_HAPROXY_FRONT" "$P_NGINX_FRONT")
 has_stage logins && PORTS+=("$P_NODE1" "$P_NODE2" "$P_NODE3" "$P_LOGIN")
+[[ -n $PID_SOZU ]] && PORTS+=("$P_SOZU")
 for p in "${PORTS[@]}"; do wait_port "$p"; done
 sleep 0.5
+for pid in "${PIDS[@]}"; do
+  kill -0 "$pid" 2>/dev/null || { echo "process $pid exited at start; the logs:" >&2; tail -n 20 "$WORK"/*.log >&2; exit 1; }
+done
 
 # The processes whose CPU counts for a target: the proxy (nginx: master and its workers).
 procs_of() {
@@ -424,11 +490,13 @@ procs_of() {
     tether-login) echo "$PID_LOGIN" ;;
     haproxy | haproxy-tls | haproxy-front) echo "$PID_HAPROXY" ;;
     nginx | nginx-tls | nginx-front) echo "$PID_NGINX $(pgrep -P "$PID_NGINX" | tr '\n' ' ')" ;;
+    sozu) echo "$PID_SOZU $(pgrep -P "$PID_SOZU" | tr '\n' ' ')" ;; # the main process and its worker
   esac
 }
 port_of() {
   case $1 in
     direct) echo "$P_UP1" ;; tether) echo "$P_TETHER" ;; haproxy) echo "$P_HAPROXY" ;; nginx) echo "$P_NGINX" ;;
+    sozu) echo "$P_SOZU" ;;
     tether-tls) echo "$P_TETHER_TLS" ;; haproxy-tls) echo "$P_HAPROXY_TLS" ;; nginx-tls) echo "$P_NGINX_TLS" ;;
     tether-front) echo "$P_TETHER_FRONT" ;; haproxy-front) echo "$P_HAPROXY_FRONT" ;; nginx-front) echo "$P_NGINX_FRONT" ;;
     tether-login) echo "$P_LOGIN" ;;
@@ -460,6 +528,7 @@ HZ=$(getconf CLK_TCK)
 COOKIE_CHECKS=()
 has_stage plain && COOKIE_CHECKS+=(tether haproxy)
 has_stage https && COOKIE_CHECKS+=(tether-tls haproxy-tls)
+[[ -n $PID_SOZU ]] && COOKIE_CHECKS+=(sozu)
 for t in "${COOKIE_CHECKS[@]}"; do
   hdrs=$(exec 3<>"/dev/tcp/127.0.0.1/$(port_of $t)"; printf 'GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n' >&3; cat <&3)
   grep -qi '^set-cookie: amlbcookie=0[12]' <<<"$hdrs" || { echo "$t did not insert amlbcookie:" >&2; echo "$hdrs" >&2; exit 1; }
@@ -623,7 +692,9 @@ read -r -a TARGETS <<<"${TARGETS:-direct tether haproxy nginx}"
 read -r -a TLS_TARGETS <<<"${TLS_TARGETS:-tether-tls haproxy-tls nginx-tls}"
 has_stage plain && stage plain "${TARGETS[@]}"
 has_stage https && stage https "${TLS_TARGETS[@]}"
-has_stage post && stage post tether haproxy nginx tether-auth_id
+POST_TARGETS=(tether haproxy nginx)
+[[ -n $PID_SOZU ]] && POST_TARGETS+=(sozu)
+has_stage post && stage post "${POST_TARGETS[@]}" tether-auth_id
 has_stage tls && stage tls tether-get haproxy-get nginx-get tether-post haproxy-post nginx-post
 has_stage handshake && stage handshake tether-close haproxy-close nginx-close tether-new haproxy-new nginx-new \
   tether-reuse haproxy-reuse nginx-reuse
@@ -675,7 +746,7 @@ for st in stages:
     for t in by[st]:
         if not t.startswith("tether"):
             continue
-        for peer in ("haproxy", "nginx"):
+        for peer in ("haproxy", "nginx", "sozu"):
             other = peer + t[len("tether"):]
             note = ""
             if other not in by[st] and t == "tether-auth_id":
@@ -697,82 +768,8 @@ if "plain" in by and "tls" in by:
         if t in by["plain"] and t + "-get" in by["tls"]:
             print(f"{t}: TLS at the proxy costs {cpu('tls', t + '-get') - cpu('plain', t):+.2f} us per keep-alive GET over plain")
 PY
-HAPROXY_RPS=$(python3 -c "
-import statistics, sys
-rps = [float(l.split('\t')[3]) for l in open('$RAW') if l.startswith('plain\thaproxy\t')]
-print(int(statistics.median(rps)) if rps else 0)")
-
-echo
-RATE=$((HAPROXY_RPS / 2))
-if ((RATE == 0)); then
-  echo "== fixed rate: skipped: HAProxy was not measured"
-elif command -v wrk2 >/dev/null || command -v oha >/dev/null; then
-  echo "== fixed rate: $RATE req/s (half of HAProxy's median), $DURATION, $CONNS connections"
-  for t in tether haproxy nginx; do
-    url="http://127.0.0.1:$(port_of "$t")/"
-    if command -v wrk2 >/dev/null; then
-      taskset -c "$LOAD_CPU" wrk2 -t1 -c"$CONNS" -d"$DURATION" -R"$RATE" --latency -H 'Cookie: amlbcookie=01' \
-        "$url" >"$WORK/rate-$t.txt"
-      python3 - "$t" "$WORK/rate-$t.txt" <<'PY'
-import re, sys
-text = open(sys.argv[2]).read()
-def us(s):
-    m = re.match(r"([\d.]+)(us|ms|s)$", s); return float(m[1]) * {"us": 1, "ms": 1e3, "s": 1e6}[m[2]]
-p = {k: us(re.search(rf"^\s+{k}\.0+%\s+(\S+)", text, re.M)[1]) for k in ("50", "99")}
-print(f"  {sys.argv[1]:<8} p50 {p['50']:8.0f} us  p99 {p['99']:8.0f} us")
-PY
-    else
-      taskset -c "$LOAD_CPU" oha --no-tui --output-format json -z "$DURATION" -q "$RATE" -c "$CONNS" \
-        --latency-correction -H 'Cookie: amlbcookie=01' "$url" >"$WORK/rate-$t.json"
-      python3 - "$t" "$WORK/rate-$t.json" <<'PY'
-import json, sys
-p = json.load(open(sys.argv[2]))["latencyPercentiles"]
-print(f"  {sys.argv[1]:<8} p50 {p['p50'] * 1e6:8.0f} us  p99 {p['p99'] * 1e6:8.0f} us")
-PY
-    fi
-  done
-else
-  echo "== fixed rate: skipped: no wrk2/oha (would run at $RATE req/s, half of HAProxy's median)"
-fi
-
-echo
-has_stage plain || IDLE_CONNS=0 # the idle stage measures the plain listener only
-((IDLE_CONNS > 0)) && echo "== idle connections: $IDLE_CONNS keep-alive connections, each after one request, held open"
-for t in tether haproxy; do
-  ((IDLE_CONNS > 0)) || break
-  pid=$(procs_of "$t")
-  n=$IDLE_CONNS
-  # HAProxy wants two descriptors per connection it may hold; under a low hard limit it gets fewer.
-  [[ $t == haproxy ]] && ((n > HAPROXY_MAXCONN - 100)) && n=$((HAPROXY_MAXCONN - 100))
-  before=$(rss_kb "$pid")
-  fifo=$WORK/idle-$t.in
-  mkfifo "$fifo"
-  taskset -c "$LOAD_CPU" "$BIN/examples/idle_conns" "$(port_of "$t")" "$n" 120 <"$fifo" >"$WORK/idle-$t.out" 2>&1 &
-  client=$!
-  PIDS+=("$client")
-  exec 4>"$fifo"
-  for ((i = 0; i < 600; i++)); do
-    grep -q '^ready' "$WORK/idle-$t.out" && break
-    kill -0 "$client" 2>/dev/null || break
-    sleep 0.1
-  done
-  if ! grep -q '^ready' "$WORK/idle-$t.out"; then
-    echo "  $t: the idle client did not get ready: $(cat "$WORK/idle-$t.out")" >&2
-    exec 4>&-
-    continue
-  fi
-  opened=$(rss_kb "$pid")
-  sleep 5
-  held=$(rss_kb "$pid")
-  established=$(ss -Htn state established "( sport = :$(port_of "$t") )" | wc -l)
-  exec 4>&- # closing its stdin tells the client to close every connection
-  wait "$client" 2>/dev/null || true
-  sleep 2
-  after=$(rss_kb "$pid")
-  awk -v t="$t" -v b="$before" -v o="$opened" -v h="$held" -v a="$after" -v n="$established" 'BEGIN {
-    printf "  %-8s %5d connections: RSS %6.1f MiB before, %6.1f MiB open, %6.1f MiB after 5 s idle, %6.1f MiB closed: %5.0f bytes per connection\n",
-      t, n, b / 1024, o / 1024, h / 1024, a / 1024, (h - b) * 1024 / n }'
-done
+# The fixed-rate rows and the idle connections (issue 16), in their own file.
+source bench/after_tables.sh
 
 echo
 echo "machine: $(nproc) cores, kernel $(uname -r); $(haproxy -v | head -n1 | cut -d' ' -f1-3);" \
