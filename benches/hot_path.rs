@@ -178,5 +178,49 @@ fn header_rewriting(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, cookie_and_choice, hint_decoding, header_rewriting);
+/// The fast path's request side on a login step: bench/post.lua's JSON POST (768 bytes, an authId whose
+/// `sessionId` names node 01), with `amlbcookie=01` (the cookie pins it; the authId is never decoded) and
+/// without (the authId is the hint).
+fn login_step(c: &mut Criterion) {
+    use base64::Engine as _;
+    let config = std::sync::Arc::new(tether::config::parse(CONFIG).unwrap());
+    let snap = tether::Snapshot::build(config, &StateRegistry::default(), &Metrics::default());
+    let b64 = |v: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v);
+    let token = tether::am::token::mint_token(&SystemRandom::new(), "01");
+    let claims = serde_json::json!({"otk": "k5ldgcs2pq1r9oe8ai3tudt3dm", "authIndexValue": "ldapService",
+        "realm": "/", "sessionId": token, "exp": 1_796_000_000});
+    let auth_id = format!(
+        "{}.{}.{}",
+        b64(br#"{"typ":"JWT","alg":"HS256"}"#),
+        b64(claims.to_string().as_bytes()),
+        b64(&[7; 32])
+    );
+    let callbacks = r#"[{"type":"NameCallback","output":[{"name":"prompt","value":"User Name"}],"input":[{"name":"IDToken1","value":"demo"}],"_id":0},{"type":"PasswordCallback","output":[{"name":"prompt","value":"Password"}],"input":[{"name":"IDToken2","value":"demo-Passw0rd"}],"_id":1}]"#;
+    let body = format!(r#"{{"authId":"{auth_id}","callbacks":{callbacks}}}"#);
+    let request = |cookie: &str| {
+        let mut raw = format!(
+            "POST /am/json/realms/root/authenticate HTTP/1.1\r\nHost: login.example.com\r\n\
+             Content-Type: application/json\r\nAccept-API-Version: resource=2.0, protocol=1.0\r\n{cookie}\
+             Content-Length: {}\r\n\r\n",
+            body.len()
+        )
+        .into_bytes();
+        raw.extend_from_slice(body.as_bytes());
+        raw
+    };
+    let ip = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 10));
+    let mut group = c.benchmark_group("login_step");
+    group.throughput(Throughput::Elements(1));
+    for (name, cookie) in [("post_with_cookie", "Cookie: amlbcookie=01\r\n"), ("post_auth_id_only", "")] {
+        let raw = request(cookie);
+        let forward = tether::hot_path::forwarded_request(&snap, &raw, ip).expect("served by the fast path");
+        assert!(forward.ends_with(body.as_bytes()), "the body follows the forwarded head");
+        group.bench_function(name, |b| {
+            b.iter(|| tether::hot_path::forwarded_request(&snap, black_box(&raw), ip))
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, cookie_and_choice, hint_decoding, header_rewriting, login_step);
 criterion_main!(benches);

@@ -40,6 +40,13 @@ pub fn read<H: RequestHeaders + ?Sized>(
 ) -> Hints {
     let mut hints = Hints::default();
     for &source in &pool.affinity.hints {
+        // Once a hint pins the node the later ones change nothing (`invalid` only matters when none
+        // does), so the costly ones are not read: a login step whose `amlbcookie` pins it never has its
+        // authId decoded (the bulk of the proxy's work per request when it was). The cookie is still
+        // read wherever it is listed: its value decides the `Set-Cookie` rules.
+        if hints.pinned.is_some() && source != HintSource::Cookie {
+            continue;
+        }
         let found = match source {
             HintSource::Cookie => {
                 let (found, present) = cookie_hint(pool, headers);
@@ -86,16 +93,53 @@ fn token_hint<H: RequestHeaders + ?Sized>(
 }
 
 fn auth_id_hint(pool: &Pool, body: Option<&[u8]>, invalid: &mut bool) -> Option<usize> {
-    #[derive(serde::Deserialize)]
-    struct Continuation<'a> {
-        #[serde(rename = "authId", borrow)]
-        auth_id: Option<Cow<'a, str>>,
-    }
-    let body = body.filter(|b| !b.is_empty())?;
-    let auth_id = serde_json::from_slice::<Continuation<'_>>(body).ok()?.auth_id?;
+    let auth_id = first_auth_id(body.filter(|b| !b.is_empty())?)?;
     let index = crate::am::token::auth_id_node_hint(&auth_id).and_then(|id| pool.index_of(id.as_bytes()));
     *invalid |= index.is_none();
     index
+}
+
+/// The `authId` member of a JSON object, read up to it and no further: AM's clients send it first, so
+/// the callbacks after it (most of the body) are never scanned. Advisory like every hint: with two
+/// `authId` members the first names the node, and the node still verifies the one it uses.
+fn first_auth_id(body: &[u8]) -> Option<Cow<'_, str>> {
+    use serde::de::{Deserializer as _, IgnoredAny, MapAccess, Visitor};
+
+    #[derive(serde::Deserialize)]
+    enum Key {
+        #[serde(rename = "authId")]
+        AuthId,
+        #[serde(other)]
+        Other,
+    }
+    #[derive(serde::Deserialize)]
+    struct Text<'a>(#[serde(borrow)] Cow<'a, str>);
+
+    struct UpToAuthId<'s, 'de>(&'s mut Option<Cow<'de, str>>);
+    impl<'de> Visitor<'de> for UpToAuthId<'_, 'de> {
+        type Value = ();
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a JSON object")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+            while let Some(key) = map.next_key::<Key>()? {
+                match key {
+                    Key::AuthId => {
+                        *self.0 = Some(map.next_value::<Text<'de>>()?.0);
+                        return Ok(());
+                    }
+                    Key::Other => {
+                        map.next_value::<IgnoredAny>()?;
+                    }
+                }
+            }
+            Ok(())
+        }
+    }
+    let mut found = None;
+    // Stopping inside the object makes the parser report an unfinished object afterwards: expected.
+    let _ = serde_json::Deserializer::from_slice(body).deserialize_map(UpToAuthId(&mut found));
+    found
 }
 
 /// `amlbcookie=01; Path=/; HttpOnly; SameSite=Lax` with the pool's attributes, rendered once per snapshot
@@ -146,6 +190,52 @@ pub fn sets_cookie_named(value: &[u8], name: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::upstream::{StateRegistry, Upstreams};
+
+    fn pool_with_hints(hints: &str) -> Upstreams {
+        let text = format!(
+            "[proxy]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n[[pool]]\nname = \"am\"\n\
+             [pool.affinity]\nhints = {hints}\n\
+             [[pool.backend]]\nid = \"01\"\nurl = \"http://127.0.0.1:1\"\n\
+             [[pool.backend]]\nid = \"02\"\nurl = \"http://127.0.0.1:2\"\n[[route]]\npool = \"am\"\n"
+        );
+        let config = crate::config::parse(&text).unwrap();
+        Upstreams::build(&config, &StateRegistry::default(), &crate::metrics::Metrics::default())
+    }
+
+    #[test]
+    fn the_auth_id_is_read_up_to_where_it_ends() {
+        assert_eq!(first_auth_id(br#"{"authId":"a.b.c","callbacks":[{"x":1}]}"#).as_deref(), Some("a.b.c"));
+        assert_eq!(first_auth_id(br#"{"stage":"x","authId":"a\u002eb","extra":"#).as_deref(), Some("a.b"));
+        assert_eq!(first_auth_id(br#"{"authId":"first","authId":"second"}"#).as_deref(), Some("first"));
+        for none in [&br#"{"callbacks":[]}"#[..], br#"{"authId":7}"#, b"[1,2]", b"not json", br#"{"a":"#] {
+            assert_eq!(first_auth_id(none), None, "{}", String::from_utf8_lossy(none));
+        }
+    }
+
+    #[test]
+    fn hints_after_the_one_that_pinned_are_not_read_but_the_cookie_always_is() {
+        let mut headers = HeaderMap::new();
+        headers.insert(http::header::COOKIE, HeaderValue::from_static("amlbcookie=01"));
+        // An authId naming no node: it would count as invalid if it were read.
+        let garbage = br#"{"authId":"x.eyJzZXNzaW9uSWQiOiJub3BlIn0.x"}"#;
+        let up = pool_with_hints(r#"["cookie", "auth_id"]"#);
+        let hints = read(&up.pools[0], &headers, None, Some(garbage));
+        assert_eq!(hints, Hints { pinned: Some((0, HintSource::Cookie)), cookie: Some(0), invalid: false });
+        // Read alone, the same authId is invalid.
+        let up = pool_with_hints(r#"["auth_id", "cookie"]"#);
+        let hints = read(&up.pools[0], &HeaderMap::new(), None, Some(garbage));
+        assert_eq!(hints, Hints { pinned: None, cookie: None, invalid: true });
+        // The session token pins first; the cookie after it is still read for the `Set-Cookie` rules.
+        let up = pool_with_hints(r#"["session_token", "cookie"]"#);
+        let token = crate::am::token::mint_token(&ring::rand::SystemRandom::new(), "02");
+        headers.insert("iplanetdirectorypro", HeaderValue::from_str(&token).unwrap());
+        let hints = read(&up.pools[0], &headers, None, None);
+        assert_eq!(
+            hints,
+            Hints { pinned: Some((1, HintSource::SessionToken)), cookie: Some(0), invalid: false }
+        );
+    }
 
     #[test]
     fn set_cookie_detection_matches_the_exact_name() {
