@@ -237,6 +237,42 @@ async fn with_an_admin_token_posts_without_it_are_refused_and_change_nothing() {
 }
 
 #[tokio::test]
+async fn a_cross_site_form_post_changes_nothing_even_without_a_token() {
+    let a = TestBackend::start("01").await;
+    let proxy = Cluster::of(&[&a]).start().await;
+    let http = client();
+    let admin_state = async || {
+        let v: serde_json::Value =
+            http.get(proxy.admin_url("/status.json")).send().await.unwrap().json().await.unwrap();
+        v["pools"][0]["backends"][0]["admin"].as_str().unwrap().to_string()
+    };
+    let form = |req: reqwest::RequestBuilder| {
+        req.header("content-type", "application/x-www-form-urlencoded").body("token=")
+    };
+    for (name, value) in [
+        ("origin", "http://evil.example"),
+        ("origin", "null"),
+        ("referer", "http://evil.example/page.html"),
+        ("sec-fetch-site", "cross-site"),
+    ] {
+        let resp =
+            form(http.post(proxy.admin_url("/backends/01/maint")).header(name, value)).send().await.unwrap();
+        assert_eq!(resp.status(), 403, "{name}: {value}");
+        assert!(resp.text().await.unwrap().contains("another site"), "{name}: {value}");
+        assert_eq!(admin_state().await, "ready", "a cross-site POST ({name}) changes nothing");
+    }
+    // The status page's own form (same origin) and tools without an Origin still work.
+    let own = proxy.admin_url("");
+    let own = own.trim_end_matches('/');
+    let resp =
+        form(http.post(proxy.admin_url("/backends/01/maint")).header("origin", own)).send().await.unwrap();
+    assert_eq!(resp.status(), 303);
+    assert_eq!(admin_state().await, "maint");
+    assert_eq!(http.post(proxy.admin_url("/backends/01/ready")).send().await.unwrap().status(), 200);
+    assert_eq!(admin_state().await, "ready");
+}
+
+#[tokio::test]
 async fn status_json_shows_a_kill_at_the_next_check_and_a_drain_at_once() {
     let a = TestBackend::start("01").await;
     let b = TestBackend::start("02").await;

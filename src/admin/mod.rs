@@ -213,6 +213,9 @@ impl Handler for Admin {
         if parts.method == Method::POST {
             // The status page's buttons are plain HTML forms: they carry the token as a field and want
             // to land back on the page, not on a JSON answer.
+            if let Some(refused) = refuse_cross_site(&parts.headers) {
+                return refused;
+            }
             let form = is_form(&parts.headers);
             let fields = if form { read_form(body).await } else { String::new() };
             if let Some(refused) = self.refuse_without_token(&parts.headers, &fields) {
@@ -283,6 +286,32 @@ impl Admin {
             "This admin endpoint needs `Authorization: Bearer <admin_token>`",
         ))
     }
+}
+
+/// The 403 for a change sent by another site's page (CSRF): a browser names the page that sent a
+/// form in `Origin` (RFC 6454 section 7) or, failing that, `Referer`, and marks a cross-site request
+/// with `Sec-Fetch-Site`. Without a token a page the operator visits could otherwise put a node in
+/// maint. Tools (curl, scripts) send none of these and are not affected.
+fn refuse_cross_site(headers: &http::HeaderMap) -> Option<Response<Body>> {
+    let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let host = text("host").unwrap_or("");
+    let same_host = |url: &str| {
+        let rest = url.split_once("://").map_or("", |(_, r)| r);
+        let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+        !host.is_empty() && authority.eq_ignore_ascii_case(host)
+    };
+    let foreign = match (text("origin"), text("referer")) {
+        (Some(origin), _) => !same_host(origin),
+        (None, Some(referer)) => !same_host(referer),
+        (None, None) => false,
+    } || text("sec-fetch-site").is_some_and(|s| s.eq_ignore_ascii_case("cross-site"));
+    foreign.then(|| {
+        crest::error(
+            StatusCode::FORBIDDEN,
+            "Admin changes are refused from another site's page (its Origin or Referer is not this \
+             listener); use the status page on this address, or a client that sends no Origin",
+        )
+    })
 }
 
 fn is_form(headers: &http::HeaderMap) -> bool {
