@@ -211,11 +211,11 @@ impl Handler for Admin {
         let (parts, body) = req.into_parts();
         let path = parts.uri.path();
         if parts.method == Method::POST {
-            // The status page's buttons are plain HTML forms: they carry the token as a field and want
-            // to land back on the page, not on a JSON answer.
-            if let Some(refused) = refuse_cross_site(&parts.headers) {
+            if let Some(refused) = refuse_cross_site(&parts) {
                 return refused;
             }
+            // The status page's buttons are plain HTML forms: they carry the token as a field and want
+            // to land back on the page, not on a JSON answer.
             let form = is_form(&parts.headers);
             let fields = if form { read_form(body).await } else { String::new() };
             if let Some(refused) = self.refuse_without_token(&parts.headers, &fields) {
@@ -292,19 +292,16 @@ impl Admin {
 /// form in `Origin` (RFC 6454 section 7) or, failing that, `Referer`, and marks a cross-site request
 /// with `Sec-Fetch-Site`. Without a token a page the operator visits could otherwise put a node in
 /// maint. Tools (curl, scripts) send none of these and are not affected.
-fn refuse_cross_site(headers: &http::HeaderMap) -> Option<Response<Body>> {
-    let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    let host = text("host").unwrap_or("");
+fn refuse_cross_site(parts: &http::request::Parts) -> Option<Response<Body>> {
+    let text = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok());
+    // HTTP/1.1 names this listener in `Host`, HTTP/2 in `:authority` (the URI's).
+    let this = parts.uri.authority().map(|a| a.as_str()).or_else(|| text("host"));
     let same_host = |url: &str| {
-        let rest = url.split_once("://").map_or("", |(_, r)| r);
-        let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
-        !host.is_empty() && authority.eq_ignore_ascii_case(host)
+        let that = url.parse::<http::Uri>().ok().and_then(|u| u.authority().cloned());
+        that.is_some_and(|that| this.is_some_and(|this| that.as_str().eq_ignore_ascii_case(this)))
     };
-    let foreign = match (text("origin"), text("referer")) {
-        (Some(origin), _) => !same_host(origin),
-        (None, Some(referer)) => !same_host(referer),
-        (None, None) => false,
-    } || text("sec-fetch-site").is_some_and(|s| s.eq_ignore_ascii_case("cross-site"));
+    let foreign = text("origin").or_else(|| text("referer")).is_some_and(|page| !same_host(page))
+        || text("sec-fetch-site").is_some_and(|s| s.eq_ignore_ascii_case("cross-site"));
     foreign.then(|| {
         crest::error(
             StatusCode::FORBIDDEN,
