@@ -71,6 +71,7 @@ pub mod hot_path {
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use prometheus_client::metrics::counter::Counter;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -129,12 +130,22 @@ pub async fn start(mut config: Config, shutdown: CancellationToken) -> Result<Ru
         None => None,
     };
     let metrics = Arc::new(metrics::Metrics::default());
+    // Only the public listener is limited: the admin listener stays reachable (metrics, status) while
+    // a flood holds every public slot.
+    let max_connections = config.proxy.max_connections.unwrap_or_else(server::default_max_connections);
     let opts = |name, tls| ServeOptions {
         name,
         header_timeout: config.proxy.request_header_timeout,
         grace: config.proxy.shutdown_grace,
         tls,
         connections: metrics.connections(name),
+        max_connections: (name == "public").then_some(max_connections),
+        limit_reached: if name == "public" {
+            metrics.connection_limit(name, max_connections)
+        } else {
+            Counter::default()
+        },
+        send_timeout: config.proxy.client_send_timeout,
         proxy_protocol: name == "public" && config.proxy.proxy_protocol,
     };
     let (public_opts, admin_opts) = (opts("public", tls.clone()), opts("admin", None));
@@ -167,7 +178,7 @@ pub async fn start(mut config: Config, shutdown: CancellationToken) -> Result<Ru
         shutdown,
     ));
     let node_addrs: Vec<String> = nodes.iter().map(|n| format!("{}={}", n.node.id(), n.addr)).collect();
-    tracing::info!(%listen, admin = %admin_addr, nodes = %node_addrs.join(" "), "tether is serving");
+    tracing::info!(%listen, admin = %admin_addr, nodes = %node_addrs.join(" "), max_connections, "tether is serving");
     Ok(Running { listen, admin: admin_addr, proxy, nodes, reloader, tasks })
 }
 

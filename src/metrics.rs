@@ -56,6 +56,8 @@ pub struct Metrics {
     affinity: Family<Labels, Counter>,
     retries: Family<Labels, Counter>,
     connections: Family<Labels, Gauge>,
+    max_connections: Family<Labels, Gauge>,
+    limit_reached: Family<Labels, Counter>,
 }
 
 impl Default for Metrics {
@@ -85,7 +87,19 @@ impl Default for Metrics {
         );
         registry.register("retries", "Requests sent again after this backend failed them", retries.clone());
         registry.register("open_connections", "Client connections open, by listener", connections.clone());
-        Self { registry, requests, latency, affinity, retries, connections }
+        let max_connections = Family::<Labels, Gauge>::default();
+        registry.register(
+            "max_connections",
+            "Client connections a listener keeps open at most (max_connections)",
+            max_connections.clone(),
+        );
+        let limit_reached = Family::<Labels, Counter>::default();
+        registry.register(
+            "connection_limit_reached",
+            "Times a listener stopped accepting at max_connections, new connections waiting in the backlog",
+            limit_reached.clone(),
+        );
+        Self { registry, requests, latency, affinity, retries, connections, max_connections, limit_reached }
     }
 }
 
@@ -150,6 +164,13 @@ impl Metrics {
     /// The open-connections gauge of a listener.
     pub fn connections(&self, listener: &str) -> Gauge {
         self.connections.get_or_create_owned(&vec![("listener", listener.to_string())])
+    }
+
+    /// The connection limit of a listener, shown as a gauge, and the counter of the times it was reached.
+    pub fn connection_limit(&self, listener: &str, max: usize) -> Counter {
+        let labels = vec![("listener", listener.to_string())];
+        self.max_connections.get_or_create(&labels).set(i64::try_from(max).unwrap_or(i64::MAX));
+        self.limit_reached.get_or_create_owned(&labels)
     }
 
     /// The registry of the traffic families, for the exposition.

@@ -256,6 +256,9 @@ fn serve_node(
         grace: proxy.shutdown_grace,
         tls: None,
         connections: prometheus_client::metrics::gauge::Gauge::default(),
+        max_connections: None,
+        limit_reached: prometheus_client::metrics::counter::Counter::default(),
+        send_timeout: proxy.client_send_timeout,
         proxy_protocol: false,
     };
     tasks.spawn(server::serve(listener, Arc::clone(&node), opts, shutdown.clone()));

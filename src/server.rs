@@ -31,14 +31,20 @@ use tokio_util::task::TaskTracker;
 
 use tokio_rustls::TlsAcceptor;
 
+mod limit;
 mod proxy_protocol;
+mod send_deadline;
 mod stream;
 
+pub use limit::default_max_connections;
+pub use send_deadline::{PIECE, SendDeadline};
 pub use stream::{ClientStream, Rewind};
 
 use crate::body::Body;
 use crate::tls::{self, SharedTls};
+use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
+use tokio::time::Instant;
 
 /// Why tether could not start.
 #[derive(Debug, thiserror::Error)]
@@ -176,25 +182,18 @@ pub struct ServeOptions {
     pub tls: Option<(SharedTls, Duration)>,
     /// Open client connections.
     pub connections: Gauge,
+    /// Connections open at once; at the limit accepting pauses (`None`: no limit).
+    pub max_connections: Option<usize>,
+    /// Counts the times accepting paused at `max_connections`.
+    pub limit_reached: Counter,
+    /// Time a client has to take each piece of an answer on a connection hyper serves.
+    pub send_timeout: Duration,
     /// Every connection starts with a PROXY protocol header, read within `header_timeout`.
     pub proxy_protocol: bool,
 }
 
-/// Counts a connection as open until its task ends, however it ends.
-struct Open(Gauge);
-
-impl Open {
-    fn new(gauge: &Gauge) -> Self {
-        gauge.inc();
-        Self(gauge.clone())
-    }
-}
-
-impl Drop for Open {
-    fn drop(&mut self) {
-        self.0.dec();
-    }
-}
+/// Time between two warnings that the connection limit is reached.
+const LIMIT_WARNING_EVERY: Duration = Duration::from_secs(10);
 
 /// The hyper service of one connection.
 fn service<H: Handler>(
@@ -295,7 +294,27 @@ pub async fn serve<H: Handler>(
     let connections = TaskTracker::new();
     // Every connection's local port is the listener's: read once, not per connection.
     let local_port = listener.local_addr().map_or(0, |a| a.port());
+    let slots = limit::Slots::new(opts.connections.clone(), opts.max_connections);
+    let mut last_warning: Option<Instant> = None;
     loop {
+        if slots.full() {
+            // HAProxy's `maxconn`: stop accepting, so new connections wait in the kernel's backlog and
+            // are served as open ones close (their deadlines bound how long that takes).
+            opts.limit_reached.inc();
+            if last_warning.is_none_or(|at| at.elapsed() >= LIMIT_WARNING_EVERY) {
+                last_warning = Some(Instant::now());
+                tracing::warn!(
+                    listener = opts.name,
+                    max_connections = opts.max_connections,
+                    times = opts.limit_reached.get(),
+                    "connection limit reached: new connections wait until open ones close"
+                );
+            }
+            tokio::select! {
+                () = shutdown.cancelled() => break,
+                () = slots.free() => {}
+            }
+        }
         let (stream, addr) = tokio::select! {
             () = shutdown.cancelled() => break,
             accepted = listener.accept() => match accepted {
@@ -312,9 +331,10 @@ pub async fn serve<H: Handler>(
         };
         let _ = stream.set_nodelay(true);
         let handler = Arc::clone(&handler);
-        let open = Open::new(&opts.connections);
+        let open = slots.take();
         let addrs = Addresses::new(addr, local_port);
-        let (proxy_protocol, header_timeout) = (opts.proxy_protocol, opts.header_timeout);
+        let (proxy_protocol, header_timeout, send_timeout) =
+            (opts.proxy_protocol, opts.header_timeout, opts.send_timeout);
         let ctx = ConnContext { header_timeout: opts.header_timeout, shutdown: shutdown.clone() };
         let tls = opts.tls.as_ref().map(|(tls, timeout)| (TlsAcceptor::from(tls.load_full()), *timeout));
         let (builder, watcher) = (Arc::clone(&builder), graceful.watcher());
@@ -348,7 +368,7 @@ pub async fn serve<H: Handler>(
             let Handoff { stream, read } = handoff;
             let tls_version = stream.tls_version();
             let peer = Peer { tls: tls_version.is_some(), tls_version, ..Peer::new(addrs) };
-            let io = TokioIo::new(Rewind { read, stream });
+            let io = TokioIo::new(SendDeadline::new(Rewind { read, stream }, send_timeout));
             let conn = builder.serve_connection_with_upgrades(io, service(handler, peer));
             // Boxed: hyper's connection state is allocated only for connections that reach it.
             if let Err(e) = Box::pin(watcher.watch(conn.into_owned())).await {

@@ -49,7 +49,7 @@ pub use pool::{
 };
 pub use pool_tls::PoolTls;
 pub use problem::{ConfigError, Problem};
-pub use proxy::{ProxySettings, TlsFiles, TrustedProxies};
+pub use proxy::{BodyDeadline, ProxySettings, TlsFiles, TrustedProxies};
 pub use route::{HostMatch, RouteAction, RouteConfig};
 
 /// A validated configuration. Cheap to share: the runtime keeps it behind an `Arc` snapshot.

@@ -25,6 +25,13 @@ pub struct ProxySettings {
     pub response_timeout: Duration,
     /// Bound on the wait for a client's request headers.
     pub request_header_timeout: Duration,
+    /// The time a request body may take ([`BodyDeadline`]).
+    pub request_body: BodyDeadline,
+    /// Bound on the wait for a client to take one piece of an answer (a slow reader).
+    pub client_send_timeout: Duration,
+    /// Client connections open at once on the public listener (`None`: sized from the open-file limit
+    /// when the listener starts).
+    pub max_connections: Option<usize>,
     /// Time in-flight requests get after SIGTERM.
     pub shutdown_grace: Duration,
     /// Idle upstream connections are closed after this.
@@ -73,6 +80,28 @@ impl TrustedProxies {
     }
 }
 
+/// How long a request body may take: `timeout`, plus one second for every `min_rate` bytes received.
+/// A body that keeps up with the rate is never cut, however large; one trickled a few bytes at a time
+/// (slow POST, "R-U-Dead-Yet") loses its connection soon after `timeout`. The shape and the defaults
+/// (20 s, 500 bytes/s) are Apache `mod_reqtimeout`'s `body=20,MinRate=500`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BodyDeadline {
+    /// Time for the body before the rate earns more.
+    pub timeout: Duration,
+    /// Bytes per second that earn one more second (0: none do).
+    pub min_rate: u64,
+}
+
+impl BodyDeadline {
+    /// Time allowed for a body of which `received` bytes have arrived, counted from its start.
+    pub fn allowed(&self, received: u64) -> Duration {
+        match received.saturating_mul(1000).checked_div(self.min_rate) {
+            Some(earned_ms) => self.timeout.saturating_add(Duration::from_millis(earned_ms)),
+            None => self.timeout,
+        }
+    }
+}
+
 /// `[proxy.tls]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TlsFiles {
@@ -109,6 +138,15 @@ pub(super) fn convert(c: &mut Checker, raw: RawProxy) -> Option<ProxySettings> {
     let response_timeout = c.duration(&p.key("response_timeout_ms"), raw.response_timeout_ms, millis);
     let request_header_timeout =
         c.duration(&p.key("request_header_timeout_ms"), raw.request_header_timeout_ms, millis);
+    let request_body = BodyDeadline {
+        timeout: c.duration(&p.key("request_body_timeout_ms"), raw.request_body_timeout_ms, millis),
+        min_rate: raw.request_body_min_rate,
+    };
+    let client_send_timeout =
+        c.duration(&p.key("client_send_timeout_ms"), raw.client_send_timeout_ms, millis);
+    if raw.max_connections == Some(0) {
+        c.report(&p.key("max_connections"), "must be at least 1 (leave it out to size it from `ulimit -n`)");
+    }
     let admin_token = raw.admin_token.filter(|t| {
         let ok = t.len() >= 16 && t.bytes().all(|b| b.is_ascii_graphic());
         if !ok {
@@ -157,6 +195,9 @@ pub(super) fn convert(c: &mut Checker, raw: RawProxy) -> Option<ProxySettings> {
         connect_timeout,
         response_timeout,
         request_header_timeout,
+        request_body,
+        client_send_timeout,
+        max_connections: raw.max_connections,
         shutdown_grace: Duration::from_secs(raw.shutdown_grace_s),
         pool_idle_timeout,
         pool_max_idle_per_backend: raw.pool_max_idle_per_backend,
@@ -187,6 +228,10 @@ fn ip_net(value: &str) -> Result<IpNet, String> {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
+    use super::BodyDeadline;
+
     const BASE: &str = "[proxy]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n";
     const TAIL: &str = "[[pool]]\nname = \"a\"\n[[pool.backend]]\nid = \"01\"\nurl = \"http://127.0.0.1:1\"\n\
                         [[route]]\npool = \"a\"\n";
@@ -206,7 +251,32 @@ mod tests {
         }
         assert!(!config.proxy.proxy_protocol);
         assert_eq!(config.proxy.request_id_header, "x-forgerock-transactionid");
+        assert_eq!(config.proxy.client_send_timeout, Duration::from_secs(30));
+        assert_eq!(config.proxy.max_connections, None);
         assert!(crate::config::parse(&format!("{BASE}{TAIL}")).unwrap().proxy.trusted_proxies.is_empty());
+    }
+
+    #[test]
+    fn a_body_earns_a_second_per_min_rate_bytes() {
+        let config = crate::config::parse(&format!("{BASE}{TAIL}")).unwrap();
+        let body = config.proxy.request_body;
+        assert_eq!(body, BodyDeadline { timeout: Duration::from_secs(20), min_rate: 500 });
+        assert_eq!(body.allowed(0), Duration::from_secs(20));
+        assert_eq!(body.allowed(5_000), Duration::from_secs(30));
+        assert_eq!(body.allowed(u64::MAX), Duration::from_secs(20) + Duration::from_millis(u64::MAX / 500));
+        let flat = BodyDeadline { min_rate: 0, ..body };
+        assert_eq!(flat.allowed(1 << 30), Duration::from_secs(20));
+    }
+
+    #[test]
+    fn zero_deadlines_and_limits_name_their_key() {
+        let text = format!(
+            "{BASE}request_body_timeout_ms = 0\nclient_send_timeout_ms = 0\nmax_connections = 0\n{TAIL}"
+        );
+        let err = crate::config::parse(&text).unwrap_err().to_string();
+        for key in ["request_body_timeout_ms", "client_send_timeout_ms", "max_connections"] {
+            assert!(err.contains(&format!("proxy.{key}")), "{key}: {err}");
+        }
     }
 
     #[test]

@@ -42,6 +42,20 @@ pub struct RawProxy {
     /// Time a client has to send its request headers (HTTP/1). Default 10000.
     #[serde(default = "default_request_header_timeout_ms")]
     pub request_header_timeout_ms: u64,
+    /// Time a client has for a request body: this much, plus one second for every
+    /// `request_body_min_rate` bytes it has sent. Default 20000.
+    #[serde(default = "default_request_body_timeout_ms")]
+    pub request_body_timeout_ms: u64,
+    /// Bytes per second a request body must keep up to earn more time (0: the body gets
+    /// `request_body_timeout_ms` in all). Default 500.
+    #[serde(default = "default_request_body_min_rate")]
+    pub request_body_min_rate: u64,
+    /// Time a client has to take each piece (at most 16 KiB) of an answer. Default 30000.
+    #[serde(default = "default_client_send_timeout_ms")]
+    pub client_send_timeout_ms: u64,
+    /// Client connections open at once on the public listener; at the limit, accepting pauses.
+    /// Default: from the open-file limit, `(soft limit - 128) / 2`.
+    pub max_connections: Option<usize>,
     /// How long in-flight requests may run after SIGTERM/SIGINT. Default 10.
     #[serde(default = "default_shutdown_grace_s")]
     pub shutdown_grace_s: u64,
@@ -383,6 +397,15 @@ fn default_response_timeout_ms() -> u64 {
 }
 fn default_request_header_timeout_ms() -> u64 {
     10_000
+}
+fn default_request_body_timeout_ms() -> u64 {
+    20_000
+}
+fn default_request_body_min_rate() -> u64 {
+    500
+}
+fn default_client_send_timeout_ms() -> u64 {
+    30_000
 }
 fn default_shutdown_grace_s() -> u64 {
     10

@@ -7,6 +7,9 @@
 //! request can be sent again if the first node refused the connection. Every other body goes upstream
 //! as it arrives and is never retried.
 
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
 use bytes::Bytes;
 use http::header::{CONTENT_TYPE, HOST, SET_COOKIE};
 use http::request::Parts;
@@ -15,10 +18,12 @@ use http::{HeaderMap, HeaderValue, Request, Response, Uri, Version};
 use http_body::Body as _;
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
+use tokio::time::{Instant, Sleep};
 
 use super::failover::{Failover, Trace, idempotent, served};
 use super::{ProxyError, Snapshot, headers};
 use crate::body::{self, Body};
+use crate::config::BodyDeadline;
 use crate::server::Peer;
 use crate::upstream::affinity::{self, Hints};
 use crate::upstream::conns::{ConnSettings, Lease, LeasedBody, SendError};
@@ -35,8 +40,8 @@ enum Outgoing {
     Empty,
     /// A peeked body: can be sent again.
     Buffered(Bytes),
-    /// A streamed body: can be sent once.
-    Stream(Incoming),
+    /// A streamed body, within its deadline: can be sent once.
+    Stream(Incoming, BodyDeadline),
 }
 
 impl Outgoing {
@@ -46,6 +51,7 @@ impl Outgoing {
         headers: &HeaderMap,
         body: Incoming,
         timeout: std::time::Duration,
+        deadline: BodyDeadline,
     ) -> Result<Self, ProxyError> {
         if body.is_end_stream() {
             return Ok(Self::Empty);
@@ -60,7 +66,7 @@ impl Outgoing {
                 .to_bytes();
             return Ok(Self::Buffered(bytes));
         }
-        Ok(Self::Stream(body))
+        Ok(Self::Stream(body, deadline))
     }
 
     fn peeked(&self) -> Option<&[u8]> {
@@ -71,7 +77,7 @@ impl Outgoing {
     }
 
     fn replayable(&self) -> bool {
-        !matches!(self, Self::Stream(_))
+        !matches!(self, Self::Stream(..))
     }
 
     /// The body for one attempt; a stream is handed over once.
@@ -83,9 +89,84 @@ impl Outgoing {
                 *self = Self::Buffered(b);
                 out
             }
-            Self::Stream(s) => body::stream(s),
+            Self::Stream(s, deadline) => body::stream(TimedBody::new(s, deadline)),
         }
     }
+}
+
+/// A request body streamed to a node within its deadline (`request_body_timeout_ms`, extended by
+/// `request_body_min_rate`): a client trickling it (slow POST) gets 408 and loses the connection, as
+/// on the fast path, instead of holding a node connection and the task for as long as it likes.
+struct TimedBody {
+    inner: Incoming,
+    deadline: BodyDeadline,
+    started: Instant,
+    received: u64,
+    timer: Pin<Box<Sleep>>,
+}
+
+impl TimedBody {
+    fn new(inner: Incoming, deadline: BodyDeadline) -> Self {
+        let started = Instant::now();
+        let timer = Box::pin(tokio::time::sleep_until(started + deadline.allowed(0)));
+        Self { inner, deadline, started, received: 0, timer }
+    }
+}
+
+/// The error a [`TimedBody`] ends with, found again in the node connection's error.
+#[derive(Debug, thiserror::Error)]
+#[error("the request body did not arrive in time")]
+struct BodyTooSlow;
+
+impl http_body::Body for TimedBody {
+    type Data = Bytes;
+    type Error = body::BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
+        let this = &mut *self;
+        match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                this.received += frame.data_ref().map_or(0, |d| d.len() as u64);
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e.into()))),
+            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Pending => {
+                // The deadline only moves later as bytes arrive: a reset costs nothing until then.
+                let at = this.started + this.deadline.allowed(this.received);
+                if this.timer.deadline() != at {
+                    this.timer.as_mut().reset(at);
+                }
+                match this.timer.as_mut().poll(cx) {
+                    Poll::Ready(()) => Poll::Ready(Some(Err(Box::new(BodyTooSlow)))),
+                    Poll::Pending => Poll::Pending,
+                }
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// Whether a node connection failed because the client's body was too slow.
+fn body_too_slow(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(e);
+    while let Some(e) = cause {
+        if e.is::<BodyTooSlow>() {
+            return true;
+        }
+        cause = e.source();
+    }
+    false
 }
 
 fn is_json(headers: &HeaderMap) -> bool {
@@ -101,8 +182,9 @@ pub async fn to_pool(
     trace: &mut Trace,
 ) -> Result<Response<Body>, ProxyError> {
     let (mut parts, body) = req.into_parts();
+    let proxy = &snap.config.proxy;
     let mut outgoing =
-        Outgoing::prepare(&parts.headers, body, snap.config.proxy.request_header_timeout).await?;
+        Outgoing::prepare(&parts.headers, body, proxy.request_header_timeout, proxy.request_body).await?;
     trace.hints = affinity::read(pool, &parts.headers, parts.uri.query(), outgoing.peeked());
     prepare_headers(&mut parts, &peer, snap);
 
@@ -201,6 +283,7 @@ async fn send(
         Ok(Err(SendError::Connect(reason))) => {
             Err(ProxyError::Connect { backend: backend.id.clone(), reason })
         }
+        Ok(Err(SendError::Upstream(e))) if body_too_slow(&e) => Err(ProxyError::ClientTimeout),
         Ok(Err(SendError::Upstream(e))) => {
             Err(ProxyError::Upstream { backend: backend.id.clone(), reason: error_chain(&e) })
         }

@@ -5,6 +5,7 @@
 //! node fails.
 
 use std::io::ErrorKind;
+use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
 use http::Method;
@@ -16,16 +17,18 @@ use super::framing::Framing;
 use super::request::{Request, Upload};
 use super::response::{AnswerArgs, AnswerError, MAX_RESPONSE_HEAD, ResponseHead, take_head};
 use super::{Client, Done, Next, read_scratch};
+use crate::config::BodyDeadline;
 use crate::proxy::failover::{Failover, Trace, idempotent, served};
 use crate::proxy::{ProxyError, Snapshot};
-use crate::server::ClientStream;
+use crate::server::{ClientStream, PIECE};
 use crate::upstream::affinity;
 use crate::upstream::conns::{ConnSettings, SendError};
 use crate::upstream::stream::NodeStream;
 use crate::upstream::{Backend, Pool};
 
-/// Read size for body pieces: the most of a body in memory at once, per exchange.
-const BODY_READ: usize = 16 * 1024;
+/// Read size for body pieces: the most of a body in memory at once, per exchange, and what a client must
+/// take within `client_send_timeout_ms` ([`PIECE`]).
+const BODY_READ: usize = PIECE;
 
 /// Forwards to `pool`, retrying once on another node when the error allows it. `Err` means nothing was
 /// written to the client yet.
@@ -65,16 +68,21 @@ pub(super) async fn to_pool(
             close,
             head_only: req.method == Method::HEAD,
         };
-        // Connect, send and the answer's head within the response timeout, as on hyper's path.
-        deadline.set(Instant::now() + cfg.response_timeout);
-        let attempt = Attempt { backend, req, settings: &settings, idempotent, args: &args };
-        let sent = before(deadline, send(attempt, client, &mut consumed)).await;
-        let timeout_ms = cfg.response_timeout.as_millis();
-        match sent.unwrap_or_else(|| Err(ProxyError::Timeout { backend: backend.id.clone(), timeout_ms })) {
+        let attempt = Attempt {
+            backend,
+            req,
+            settings: &settings,
+            idempotent,
+            args: &args,
+            response_timeout: cfg.response_timeout,
+            body: cfg.request_body,
+        };
+        match send(attempt, client, &mut consumed, deadline).await {
             Ok((mut upstream, answer)) => {
                 served(pool, choice);
                 let (status, close_client, reusable) = (answer.status, answer.close_client, answer.reusable);
-                let relayed = relay(&mut client.stream, &mut upstream, answer).await;
+                let send_timeout = cfg.client_send_timeout;
+                let relayed = relay(&mut client.stream, &mut upstream, answer, deadline, send_timeout).await;
                 if relayed.upstream_clean && reusable {
                     backend.conns.put_stream(upstream, &settings);
                 }
@@ -101,30 +109,44 @@ struct Attempt<'a> {
     settings: &'a ConnSettings,
     idempotent: bool,
     args: &'a AnswerArgs<'a>,
+    /// Time the node has for each of its parts: the connection and the head, each write of the body,
+    /// the answer's head once the request is sent.
+    response_timeout: Duration,
+    /// Time the client has for the body.
+    body: BodyDeadline,
 }
 
 /// Sends the head on a pooled connection (a fresh one if a pooled one turns out closed), relays a
-/// streamed body from `client` (setting `consumed`), and reads the answer's head.
+/// streamed body from `client` (setting `consumed`), and reads the answer's head. The node's parts run
+/// within the response timeout, the client's body within its own deadline, so a slow client is
+/// answered 408 and a slow node 504, each blamed for its own time.
 async fn send(
     attempt: Attempt<'_>,
     client: &mut Client,
     consumed: &mut bool,
+    deadline: &mut Deadline<'_>,
 ) -> Result<(NodeStream, ResponseHead), ProxyError> {
-    let Attempt { backend, req, settings, idempotent, args } = attempt;
+    let Attempt { backend, req, settings, idempotent, args, response_timeout, body } = attempt;
     let head = &req.forward;
     let upstream = |reason: String| ProxyError::Upstream { backend: backend.id.clone(), reason };
+    let timed_out =
+        || ProxyError::Timeout { backend: backend.id.clone(), timeout_ms: response_timeout.as_millis() };
     let mut fresh = false;
+    // Connect, send and (without a streamed body) the answer's head within the response timeout, as on
+    // hyper's path.
+    deadline.set(Instant::now() + response_timeout);
     loop {
-        let (mut stream, reused) =
-            backend.conns.checkout_stream(settings, fresh).await.map_err(|e| match e {
-                SendError::Connect(reason) => ProxyError::Connect { backend: backend.id.clone(), reason },
-                SendError::Upstream(e) => upstream(e.to_string()),
-            })?;
+        let checkout = before(deadline, backend.conns.checkout_stream(settings, fresh)).await;
+        let (mut stream, reused) = checkout.ok_or_else(timed_out)?.map_err(|e| match e {
+            SendError::Connect(reason) => ProxyError::Connect { backend: backend.id.clone(), reason },
+            SendError::Upstream(e) => upstream(e.to_string()),
+        })?;
         // TLS holds the records it made in its session until flushed; flushing plain TCP does nothing.
-        let written = match stream.write_all(head).await {
-            Ok(()) => stream.flush().await,
-            Err(e) => Err(e),
+        let write = async {
+            stream.write_all(head).await?;
+            stream.flush().await
         };
+        let written = before(deadline, write).await.ok_or_else(timed_out)?;
         if let Err(e) = written {
             if reused {
                 // The node closed it while it was idle: nothing of this request reached it.
@@ -137,12 +159,17 @@ async fn send(
         }
         if req.upload != Upload::None {
             *consumed = true;
-            upload(client, &mut stream, req.upload).await.map_err(|e| match e {
+            let bounds = UploadBounds { body, node: response_timeout };
+            upload(client, &mut stream, req.upload, deadline, bounds).await.map_err(|e| match e {
                 UploadError::Node(e) => upstream(format!("sending the request body failed: {e}")),
+                UploadError::NodeSlow => timed_out(),
                 UploadError::Client(reason) => ProxyError::BadRequest(reason),
+                UploadError::ClientSlow => ProxyError::ClientTimeout,
             })?;
+            // The request is sent: the node's time for its answer starts now.
+            deadline.set(Instant::now() + response_timeout);
         }
-        match read_answer(&mut stream, args).await {
+        match before(deadline, read_answer(&mut stream, args)).await.ok_or_else(timed_out)? {
             Ok(answer) => return Ok((stream, answer)),
             // A pooled connection the node closed just as the request went out (the keep-alive race of
             // RFC 9112 §9.3.1): an idempotent request goes again on a fresh connection.
@@ -157,33 +184,91 @@ enum UploadError {
     /// The client's side: the body ended early, failed to read, or is not framed as it says; the
     /// message of the 400 answer.
     Client(String),
+    /// The client sent the body slower than `request_body_timeout_ms` and `request_body_min_rate` allow.
+    ClientSlow,
     /// Writing to the node failed.
     Node(std::io::Error),
+    /// The node took no part of the body within the response timeout.
+    NodeSlow,
+}
+
+/// The deadlines of an upload: the client's for the body, the node's for each write.
+struct UploadBounds {
+    body: BodyDeadline,
+    node: Duration,
 }
 
 /// Relays a request body from the client to the node with the framing it came with: first what was
 /// read with the head, then one bounded read at a time. What follows the body (a pipelined request)
-/// stays in the client's buffer.
-async fn upload(client: &mut Client, node: &mut NodeStream, body: Upload) -> Result<(), UploadError> {
+/// stays in the client's buffer. Each read waits until the body's deadline, which moves later as bytes
+/// arrive; each write to the node gets the node's timeout.
+async fn upload(
+    client: &mut Client,
+    node: &mut NodeStream,
+    body: Upload,
+    deadline: &mut Deadline<'_>,
+    bounds: UploadBounds,
+) -> Result<(), UploadError> {
+    let started = Instant::now();
     let mut framing = body.framing();
     let malformed = |e: super::framing::FramingError| UploadError::Client(format!("{e} in the request"));
     let n = framing.take(&client.buf).map_err(malformed)?;
-    node.write_all(&client.buf[..n]).await.map_err(UploadError::Node)?;
+    let mut received = n as u64;
+    write_node(node, &client.buf[..n], deadline, bounds.node).await?;
     client.buf.advance(n);
     let mut piece = BytesMut::new();
     while !framing.done() {
         piece.clear();
         piece.reserve(BODY_READ);
-        match client.stream.read_buf(&mut piece).await {
-            Ok(0) => return Err(UploadError::Client("the request body ended early".to_owned())),
-            Ok(_) => {}
-            Err(e) => return Err(UploadError::Client(format!("reading the request body failed: {e}"))),
+        deadline.set(started + bounds.body.allowed(received));
+        match before(deadline, client.stream.read_buf(&mut piece)).await {
+            None => return Err(UploadError::ClientSlow),
+            Some(Ok(0)) => return Err(UploadError::Client("the request body ended early".to_owned())),
+            Some(Ok(_)) => {}
+            Some(Err(e)) => {
+                return Err(UploadError::Client(format!("reading the request body failed: {e}")));
+            }
         }
         let n = framing.take(&piece).map_err(malformed)?;
-        node.write_all(&piece[..n]).await.map_err(UploadError::Node)?;
+        received += n as u64;
+        write_node(node, &piece[..n], deadline, bounds.node).await?;
         client.buf.extend_from_slice(&piece[n..]);
     }
-    node.flush().await.map_err(UploadError::Node)
+    deadline.set(Instant::now() + bounds.node);
+    before(deadline, node.flush()).await.ok_or(UploadError::NodeSlow)?.map_err(UploadError::Node)
+}
+
+/// Writes a piece of the body to the node within `timeout`.
+async fn write_node(
+    node: &mut NodeStream,
+    bytes: &[u8],
+    deadline: &mut Deadline<'_>,
+    timeout: Duration,
+) -> Result<(), UploadError> {
+    if bytes.is_empty() {
+        return Ok(());
+    }
+    deadline.set(Instant::now() + timeout);
+    before(deadline, node.write_all(bytes)).await.ok_or(UploadError::NodeSlow)?.map_err(UploadError::Node)
+}
+
+/// Writes `bytes` to the client within `timeout` (`client_send_timeout_ms`): a client that does not
+/// read its answer (a slow reader) loses the connection instead of holding it. Each write is at most
+/// one body piece and a head, so this asks for at least 16 KiB per timeout, as hyper's path does
+/// ([`crate::server::SendDeadline`]).
+pub(super) async fn send_client(
+    client: &mut ClientStream,
+    bytes: &[u8],
+    deadline: &mut Deadline<'_>,
+    timeout: Duration,
+) -> bool {
+    deadline.set(Instant::now() + timeout);
+    let write = async {
+        client.write_all(bytes).await?;
+        // TLS may hold the last records until flushed; plain TCP has nothing to flush.
+        client.flush().await
+    };
+    matches!(before(deadline, write).await, Some(Ok(())))
 }
 
 /// Reads the answer's head (skipping interim ones) with the body bytes that came with it. Reads land
@@ -238,20 +323,17 @@ struct Relayed {
 }
 
 /// Writes the response head with the body bytes that came with it, then relays the rest of the body as
-/// it arrives, one bounded read at a time.
-async fn relay(client: &mut ClientStream, upstream: &mut NodeStream, answer: ResponseHead) -> Relayed {
-    let mut relayed = relay_body(client, upstream, answer).await;
-    // TLS may hold the last records until flushed; plain TCP has nothing to flush.
-    if client.flush().await.is_err() {
-        relayed.complete = false;
-    }
-    relayed
-}
-
-async fn relay_body(client: &mut ClientStream, upstream: &mut NodeStream, answer: ResponseHead) -> Relayed {
+/// it arrives, one bounded read at a time; each write to the client within `send_timeout`.
+async fn relay(
+    client: &mut ClientStream,
+    upstream: &mut NodeStream,
+    answer: ResponseHead,
+    deadline: &mut Deadline<'_>,
+    send_timeout: Duration,
+) -> Relayed {
     let ResponseHead { head, mut framing, first_body, overrun, .. } = answer;
     let mut r = Relayed { bytes: 0, complete: false, upstream_clean: false };
-    if client.write_all(&head).await.is_err() {
+    if !send_client(client, &head, deadline, send_timeout).await {
         return r;
     }
     drop(head);
@@ -283,7 +365,7 @@ async fn relay_body(client: &mut ClientStream, upstream: &mut NodeStream, answer
                 return r;
             }
         };
-        if client.write_all(&buf[..n]).await.is_err() {
+        if !send_client(client, &buf[..n], deadline, send_timeout).await {
             return r;
         }
         r.bytes += n as u64;

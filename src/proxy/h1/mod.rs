@@ -41,7 +41,7 @@ use std::task::Poll;
 
 use bytes::{Buf, BytesMut};
 use http::{Method, StatusCode};
-use tokio::io::{AsyncRead, AsyncWriteExt, ReadBuf};
+use tokio::io::{AsyncRead, ReadBuf};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -243,7 +243,8 @@ async fn one_request(
             None if peeking => {
                 let status = ProxyError::ClientTimeout.status();
                 let message = ProxyError::ClientTimeout.to_string();
-                return synthetic(&mut client.stream, status, &message, true, false).await.next;
+                let send = (deadline, snap.config.proxy.client_send_timeout);
+                return synthetic(&mut client.stream, status, &message, (true, false), send).await.next;
             }
             // Closed, failed or too slow: as with hyper, the connection just ends.
             _ => return Next::Close,
@@ -269,7 +270,8 @@ async fn one_request(
         Ok(done) => done,
         Err(Answer(status, message)) => {
             tracing::debug!(status = status.as_u16(), message, "synthetic answer");
-            synthetic(&mut client.stream, status, &message, close, req.method == Method::HEAD).await
+            let send = (deadline, snap.config.proxy.client_send_timeout);
+            synthetic(&mut client.stream, status, &message, (close, req.method == Method::HEAD), send).await
         }
     };
     if let Some(line) = proxy.record(pool, &trace, req.method, done.status, req.seen.map(|s| *s), started) {
@@ -287,16 +289,17 @@ impl From<ProxyError> for Answer {
     }
 }
 
-/// Writes the fast path's own answer ([`response::synthetic`]).
+/// Writes the fast path's own answer ([`response::synthetic`]), closing the connection after it when
+/// `close` says so and leaving the body out for a `head` request, within the send timeout.
 async fn synthetic(
     client: &mut ClientStream,
     status: StatusCode,
     message: &str,
-    close: bool,
-    head: bool,
+    (close, head): (bool, bool),
+    (deadline, send_timeout): (&mut Deadline<'_>, std::time::Duration),
 ) -> Done {
     let (out, body_len) = response::synthetic(status, message, close, head);
-    let sent = client.write_all(&out).await.is_ok() && client.flush().await.is_ok();
+    let sent = exchange::send_client(client, &out, deadline, send_timeout).await;
     Done {
         status,
         bytes: if sent && !head { body_len as u64 } else { 0 },
