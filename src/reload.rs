@@ -93,6 +93,13 @@ impl Reloader {
         if new.proxy.proxy_protocol != old.proxy.proxy_protocol {
             changed.push("proxy.proxy_protocol");
         }
+        // Both are the listeners' own, set when they start.
+        if new.proxy.max_connections != old.proxy.max_connections {
+            changed.push("proxy.max_connections");
+        }
+        if new.proxy.client_send_timeout != old.proxy.client_send_timeout {
+            changed.push("proxy.client_send_timeout_ms");
+        }
         let embedded = |c: &Config| {
             let mut ids: Vec<BackendId> =
                 c.backends().filter(|(_, b)| b.embedded).map(|(_, b)| b.id.clone()).collect();

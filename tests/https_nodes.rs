@@ -152,6 +152,9 @@ async fn https_node(
         tls: Some((Arc::new(ArcSwap::from_pointee(config)), Duration::from_secs(5))),
         proxy_protocol: false,
         connections: Default::default(),
+        max_connections: None,
+        limit_reached: Default::default(),
+        send_timeout: Duration::from_secs(30),
     };
     tokio::spawn(tether::serve(listener, Arc::clone(&counting), opts, stop.clone()));
     (addr, counting)

@@ -60,6 +60,20 @@ impl TetherProcess {
         }
     }
 
+    /// The log lines (as JSON) written so far and not yet read, without waiting for more.
+    pub fn drain(&mut self) -> Vec<serde_json::Value> {
+        std::iter::from_fn(|| self.logs.try_recv().ok())
+            .map(|line| serde_json::from_str(&line).unwrap_or_default())
+            .collect()
+    }
+
+    /// The process's resident set (`VmRSS` of `/proc/PID/status`) in KiB; `None` off Linux.
+    pub fn rss_kib(&self) -> Option<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).ok()?;
+        let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+        line.split_whitespace().nth(1)?.parse().ok()
+    }
+
     /// Sends a signal (`TERM`, `HUP`, …).
     pub fn signal(&self, name: &str) {
         let ok = std::process::Command::new("kill")
