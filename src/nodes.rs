@@ -257,6 +257,7 @@ fn serve_node(
         tls: None,
         connections: prometheus_client::metrics::gauge::Gauge::default(),
         proxy_protocol: false,
+        h2: proxy.h2.clone(),
     };
     tasks.spawn(server::serve(listener, Arc::clone(&node), opts, shutdown.clone()));
     let shutdown = shutdown.clone();

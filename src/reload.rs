@@ -93,6 +93,9 @@ impl Reloader {
         if new.proxy.proxy_protocol != old.proxy.proxy_protocol {
             changed.push("proxy.proxy_protocol");
         }
+        if new.proxy.h2 != old.proxy.h2 {
+            changed.push("[proxy.h2]");
+        }
         let embedded = |c: &Config| {
             let mut ids: Vec<BackendId> =
                 c.backends().filter(|(_, b)| b.embedded).map(|(_, b)| b.id.clone()).collect();

@@ -152,6 +152,7 @@ async fn https_node(
         tls: Some((Arc::new(ArcSwap::from_pointee(config)), Duration::from_secs(5))),
         proxy_protocol: false,
         connections: Default::default(),
+        h2: Default::default(),
     };
     tokio::spawn(tether::serve(listener, Arc::clone(&counting), opts, stop.clone()));
     (addr, counting)
