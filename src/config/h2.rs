@@ -157,8 +157,14 @@ pub(super) fn convert(c: &mut Checker, path: &KeyPath, raw: RawH2) -> H2Settings
         "RFC 9113 §6.5.2 allows 16384 to 16777215",
     );
     let window_why = "RFC 9113 §6.9 allows 65535 to 2147483647 bytes";
-    let stream_window =
-        range("initial_stream_window", raw.initial_stream_window, MIN_WINDOW, MAX_WINDOW, d.initial_stream_window, window_why);
+    let stream_window = range(
+        "initial_stream_window",
+        raw.initial_stream_window,
+        MIN_WINDOW,
+        MAX_WINDOW,
+        d.initial_stream_window,
+        window_why,
+    );
     let conn_window = range(
         "initial_connection_window",
         raw.initial_connection_window,
@@ -175,8 +181,14 @@ pub(super) fn convert(c: &mut Checker, path: &KeyPath, raw: RawH2) -> H2Settings
         d.max_send_buffer,
         "it must be 16384 to 16777216 bytes",
     );
-    let ping_interval =
-        range("ping_interval_s", raw.ping_interval_s, 0, 3600, d.ping_interval_s, "it must be 0 (off) to 3600");
+    let ping_interval = range(
+        "ping_interval_s",
+        raw.ping_interval_s,
+        0,
+        3600,
+        d.ping_interval_s,
+        "it must be 0 (off) to 3600",
+    );
     let ping_timeout =
         range("ping_timeout_s", raw.ping_timeout_s, 1, 600, d.ping_timeout_s, "it must be 1 to 600");
     // Every value is range-checked above, so none of these conversions can fail.
@@ -250,10 +262,14 @@ mod tests {
             "ping_timeout_s",
         ] {
             let full = format!("proxy.h2.{key}");
-            let problem = err.problems.iter().find(|p| p.key == full).unwrap_or_else(|| panic!("{full}: {keys:?}"));
+            let problem =
+                err.problems.iter().find(|p| p.key == full).unwrap_or_else(|| panic!("{full}: {keys:?}"));
             let line = text.lines().nth(problem.line.expect("a line") - 1).unwrap();
             assert!(line.starts_with(key), "{full} points at {line:?}");
-            assert!(problem.message.contains("out of range") && problem.message.contains("default is"), "{err}");
+            assert!(
+                problem.message.contains("out of range") && problem.message.contains("default is"),
+                "{err}"
+            );
         }
         assert!(err.to_string().contains("RFC 9113 §6.5.2 allows 16384 to 16777215"), "{err}");
     }
