@@ -147,6 +147,7 @@ pub async fn start(mut config: Config, shutdown: CancellationToken) -> Result<Ru
         },
         send_timeout: config.proxy.client_send_timeout,
         proxy_protocol: name == "public" && config.proxy.proxy_protocol,
+        h2: config.proxy.h2.clone(),
     };
     let (public_opts, admin_opts) = (opts("public", tls.clone()), opts("admin", None));
     let proxy = Arc::new(Proxy::new(Arc::new(config), metrics));

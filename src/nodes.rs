@@ -260,6 +260,7 @@ fn serve_node(
         limit_reached: prometheus_client::metrics::counter::Counter::default(),
         send_timeout: proxy.client_send_timeout,
         proxy_protocol: false,
+        h2: proxy.h2.clone(),
     };
     tasks.spawn(server::serve(listener, Arc::clone(&node), opts, shutdown.clone()));
     let shutdown = shutdown.clone();

@@ -100,6 +100,9 @@ impl Reloader {
         if new.proxy.client_send_timeout != old.proxy.client_send_timeout {
             changed.push("proxy.client_send_timeout_ms");
         }
+        if new.proxy.h2 != old.proxy.h2 {
+            changed.push("[proxy.h2]");
+        }
         let embedded = |c: &Config| {
             let mut ids: Vec<BackendId> =
                 c.backends().filter(|(_, b)| b.embedded).map(|(_, b)| b.id.clone()).collect();

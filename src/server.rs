@@ -31,6 +31,7 @@ use tokio_util::task::TaskTracker;
 
 use tokio_rustls::TlsAcceptor;
 
+mod h2;
 mod limit;
 mod proxy_protocol;
 mod send_deadline;
@@ -190,6 +191,8 @@ pub struct ServeOptions {
     pub send_timeout: Duration,
     /// Every connection starts with a PROXY protocol header, read within `header_timeout`.
     pub proxy_protocol: bool,
+    /// HTTP/2 limits (`[proxy.h2]`), for h2c and ALPN `h2` alike.
+    pub h2: crate::config::H2Settings,
 }
 
 /// Time between two warnings that the connection limit is reached.
@@ -273,9 +276,6 @@ pub async fn bind(name: &'static str, addr: SocketAddr) -> Result<TcpListener, S
     TcpListener::bind(addr).await.map_err(|source| StartError::Bind { what: name, addr, source })
 }
 
-/// Largest HTTP/2 header list a client may send (SETTINGS_MAX_HEADER_LIST_SIZE).
-pub const MAX_H2_HEADER_LIST: u32 = 64 * 1024;
-
 /// Serves `listener` until `shutdown` fires, then drains.
 pub async fn serve<H: Handler>(
     listener: TcpListener,
@@ -285,9 +285,7 @@ pub async fn serve<H: Handler>(
 ) {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder.http1().timer(TokioTimer::new()).header_read_timeout(opts.header_timeout);
-    // hyper's h2 default (16 KiB for all fields, RFC 9113 §6.5.2 counting) refuses a 16 KiB client-side
-    // AM session cookie that h1 (~400 KiB of head) takes; 64 KiB admits it with the rest of the fields.
-    builder.http2().timer(TokioTimer::new()).max_header_list_size(MAX_H2_HEADER_LIST);
+    h2::apply(builder.http2(), &opts.h2);
     // Shared, so an idle connection's task holds a pointer rather than a copy.
     let builder = Arc::new(builder);
     let graceful = GracefulShutdown::new();

@@ -155,6 +155,7 @@ async fn https_node(
         max_connections: None,
         limit_reached: Default::default(),
         send_timeout: Duration::from_secs(30),
+        h2: Default::default(),
     };
     tokio::spawn(tether::serve(listener, Arc::clone(&counting), opts, stop.clone()));
     (addr, counting)

@@ -15,7 +15,7 @@ const MAY_USE: &[(&str, &[&str])] = &[
     ("metrics", &[]),
     ("am", &["body"]),
     ("tls", &["config"]),
-    ("server", &["body", "tls"]),
+    ("server", &["config", "body", "tls"]),
     ("upstream", &["config", "body", "metrics", "am"]),
     ("proxy", &["config", "body", "metrics", "am", "server", "upstream"]),
     ("auth", &["config", "body", "am"]),

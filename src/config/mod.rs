@@ -13,6 +13,7 @@
 //! - `problem`: [`Problem`] (key path, line, message with the fix) and [`ConfigError`], which lists them
 //!   all, so `tether check` reports everything in one run.
 //! - `proxy`: `[proxy]`, listeners, TLS files and timeouts ([`ProxySettings`], [`TlsFiles`]).
+//! - `h2`: `[proxy.h2]`, the HTTP/2 limits of the listeners ([`H2Settings`]).
 //! - `pool`: `[[pool]]`, backends and their IDs, balance, affinity and health ([`PoolConfig`],
 //!   [`BackendId`]).
 //! - `pool_tls`: `[pool.tls]`, the roots and client certificate of `https://` backends, read at load
@@ -26,6 +27,7 @@
 //! none stops at the first problem. This module depends on no other part of tether.
 
 mod auth;
+mod h2;
 mod load;
 mod lockout;
 mod pool;
@@ -41,6 +43,7 @@ pub use auth::{
     AuthConfig, AuthSessionMode, ChainConfig, ExhaustionAction, ModuleKind, QuotaConfig, SessionLocation,
     SessionStoreMode, StoreConfig, StoreServers, UnknownExhaustionAction, UserConfig, totp_key,
 };
+pub use h2::H2Settings;
 pub use load::{load, parse};
 pub use lockout::LockoutConfig;
 pub use pool::{

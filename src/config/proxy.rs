@@ -19,6 +19,8 @@ pub struct ProxySettings {
     pub admin_listen: SocketAddr,
     /// HTTPS on `listen`.
     pub tls: Option<TlsFiles>,
+    /// `[proxy.h2]`: the HTTP/2 limits of every listener.
+    pub h2: super::H2Settings,
     /// TCP connect timeout towards backends.
     pub connect_timeout: Duration,
     /// Bound on the wait for a backend's response headers.
@@ -188,10 +190,12 @@ pub(super) fn convert(c: &mut Checker, raw: RawProxy) -> Option<ProxySettings> {
                 }
             }),
     );
+    let h2 = super::h2::convert(c, &p.key("h2"), raw.h2);
     Some(ProxySettings {
         listen: listen?,
         admin_listen: admin_listen?,
         tls,
+        h2,
         connect_timeout,
         response_timeout,
         request_header_timeout,

@@ -8,6 +8,8 @@
 use serde::Deserialize;
 use serde::de::{Deserializer, Visitor};
 
+pub use super::h2::RawH2;
+
 /// The whole file.
 #[derive(Debug, Deserialize)]
 pub struct RawConfig {
@@ -33,6 +35,9 @@ pub struct RawProxy {
     pub admin_listen: String,
     /// `[proxy.tls]`: HTTPS on `listen`.
     pub tls: Option<RawTls>,
+    /// `[proxy.h2]`: HTTP/2 limits (streams, header list, resets, windows, PINGs).
+    #[serde(default)]
+    pub h2: RawH2,
     /// TCP connect timeout to a backend. Default 1000.
     #[serde(default = "default_connect_timeout_ms")]
     pub connect_timeout_ms: u64,
@@ -437,6 +442,7 @@ pub(super) fn keys_of(path: &[&str]) -> &'static [&'static str] {
         [] => fields::<RawConfig>(),
         ["proxy"] => fields::<RawProxy>(),
         ["proxy", "tls"] => fields::<RawTls>(),
+        ["proxy", "h2"] => fields::<RawH2>(),
         ["pool"] => fields::<RawPool>(),
         ["pool", "affinity"] => fields::<RawAffinity>(),
         ["pool", "health"] => fields::<RawHealth>(),
