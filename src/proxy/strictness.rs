@@ -13,7 +13,10 @@
 //! - `Transfer-Encoding` in an HTTP/1.0 request (RFC 9112 §6.1: faulty framing), or any coding list
 //!   other than one `chunked` (no other coding can be forwarded as sent: `chunked, identity`,
 //!   `xchunked`, `gzip, chunked`, `chunked` twice);
-//! - a field named `Content_Length` or `Transfer_Encoding`, which some nodes read as the real one;
+//! - a field named like a framing field but for `-` and `_` (`Content_Length`, `Transfer---Encoding`),
+//!   which some nodes read as the real one;
+//! - content on a `GET` or `HEAD` (RFC 9110 §9.3.1: engines differ on reading it; `Content-Length: 0`
+//!   passes);
 //! - a repeated `Content-Length`, even with equal values, or one that is not a plain decimal number of
 //!   at most 19 digits (RFC 9112 §6.3: an invalid length is unrecoverable).
 //!
@@ -27,7 +30,7 @@
 //! limits); the node then gets one unambiguous framing either way.
 
 use http::header::{CONTENT_LENGTH, HOST, TRANSFER_ENCODING};
-use http::{Request, Version};
+use http::{Method, Request, Version};
 
 /// The framing and authority fields of one request, counted.
 #[derive(Debug, Default, Clone, Copy)]
@@ -43,8 +46,12 @@ pub struct Framing<'a> {
     /// `chunked` codings seen, and whether any other coding (or an empty element) was.
     chunked: u32,
     other_coding: bool,
-    /// A field named like a framing field with `_` for `-`.
+    /// A field named like a framing field with `_` or more `-` in it.
     lookalike: bool,
+    /// A `Content-Length` other than `0`.
+    nonzero_length: bool,
+    /// `GET` or `HEAD`.
+    bodiless: bool,
     version: Version,
 }
 
@@ -70,6 +77,7 @@ impl<'a> Framing<'a> {
     pub fn content_length(&mut self, value: &[u8]) -> bool {
         self.lengths += 1;
         let value = value.trim_ascii();
+        self.nonzero_length |= value != b"0";
         if value.is_empty() || !value.iter().all(u8::is_ascii_digit) {
             self.bad_length = true;
         } else if value.len() > 19 {
@@ -91,19 +99,25 @@ impl<'a> Framing<'a> {
         self.chunked == 1 && !self.other_coding
     }
 
-    /// Any field name: notes `Content_Length` and `Transfer_Encoding` (`_` for `-`, any case), which a
-    /// node that maps one to the other (CGI-style gateways do) would read as framing the proxy did not.
+    /// Any field name: notes a name that reads as `Content-Length` or `Transfer-Encoding` once `-` and
+    /// `_` are ignored (`Content_Length`, `Transfer---Encoding`), which a node that maps or squashes
+    /// separators (CGI-style gateways do) would read as framing the proxy did not.
     pub fn name(&mut self, name: &[u8]) {
-        if matches!(name.len(), 14 | 17) && name.contains(&b'_') {
-            let reads_as = |real: &[u8]| {
-                name.len() == real.len()
-                    && name
-                        .iter()
-                        .zip(real)
-                        .all(|(&a, &b)| a.to_ascii_lowercase() == b || (a == b'_' && b == b'-'))
-            };
-            self.lookalike |= reads_as(b"content-length") || reads_as(b"transfer-encoding");
+        if !(13..=24).contains(&name.len()) || !matches!(name[0] | 0x20, b'c' | b't') {
+            return;
         }
+        if name.eq_ignore_ascii_case(b"content-length") || name.eq_ignore_ascii_case(b"transfer-encoding") {
+            return;
+        }
+        let squashed = name.iter().filter(|b| !matches!(b, b'-' | b'_')).map(u8::to_ascii_lowercase);
+        self.lookalike |= squashed.clone().eq(b"contentlength".iter().copied())
+            || squashed.eq(b"transferencoding".iter().copied());
+    }
+
+    /// The request's method: `GET` and `HEAD` carry no content (RFC 9110 §9.3.1, §9.3.2), and engines
+    /// differ on whether they read a body framed on one, so such a body is a smuggling shape.
+    pub fn method(&mut self, method: &Method) {
+        self.bodiless = method == Method::GET || method == Method::HEAD;
     }
 
     /// Why the request is refused, if it is: the message of the 400 answer.
@@ -123,7 +137,7 @@ impl<'a> Framing<'a> {
             // HTTP/2 frames its own bodies (RFC 9113 §8.1); the h2 codec checks lengths against them.
             None
         } else if self.lookalike {
-            Some("A field named like Content-Length or Transfer-Encoding with '_' for '-' (RFC 9112 §6)")
+            Some("A field named like Content-Length or Transfer-Encoding (RFC 9112 §6)")
         } else if self.lengths > 0 && self.transfer_encoding {
             Some("Content-Length together with Transfer-Encoding (RFC 9112 §6.1)")
         } else if self.transfer_encoding && self.version != Version::HTTP_11 {
@@ -136,6 +150,8 @@ impl<'a> Framing<'a> {
             Some("Content-Length is not a number (RFC 9112 §6.3)")
         } else if self.long_length {
             Some("Content-Length is too large (RFC 9112 §6.3)")
+        } else if self.bodiless && (self.transfer_encoding || self.nonzero_length) {
+            Some("A GET or HEAD request with content (RFC 9110 §9.3.1, §9.3.2)")
         } else {
             None
         }
@@ -173,6 +189,7 @@ fn same_authority(host: &[u8], authority: &[u8], default_port: u16) -> bool {
 pub fn refused<B>(req: &Request<B>) -> Option<&'static str> {
     let headers = req.headers();
     let mut framing = Framing::new(req.version());
+    framing.method(req.method());
     for name in headers.keys() {
         framing.name(name.as_str().as_bytes());
     }
@@ -197,7 +214,7 @@ mod tests {
     use super::*;
 
     fn request(version: Version, uri: &str, fields: &[(&'static str, &'static str)]) -> Request<()> {
-        let mut req = Request::builder().version(version).uri(uri).body(()).unwrap();
+        let mut req = Request::builder().method("POST").version(version).uri(uri).body(()).unwrap();
         for (n, v) in fields {
             req.headers_mut().append(*n, http::HeaderValue::from_static(v));
         }
@@ -239,6 +256,7 @@ mod tests {
             h1(&[("host", "a"), ("transfer-encoding", "chunked,")]),
             h1(&[("host", "a"), ("content_length", "5")]),
             h1(&[("host", "a"), ("transfer_encoding", "chunked")]),
+            h1(&[("host", "a"), ("transfer---encoding", "chunked")]),
             request(Version::HTTP_10, "/am", &[("transfer-encoding", "chunked")]),
             request(Version::HTTP_11, "http://a/am", &[("host", "b")]),
             request(Version::HTTP_11, "http://a:81/am", &[("host", "a")]),
@@ -247,5 +265,10 @@ mod tests {
         ] {
             assert!(refused(&bad).is_some(), "{bad:?}");
         }
+        let mut get = h1(&[("host", "a"), ("content-length", "5")]);
+        *get.method_mut() = Method::GET;
+        assert!(refused(&get).is_some(), "a GET with content");
+        get.headers_mut().insert("content-length", http::HeaderValue::from_static("0"));
+        assert_eq!(refused(&get), None, "a GET with Content-Length: 0");
     }
 }

@@ -151,7 +151,7 @@ impl Request {
                 Box::new(seen(fields, path, addrs.peer(), host, &proxy.trusted_proxies, request_id, proto))
             })
         };
-        let Screened { host, host_field, connection, body } = match screen(fields, minor, target) {
+        let Screened { host, host_field, connection, body } = match screen(fields, &method, minor, target) {
             Screen::Serve(s) => s,
             Screen::Handoff => return Parse::Handoff,
             Screen::Refuse(reason) => {
@@ -272,7 +272,7 @@ fn many_fields(buf: &[u8]) -> Parse {
     let Ok(method) = Method::from_bytes(req.method.unwrap_or_default().as_bytes()) else {
         return Parse::Handoff;
     };
-    match screen(req.headers, minor, target) {
+    match screen(req.headers, &method, minor, target) {
         Screen::Refuse(reason) => Parse::Ready(Request::refused(head_len, method, reason)),
         Screen::Serve(_) | Screen::Handoff => Parse::Handoff,
     }
@@ -286,9 +286,15 @@ fn version(minor: u8) -> Version {
 /// Screens a request's fields: refused, handed to hyper, or served here. `minor`: the request line's
 /// HTTP/1 minor version; `target`: its request target. Refusals come first, so nothing refused is
 /// handed to hyper either.
-pub(super) fn screen<'a>(fields: &[httparse::Header<'a>], minor: u8, target: &'a str) -> Screen<'a> {
+pub(super) fn screen<'a>(
+    fields: &[httparse::Header<'a>],
+    method: &Method,
+    minor: u8,
+    target: &'a str,
+) -> Screen<'a> {
     let mut host = None;
     let mut framing = Framing::new(version(minor));
+    framing.method(method);
     // The fast path serves HTTP/1.1 in origin form; hyper the rest, once the fields passed.
     let mut handoff = minor != 1 || !target.starts_with('/');
     if !target.starts_with('/')

@@ -25,7 +25,8 @@ fn screened(head: &[u8]) -> Result<(String, bool), Option<&'static str>> {
     let mut fields = [httparse::EMPTY_HEADER; 16];
     let mut req = httparse::Request::new(&mut fields);
     assert!(req.parse(head).unwrap().is_complete());
-    match screen(req.headers, req.version.unwrap(), req.path.unwrap()) {
+    let method = Method::from_bytes(req.method.unwrap().as_bytes()).unwrap();
+    match screen(req.headers, &method, req.version.unwrap(), req.path.unwrap()) {
         Screen::Serve(s) => Ok((s.host.to_owned(), s.connection.close)),
         Screen::Handoff => Err(None),
         Screen::Refuse(reason) => Err(Some(reason)),
