@@ -279,16 +279,35 @@ async fn send(
         max_idle: proxy.pool_max_idle_per_backend,
     };
     match tokio::time::timeout(timeout, backend.conns.send(req, settings)).await {
+        // tether strips `Upgrade` and never asks for one: a 101 would switch the client to a tunnel
+        // nobody relays (RFC 9110 §15.2.2: only in answer to an Upgrade). The lease is dropped, so the
+        // connection closes.
+        Ok(Ok((resp, _))) if resp.status() == http::StatusCode::SWITCHING_PROTOCOLS => {
+            let reason = "101 Switching Protocols without an upgrade asked".to_owned();
+            Err(ProxyError::Upstream { backend: backend.id.clone(), reason })
+        }
         Ok(Ok(sent)) => Ok(sent),
         Ok(Err(SendError::Connect(reason))) => {
             Err(ProxyError::Connect { backend: backend.id.clone(), reason })
         }
         Ok(Err(SendError::Upstream(e))) if body_too_slow(&e) => Err(ProxyError::ClientTimeout),
+        // The client's body failed (a malformed chunk, an early end): the client's fault, answered
+        // 400, and no mark against the node.
+        Ok(Err(SendError::Upstream(e))) if client_body_failed(&e) => {
+            Err(ProxyError::BadRequest(format!("reading the request body failed: {}", error_chain(&e))))
+        }
         Ok(Err(SendError::Upstream(e))) => {
             Err(ProxyError::Upstream { backend: backend.id.clone(), reason: error_chain(&e) })
         }
         Err(_) => Err(ProxyError::Timeout { backend: backend.id.clone(), timeout_ms: timeout.as_millis() }),
     }
+}
+
+/// Whether the hyper client failed because the body it was sending (the client's, as hyper's server
+/// read it) failed.
+fn client_body_failed(e: &hyper::Error) -> bool {
+    use std::error::Error as _;
+    e.is_user() && e.source().is_some_and(|s| s.downcast_ref::<hyper::Error>().is_some())
 }
 
 fn error_chain(e: &dyn std::error::Error) -> String {

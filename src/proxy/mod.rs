@@ -105,7 +105,7 @@ impl Proxy {
         let log = tracing::enabled!(target: "tether::access", tracing::Level::INFO);
         let seen = log.then(|| seen(&snap, &req, &peer, &request_id));
         let mut trace = Trace::default();
-        let (result, pool) = if let Some(reason) = strictness::refused(req.version(), req.headers()) {
+        let (result, pool) = if let Some(reason) = strictness::refused(&req) {
             (Err(ProxyError::BadRequest(reason.to_owned())), None)
         } else {
             let action = route::find(&snap.config.routes, req.method(), req.uri(), req.headers()).cloned();

@@ -9,7 +9,10 @@ use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
 use http::Method;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use std::pin::Pin;
+use std::task::Poll;
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::time::Instant;
 
 use super::deadline::{Deadline, before};
@@ -78,7 +81,7 @@ pub(super) async fn to_pool(
             body: cfg.request_body,
         };
         match send(attempt, client, &mut consumed, deadline).await {
-            Ok((mut upstream, answer)) => {
+            Ok((mut upstream, answer, early)) => {
                 served(pool, choice);
                 let (status, close_client, reusable) = (answer.status, answer.close_client, answer.reusable);
                 let send_timeout = cfg.client_send_timeout;
@@ -87,6 +90,9 @@ pub(super) async fn to_pool(
                     backend.conns.put_stream(upstream, &settings);
                 }
                 drop(guard);
+                if early {
+                    linger(client).await;
+                }
                 let keep = relayed.complete && !close_client;
                 return Ok(Done {
                     status,
@@ -116,6 +122,9 @@ struct Attempt<'a> {
     body: BodyDeadline,
 }
 
+/// The node's stream, its answer's head, and whether the node answered before the body ended.
+type Sent = (NodeStream, ResponseHead, bool);
+
 /// Sends the head on a pooled connection (a fresh one if a pooled one turns out closed), relays a
 /// streamed body from `client` (setting `consumed`), and reads the answer's head. The node's parts run
 /// within the response timeout, the client's body within its own deadline, so a slow client is
@@ -125,7 +134,7 @@ async fn send(
     client: &mut Client,
     consumed: &mut bool,
     deadline: &mut Deadline<'_>,
-) -> Result<(NodeStream, ResponseHead), ProxyError> {
+) -> Result<Sent, ProxyError> {
     let Attempt { backend, req, settings, idempotent, args, response_timeout, body } = attempt;
     let head = &req.forward;
     let upstream = |reason: String| ProxyError::Upstream { backend: backend.id.clone(), reason };
@@ -160,23 +169,74 @@ async fn send(
         if req.upload != Upload::None {
             *consumed = true;
             let bounds = UploadBounds { body, node: response_timeout };
-            upload(client, &mut stream, req.upload, deadline, bounds).await.map_err(|e| match e {
-                UploadError::Node(e) => upstream(format!("sending the request body failed: {e}")),
-                UploadError::NodeSlow => timed_out(),
-                UploadError::Client(reason) => ProxyError::BadRequest(reason),
-                UploadError::ClientSlow => ProxyError::ClientTimeout,
-            })?;
-            // The request is sent: the node's time for its answer starts now.
+            let uploaded = upload(client, &mut stream, req.upload, deadline, bounds).await;
+            // The request is sent, or the node spoke first: the node's time for its answer starts now.
             deadline.set(Instant::now() + response_timeout);
+            // A node may answer before it has read the body (a 401, a 413): its answer is relayed,
+            // with both connections closed after it, since neither can carry another request with the
+            // rest of the body unread.
+            let early = AnswerArgs { close: true, ..*args };
+            match uploaded {
+                Ok(None) => {}
+                Ok(Some(first)) => {
+                    let answer = before(deadline, early_answer(stream, &early, first)).await;
+                    return answer.ok_or_else(timed_out)?.map_err(upstream);
+                }
+                Err(UploadError::Node(e)) => {
+                    // Its answer may still be there to read, before the reset.
+                    let failed = format!("sending the request body failed: {e}");
+                    let answer = before(deadline, early_answer(stream, &early, BytesMut::new())).await;
+                    return answer.ok_or_else(timed_out)?.map_err(|_| upstream(failed));
+                }
+                Err(UploadError::NodeSlow) => return Err(timed_out()),
+                Err(UploadError::Client(reason)) => return Err(ProxyError::BadRequest(reason)),
+                Err(UploadError::ClientSlow) => return Err(ProxyError::ClientTimeout),
+            }
         }
-        match before(deadline, read_answer(&mut stream, args)).await.ok_or_else(timed_out)? {
-            Ok(answer) => return Ok((stream, answer)),
+        match before(deadline, read_answer(&mut stream, args, BytesMut::new())).await.ok_or_else(timed_out)? {
+            Ok(answer) => return Ok((stream, answer, false)),
             // A pooled connection the node closed just as the request went out (the keep-alive race of
             // RFC 9112 §9.3.1): an idempotent request goes again on a fresh connection.
             Err(AnswerError::Closed) if reused && idempotent && !*consumed => fresh = true,
             Err(e) => return Err(upstream(e.to_string())),
         }
     }
+}
+
+/// The answer of a node that spoke before the request body ended (`first`: what it sent so far): relayed
+/// with `Connection: close`, and its connection not pooled again.
+async fn early_answer(
+    mut stream: NodeStream,
+    args: &AnswerArgs<'_>,
+    first: BytesMut,
+) -> Result<Sent, String> {
+    let mut answer = read_answer(&mut stream, args, first).await.map_err(|e| e.to_string())?;
+    answer.reusable = false;
+    answer.close_client = true;
+    Ok((stream, answer, true))
+}
+
+/// How long a client whose body was cut short by an early answer may go on sending before its
+/// connection closes.
+const LINGER: Duration = Duration::from_secs(2);
+
+/// Closes the client's sending side after an early answer, then reads and drops what it still sends,
+/// for at most [`LINGER`]: closing a socket with unread input resets the connection, and the reset can
+/// destroy the answer before the client has read it (RFC 9112 §9.6; nginx's `lingering_close`).
+async fn linger(client: &mut Client) {
+    client.buf.clear();
+    let drain = async {
+        if client.stream.shutdown().await.is_err() {
+            return;
+        }
+        let mut sink = vec![0u8; BODY_READ];
+        while let Ok(n) = client.stream.read(&mut sink).await {
+            if n == 0 {
+                break;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(LINGER, drain).await;
 }
 
 /// Why a streamed request body did not reach the node.
@@ -200,56 +260,95 @@ struct UploadBounds {
 
 /// Relays a request body from the client to the node with the framing it came with: first what was
 /// read with the head, then one bounded read at a time. What follows the body (a pipelined request)
-/// stays in the client's buffer. Each read waits until the body's deadline, which moves later as bytes
-/// arrive; each write to the node gets the node's timeout.
+/// stays in the client's buffer. The node is watched all along: `Some(bytes)` when it sent something
+/// before the whole body went (its answer, most likely), which ends the relay. While the client is
+/// waited for, the body's deadline applies (it moves later as bytes arrive); while the node is, its
+/// timeout from the last piece it took.
 async fn upload(
     client: &mut Client,
     node: &mut NodeStream,
     body: Upload,
     deadline: &mut Deadline<'_>,
     bounds: UploadBounds,
-) -> Result<(), UploadError> {
+) -> Result<Option<BytesMut>, UploadError> {
     let started = Instant::now();
     let mut framing = body.framing();
     let malformed = |e: super::framing::FramingError| UploadError::Client(format!("{e} in the request"));
     let n = framing.take(&client.buf).map_err(malformed)?;
     let mut received = n as u64;
-    write_node(node, &client.buf[..n], deadline, bounds.node).await?;
+    // Body bytes read from the client and not yet written to the node.
+    let mut out = BytesMut::from(&client.buf[..n]);
     client.buf.advance(n);
-    let mut piece = BytesMut::new();
-    while !framing.done() {
-        piece.clear();
-        piece.reserve(BODY_READ);
-        deadline.set(started + bounds.body.allowed(received));
-        match before(deadline, client.stream.read_buf(&mut piece)).await {
-            None => return Err(UploadError::ClientSlow),
-            Some(Ok(0)) => return Err(UploadError::Client("the request body ended early".to_owned())),
-            Some(Ok(_)) => {}
-            Some(Err(e)) => {
-                return Err(UploadError::Client(format!("reading the request body failed: {e}")));
+    // Since when the node has been waited for: the last piece it took.
+    let mut node_since = started;
+    std::future::poll_fn(|cx| {
+        loop {
+            let sent = out.is_empty() && framing.done();
+            if !sent {
+                let mut peek = [0u8; 512];
+                let mut read = ReadBuf::new(&mut peek);
+                match Pin::new(&mut *node).poll_read(cx, &mut read) {
+                    Poll::Ready(Ok(())) if read.filled().is_empty() => {
+                        let closed = std::io::Error::new(ErrorKind::UnexpectedEof, "the node closed");
+                        return Poll::Ready(Err(UploadError::Node(closed)));
+                    }
+                    Poll::Ready(Ok(())) => return Poll::Ready(Ok(Some(BytesMut::from(read.filled())))),
+                    Poll::Ready(Err(e)) => return Poll::Ready(Err(UploadError::Node(e))),
+                    Poll::Pending => {}
+                }
+            }
+            if !out.is_empty() || sent {
+                let written = if sent {
+                    match Pin::new(&mut *node).poll_flush(cx) {
+                        Poll::Ready(r) => return Poll::Ready(r.map(|()| None).map_err(UploadError::Node)),
+                        Poll::Pending => Poll::Pending,
+                    }
+                } else {
+                    Pin::new(&mut *node).poll_write(cx, &out)
+                };
+                match written {
+                    Poll::Ready(Ok(0)) => {
+                        let closed = std::io::Error::new(ErrorKind::WriteZero, "the node closed");
+                        return Poll::Ready(Err(UploadError::Node(closed)));
+                    }
+                    Poll::Ready(Ok(n)) => {
+                        out.advance(n);
+                        node_since = Instant::now();
+                        continue;
+                    }
+                    Poll::Ready(Err(e)) => return Poll::Ready(Err(UploadError::Node(e))),
+                    Poll::Pending => {
+                        deadline.set(node_since + bounds.node);
+                        return deadline.poll_expired(cx).map(|()| Err(UploadError::NodeSlow));
+                    }
+                }
+            }
+            let mut piece = [0u8; BODY_READ];
+            let mut read = ReadBuf::new(&mut piece);
+            match Pin::new(&mut client.stream).poll_read(cx, &mut read) {
+                Poll::Ready(Ok(())) if read.filled().is_empty() => {
+                    return Poll::Ready(Err(UploadError::Client("the request body ended early".to_owned())));
+                }
+                Poll::Ready(Ok(())) => {
+                    let got = read.filled();
+                    let n = framing.take(got).map_err(malformed)?;
+                    received += n as u64;
+                    out.extend_from_slice(&got[..n]);
+                    client.buf.extend_from_slice(&got[n..]);
+                    node_since = Instant::now();
+                }
+                Poll::Ready(Err(e)) => {
+                    let reason = format!("reading the request body failed: {e}");
+                    return Poll::Ready(Err(UploadError::Client(reason)));
+                }
+                Poll::Pending => {
+                    deadline.set(started + bounds.body.allowed(received));
+                    return deadline.poll_expired(cx).map(|()| Err(UploadError::ClientSlow));
+                }
             }
         }
-        let n = framing.take(&piece).map_err(malformed)?;
-        received += n as u64;
-        write_node(node, &piece[..n], deadline, bounds.node).await?;
-        client.buf.extend_from_slice(&piece[n..]);
-    }
-    deadline.set(Instant::now() + bounds.node);
-    before(deadline, node.flush()).await.ok_or(UploadError::NodeSlow)?.map_err(UploadError::Node)
-}
-
-/// Writes a piece of the body to the node within `timeout`.
-async fn write_node(
-    node: &mut NodeStream,
-    bytes: &[u8],
-    deadline: &mut Deadline<'_>,
-    timeout: Duration,
-) -> Result<(), UploadError> {
-    if bytes.is_empty() {
-        return Ok(());
-    }
-    deadline.set(Instant::now() + timeout);
-    before(deadline, node.write_all(bytes)).await.ok_or(UploadError::NodeSlow)?.map_err(UploadError::Node)
+    })
+    .await
 }
 
 /// Writes `bytes` to the client within `timeout` (`client_send_timeout_ms`): a client that does not
@@ -273,9 +372,21 @@ pub(super) async fn send_client(
 
 /// Reads the answer's head (skipping interim ones) with the body bytes that came with it. Reads land
 /// in the scratch buffer; only a head that arrives in pieces is gathered in a buffer of its own.
-async fn read_answer(stream: &mut NodeStream, args: &AnswerArgs<'_>) -> Result<ResponseHead, AnswerError> {
-    let mut pending = BytesMut::new();
-    let mut received = false;
+/// `pending`: what the node already sent.
+async fn read_answer(
+    stream: &mut NodeStream,
+    args: &AnswerArgs<'_>,
+    mut pending: BytesMut,
+) -> Result<ResponseHead, AnswerError> {
+    let received = !pending.is_empty();
+    if received {
+        let (skip, head) = take_head(&pending, args)?;
+        if let Some(head) = head {
+            return Ok(head);
+        }
+        pending.advance(skip);
+    }
+    let mut received = received;
     loop {
         let step = read_scratch(stream, |bytes| {
             let (skip, head) = if pending.is_empty() {

@@ -60,7 +60,9 @@ impl Framing {
 enum State {
     /// Reading the hex chunk size; `digits` so far.
     Size { n: u64, digits: u8 },
-    /// After the size: whitespace or `;` extensions up to CR.
+    /// After the size and whitespace: more whitespace, `;` or CR.
+    SizeBws { n: u64 },
+    /// Inside chunk extensions, up to CR.
     Ext { n: u64 },
     /// Expecting the LF of the chunk-size line.
     SizeLf { n: u64 },
@@ -84,7 +86,10 @@ enum State {
 
 /// Finds the end of a `chunked` body (RFC 9112 §7.1): sizes, extensions, data, the last chunk and
 /// the trailer section. CRLF is required where the grammar says so; a size of more than 15 hex digits
-/// is refused rather than overflowing.
+/// is refused rather than overflowing. Extensions are relayed as sent, so they are held to their
+/// grammar instead (RFC 9112 §7.1.1): only whitespace between the size and the first `;`, and no
+/// control byte, bare CR or bare LF in them (where parsers differ on where a chunk header ends);
+/// trailer lines likewise, and no obs-fold (RFC 9112 §5.2).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Chunked {
     state: State,
@@ -127,11 +132,19 @@ impl Chunked {
                     let d = u64::from((b as char).to_digit(16).unwrap_or(0));
                     State::Size { n: n * 16 + d, digits: digits + 1 }
                 }
-                (State::Size { n, digits }, b';' | b' ' | b'\t') if digits > 0 => State::Ext { n },
+                (State::Size { n, digits }, b' ' | b'\t') if digits > 0 => State::SizeBws { n },
+                (State::Size { n, digits }, b';') if digits > 0 => State::Ext { n },
                 (State::Size { n, digits }, b'\r') if digits > 0 => State::SizeLf { n },
                 (State::Size { .. }, _) => return Err(FramingError("bad chunk size")),
+                (State::SizeBws { n }, b' ' | b'\t') => State::SizeBws { n },
+                (State::SizeBws { n }, b';') => State::Ext { n },
+                (State::SizeBws { n }, b'\r') => State::SizeLf { n },
+                (State::SizeBws { .. }, _) => return Err(FramingError("bad chunk size")),
                 (State::Ext { n }, b'\r') => State::SizeLf { n },
                 (State::Ext { .. }, b'\n') => return Err(FramingError("bare LF in a chunk header")),
+                (State::Ext { .. }, b) if is_ctl(b) => {
+                    return Err(FramingError("control byte in a chunk header"));
+                }
                 (State::Ext { n }, _) => State::Ext { n },
                 (State::SizeLf { n: 0 }, b'\n') => State::TrailerStart,
                 (State::SizeLf { n }, b'\n') => State::Data(n),
@@ -142,6 +155,12 @@ impl Chunked {
                     return Err(FramingError("bare LF in the trailer section"));
                 }
                 (State::Trailer, b'\r') => State::TrailerLf,
+                (State::TrailerStart, b' ' | b'\t') => {
+                    return Err(FramingError("obs-fold in the trailer section"));
+                }
+                (State::TrailerStart | State::Trailer, b) if is_ctl(b) => {
+                    return Err(FramingError("control byte in the trailer section"));
+                }
                 (State::TrailerStart | State::Trailer, _) => State::Trailer,
                 (State::TrailerLf, b'\n') => State::TrailerStart,
                 (State::EndLf, b'\n') => State::Done,
@@ -156,6 +175,12 @@ impl Chunked {
         }
         Ok(i)
     }
+}
+
+/// A control byte other than HTAB (RFC 9110 §5.5: never valid in a field or an extension); CR and LF
+/// are matched before this is asked.
+fn is_ctl(b: u8) -> bool {
+    (b < 0x20 && b != b'\t') || b == 0x7f
 }
 
 #[cfg(test)]
@@ -178,7 +203,7 @@ mod tests {
 
     #[test]
     fn a_chunked_body_ends_after_its_trailers_whatever_the_pieces() {
-        let body = b"5\r\nhello\r\n1a;ext=1\r\nabcdefghijklmnopqrstuvwxyz\r\n0\r\nX-T: 1\r\n\r\n";
+        let body = b"5 ;a=\"b c\"\r\nhello\r\n1a;ext=1\r\nabcdefghijklmnopqrstuvwxyz\r\n0\r\nX-T: 1\r\n\r\n";
         for step in 1..=body.len() {
             assert_eq!(scan(body, step), Ok((body.len(), true)), "step {step}");
         }
@@ -195,8 +220,20 @@ mod tests {
 
     #[test]
     fn malformed_chunks_are_errors() {
-        for bad in [&b"x\r\n"[..], b"\r\n", b"5\r\nhelloX", b"5\nhello", b"ffffffffffffffff\r\n", b"0\r\nX\n"]
-        {
+        for bad in [
+            &b"x\r\n"[..],
+            b"\r\n",
+            b"5\r\nhelloX",
+            b"5\nhello",
+            b"ffffffffffffffff\r\n",
+            b"0\r\nX\n",
+            b"5 x\r\n",
+            b"5;a\nhello",
+            b"5;a\x00\r\n",
+            b"5;a\rb\r\n",
+            b"0\r\nX: 1\r\n folded\r\n",
+            b"0\r\nX: \x00\r\n",
+        ] {
             assert!(scan(bad, 1).is_err(), "{:?}", String::from_utf8_lossy(bad));
         }
     }

@@ -2,9 +2,10 @@
 //! does, read what routing and affinity need, and render the head the node gets as bytes.
 //!
 //! The fast path serves keep-alive HTTP/1.1 requests, with or without a body. It refuses itself, with
-//! 400 and a closed connection, what [`strictness`](crate::proxy::strictness) refuses (two `Host`
-//! fields, `Content-Length` with `Transfer-Encoding`, a repeated or malformed `Content-Length`), whatever
-//! else the request has. Bodies come in two kinds ([`Upload`]):
+//! 400 and a closed connection, what [`strictness`](crate::proxy::strictness) refuses (a missing,
+//! repeated or malformed `Host`, `Content-Length` with `Transfer-Encoding`, codings other than one
+//! `chunked`, a repeated or malformed `Content-Length`), whatever else the request has, before it
+//! decides whether hyper gets it. Bodies come in two kinds ([`Upload`]):
 //!
 //! - a JSON body of known size at most [`PEEK_LIMIT`] (every step of an AM login) is read with the head
 //!   and parsed in place for the `authId` hint; its bytes follow the forwarded head in the one buffer
@@ -12,14 +13,16 @@
 //! - any other body (larger, not JSON, or `Transfer-Encoding: chunked`) is relayed after the head with
 //!   the framing it came with ([`super::framing`]), and is never sent twice.
 //!
-//! Anything else goes to hyper with the bytes already read: another `Transfer-Encoding` than a lone
-//! `chunked`, `Expect`, `Upgrade`, HTTP/1.0, the h2c preface, an absolute or `*` target, no `Host`, more
-//! than [`MAX_FIELDS`] fields, a head larger than [`MAX_HEAD`], or anything `httparse` refuses.
+//! Anything else goes to hyper with the bytes already read, once its fields passed the same screen:
+//! `Expect`, `Upgrade`, HTTP/1.0, an absolute or `*` target, more than [`MAX_FIELDS`] fields (screened
+//! with hyper's own limit first); and, unscreened, the h2c preface, a head larger than [`MAX_HEAD`], or
+//! anything `httparse` refuses (hyper's `httparse` refuses it too: obs-fold, NUL or a bare CR in a
+//! field, a space before the colon).
 
 use std::mem::MaybeUninit;
 use std::net::{IpAddr, SocketAddr};
 
-use http::Method;
+use http::{Method, Version};
 
 use super::framing::{Chunked, Framing as BodyFraming};
 use crate::config::RouteAction;
@@ -35,6 +38,9 @@ use crate::upstream::affinity::{self, Hints};
 pub const MAX_HEAD: usize = 16 * 1024;
 /// Most request fields parsed here (hyper takes requests with more).
 pub const MAX_FIELDS: usize = 64;
+/// hyper's own limit on request fields: a head with more is screened with this many before hyper
+/// gets it.
+const HYPER_MAX_FIELDS: usize = 100;
 
 /// What the fast path made of one request head.
 pub(super) enum Parse {
@@ -92,6 +98,21 @@ impl Upload {
 }
 
 impl Request {
+    /// A request refused with 400 ([`Framing::refused`]): answered and closed, never forwarded.
+    fn refused(head_len: usize, method: Method, reason: &'static str) -> Self {
+        Self {
+            head_len,
+            method,
+            action: None,
+            hints: Hints::default(),
+            forward: Vec::new(),
+            upload: Upload::None,
+            close: true,
+            refused: Some(reason),
+            seen: None,
+        }
+    }
+
     /// Parses the head at the start of `buf` against the snapshot's routes and pools. `log`: keep what
     /// the access line says.
     pub(super) fn parse(
@@ -110,15 +131,13 @@ impl Request {
         let head_len = match req.parse_with_uninit_headers(buf, &mut fields) {
             Ok(httparse::Status::Complete(n)) => n,
             Ok(httparse::Status::Partial) => return Parse::Partial,
+            Err(httparse::Error::TooManyHeaders) => return many_fields(buf),
             Err(_) => return Parse::Handoff,
         };
-        let (Some(method), Some(target), Some(1)) = (req.method, req.path, req.version) else {
+        let (Some(method), Some(target), Some(minor)) = (req.method, req.path, req.version) else {
             return Parse::Handoff;
         };
         let Ok(method) = Method::from_bytes(method.as_bytes()) else { return Parse::Handoff };
-        if !target.starts_with('/') {
-            return Parse::Handoff;
-        }
         let fields: &[httparse::Header<'_>] = req.headers;
         let (path, query) = match target.split_once('?') {
             Some((p, q)) => (p, Some(q)),
@@ -132,22 +151,13 @@ impl Request {
                 Box::new(seen(fields, path, addrs.peer(), host, &proxy.trusted_proxies, request_id, proto))
             })
         };
-        let Screened { host, host_field, connection, body } = match screen(fields) {
+        let Screened { host, host_field, connection, body } = match screen(fields, &method, minor, target) {
             Screen::Serve(s) => s,
             Screen::Handoff => return Parse::Handoff,
             Screen::Refuse(reason) => {
                 let request_id = log.then(|| headers::RequestId::Made(headers::new_request_id()).to_text());
-                return Parse::Ready(Request {
-                    head_len,
-                    method,
-                    action: None,
-                    hints: Hints::default(),
-                    forward: Vec::new(),
-                    upload: Upload::None,
-                    close: true,
-                    refused: Some(reason),
-                    seen: seen(None, request_id.unwrap_or_default()),
-                });
+                let seen = seen(None, request_id.unwrap_or_default());
+                return Parse::Ready(Request { seen, ..Request::refused(head_len, method, reason) });
             }
         };
         let action = route::find_by(&snap.config.routes, &method, path, Some(host)).cloned();
@@ -248,17 +258,60 @@ pub(super) enum Screen<'a> {
     Refuse(&'static str),
 }
 
-/// Screens a request's fields: refused, handed to hyper, or served here.
-pub(super) fn screen<'a>(fields: &[httparse::Header<'a>]) -> Screen<'a> {
+/// A head with more fields than the fast path parses: screened with hyper's own field limit before
+/// hyper gets it, so a refused shape is refused here whatever the field count.
+#[cold]
+fn many_fields(buf: &[u8]) -> Parse {
+    let mut fields = vec![httparse::EMPTY_HEADER; HYPER_MAX_FIELDS];
+    let mut req = httparse::Request::new(&mut fields);
+    let (Ok(httparse::Status::Complete(head_len)), Some(minor), Some(target)) =
+        (req.parse(buf), req.version, req.path)
+    else {
+        return Parse::Handoff;
+    };
+    let Ok(method) = Method::from_bytes(req.method.unwrap_or_default().as_bytes()) else {
+        return Parse::Handoff;
+    };
+    match screen(req.headers, &method, minor, target) {
+        Screen::Refuse(reason) => Parse::Ready(Request::refused(head_len, method, reason)),
+        Screen::Serve(_) | Screen::Handoff => Parse::Handoff,
+    }
+}
+
+/// The version of an HTTP/1.x request line, as [`Framing`] takes it.
+fn version(minor: u8) -> Version {
+    if minor == 0 { Version::HTTP_10 } else { Version::HTTP_11 }
+}
+
+/// Screens a request's fields: refused, handed to hyper, or served here. `minor`: the request line's
+/// HTTP/1 minor version; `target`: its request target. Refusals come first, so nothing refused is
+/// handed to hyper either.
+pub(super) fn screen<'a>(
+    fields: &[httparse::Header<'a>],
+    method: &Method,
+    minor: u8,
+    target: &'a str,
+) -> Screen<'a> {
     let mut host = None;
-    let mut framing = Framing::default();
-    let mut handoff = false;
+    let mut framing = Framing::new(version(minor));
+    framing.method(method);
+    // The fast path serves HTTP/1.1 in origin form; hyper the rest, once the fields passed.
+    let mut handoff = minor != 1 || !target.starts_with('/');
+    if !target.starts_with('/')
+        && let Ok(uri) = target.parse::<http::Uri>()
+        && let Some(authority) = uri.authority()
+    {
+        let port = if uri.scheme() == Some(&http::uri::Scheme::HTTPS) { 443 } else { 80 };
+        // The authority's text, borrowed from the target itself.
+        let start = target.find(authority.as_str()).unwrap_or(0);
+        framing.authority(&target.as_bytes()[start..start + authority.as_str().len()], port);
+    }
     let mut connection = Connection::default();
-    let (mut length, mut codings, mut chunked, mut json) = (None, 0, false, false);
+    let (mut length, mut chunked, mut json) = (None, false, false);
     for f in fields {
         let name = f.name.as_bytes();
         if name.eq_ignore_ascii_case(b"host") {
-            framing.host();
+            framing.host(f.value);
             host = Some(f.value);
         } else if name.eq_ignore_ascii_case(b"content-length") {
             framing.content_length(f.value);
@@ -266,19 +319,18 @@ pub(super) fn screen<'a>(fields: &[httparse::Header<'a>]) -> Screen<'a> {
             length = std::str::from_utf8(f.value.trim_ascii()).ok().and_then(|v| v.parse::<u64>().ok());
             handoff |= length.is_none();
         } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
-            framing.transfer_encoding();
-            // A lone `chunked` is relayed here; any other coding list is hyper's (RFC 9112 §6.1).
-            codings += 1;
-            chunked = f.value.trim_ascii().eq_ignore_ascii_case(b"chunked");
+            // One `chunked` is relayed here; any other coding list is refused (RFC 9112 §6.1).
+            chunked = framing.transfer_encoding(f.value);
         } else if name.eq_ignore_ascii_case(b"content-type") {
             json = headers::is_json_type(f.value);
         } else if name.eq_ignore_ascii_case(b"expect") || name.eq_ignore_ascii_case(b"upgrade") {
             handoff = true;
         } else if name.eq_ignore_ascii_case(b"connection") {
             connection.add(f.value);
+        } else {
+            framing.name(name);
         }
     }
-    handoff |= codings > 1 || (codings == 1 && !chunked);
     if let Some(reason) = framing.refused() {
         return Screen::Refuse(reason);
     }
@@ -331,171 +383,4 @@ pub fn forwarded_request(snap: &Snapshot, head: &[u8], client: IpAddr) -> Option
 }
 
 #[cfg(test)]
-mod tests {
-    use std::sync::Arc;
-
-    use super::*;
-
-    fn snapshot() -> Snapshot {
-        let config = crate::config::parse(
-            "[proxy]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n[[pool]]\nname = \"a\"\n\
-             [[pool.backend]]\nid = \"01\"\nurl = \"http://127.0.0.1:1\"\n\
-             [[pool.backend]]\nid = \"02\"\nurl = \"http://127.0.0.1:2\"\n[[route]]\npool = \"a\"\n",
-        )
-        .unwrap();
-        Snapshot::build(Arc::new(config), &Default::default(), &Default::default())
-    }
-
-    fn parse(head: &[u8]) -> Parse {
-        let addrs = Addresses::new("192.0.2.10:40000".parse().unwrap(), 8080);
-        Request::parse(&snapshot(), head, addrs, None, true)
-    }
-
-    /// The fields of `head` as the fast path screens them (`Err(None)`: hyper's request, `Err(Some)`:
-    /// refused).
-    fn screened(head: &[u8]) -> Result<(String, bool), Option<&'static str>> {
-        let mut fields = [httparse::EMPTY_HEADER; 16];
-        let mut req = httparse::Request::new(&mut fields);
-        assert!(req.parse(head).unwrap().is_complete());
-        match screen(req.headers) {
-            Screen::Serve(s) => Ok((s.host.to_owned(), s.connection.close)),
-            Screen::Handoff => Err(None),
-            Screen::Refuse(reason) => Err(Some(reason)),
-        }
-    }
-
-    #[test]
-    fn a_plain_request_is_served_and_forwarded_under_the_header_policy() {
-        let head = b"GET /am/json/sessions?_action=validate HTTP/1.1\r\nHost: login.example:8080\r\n\
-            Connection: close, X-Hop\r\nX-Hop: 1\r\nKeep-Alive: timeout=5\r\nTE: trailers\r\n\
-            Cookie: amlbcookie=02\r\nX-Forwarded-For: 203.0.113.1\r\nX-Forwarded-Proto: https\r\n\
-            X-Forwarded-Host: evil.example\r\n\r\nGET /next";
-        let Parse::Ready(req) = parse(head) else { panic!("served by the fast path") };
-        assert_eq!(req.head_len, head.len() - b"GET /next".len());
-        assert_eq!(req.method, Method::GET);
-        assert_eq!(req.action, Some(RouteAction::Pool(0)));
-        assert_eq!(req.hints.cookie, Some(1), "the cookie names 02");
-        assert!(req.close);
-        let seen = req.seen.as_ref().unwrap();
-        assert_eq!(seen.path, "/am/json/sessions");
-        assert_eq!(seen.client.to_string(), "192.0.2.10:40000");
-        assert_eq!(seen.host.as_deref(), Some("login.example:8080"));
-        assert_eq!(seen.proto.to_string(), "HTTP/1.1");
-        let id = seen.request_id.clone();
-        assert_eq!(id.len(), 32, "a new request ID: {id}");
-        assert_eq!(
-            String::from_utf8(req.forward).unwrap(),
-            format!(
-                "GET /am/json/sessions?_action=validate HTTP/1.1\r\nHost: login.example:8080\r\n\
-             Cookie: amlbcookie=02\r\nx-forwarded-for: 192.0.2.10\r\nx-forwarded-proto: http\r\n\
-             x-forwarded-port: 8080\r\nx-forwarded-host: login.example:8080\r\n\
-             x-forgerock-transactionid: {id}\r\n\r\n"
-            )
-        );
-    }
-
-    #[test]
-    fn smuggling_shapes_are_refused_here() {
-        for head in [
-            &b"POST /am HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n"[..],
-            b"POST /am HTTP/1.1\r\nTransfer-Encoding: chunked\r\nHost: a\r\nContent-Length: 0\r\n\r\n",
-            b"POST /am HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\n",
-            b"POST /am HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\nContent-Length: 7\r\n\r\n",
-            b"POST /am HTTP/1.1\r\nHost: a\r\nContent-Length: 0x5\r\n\r\n",
-            b"GET /am HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
-            b"GET /am HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nHost: a\r\n\r\n",
-        ] {
-            assert!(matches!(screened(head), Err(Some(_))), "{}", String::from_utf8_lossy(head));
-            let Parse::Ready(req) = parse(head) else { panic!("answered by the fast path") };
-            assert!(req.refused.is_some() && req.close && req.forward.is_empty());
-        }
-    }
-
-    #[test]
-    fn protocol_switches_and_other_codings_go_to_hyper() {
-        for head in [
-            &b"GET /am HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\n\r\n"[..],
-            b"GET /am HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n",
-            b"POST /am HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
-            b"POST /am HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n",
-            b"POST /am HTTP/1.1\r\nHost: a\r\nContent-Length: 99999999999999999999999\r\n\r\n",
-            b"GET /am HTTP/1.1\r\nAccept: */*\r\n\r\n",
-        ] {
-            assert_eq!(screened(head), Err(None), "{}", String::from_utf8_lossy(head));
-        }
-        let empty = b"POST /am HTTP/1.1\r\nHost: a:1\r\nContent-Length: 0\r\nConnection: keep-alive\r\n\r\n";
-        assert_eq!(screened(empty), Ok(("a".to_owned(), false)));
-    }
-
-    /// An AM continuation step: `{"authId": "<JWS>", ...}` whose JWS payload names node 02.
-    fn continuation() -> (Vec<u8>, Vec<u8>) {
-        use base64::Engine as _;
-        let b64 = |v: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v);
-        let token = crate::am::token::mint_token(&ring::rand::SystemRandom::new(), "02");
-        let payload = b64(serde_json::json!({ "sessionId": token }).to_string().as_bytes());
-        let body = format!(r#"{{"authId":"{}.{payload}.c2ln","callbacks":[]}}"#, b64(b"{}"));
-        let head = format!(
-            "POST /am/json/authenticate HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\n\
-             Content-Length: {}\r\n\r\n",
-            body.len()
-        );
-        (head.into_bytes(), body.into_bytes())
-    }
-
-    #[test]
-    fn a_small_json_body_is_read_with_the_head_and_names_the_node() {
-        let (head, body) = continuation();
-        let mut whole = [&head[..], &body[..], b"GET /next"].concat();
-        let Parse::Ready(req) = parse(&whole) else { panic!("served by the fast path") };
-        assert_eq!(req.head_len, head.len() + body.len(), "the body is consumed with the head");
-        assert_eq!(req.upload, Upload::None);
-        assert_eq!(req.hints.pinned.map(|(i, _)| i), Some(1), "the authId names 02");
-        assert!(req.forward.ends_with(&body), "the body follows the forwarded head");
-        assert!(req.forward.starts_with(b"POST /am/json/authenticate HTTP/1.1\r\n"));
-        // Not all of the body yet: the fast path reads on.
-        whole.truncate(head.len() + body.len() - 1);
-        assert!(matches!(parse(&whole), Parse::Peeking));
-        assert!(matches!(parse(&head), Parse::Peeking));
-    }
-
-    #[test]
-    fn other_bodies_are_relayed_after_the_head_with_their_framing() {
-        let big = format!(
-            "POST /am HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
-            PEEK_LIMIT + 1
-        );
-        let form =
-            b"POST /am HTTP/1.1\r\nHost: a\r\nContent-Type: text/plain\r\nContent-Length: 5\r\n\r\nhello";
-        let chunked =
-            b"POST /am HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: Chunked \r\nTrailer: X\r\n\r\n5\r\n";
-        for (head, upload) in [
-            (big.as_bytes(), Upload::Length(PEEK_LIMIT + 1)),
-            (&form[..], Upload::Length(5)),
-            (&chunked[..], Upload::Chunked),
-        ] {
-            let Parse::Ready(req) = parse(head) else { panic!("{}", String::from_utf8_lossy(head)) };
-            assert_eq!(req.upload, upload);
-            assert!(req.forward.ends_with(b"\r\n\r\n"), "the head alone is forwarded first");
-            assert!(head.len() > req.head_len || head.ends_with(b"\r\n\r\n"));
-        }
-        let Parse::Ready(req) = parse(chunked) else { unreachable!() };
-        let forward = String::from_utf8(req.forward).unwrap();
-        assert!(forward.ends_with("transfer-encoding: chunked\r\n\r\n"), "{forward}");
-        assert!(!forward.contains("Chunked") && !forward.contains("Trailer"), "{forward}");
-    }
-
-    #[test]
-    fn request_lines_the_fast_path_does_not_serve_go_to_hyper() {
-        for head in [
-            &b"GET /am HTTP/1.0\r\nHost: a\r\n\r\n"[..],
-            b"GET http://a/am HTTP/1.1\r\nHost: a\r\n\r\n",
-            b"OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n",
-            b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
-            b"GET /am HTTP/1.1\r\nBad Field: 1\r\n\r\n",
-        ] {
-            assert!(matches!(parse(head), Parse::Handoff), "{}", String::from_utf8_lossy(head));
-        }
-        assert!(matches!(parse(b"GET /am HTTP/1.1\r\nHost: a\r\n"), Parse::Partial));
-        assert!(matches!(parse(b""), Parse::Partial));
-    }
-}
+mod tests;
