@@ -31,7 +31,7 @@ use tokio_util::task::TaskTracker;
 
 use tokio_rustls::TlsAcceptor;
 
-mod proxy_protocol;
+pub(crate) mod proxy_protocol;
 mod stream;
 
 pub use stream::{ClientStream, Rewind};
