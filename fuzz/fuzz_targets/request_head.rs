@@ -82,18 +82,38 @@ fuzz_target!(|data: &[u8]| {
         }
     }
 
-    // A second fast path reading the forwarded head frames the body as the first one relays it.
+    // The node frames the body from the forwarded fields as tether relays it.
+    let named = |f: &&httparse::Header<'_>, name: &str| f.name.eq_ignore_ascii_case(name);
+    let lengths: Vec<&[u8]> =
+        node.headers.iter().filter(|f| named(f, "content-length")).map(|f| f.value).collect();
+    let chunked = node.headers.iter().filter(|f| named(f, "transfer-encoding")).count() == 1;
+    assert!(lengths.len() <= 1 && !(chunked && !lengths.is_empty()), "ambiguous framing forwarded");
+    let length =
+        lengths.first().map(|v| std::str::from_utf8(v).ok().and_then(|v| v.trim().parse::<u64>().ok()));
+    let agrees = match (&body, chunked, length) {
+        (BodyFraming::Chunked(c), true, None) => *c == Chunked::default(),
+        (BodyFraming::Length(n), false, Some(Some(m))) => peeked.is_empty() && *n == m,
+        (BodyFraming::Empty, false, None) => peeked.is_empty(),
+        (BodyFraming::Empty, false, Some(Some(m))) => peeked.len() as u64 == m,
+        _ => false,
+    };
+    assert!(agrees, "tether relays {body:?} after {} bytes, the node reads {lengths:?}", peeked.len());
+
+    // A second fast path reading the forwarded head (as a tether in front of the node would) takes it
+    // whole and frames the body the same way; unless the fields tether added take it past the fast
+    // path's own field limit (the node's is higher: hyper's and Tomcat's are 100).
     match request_head(snap, &forward) {
         Decision::Forward { taken: again, body: framing, .. } => {
             assert_eq!(again, forward.len(), "the node's request ends elsewhere");
             let same = match (&body, &framing) {
                 (BodyFraming::Empty, BodyFraming::Empty) => true,
                 (BodyFraming::Length(a), BodyFraming::Length(b)) => a == b,
-                (BodyFraming::Chunked(a), BodyFraming::Chunked(b)) => *a == Chunked::default() && a == b,
+                (BodyFraming::Chunked(a), BodyFraming::Chunked(b)) => a == b,
                 _ => false,
             };
             assert!(same, "tether relays the body as {body:?}, the node reads it as {framing:?}");
         }
+        Decision::Handoff if node.headers.len() > MAX_FIELDS => {}
         other => {
             panic!("the forwarded head is {other:?} to the node: {:?}", String::from_utf8_lossy(&forward))
         }
