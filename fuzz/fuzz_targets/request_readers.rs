@@ -44,7 +44,7 @@ fuzz_target!(|data: &[u8]| {
         .get("tokenId")
         .filter(|t| !t.is_empty())
         .map(|t| Cow::Owned(t.as_bytes().to_vec()))
-        .or_else(|| (!header.is_empty()).then(|| Cow::Borrowed(header)))
+        .or_else(|| (!header.is_empty()).then_some(Cow::Borrowed(header)))
         .or_else(|| cookie_values(fields, b"iPlanetDirectoryPro").find(|v| !v.is_empty()).map(Cow::Borrowed));
     assert_eq!(found, expected);
 
