@@ -68,6 +68,23 @@ pub mod hot_path {
     pub use crate::upstream::{StateRegistry, Upstreams};
 }
 
+/// Entry points for the coverage-guided fuzz targets of `fuzz/`, which reach parsers of client bytes
+/// that are not public otherwise. Thin on purpose: the targets hold the checks. Not an API.
+#[doc(hidden)]
+pub mod fuzzing {
+    pub use crate::proxy::h1::framing::Framing as BodyFraming;
+    pub use crate::proxy::h1::{Decision, decide as request_head};
+    pub use crate::server::proxy_protocol::{
+        Header as ProxyHeader, Parsed as ProxyParsed, parse as proxy_protocol,
+    };
+
+    /// What hyper's path refuses of this request (the same RFC 9112 rules as the fast path's
+    /// refusals), so a target can check that both paths refuse the same requests.
+    pub fn hyper_refusal(req: &http::Request<()>) -> Option<&'static str> {
+        crate::proxy::strictness::refused(req)
+    }
+}
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 

@@ -33,7 +33,7 @@ use tokio_rustls::TlsAcceptor;
 
 mod h2;
 mod limit;
-mod proxy_protocol;
+pub(crate) mod proxy_protocol;
 mod send_deadline;
 mod stream;
 

@@ -50,6 +50,9 @@ static HOP_BY_HOP: [&HeaderName; 9] = [
     &PROXY_AUTHORIZATION,
 ];
 
+/// `Connection` tokens that are not field names to drop (see [`Connection`]).
+const NEVER_LISTED: [&[u8]; 3] = [b"keep-alive", b"content-length", b"host"];
+
 /// Whether `name` (any case) is one of the fixed hop-by-hop names.
 pub fn is_hop_by_hop(name: &[u8]) -> bool {
     HOP_BY_HOP.iter().any(|n| n.as_str().as_bytes().eq_ignore_ascii_case(name))
@@ -57,6 +60,9 @@ pub fn is_hop_by_hop(name: &[u8]) -> bool {
 
 /// The tokens of a message's `Connection` fields: `close`, and the field names listed as hop-by-hop
 /// (RFC 9110 §7.6.1). `keep-alive` is neither: it is the HTTP/1.1 default and a fixed hop-by-hop name.
+/// `Content-Length` and `Host` are never taken as listed: they frame and route the message for every
+/// recipient (RFC 9110 §7.6.1 forbids such options), and dropping them on a sender's word would let
+/// the next hop read a relayed body as the next request (smuggling) or get a request without `Host`.
 #[derive(Debug, Default)]
 pub struct Connection<'a> {
     /// The sender closes the connection after this message.
@@ -70,7 +76,7 @@ impl<'a> Connection<'a> {
         for token in value.split(|&b| b == b',').map(<[u8]>::trim_ascii) {
             if token.eq_ignore_ascii_case(b"close") {
                 self.close = true;
-            } else if !token.is_empty() && !token.eq_ignore_ascii_case(b"keep-alive") {
+            } else if !token.is_empty() && !NEVER_LISTED.iter().any(|n| token.eq_ignore_ascii_case(n)) {
                 self.listed.push(token);
             }
         }
@@ -447,6 +453,22 @@ mod tests {
         strip_hop_by_hop(&mut h);
         assert_eq!(h.len(), 1, "{h:?}");
         assert!(h.contains_key("x-kept"));
+    }
+
+    /// A `Connection` option naming `Content-Length` or `Host` is ignored on hyper's path too (and on
+    /// responses): those fields frame and route the message for the next hop.
+    #[test]
+    fn connection_options_never_name_framing_or_routing_fields() {
+        let mut c = Connection::default();
+        c.add(b"Content-Length, HOST ,x-hop");
+        assert!(!c.lists(b"content-length") && !c.lists(b"host"));
+        assert!(c.lists(b"X-Hop"));
+        let mut h = HeaderMap::new();
+        h.insert(CONNECTION, HeaderValue::from_static("content-length, host"));
+        h.insert(http::header::CONTENT_LENGTH, HeaderValue::from_static("5"));
+        h.insert(http::header::HOST, HeaderValue::from_static("a"));
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h.len(), 2, "{h:?}");
     }
 
     static RID: HeaderName = HeaderName::from_static("x-forgerock-transactionid");

@@ -46,7 +46,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use self::deadline::{Deadline, before};
-pub use self::request::{MAX_HEAD, forwarded_request};
+pub use self::request::{Decision, MAX_HEAD, decide, forwarded_request};
 use self::request::{Parse, Request, Upload};
 use super::failover::Trace;
 use super::{NOT_SERVED, Proxy, ProxyError};

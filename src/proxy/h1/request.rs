@@ -382,5 +382,43 @@ pub fn forwarded_request(snap: &Snapshot, head: &[u8], client: IpAddr) -> Option
     }
 }
 
+/// What the fast path decides on a request head, for the fuzz targets (`fuzz/`): everything a
+/// differential check needs to compare it with `httparse`, hyper's refusals and the node's view.
+#[derive(Debug)]
+pub enum Decision {
+    /// Not a whole head yet.
+    Partial,
+    /// A whole head, but not yet the whole small JSON body read with it.
+    Peeking,
+    /// hyper's request.
+    Handoff,
+    /// Refused with 400 (RFC 9112); the answer's message.
+    Refused(&'static str),
+    /// Forwarded to a node.
+    Forward {
+        /// Bytes of the client's request taken (head, and a small JSON body read with it).
+        taken: usize,
+        /// The head the node gets, followed by that small body.
+        forward: Vec<u8>,
+        /// How the rest of the body is relayed from the client.
+        body: BodyFraming,
+    },
+}
+
+/// [`Request::parse`] of `head` from a fixed client, reduced to a [`Decision`]; with the access line's
+/// fields read too, so the fuzz targets reach that code.
+pub fn decide(snap: &Snapshot, head: &[u8]) -> Decision {
+    let addrs = Addresses { ip: IpAddr::from([192, 0, 2, 10]), port: 40000, local_port: 80 };
+    match Request::parse(snap, head, addrs, None, true) {
+        Parse::Ready(Request { refused: Some(reason), .. }) => Decision::Refused(reason),
+        Parse::Ready(req) => {
+            Decision::Forward { taken: req.head_len, forward: req.forward, body: req.upload.framing() }
+        }
+        Parse::Partial => Decision::Partial,
+        Parse::Peeking => Decision::Peeking,
+        Parse::Handoff => Decision::Handoff,
+    }
+}
+
 #[cfg(test)]
 mod tests;

@@ -156,6 +156,21 @@ fn other_bodies_are_relayed_after_the_head_with_their_framing() {
     assert!(!forward.contains("Chunked") && !forward.contains("Trailer"), "{forward}");
 }
 
+/// Found by the `request_head` fuzz target: `Connection: content-length` made the fast path drop
+/// the field from the forwarded head while it still relayed the body it framed, so the node read
+/// that body as the next request (smuggling). `Connection: host` left the node without a `Host`.
+#[test]
+fn connection_cannot_strip_the_fields_that_frame_and_route_a_request() {
+    let head = b"POST /am HTTP/1.1\r\nHost: a\r\nConnection: Content-Length, host, x-hop\r\n\
+        X-Hop: 1\r\nContent-Length: 5\r\n\r\nhello";
+    let Parse::Ready(req) = parse(head) else { panic!("served by the fast path") };
+    assert_eq!(req.upload, Upload::Length(5));
+    let forward = String::from_utf8(req.forward).unwrap();
+    assert!(forward.contains("\r\nContent-Length: 5\r\n"), "{forward}");
+    assert!(forward.contains("\r\nHost: a\r\n"), "{forward}");
+    assert!(!forward.contains("X-Hop"), "{forward}");
+}
+
 #[test]
 fn request_lines_the_fast_path_does_not_serve_go_to_hyper() {
     for head in [
