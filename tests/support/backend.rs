@@ -45,6 +45,7 @@ pub struct BackendHandle {
     /// Its server ID.
     pub id: String,
     hits: Arc<AtomicUsize>,
+    accepted: Arc<AtomicUsize>,
     slow_started: Arc<AtomicUsize>,
     release: Arc<Notify>,
     shutdown: CancellationToken,
@@ -55,6 +56,11 @@ impl BackendHandle {
     /// Requests answered or started.
     pub fn hits(&self) -> usize {
         self.hits.load(Ordering::SeqCst)
+    }
+
+    /// Connections accepted (the proxy's node connections, pooled ones counted once).
+    pub fn connections_accepted(&self) -> usize {
+        self.accepted.load(Ordering::SeqCst)
     }
 
     /// `/slow` requests that have arrived.
@@ -112,6 +118,7 @@ impl TestBackend {
             addr,
             id: id.to_string(),
             hits: Arc::default(),
+            accepted: Arc::default(),
             slow_started: Arc::default(),
             release: Arc::new(Notify::new()),
             shutdown: CancellationToken::new(),
@@ -125,6 +132,7 @@ impl TestBackend {
             handle.release.clone(),
         ));
         let shutdown = handle.shutdown.clone();
+        let accepted = handle.accepted.clone();
         let mut handle = handle;
         handle.serving = Some(tokio::spawn(async move {
             let mut connections = JoinSet::new();
@@ -134,6 +142,7 @@ impl TestBackend {
                     Some(done) = connections.join_next() => { reraise(done); continue }
                     r = listener.accept() => match r { Ok(p) => p, Err(_) => continue },
                 };
+                accepted.fetch_add(1, Ordering::SeqCst);
                 let state = state.clone();
                 let conn_shutdown = shutdown.clone();
                 connections.spawn(async move {
