@@ -70,9 +70,11 @@ pub enum Chunks {
 /// tether's byte-at-a-time scanner, written without looking at its states.
 ///
 /// The acceptance rules are the scanner's documented ones where the RFC leaves room: lines end in
-/// CRLF only (a bare CR or LF is malformed), a size has 1 to 15 hex digits and is followed by the end
-/// of the line or `;`, space or tab (the extension, unread), trailer lines are unread. A line cut off
-/// by the end of the buffer is judged on what is there, so an error is seen as early as a scanner sees it.
+/// CRLF only (a bare CR or LF is malformed), a size has 1 to 15 hex digits followed by spaces or tabs
+/// only, then the end of the line or `;` and an extension; an extension or a trailer line holds no
+/// control byte but tab, and a trailer line does not start with a space or tab (obs-fold). A line cut
+/// off by the end of the buffer is judged on what is there, so an error is seen as early as a scanner
+/// sees it.
 pub fn reference_chunked(input: &[u8]) -> Chunks {
     let mut at = 0;
     loop {
@@ -107,11 +109,23 @@ pub fn reference_chunked(input: &[u8]) -> Chunks {
     loop {
         match line(input, at) {
             Line::Bad => return Chunks::Bad,
-            Line::Cut { .. } => return Chunks::More,
+            Line::Cut { content, .. } if trailer_ok(content) => return Chunks::More,
+            Line::Cut { .. } => return Chunks::Bad,
             Line::Whole { content: [], end } => return Chunks::Done(end),
-            Line::Whole { end, .. } => at = end,
+            Line::Whole { content, end } if trailer_ok(content) => at = end,
+            Line::Whole { .. } => return Chunks::Bad,
         }
     }
+}
+
+/// A control byte (tab excepted), which no extension or field line may hold.
+fn ctl(b: u8) -> bool {
+    (b < 0x20 && b != b'\t') || b == 0x7f
+}
+
+/// Whether the (maybe partial) content of a trailer line is well-formed so far.
+fn trailer_ok(content: &[u8]) -> bool {
+    !matches!(content.first(), Some(b' ' | b'\t')) && !content.iter().any(|&b| ctl(b))
 }
 
 /// A line of the buffer.
@@ -145,9 +159,14 @@ fn size_line_ok(content: &[u8], whole: bool) -> bool {
     if digits > 15 {
         return false;
     }
-    match content.get(digits) {
-        None => digits > 0 || !whole,
-        Some(b';' | b' ' | b'\t') => digits > 0,
+    if digits == 0 {
+        return content.is_empty() && !whole;
+    }
+    let rest = &content[digits..];
+    let blank = rest.iter().take_while(|&&b| b == b' ' || b == b'\t').count();
+    match rest.get(blank) {
+        None => true,
+        Some(b';') => !rest[blank..].iter().any(|&b| ctl(b)),
         Some(_) => false,
     }
 }
