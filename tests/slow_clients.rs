@@ -284,7 +284,10 @@ async fn mfa_logins_go_through_while_slowloris_slow_body_and_slow_read_hold_conn
         let (pid, admin, done) = (tether.child.id(), admin.clone(), Arc::clone(&done));
         tokio::spawn(async move {
             let (mut rss, mut open) = (0u64, 0i64);
+            // A sample every 100 ms until the logins are done (a sampling period, not a wait).
+            let mut every = tokio::time::interval(Duration::from_millis(100));
             while !done.load(Ordering::SeqCst) {
+                every.tick().await;
                 let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
                 let kib = status
                     .lines()
@@ -292,7 +295,6 @@ async fn mfa_logins_go_through_while_slowloris_slow_body_and_slow_read_hold_conn
                     .and_then(|l| l.split_whitespace().nth(1)?.parse().ok());
                 rss = rss.max(kib.unwrap_or(0));
                 open = open.max(open_connections(&admin).await);
-                tokio::time::sleep(Duration::from_millis(100)).await;
             }
             (rss, open)
         })
@@ -387,7 +389,10 @@ async fn an_h2load_connection_flood_stays_within_max_connections_and_ordinary_re
         .output();
     let flood = tokio::spawn(async move { tokio::time::timeout(Duration::from_secs(120), flood).await });
     let (mut open_peak, mut served) = (0, Vec::new());
+    // The open connections sampled every 20 ms while the flood lasts.
+    let mut every = tokio::time::interval(Duration::from_millis(20));
     while !flood.is_finished() {
+        every.tick().await;
         open_peak = open_peak.max(open_connections(&admin).await);
         if served.len() < 10 && open_peak >= 100 {
             let began = Instant::now();
@@ -395,7 +400,6 @@ async fn an_h2load_connection_flood_stays_within_max_connections_and_ordinary_re
             assert_eq!(resp.status(), 200);
             served.push(began.elapsed());
         }
-        tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let output = flood.await.unwrap().expect("h2load ended within 120 s").unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
