@@ -210,9 +210,7 @@ pub(super) fn convert(c: &mut Checker, path: &KeyPath, raw: RawH2) -> H2Settings
 
 #[cfg(test)]
 mod tests {
-    const BASE: &str = "[proxy]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n";
-    const TAIL: &str = "[[pool]]\nname = \"a\"\n[[pool.backend]]\nid = \"01\"\nurl = \"http://127.0.0.1:1\"\n\
-                        [[route]]\npool = \"a\"\n";
+    use crate::config::minimal::{BASE, TAIL};
 
     #[test]
     fn defaults_are_those_of_nginx_and_haproxy_and_keep_a_large_am_cookie() {

@@ -37,6 +37,14 @@ mod proxy;
 pub mod raw;
 mod route;
 
+/// The smallest whole config around a `[proxy]` section under test: `{BASE}keys\n{TAIL}`.
+#[cfg(test)]
+mod minimal {
+    pub const BASE: &str = "[proxy]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n";
+    pub const TAIL: &str = "[[pool]]\nname = \"a\"\n[[pool.backend]]\nid = \"01\"\nurl = \"http://127.0.0.1:1\"\n\
+                            [[route]]\npool = \"a\"\n";
+}
+
 use std::path::PathBuf;
 
 pub use auth::{

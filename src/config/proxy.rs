@@ -236,9 +236,7 @@ mod tests {
 
     use super::BodyDeadline;
 
-    const BASE: &str = "[proxy]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n";
-    const TAIL: &str = "[[pool]]\nname = \"a\"\n[[pool.backend]]\nid = \"01\"\nurl = \"http://127.0.0.1:1\"\n\
-                        [[route]]\npool = \"a\"\n";
+    use crate::config::minimal::{BASE, TAIL};
 
     #[test]
     fn trusted_proxies_are_networks_or_addresses() {
