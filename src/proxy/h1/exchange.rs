@@ -297,16 +297,19 @@ async fn upload(
                     Poll::Pending => {}
                 }
             }
-            if !out.is_empty() || sent {
-                let written = if sent {
-                    match Pin::new(&mut *node).poll_flush(cx) {
-                        Poll::Ready(r) => return Poll::Ready(r.map(|()| None).map_err(UploadError::Node)),
-                        Poll::Pending => Poll::Pending,
-                    }
-                } else {
-                    Pin::new(&mut *node).poll_write(cx, &out)
+            // Waiting on the node: its timeout runs from the last piece it took.
+            let mut node_slow = |cx: &mut std::task::Context<'_>, since: Instant| {
+                deadline.set(since + bounds.node);
+                deadline.poll_expired(cx).map(|()| Err(UploadError::NodeSlow))
+            };
+            if sent {
+                return match Pin::new(&mut *node).poll_flush(cx) {
+                    Poll::Ready(r) => Poll::Ready(r.map(|()| None).map_err(UploadError::Node)),
+                    Poll::Pending => node_slow(cx, node_since),
                 };
-                match written {
+            }
+            if !out.is_empty() {
+                match Pin::new(&mut *node).poll_write(cx, &out) {
                     Poll::Ready(Ok(0)) => {
                         let closed = std::io::Error::new(ErrorKind::WriteZero, "the node closed");
                         return Poll::Ready(Err(UploadError::Node(closed)));
@@ -317,10 +320,7 @@ async fn upload(
                         continue;
                     }
                     Poll::Ready(Err(e)) => return Poll::Ready(Err(UploadError::Node(e))),
-                    Poll::Pending => {
-                        deadline.set(node_since + bounds.node);
-                        return deadline.poll_expired(cx).map(|()| Err(UploadError::NodeSlow));
-                    }
+                    Poll::Pending => return node_slow(cx, node_since),
                 }
             }
             let mut piece = [0u8; BODY_READ];
