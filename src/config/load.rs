@@ -15,7 +15,7 @@ use toml::de::{DeTable, DeValue};
 
 use super::problem::{Checker, ConfigError, KeyPath, Problem, Seg};
 use super::raw::{self, RawConfig};
-use super::{Config, auth, pool, proxy, route};
+use super::{Config, auth, pool, proxy, route, type_error};
 
 /// Reads and validates a file; relative paths inside it resolve against its directory.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
@@ -44,30 +44,16 @@ fn parse_in(text: &str, base_dir: &Path) -> Result<Config, ConfigError> {
         ConfigError::new(vec![p])
     })?;
 
-    let mut unknown = Vec::new();
-    let read: Result<RawConfig, _> =
-        serde_ignored::deserialize(toml::Deserializer::from(tree.clone()), |path| {
-            unknown.push(key_path(&path));
-        });
-    let mut problems: Vec<Problem> = unknown.into_iter().map(unknown_key).collect();
-    match read {
-        // A type error or a missing key stops serde where it is: keys after it go unread this run, and
-        // there is no raw config to convert.
-        Err(e) => {
-            let span = e.span();
-            let at = span
-                .as_ref()
-                .filter(|s| !s.is_empty())
-                .and_then(|s| path_at(tree.get_ref(), s, &KeyPath::root()));
-            let mut p = Problem::new(at.unwrap_or_default(), e.message().trim().to_string());
-            p.line = span.and_then(line_of);
-            problems.push(p);
-        }
-        Ok(raw) => match convert(raw, base_dir) {
+    let (raw, mut problems, stand_ins) = read_raw(&tree, text.len(), &line_of);
+    if let Some(raw) = raw {
+        match convert(raw, base_dir) {
             Ok(config) if problems.is_empty() => return Ok(config),
             Ok(_) => {}
-            Err(e) => problems.extend(e.problems),
-        },
+            // A problem about a stand-in is only about the stand-in: its key was reported already.
+            Err(e) => problems.extend(
+                e.problems.into_iter().filter(|p| !stand_ins.iter().any(|s| type_error::within(p.path(), s))),
+            ),
+        }
     }
     for p in &mut problems {
         if p.line.is_none() {
@@ -76,6 +62,75 @@ fn parse_in(text: &str, base_dir: &Path) -> Result<Config, ConfigError> {
     }
     problems.sort_by_key(|p| p.line.unwrap_or(usize::MAX));
     Err(ConfigError::new(problems))
+}
+
+/// serde over the tree, round after round: each wrong type or missing key is recorded and a stand-in put
+/// in its place, until the whole file reads (or nothing more can be done). Returns the raw config, the
+/// problems (every unknown key among them) and the keys that hold a stand-in.
+fn read_raw(
+    tree: &Spanned<DeTable<'_>>,
+    text_len: usize,
+    line_of: &dyn Fn(Range<usize>) -> Option<usize>,
+) -> (Option<RawConfig>, Vec<Problem>, Vec<KeyPath>) {
+    let mut tree = tree.clone();
+    let mut problems = Vec::new();
+    let mut stand_ins: Vec<(KeyPath, Range<usize>)> = Vec::new();
+    let in_text = |s: &Range<usize>| s.end <= text_len;
+    for _ in 0..256 {
+        let mut unknown = Vec::new();
+        let read: Result<RawConfig, _> =
+            serde_ignored::deserialize(toml::Deserializer::from(tree.clone()), |path| {
+                unknown.push(key_path(&path));
+            });
+        let e = match read {
+            Ok(raw) => {
+                problems.extend(unknown.into_iter().map(unknown_key));
+                return (Some(raw), problems, stand_ins.into_iter().map(|(p, _)| p).collect());
+            }
+            Err(e) => e,
+        };
+        let message = e.message().trim().to_string();
+        let span = e.span();
+        let at = span
+            .as_ref()
+            .filter(|s| !s.is_empty())
+            .and_then(|s| path_at(tree.get_ref(), s, &KeyPath::root()))
+            .unwrap_or_default();
+        // A fresh span past the end of the text for each stand-in, so each is told from the others.
+        let fresh = text_len + 1 + 2 * stand_ins.len();
+        let fresh = fresh..fresh + 1;
+        let mine =
+            span.as_ref().and_then(|s| stand_ins.iter().find(|(_, at)| at == s)).map(|(p, _)| p.clone());
+        let (path, value, problem) =
+            match (mine, type_error::missing(&message), type_error::expected(&message)) {
+                // A stand-in of the wrong type: swapped for the one asked for, nothing to report.
+                (Some(path), _, Some(expected)) => (path, type_error::stand_in(expected), None),
+                (None, Some(name), _) => {
+                    let mut p = Problem::new(at.clone(), message.clone());
+                    p.line = span.clone().filter(in_text).and_then(line_of);
+                    (at.key(name.to_string()), DeValue::String("".into()), Some(p))
+                }
+                (None, None, Some(expected)) if !at.segs().is_empty() => {
+                    let found = type_error::value_at(tree.get_ref(), at.segs());
+                    let mut p = Problem::new(at.clone(), type_error::in_words(&at, expected, found));
+                    p.line = span.clone().filter(in_text).and_then(line_of);
+                    (at.clone(), type_error::stand_in(expected), Some(p))
+                }
+                _ => (KeyPath::root(), DeValue::Boolean(false), None),
+            };
+        if problem.is_none() && path.segs().is_empty()
+            || !type_error::put(tree.get_mut(), path.segs(), value, fresh.clone())
+        {
+            let mut p = Problem::new(at, message);
+            p.line = span.filter(in_text).and_then(line_of);
+            problems.push(p);
+            problems.extend(unknown.into_iter().map(unknown_key));
+            return (None, problems, Vec::new());
+        }
+        problems.extend(problem);
+        stand_ins.push((path, fresh));
+    }
+    (None, problems, Vec::new())
 }
 
 impl TryFrom<RawConfig> for Config {
@@ -348,6 +403,54 @@ cluster = ["redis://b:2"]"#,
             parse(&MINIMAL.replace("path_prefix = \"/\"", "path_prefix = \"/\"\nmethods = [\"GET\", 5]"))
                 .unwrap_err();
         assert_eq!(err.problems[0].key, "route[0].methods[1]", "{err}");
+    }
+
+    #[test]
+    fn every_type_error_comes_in_one_run_in_words_with_the_conversions_problems() {
+        let text = MINIMAL
+            .replace(
+                "listen = \"127.0.0.1:8080\"",
+                "listen = 8080\nrequest_header_timeout_ms = \"1s\"\nshutdown_grace_s = -1",
+            )
+            .replace("  id = \"01\"", "  id = \"01\"\n  embedded = \"yes\"")
+            .replace("path_prefix = \"/\"", "path_prefix = \"x\"\nmethods = [\"GET\", 5]");
+        let err = parse(&text).unwrap_err();
+        let got: Vec<(&str, Option<usize>, &str)> =
+            err.problems.iter().map(|p| (p.key.as_str(), p.line, p.message.as_str())).collect();
+        assert_eq!(
+            got,
+            [
+                (
+                    "proxy.listen",
+                    Some(3),
+                    "expected a string in quotes, found the number 8080; write it in quotes: \"8080\""
+                ),
+                (
+                    "proxy.request_header_timeout_ms",
+                    Some(4),
+                    "expected a whole number of milliseconds, found the string \"1s\"; write 1000"
+                ),
+                (
+                    "proxy.shutdown_grace_s",
+                    Some(5),
+                    "expected a whole number of seconds, found -1; write 0 or more"
+                ),
+                ("pool[0].backend[0].embedded", Some(11), "expected true or false, found the string \"yes\""),
+                ("route[0].path_prefix", Some(15), "\"x\" must start with '/'"),
+                (
+                    "route[0].methods[1]",
+                    Some(16),
+                    "expected a string in quotes, found the number 5; write it in quotes: \"5\""
+                ),
+            ],
+            "{err}"
+        );
+        let err = parse(
+            &MINIMAL.replace("  url = \"http://127.0.0.1:8081\"\n", "").replace("name = \"am\"", "name = 5"),
+        )
+        .unwrap_err();
+        let keys: Vec<&str> = err.problems.iter().map(|p| p.key.as_str()).collect();
+        assert!(keys.contains(&"pool[0].name") && keys.contains(&"pool[0].backend[0]"), "{err}");
     }
 
     #[test]

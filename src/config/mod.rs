@@ -36,6 +36,7 @@ mod problem;
 mod proxy;
 pub mod raw;
 mod route;
+mod type_error;
 
 /// The smallest whole config around a `[proxy]` section under test: `{BASE}keys\n{TAIL}`.
 #[cfg(test)]
