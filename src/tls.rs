@@ -10,8 +10,6 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use rustls::ServerConfig;
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
 use crate::config::TlsFiles;
 
@@ -26,23 +24,8 @@ pub struct TlsError(String);
 
 /// Builds the server config from the PEM files.
 pub fn server_config(files: &TlsFiles) -> Result<ServerConfig, TlsError> {
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&files.cert)
-        .and_then(Iterator::collect)
-        .map_err(|e| TlsError(format!("cannot read certificates from {}: {e}", files.cert.display())))?;
-    if certs.is_empty() {
-        return Err(TlsError(format!("{} holds no PEM certificate", files.cert.display())));
-    }
-    let key = PrivateKeyDer::from_pem_file(&files.key)
-        .map_err(|e| TlsError(format!("cannot read a private key from {}: {e}", files.key.display())))?;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = ServerConfig::builder_with_provider(provider)
-        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
-        .map_err(|e| TlsError(e.to_string()))?
-        .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .map_err(|e| TlsError(format!("certificate and key do not fit together: {e}")))?;
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    Ok(config)
+    // The reading is the config's, so `tether check` refuses exactly what this refuses.
+    files.server_config().map_err(|(key, e)| TlsError(format!("{key}: {e}")))
 }
 
 /// Loads the files into a swappable config.

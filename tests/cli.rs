@@ -39,6 +39,30 @@ fn check_names_every_problem_with_its_line() {
     assert!(err.contains("line 16: `route[0].pool`: no pool is named \"missing\""), "{err}");
 }
 
+/// One mistake of every kind, all named in one run with key and line (issue 18, acceptance 3).
+#[test]
+fn check_names_every_kind_of_mistake_in_one_run() {
+    let file = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/check_all.toml");
+    let out = tether().args(["check", "-c", file]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    for expected in [
+        "line 3: `proxy.admin_listn`: unknown field `admin_listn`",
+        "line 4: `proxy.request_header_timeout_ms`: expected a whole number of milliseconds, found the string \"1s\"; write 1000",
+        "line 5: `proxy.connect_timeout_ms`: must be greater than 0",
+        "line 7: `proxy.tls.cert`: ",
+        "garbage.pem holds no PEM certificate",
+        "line 16: `pool[0].backend[1].id`: duplicate backend ID \"01\"",
+        "line 17: `pool[0].backend[1].url`: \"http://127.0.0.1:99999\": port 99999 is out of range",
+        "line 20: `pool[0].backend[2].url`: duplicate backend URL \"http://127.0.0.1:8081\": backend \"01\" (pool[0].backend[0].url)",
+        "line 24: `route[0].pool`: no pool is named \"missing\"",
+        "line 25: `route[0].methods[0]`: \"GETT\" is not an HTTP method: use one of GET, HEAD, POST",
+    ] {
+        assert!(err.contains(expected), "missing {expected:?} in:\n{err}");
+    }
+    assert!(err.contains(": 9 problem(s)"), "{err}");
+}
+
 #[test]
 fn help_and_version_work_on_every_command() {
     for args in [

@@ -42,12 +42,13 @@ async fn tls_requests_carry_https_forwarding_and_secure_cookies() {
 #[tokio::test]
 async fn a_missing_certificate_is_a_clear_start_error() {
     let node = TestBackend::start("01").await;
-    let config = Cluster::of(&[&node])
+    // The file is read when the config is loaded (as `tether check` does), so the key names it.
+    let text = Cluster::of(&[&node])
         .tls(std::path::Path::new("/nonexistent/cert.pem"), std::path::Path::new("/nonexistent/key.pem"))
-        .config();
-    let err = tether::start(config, tokio_util::sync::CancellationToken::new()).await.err().expect("refused");
+        .toml();
+    let err = tether::config::parse(&text).err().expect("refused");
     assert!(
-        err.to_string().contains("proxy.tls: cannot read certificates from /nonexistent/cert.pem"),
+        err.to_string().contains("`proxy.tls.cert`: cannot read PEM certificates from /nonexistent/cert.pem"),
         "{err}"
     );
 }

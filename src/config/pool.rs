@@ -278,6 +278,8 @@ pub(super) fn convert(c: &mut Checker, raw: Vec<RawPool>) -> Vec<PoolConfig> {
     }
     let mut names = HashSet::new();
     let mut ids: Vec<(BackendId, KeyPath)> = Vec::new();
+    // Two entries for one node would split its clients' affinity and double its health checks.
+    let mut urls: Vec<(String, String, KeyPath)> = Vec::new();
     let mut pools = Vec::with_capacity(raw.len());
     for (i, rp) in raw.into_iter().enumerate() {
         let p = root.at(i);
@@ -313,6 +315,20 @@ pub(super) fn convert(c: &mut Checker, raw: Vec<RawPool>) -> Vec<PoolConfig> {
                     c.report(&b.key("id"), message);
                 } else {
                     ids.push((id.clone(), b.key("id")));
+                }
+            }
+            // Port 0 is a placeholder the node's own listener replaces (tests, embedded nodes).
+            if let Some((scheme, authority)) = url.as_ref().filter(|(_, a)| a.port_u16() != Some(0)) {
+                let key = format!("{scheme}://{}", authority.as_str().to_ascii_lowercase());
+                if let Some((_, other, at)) = urls.iter().find(|(seen, _, _)| *seen == key) {
+                    c.report(
+                        &b.key("url"),
+                        format!(
+                            "duplicate backend URL {key:?}: backend {other:?} ({at}) has it too; remove one"
+                        ),
+                    );
+                } else {
+                    urls.push((key, rb.id.clone(), b.key("url")));
                 }
             }
             let server_name = match (&url, &tls) {
@@ -468,6 +484,13 @@ fn backend_url(value: &str) -> Result<(Scheme, Authority), String> {
     let authority = uri.authority().cloned().ok_or_else(|| format!("{value:?} has no host"))?;
     if authority.as_str().contains('@') {
         return Err(format!("{value:?} must not carry user information"));
+    }
+    // `http` drops a port that does not fit in 16 bits (`port()` is `None`): read it from the text.
+    if let Some((_, port)) = authority.as_str().rsplit_once(':')
+        && port.bytes().all(|b| b.is_ascii_digit())
+        && port.parse::<u16>().is_err()
+    {
+        return Err(format!("{value:?}: port {port} is out of range (1 to 65535)"));
     }
     let authority = if authority.port().is_none() {
         format!("{}:{default_port}", authority.host())

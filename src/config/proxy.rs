@@ -116,6 +116,35 @@ pub struct TlsFiles {
 }
 
 /// `[proxy]` from its raw form; `None` when a listener address is unusable (nothing can start then).
+impl TlsFiles {
+    /// The rustls server config of the public listener, read from the PEM files exactly as `run` and a
+    /// reload read them, so `tether check` refuses what they would. The error names the key at fault
+    /// (`cert` or `key`).
+    pub fn server_config(&self) -> Result<rustls::ServerConfig, (&'static str, String)> {
+        use rustls_pki_types::pem::PemObject;
+        use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+        let certs: Vec<CertificateDer<'static>> =
+            CertificateDer::pem_file_iter(&self.cert).and_then(Iterator::collect).map_err(|e| {
+                ("cert", format!("cannot read PEM certificates from {}: {e}", self.cert.display()))
+            })?;
+        if certs.is_empty() {
+            return Err(("cert", format!("{} holds no PEM certificate", self.cert.display())));
+        }
+        let key = PrivateKeyDer::from_pem_file(&self.key).map_err(|e| {
+            ("key", format!("cannot read a PEM private key from {}: {e}", self.key.display()))
+        })?;
+        let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+        let mut config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+            .map_err(|e| ("cert", e.to_string()))?
+            .with_no_client_auth()
+            .with_single_cert(certs, key)
+            .map_err(|e| ("key", format!("does not fit the certificate {}: {e}", self.cert.display())))?;
+        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        Ok(config)
+    }
+}
+
 pub(super) fn convert(c: &mut Checker, raw: RawProxy) -> Option<ProxySettings> {
     let p = KeyPath::root().key("proxy");
     let listen = c.take(&p.key("listen"), socket_addr(&raw.listen));
@@ -135,6 +164,11 @@ pub(super) fn convert(c: &mut Checker, raw: RawProxy) -> Option<ProxySettings> {
             Duration::from_millis,
         ),
     });
+    if let Some(files) = &tls
+        && let Err((key, e)) = files.server_config()
+    {
+        c.report(&p.key("tls").key(key), e);
+    }
     let millis = Duration::from_millis;
     let connect_timeout = c.duration(&p.key("connect_timeout_ms"), raw.connect_timeout_ms, millis);
     let response_timeout = c.duration(&p.key("response_timeout_ms"), raw.response_timeout_ms, millis);
@@ -217,7 +251,10 @@ pub(super) fn convert(c: &mut Checker, raw: RawProxy) -> Option<ProxySettings> {
 }
 
 fn socket_addr(value: &str) -> Result<SocketAddr, String> {
-    value.parse().map_err(|_| format!("{value:?} is not an address like \"127.0.0.1:8080\""))
+    value.parse().map_err(|_| match value.rsplit_once(':').map(|(_, port)| port.parse::<u64>()) {
+        Some(Ok(port)) if port > 65535 => format!("{value:?}: port {port} is out of range (0 to 65535)"),
+        _ => format!("{value:?} is not an address like \"127.0.0.1:8080\""),
+    })
 }
 
 /// A network like `"10.0.0.0/8"`, or one address (a `/32` or `/128`).

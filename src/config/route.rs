@@ -37,6 +37,10 @@ pub enum RouteAction {
     Status(StatusCode),
 }
 
+/// The method names a route may match, as written on the wire (upper case).
+const KNOWN_METHODS: [&str; 9] =
+    ["GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"];
+
 /// Every `[[route]]`, in file order; `pools` are the converted pools a route may name.
 pub(super) fn convert(c: &mut Checker, raw: Vec<RawRoute>, pools: &[PoolConfig]) -> Vec<RouteConfig> {
     let root = KeyPath::root().key("route");
@@ -62,12 +66,16 @@ pub(super) fn convert(c: &mut Checker, raw: Vec<RawRoute>, pools: &[PoolConfig])
             ms.iter()
                 .enumerate()
                 .filter_map(|(j, m)| {
-                    let parsed = Method::from_bytes(m.as_bytes())
-                        .ok()
-                        .filter(|_| !m.is_empty() && m.bytes().all(|b| b.is_ascii_uppercase()));
+                    // The methods of RFC 9110 §9 and PATCH (RFC 5789): an extension name here is a typo.
+                    let parsed = KNOWN_METHODS
+                        .contains(&m.as_str())
+                        .then(|| Method::from_bytes(m.as_bytes()).ok())
+                        .flatten();
                     c.take(
                         &p.key("methods").at(j),
-                        parsed.ok_or_else(|| format!("{m:?} is not an upper-case HTTP method")),
+                        parsed.ok_or_else(|| {
+                            format!("{m:?} is not an HTTP method: use one of {}", KNOWN_METHODS.join(", "))
+                        }),
                     )
                 })
                 .collect()

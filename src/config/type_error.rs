@@ -46,13 +46,15 @@ pub(super) fn missing(message: &str) -> Option<&str> {
 
 /// "expected a whole number of milliseconds, found the string \"1s\"; write 1000".
 pub(super) fn in_words(path: &KeyPath, expected: &str, found: Option<&DeValue<'_>>) -> String {
-    let name = match path.segs().iter().rev().find_map(|s| match s {
-        Seg::Key(k) => Some(k.as_ref()),
-        Seg::Index(_) => None,
-    }) {
-        Some(n) => n,
-        None => "",
-    };
+    let name = path
+        .segs()
+        .iter()
+        .rev()
+        .find_map(|s| match s {
+            Seg::Key(k) => Some(k.as_ref()),
+            Seg::Index(_) => None,
+        })
+        .unwrap_or_default();
     let unit = [
         ("_ms", "milliseconds", 1),
         ("_s", "seconds", 1000),
