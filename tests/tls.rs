@@ -46,7 +46,7 @@ async fn a_missing_certificate_is_a_clear_start_error() {
     let text = Cluster::of(&[&node])
         .tls(std::path::Path::new("/nonexistent/cert.pem"), std::path::Path::new("/nonexistent/key.pem"))
         .toml();
-    let err = tether::config::parse(&text).err().expect("refused");
+    let err = tether::config::parse(&text).expect_err("refused");
     assert!(
         err.to_string().contains("`proxy.tls.cert`: cannot read PEM certificates from /nonexistent/cert.pem"),
         "{err}"
