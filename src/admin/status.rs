@@ -21,7 +21,6 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde_json::{Value, json};
 
 use crate::am::time::iso_utc_of;
-use crate::config::Balance;
 use crate::proxy::Snapshot;
 use crate::upstream::{AdminState, Backend, Health, Pool};
 
@@ -102,10 +101,7 @@ fn pool_table(out: &mut String, pool: &Pool, token_required: bool, now: SystemTi
     let total = pool.backends.len();
     let up = pool.backends.iter().filter(|b| b.state.health() == Health::Up).count();
     let taking = pool.backends.iter().filter(|b| b.state.takes_new()).count();
-    let balance = match pool.balance {
-        Balance::RoundRobin => "round-robin",
-        Balance::LeastConn => "least-conn",
-    };
+    let balance = pool.balance.as_str();
     let _ = write!(
         out,
         "<section data-pool=\"{name}\"><h2>Pool {name} <small>{balance}, cookie <code>{cookie}</code>: \
@@ -183,7 +179,7 @@ pub fn json(snap: &Snapshot) -> Value {
         .iter()
         .map(|pool| {
             let backends: Vec<Value> = pool.backends.iter().map(backend_json).collect();
-            json!({"name": pool.name, "balance": format!("{:?}", pool.balance), "backends": backends})
+            json!({"name": pool.name, "balance": pool.balance.as_str(), "backends": backends})
         })
         .collect();
     json!({"pools": pools})

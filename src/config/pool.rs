@@ -70,6 +70,16 @@ pub enum Balance {
     LeastConn,
 }
 
+impl Balance {
+    /// The name the file uses (`balance = "round-robin"`), for logs and the status page.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::RoundRobin => "round-robin",
+            Self::LeastConn => "least-conn",
+        }
+    }
+}
+
 /// `[pool.affinity]`.
 #[derive(Debug, Clone)]
 pub struct Affinity {

@@ -105,7 +105,13 @@ impl BackendState {
         };
         self.drain_until_ms.store(until, Ordering::Relaxed);
         self.admin.store(admin_code(state), Ordering::Relaxed);
-        tracing::info!(backend = %self.id, state = state.as_str(), deadline_ms = ?drain_deadline.map(|d| d.as_millis()), "admin state changed");
+        // In the words of the admin API (`deadline_s`), and absent when there is none.
+        match drain_deadline {
+            Some(d) => {
+                tracing::info!(backend = %self.id, state = state.as_str(), deadline_s = d.as_secs(), "admin state changed")
+            }
+            None => tracing::info!(backend = %self.id, state = state.as_str(), "admin state changed"),
+        }
     }
 
     /// Seconds left before a drain releases its pinned clients.

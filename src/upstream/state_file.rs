@@ -352,7 +352,7 @@ mod tests {
             "[proxy]\nlisten = \"127.0.0.1:0\"\n[[pool]]\nname = \"am\"\n[[route]]\npath_prefix = \"/\"\npool = \"am\"\n",
         );
         for i in 1..=8 {
-            text.push_str(&format!("[[pool.backend]]\nid = \"{i:02}\"\nurl = \"http://127.0.0.1:1\"\n"));
+            text.push_str(&format!("[[pool.backend]]\nid = \"{i:02}\"\nurl = \"http://127.0.0.1:{i}\"\n"));
         }
         let config = crate::config::parse(&text).expect("config");
         let registry = super::super::StateRegistry::default();
