@@ -201,6 +201,7 @@ pub fn backend_json(b: &Backend) -> Value {
         "admin": b.state.admin().as_str(),
         "drain_left_s": b.state.drain_left().map(|d| d.as_secs()),
         "in_flight": b.state.in_flight(),
+        "weight": b.weight,
         "requests": b.state.requests(),
         "sticky_hits": b.state.sticky_hits(),
         "passive_failures": b.state.failures(),

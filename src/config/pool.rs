@@ -261,7 +261,13 @@ pub struct BackendConfig {
     /// State when the node first appears (at start, or added by a reload), unless the state file says
     /// otherwise.
     pub admin_state: AdminState,
+    /// Share of new clients relative to the other nodes of its tier, 0 to [`MAX_WEIGHT`].
+    pub weight: u32,
 }
+
+/// The largest `weight`, as HAProxy's: enough resolution for any split, small enough that weight sums
+/// and `in_flight × weight` products never overflow.
+pub const MAX_WEIGHT: u32 = 256;
 
 impl BackendConfig {
     /// The backend's base URL, e.g. `http://127.0.0.1:8081`.
@@ -307,6 +313,12 @@ pub(super) fn convert(c: &mut Checker, raw: Vec<RawPool>) -> Vec<PoolConfig> {
             let role =
                 c.pick(&b.key("role"), &rb.role, &[("active", Role::Active), ("passive", Role::Passive)]);
             let admin_state = c.pick(&b.key("admin_state"), &rb.admin_state, &AdminState::NAMES);
+            if rb.weight > MAX_WEIGHT {
+                let message =
+                    format!("must be 0 to {MAX_WEIGHT} (0 takes no new clients), not {}", rb.weight);
+                c.report(&b.key("weight"), message);
+            }
+            let weight = rb.weight.min(MAX_WEIGHT);
             if let Some(id) = &id {
                 if let Some((_, first)) = ids.iter().find(|(seen, _)| seen == id) {
                     let message = format!("duplicate backend ID {:?} (also {first})", id.0);
@@ -339,6 +351,7 @@ pub(super) fn convert(c: &mut Checker, raw: Vec<RawPool>) -> Vec<PoolConfig> {
                     role,
                     embedded,
                     admin_state,
+                    weight,
                 });
             }
         }

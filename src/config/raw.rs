@@ -223,6 +223,10 @@ pub struct RawBackend {
     /// `proxy.state_file` wins.
     #[serde(default = "default_admin_state")]
     pub admin_state: String,
+    /// Share of new clients, 0 to 256 (HAProxy's `weight`). Default 1; 0 takes no new clients but
+    /// keeps the pinned ones.
+    #[serde(default = "default_weight")]
+    pub weight: u32,
 }
 
 /// `[[route]]`.
@@ -427,6 +431,10 @@ fn default_handshake_timeout_ms() -> u64 {
 fn default_balance() -> String {
     "round-robin".into()
 }
+fn default_weight() -> u32 {
+    1
+}
+
 fn default_role() -> String {
     "active".into()
 }

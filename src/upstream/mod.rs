@@ -53,6 +53,8 @@ pub struct Backend {
     pub authority: Authority,
     /// Live state, shared with every snapshot that contains this ID.
     pub state: Arc<BackendState>,
+    /// Share of new clients (`weight`); 0 takes none but keeps its pinned clients, as HAProxy's.
+    pub weight: u32,
     /// `Set-Cookie` pinning a client to this node, rendered once per snapshot.
     pub set_cookie: HeaderValue,
     /// The same with `Secure`, for TLS listeners.
@@ -127,6 +129,7 @@ impl Upstreams {
                         Backend {
                             id: b.id.clone(),
                             role: b.role,
+                            weight: b.weight,
                             scheme: b.scheme.clone(),
                             authority: b.authority.clone(),
                             conns: state.conns(&b.authority, tls),
