@@ -2,7 +2,9 @@
 
 mod support;
 
-use support::{Cluster, TestBackend, backend_status, client, served_by};
+use std::time::Duration;
+
+use support::{Cluster, TestBackend, backend_status, client, eventually, served_by};
 
 #[tokio::test]
 async fn new_clients_split_by_weight_for_each_balance() {
@@ -54,4 +56,31 @@ async fn weight_zero_keeps_pinned_clients_and_takes_no_new_ones() {
             && l.ends_with(" 0")),
         "{metrics}"
     );
+}
+
+#[tokio::test]
+async fn disabled_health_checks_count_the_node_as_up_until_enabled() {
+    let (a, b) = (TestBackend::start("01").await, TestBackend::start("02").await);
+    let proxy = Cluster::of(&[&a, &b]).fast_checks().start().await;
+    let http = client();
+    let health = async |proxy: &support::ProxyHandle| backend_status(proxy, "01").await["health"].clone();
+    a.shutdown();
+    eventually("01 down", Duration::from_secs(10), async || health(&proxy).await == "down").await;
+
+    let resp = http.post(proxy.admin_url("/backends/01/health/disable")).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let row = backend_status(&proxy, "01").await;
+    assert_eq!((row["health"].as_str(), row["health_checks"].as_str()), (Some("up"), Some("disabled")));
+    let checks = row["checks"].as_u64().unwrap();
+
+    let resp = http.post(proxy.admin_url("/backends/01/health/enable")).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(backend_status(&proxy, "01").await["health_checks"], "enabled");
+    eventually("checks resume", Duration::from_secs(10), async || {
+        backend_status(&proxy, "01").await["checks"].as_u64().unwrap() > checks + 2
+    })
+    .await;
+    assert_eq!(health(&proxy).await, "down");
+    let resp = http.post(proxy.admin_url("/backends/09/health/disable")).send().await.unwrap();
+    assert_eq!(resp.status(), 404);
 }

@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use http::uri::Authority;
@@ -27,6 +27,8 @@ pub struct BackendState {
     /// Server ID, the key under which this state survives reloads.
     pub id: BackendId,
     health: NodeHealth,
+    /// Active checks stopped by the operator (HAProxy's `disable health`): the node then counts as up.
+    checks_disabled: AtomicBool,
     admin: AtomicU8,
     /// Milliseconds after `epoch` when a drain stops keeping pinned clients; `u64::MAX` = never.
     drain_until_ms: AtomicU64,
@@ -44,6 +46,7 @@ impl BackendState {
         Self {
             id,
             health: NodeHealth::default(),
+            checks_disabled: AtomicBool::new(false),
             admin: AtomicU8::new(admin_code(admin)),
             drain_until_ms: AtomicU64::new(u64::MAX),
             in_flight: AtomicUsize::new(0),
@@ -59,9 +62,21 @@ impl BackendState {
         u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
 
-    /// Current health.
+    /// Current health: up while the operator has disabled the checks, as HAProxy's `disable health`
+    /// (the operator vouches for the node, e.g. while its check endpoint is broken).
     pub fn health(&self) -> Health {
-        self.health.get()
+        if self.checks_disabled.load(Ordering::Relaxed) { Health::Up } else { self.health.get() }
+    }
+
+    /// Whether active checks run (`POST /backends/{id}/health/disable|enable`).
+    pub fn health_checks_enabled(&self) -> bool {
+        !self.checks_disabled.load(Ordering::Relaxed)
+    }
+
+    /// Stops or resumes the active checks; resuming starts from the health the checks last found.
+    pub fn set_health_checks(&self, enabled: bool) {
+        self.checks_disabled.store(!enabled, Ordering::Relaxed);
+        tracing::info!(backend = %self.id, enabled, "health checks changed");
     }
 
     /// A copy of the health details.

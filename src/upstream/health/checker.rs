@@ -88,8 +88,10 @@ pub async fn check_loop(backend: Backend, health: HealthConfig, stop: Cancellati
             () = stop.cancelled() => return,
             () = tokio::time::sleep(wait) => {}
         }
-        let (pass, detail) = probe(&backend, &health.path, health.timeout).await;
-        backend.state.record_check(pass, detail, health.rise, health.fall);
+        if backend.state.health_checks_enabled() {
+            let (pass, detail) = probe(&backend, &health.path, health.timeout).await;
+            backend.state.record_check(pass, detail, health.rise, health.fall);
+        }
         wait = health.interval + jitter(&rng, health.interval);
     }
 }
