@@ -84,3 +84,48 @@ async fn disabled_health_checks_count_the_node_as_up_until_enabled() {
     let resp = http.post(proxy.admin_url("/backends/09/health/disable")).send().await.unwrap();
     assert_eq!(resp.status(), 404);
 }
+
+/// Polls until node `id` has been checked a few times, and returns its health then.
+async fn health_after_checks(proxy: &support::ProxyHandle, id: &str) -> String {
+    eventually("a few checks", Duration::from_secs(10), async || {
+        backend_status(proxy, id).await["checks"].as_u64().unwrap() >= 4
+    })
+    .await;
+    backend_status(proxy, id).await["health"].as_str().unwrap().to_string()
+}
+
+#[tokio::test]
+async fn expect_status_rejects_statuses_the_default_rule_accepts() {
+    let (a, b) = (TestBackend::start("01").await, TestBackend::start("02").await);
+    let default = Cluster::of(&[&a, &b]).fast_checks().health("path", "/check/204").start().await;
+    assert_eq!(health_after_checks(&default, "01").await, "up");
+    let strict = Cluster::of(&[&a, &b])
+        .fast_checks()
+        .health("path", "/check/204")
+        .health("expect_status", vec![toml::Value::from(200), toml::Value::from("300-399")])
+        .start()
+        .await;
+    assert_eq!(health_after_checks(&strict, "01").await, "down");
+    let server_error = Cluster::of(&[&a, &b])
+        .fast_checks()
+        .health("path", "/check/500")
+        .health("expect_status", vec![200])
+        .start()
+        .await;
+    assert_eq!(health_after_checks(&server_error, "01").await, "down");
+}
+
+#[tokio::test]
+async fn expect_body_and_the_check_host_header() {
+    let (a, b) = (TestBackend::start("01").await, TestBackend::start("02").await);
+    let expecting = |c: Cluster| {
+        c.fast_checks().health("path", "/check/200").health("expect_body", r#""host":"am.example.test""#)
+    };
+    // The node echoes the Host it saw: the body holds the configured one only when `host` is set.
+    let with_host = expecting(Cluster::of(&[&a, &b])).health("host", "am.example.test").start().await;
+    assert_eq!(health_after_checks(&with_host, "01").await, "up");
+    let without = expecting(Cluster::of(&[&a, &b])).start().await;
+    assert_eq!(health_after_checks(&without, "01").await, "down");
+    let detail = backend_status(&without, "01").await["last_check"]["detail"].clone();
+    assert!(detail.as_str().unwrap().contains("expected body"), "{detail}");
+}

@@ -175,8 +175,8 @@ impl Admin {
 
 impl Admin {
     /// `POST /backends/{id}/health/disable|enable`: HAProxy's `disable health` / `enable health`. While
-    /// disabled no check runs and the node counts as up. Not saved in the state file: like HAProxy's
-    /// runtime health commands it lasts until the process restarts.
+    /// disabled no check runs and the node counts as up. Not saved in the state file yet: it lasts
+    /// until the process restarts.
     fn set_health_checks(&self, id: &str, enabled: bool) -> Response<Body> {
         let snap = self.proxy.snapshot();
         let Some(backend) = snap.upstreams.backend(id) else {

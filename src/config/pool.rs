@@ -194,6 +194,10 @@ pub struct HealthConfig {
     pub rise: u32,
     /// Failures in a row to mark it down.
     pub fall: u32,
+    /// What a passing answer looks like (`expect_status`, `expect_body`).
+    pub expect: super::pool_health::Expect,
+    /// `Host` header of the check; `None`: the backend's authority.
+    pub host: Option<http::HeaderValue>,
 }
 
 /// Active nodes serve; passive ones only when no active node is healthy.
@@ -461,7 +465,19 @@ fn convert_health(c: &mut Checker, p: &KeyPath, raw: RawHealth) -> HealthConfig 
     if raw.fall == 0 {
         c.report(&p.key("fall"), "must be at least 1");
     }
-    HealthConfig { path: raw.path, interval, timeout, rise: raw.rise.max(1), fall: raw.fall.max(1) }
+    let expect = super::pool_health::expect(c, p, &raw.expect_status, raw.expect_body);
+    let host = raw.host.and_then(|h| match http::HeaderValue::from_str(&h) {
+        Ok(v) if !h.is_empty() => Some(v),
+        _ => {
+            c.report(
+                &p.key("host"),
+                format!("{h:?} is not a Host header value: write e.g. \"am.example.com\""),
+            );
+            None
+        }
+    });
+    let (rise, fall) = (raw.rise.max(1), raw.fall.max(1));
+    HealthConfig { path: raw.path, interval, timeout, rise, fall, expect, host }
 }
 
 /// `http://host[:port]` or `https://host[:port]`, nothing else: HTTP/1.1 to the node, in plain text or

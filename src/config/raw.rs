@@ -183,11 +183,36 @@ pub struct RawHealth {
     pub rise: u32,
     /// Failures in a row to mark a node down. Default 2.
     pub fall: u32,
+    /// Statuses that pass: codes (`200`) and ranges (`"200-399"`). Default: any 2xx.
+    pub expect_status: Vec<RawStatus>,
+    /// A substring that must appear in the first 16 KiB of the check's body. Default: none.
+    pub expect_body: Option<String>,
+    /// `Host` header of the check. Default: the backend URL's `host:port`.
+    pub host: Option<String>,
+}
+
+/// One entry of `expect_status`: a code or a `"low-high"` range.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum RawStatus {
+    /// `200`.
+    Code(i64),
+    /// `"200-399"` (or `"204"`).
+    Range(String),
 }
 
 impl Default for RawHealth {
     fn default() -> Self {
-        Self { path: "/am/json/health/ready".into(), interval_ms: 1000, timeout_ms: 500, rise: 2, fall: 2 }
+        Self {
+            path: "/am/json/health/ready".into(),
+            interval_ms: 1000,
+            timeout_ms: 500,
+            rise: 2,
+            fall: 2,
+            expect_status: Vec::new(),
+            expect_body: None,
+            host: None,
+        }
     }
 }
 
