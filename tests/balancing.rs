@@ -129,3 +129,34 @@ async fn expect_body_and_the_check_host_header() {
     let detail = backend_status(&without, "01").await["last_check"]["detail"].clone();
     assert!(detail.as_str().unwrap().contains("expected body"), "{detail}");
 }
+
+/// New clients node `id` gets out of `n` cookieless requests.
+async fn share(proxy: &support::ProxyHandle, id: &str, n: usize) -> usize {
+    let http = client();
+    let mut got = 0;
+    for _ in 0..n {
+        let resp = http.get(proxy.url("/am/json/x")).send().await.unwrap();
+        got += usize::from(served_by(resp).await == id);
+    }
+    got
+}
+
+#[tokio::test]
+async fn a_node_back_from_maint_ramps_up_over_slowstart() {
+    let (a, b) = (TestBackend::start("01").await, TestBackend::start("02").await);
+    let proxy = Cluster::of(&[&a, &b]).set("pool.0.slowstart_s", 2).start().await;
+    let http = client();
+    for action in ["maint", "ready"] {
+        let resp = http.post(proxy.admin_url(&format!("/backends/01/{action}"))).send().await.unwrap();
+        assert_eq!(resp.status(), 200);
+    }
+    assert!(backend_status(&proxy, "01").await["slowstart_left_s"].as_f64().is_some());
+    let early = share(&proxy, "01", 100).await;
+    assert!(early < 35, "early in the ramp the returning node got {early} of 100");
+    eventually("ramp over", Duration::from_secs(10), async || {
+        backend_status(&proxy, "01").await["slowstart_left_s"].is_null()
+    })
+    .await;
+    let late = share(&proxy, "01", 100).await;
+    assert!((40..=60).contains(&late), "after the ramp the returning node got {late} of 100");
+}

@@ -202,6 +202,7 @@ pub fn backend_json(b: &Backend) -> Value {
         "drain_left_s": b.state.drain_left().map(|d| d.as_secs()),
         "in_flight": b.state.in_flight(),
         "weight": b.weight,
+        "slowstart_left_s": b.slowstart_left().map(|d| d.as_secs_f64()),
         "health_checks": if b.state.health_checks_enabled() { "enabled" } else { "disabled" },
         "requests": b.state.requests(),
         "sticky_hits": b.state.sticky_hits(),

@@ -51,6 +51,8 @@ pub struct PoolConfig {
     pub name: String,
     /// How new clients are spread over the serving tier.
     pub balance: Balance,
+    /// `slowstart_s`: the ramp of a node that comes back; `None` = at once.
+    pub slowstart: Option<Duration>,
     /// `[pool.affinity]`.
     pub affinity: Affinity,
     /// `[pool.health]`.
@@ -362,7 +364,8 @@ pub(super) fn convert(c: &mut Checker, raw: Vec<RawPool>) -> Vec<PoolConfig> {
         if !has_active {
             c.report(&p.key("backend"), format!("pool {:?} has no active backend", rp.name));
         }
-        pools.push(PoolConfig { name: rp.name, balance, affinity, health, tls, backends });
+        let slowstart = (rp.slowstart_s > 0).then(|| Duration::from_secs(rp.slowstart_s));
+        pools.push(PoolConfig { name: rp.name, balance, slowstart, affinity, health, tls, backends });
     }
     pools
 }

@@ -108,6 +108,10 @@ pub struct RawPool {
     /// `"round-robin"` (default) or `"least-conn"`.
     #[serde(default = "default_balance")]
     pub balance: String,
+    /// Seconds over which a node that comes back (health down → up, or admin maint → ready) ramps from
+    /// a sixteenth of its weight to all of it (HAProxy's `slowstart`). Default 0: at once.
+    #[serde(default)]
+    pub slowstart_s: u64,
     /// `[pool.affinity]`.
     #[serde(default)]
     pub affinity: RawAffinity,

@@ -121,16 +121,38 @@ fn balance(pool: &Pool, exclude: Option<usize>) -> Result<usize, Unavailable> {
     chosen.ok_or_else(|| Unavailable::NoBackend { pool: pool.name.clone() })
 }
 
+/// Steps of one unit of `weight`, so a ramp can start below the smallest weight (HAProxy scales weights
+/// the same way for `slowstart`).
+const STEPS: usize = 16;
+
+/// The node's weight now, in [`STEPS`] per unit: full, or on its `slowstart` ramp. The clock is read
+/// only in pools with `slowstart_s`.
 fn weight(pool: &Pool, i: usize) -> usize {
-    usize::try_from(pool.backends[i].weight).unwrap_or(usize::MAX)
+    let b = &pool.backends[i];
+    let full = usize::try_from(b.weight).unwrap_or(usize::MAX).saturating_mul(STEPS);
+    match pool.slowstart.and_then(|ramp| b.state.since_return().map(|since| (ramp, since))) {
+        Some((ramp, since)) => ramped(full, since, ramp),
+        None => full,
+    }
+}
+
+/// `full` scaled by how far into the `ramp` a node is `since` its return: at least one step at once,
+/// all of it once the ramp is over (HAProxy's `slowstart`). Pure, so tests give explicit times.
+pub fn ramped(full: usize, since: std::time::Duration, ramp: std::time::Duration) -> usize {
+    if since >= ramp || full == 0 {
+        return full;
+    }
+    let share = full as u128 * since.as_millis() / ramp.as_millis().max(1);
+    usize::try_from(share).unwrap_or(full).clamp(1, full)
 }
 
 /// The slot of ticket number `ticket` in a cycle of `total` slots, scattered so that consecutive tickets
-/// fall in different nodes' ranges (weight 3:1 gives A B A A, not A A A B): a stride coprime with
+/// fall in different nodes' ranges (weight 3:1 never gives a run of all of A's share before B's): a stride coprime with
 /// `total` visits every slot once per cycle, so the split per cycle is exactly the weights. This is the
 /// lock-free stand-in for nginx's smooth weighted round robin, which needs a lock around its counters.
 fn spread(ticket: usize, total: usize) -> usize {
-    let mut stride = total / 2 + 1;
+    // Near the golden ratio of the cycle, the stride that scatters consecutive tickets most evenly.
+    let mut stride = total * 618 / 1000 + 1;
     while gcd(stride, total) != 1 {
         stride += 1;
     }
@@ -303,8 +325,12 @@ pool = "am"
         u.pools[0].backends[0].weight = 3;
         let pool = &u.pools[0];
         let picks: Vec<usize> =
-            (0..8).map(|_| choose(pool, &Hints::default(), None).unwrap().index).collect();
-        assert_eq!(picks, [0, 1, 0, 0, 0, 1, 0, 0]);
+            (0..64).map(|_| choose(pool, &Hints::default(), None).unwrap().index).collect();
+        assert_eq!(picks.iter().filter(|&&i| i == 1).count(), 16, "exact split per cycle");
+        for window in picks.windows(8) {
+            let to_1 = window.iter().filter(|&&i| i == 1).count();
+            assert!((1..=3).contains(&to_1), "interleaved: {picks:?}");
+        }
     }
 
     #[test]
@@ -329,6 +355,27 @@ pool = "am"
         for _ in 0..3 {
             assert_eq!(choose(pool, &Hints::default(), None).unwrap().index, 0);
         }
+    }
+
+    #[test]
+    fn slowstart_ramps_from_a_step_to_the_full_weight() {
+        let ramp = Duration::from_secs(10);
+        assert_eq!(ramped(16, Duration::ZERO, ramp), 1);
+        assert_eq!(ramped(16, Duration::from_secs(5), ramp), 8);
+        assert_eq!(ramped(48, Duration::from_millis(2500), ramp), 12);
+        assert_eq!(ramped(16, ramp, ramp), 16);
+        assert_eq!(ramped(16, Duration::from_secs(60), ramp), 16);
+        assert_eq!(ramped(0, Duration::ZERO, ramp), 0);
+    }
+
+    #[test]
+    fn a_node_back_from_maint_starts_its_slowstart_ramp() {
+        let u = pools("slowstart_s = 3600");
+        let pool = &u.pools[0];
+        pool.backends[0].state.set_admin(AdminState::Maint, None);
+        pool.backends[0].state.set_admin(AdminState::Ready, None);
+        let to_0 = (0..170).filter(|_| choose(pool, &Hints::default(), None).unwrap().index == 0).count();
+        assert!(to_0 <= 15, "a returning node got {to_0} of 170 new clients");
     }
 
     #[test]

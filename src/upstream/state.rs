@@ -32,6 +32,9 @@ pub struct BackendState {
     admin: AtomicU8,
     /// Milliseconds after `epoch` when a drain stops keeping pinned clients; `u64::MAX` = never.
     drain_until_ms: AtomicU64,
+    /// Milliseconds after `epoch` when the node last came back (health up, or maint → ready), for
+    /// `slowstart`; `u64::MAX` = never.
+    returned_ms: AtomicU64,
     in_flight: AtomicUsize,
     requests: AtomicU64,
     sticky_hits: AtomicU64,
@@ -49,6 +52,7 @@ impl BackendState {
             checks_disabled: AtomicBool::new(false),
             admin: AtomicU8::new(admin_code(admin)),
             drain_until_ms: AtomicU64::new(u64::MAX),
+            returned_ms: AtomicU64::new(u64::MAX),
             in_flight: AtomicUsize::new(0),
             requests: AtomicU64::new(0),
             sticky_hits: AtomicU64::new(0),
@@ -86,7 +90,17 @@ impl BackendState {
 
     /// Feeds an active check result.
     pub fn record_check(&self, pass: bool, detail: String, rise: u32, fall: u32) {
+        let was = self.health.get();
         self.health.record_check(&self.id, pass, detail, rise, fall);
+        if was == Health::Down && self.health.get() == Health::Up {
+            self.returned_ms.store(self.now_ms(), Ordering::Relaxed);
+        }
+    }
+
+    /// Time since the node last came back into service, if it ever did (for `slowstart`).
+    pub fn since_return(&self) -> Option<Duration> {
+        let at = self.returned_ms.load(Ordering::Relaxed);
+        (at != u64::MAX).then(|| Duration::from_millis(self.now_ms().saturating_sub(at)))
     }
 
     /// Records a failure seen on real traffic (connect refused or timed out): it counts as a failed
@@ -119,7 +133,10 @@ impl BackendState {
             _ => u64::MAX,
         };
         self.drain_until_ms.store(until, Ordering::Relaxed);
-        self.admin.store(admin_code(state), Ordering::Relaxed);
+        let was = self.admin.swap(admin_code(state), Ordering::Relaxed);
+        if was == admin_code(AdminState::Maint) && state == AdminState::Ready {
+            self.returned_ms.store(self.now_ms(), Ordering::Relaxed);
+        }
         tracing::info!(backend = %self.id, state = state.as_str(), deadline_ms = ?drain_deadline.map(|d| d.as_millis()), "admin state changed");
     }
 
