@@ -105,7 +105,11 @@ fn balance(pool: &Pool, exclude: Option<usize>) -> Result<usize, Unavailable> {
     }
     let ticket = pool.next_ticket();
     let chosen = match pool.balance {
-        Balance::RoundRobin => weighted_slot(candidates(), |i| weight(pool, i), spread(ticket, total)),
+        Balance::RoundRobin => {
+            // In lowest terms, so equal weights alternate strictly (A B A B) whatever their scale.
+            let unit = candidates().fold(0, |g, i| gcd(g, weight(pool, i))).max(1);
+            weighted_slot(candidates(), |i| weight(pool, i) / unit, spread(ticket, total / unit))
+        }
         // Fewest in flight per unit of weight, HAProxy's `leastconn` with weights: compares
         // (in_flight + 1) / weight by cross-multiplying, so no division and no float. The rotating start
         // spreads ties instead of always picking the first.
