@@ -45,6 +45,7 @@ struct BackendRow {
     up: bool,
     admin: AdminState,
     in_flight: usize,
+    weight: u32,
     failures: u64,
     checks: u64,
     to_up: u64,
@@ -67,6 +68,7 @@ fn backend_rows(upstreams: &Upstreams) -> Vec<BackendRow> {
                 up: b.state.health() == Health::Up,
                 admin: b.state.admin(),
                 in_flight: b.state.in_flight(),
+                weight: b.weight,
                 failures: b.state.failures(),
                 checks: info.checks,
                 to_up: info.transitions_up,
@@ -227,6 +229,8 @@ impl Collector for StateCollector {
         family(e, "backend_admin_state", "1 for the backend's current admin state", admin)?;
         let in_flight = self.per_backend(|r| vec![(None, gauge(r.in_flight))]);
         family(e, "backend_in_flight", "Requests in flight to the backend", in_flight)?;
+        let weight = self.per_backend(|r| vec![(None, gauge(i64::from(r.weight)))]);
+        family(e, "backend_weight", "Configured share of new clients (0 takes none)", weight)?;
         let failures = self.per_backend(|r| vec![(None, ConstCounter::new(r.failures))]);
         family(e, "backend_passive_failures", "Connect failures and timeouts on live traffic", failures)?;
         let checks = self.per_backend(|r| vec![(None, ConstCounter::new(r.checks))]);

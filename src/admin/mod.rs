@@ -174,6 +174,18 @@ impl Admin {
 }
 
 impl Admin {
+    /// `POST /backends/{id}/health/disable|enable`: HAProxy's `disable health` / `enable health`. While
+    /// disabled no check runs and the node counts as up. Not saved in the state file yet: it lasts
+    /// until the process restarts.
+    fn set_health_checks(&self, id: &str, enabled: bool) -> Response<Body> {
+        let snap = self.proxy.snapshot();
+        let Some(backend) = snap.upstreams.backend(id) else {
+            return crest::error(StatusCode::NOT_FOUND, &format!("No backend has id '{id}'"));
+        };
+        backend.state.set_health_checks(enabled);
+        crest::json(StatusCode::OK, &status::backend_json(backend))
+    }
+
     /// `POST /sessions/unlock?user=NAME`: ends the user's lockout in every guard this process's nodes
     /// use, which is the store they share (Redis: every process on it).
     async fn unlock(&self, query: Option<&str>) -> Response<Body> {
@@ -223,6 +235,8 @@ impl Handler for Admin {
             }
             let resp = match path.strip_prefix("/backends/") {
                 Some(rest) => match rest.split_once('/') {
+                    Some((id, "health/disable")) => self.set_health_checks(id, false),
+                    Some((id, "health/enable")) => self.set_health_checks(id, true),
                     Some((id, action)) => self.set_state(id, action, parts.uri.query()).await,
                     None => crest::error(StatusCode::NOT_FOUND, "Use /backends/{id}/drain, /ready or /maint"),
                 },

@@ -197,6 +197,12 @@ pub fn backend_json(b: &Backend) -> Value {
         "admin": b.state.admin().as_str(),
         "drain_left_s": b.state.drain_left().map(|d| d.as_secs()),
         "in_flight": b.state.in_flight(),
+        "weight": b.weight,
+        // No `maxconn` yet: every node is unlimited and nothing queues.
+        "maxconn": null,
+        "queued": 0,
+        "slowstart_left_s": b.slowstart_left().map(|d| d.as_secs_f64()),
+        "health_checks": if b.state.health_checks_enabled() { "enabled" } else { "disabled" },
         "requests": b.state.requests(),
         "sticky_hits": b.state.sticky_hits(),
         "passive_failures": b.state.failures(),

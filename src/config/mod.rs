@@ -31,6 +31,7 @@ mod h2;
 mod load;
 mod lockout;
 mod pool;
+mod pool_health;
 mod pool_tls;
 mod problem;
 mod proxy;
@@ -59,6 +60,7 @@ pub use pool::{
     AdminState, Affinity, AffinityMode, BackendConfig, BackendId, Balance, Failback, HealthConfig,
     HintSource, OnDown, PoolConfig, Role, SameSite,
 };
+pub use pool_health::{BODY_LIMIT as HEALTH_BODY_LIMIT, Expect};
 pub use pool_tls::PoolTls;
 pub use problem::{ConfigError, Problem};
 pub use proxy::{BodyDeadline, ProxySettings, TlsFiles, TrustedProxies};

@@ -51,6 +51,8 @@ pub struct PoolConfig {
     pub name: String,
     /// How new clients are spread over the serving tier.
     pub balance: Balance,
+    /// `slowstart_s`: the ramp of a node that comes back; `None` = at once.
+    pub slowstart: Option<Duration>,
     /// `[pool.affinity]`.
     pub affinity: Affinity,
     /// `[pool.health]`.
@@ -204,6 +206,10 @@ pub struct HealthConfig {
     pub rise: u32,
     /// Failures in a row to mark it down.
     pub fall: u32,
+    /// What a passing answer looks like (`expect_status`, `expect_body`).
+    pub expect: super::pool_health::Expect,
+    /// `Host` header of the check; `None`: the backend's authority.
+    pub host: Option<http::HeaderValue>,
 }
 
 /// Active nodes serve; passive ones only when no active node is healthy.
@@ -271,7 +277,13 @@ pub struct BackendConfig {
     /// State when the node first appears (at start, or added by a reload), unless the state file says
     /// otherwise.
     pub admin_state: AdminState,
+    /// Share of new clients relative to the other nodes of its tier, 0 to [`MAX_WEIGHT`].
+    pub weight: u32,
 }
+
+/// The largest `weight`, as HAProxy's: enough resolution for any split, small enough that weight sums
+/// and `in_flight × weight` products never overflow.
+pub const MAX_WEIGHT: u32 = 256;
 
 impl BackendConfig {
     /// The backend's base URL, e.g. `http://127.0.0.1:8081`.
@@ -319,6 +331,12 @@ pub(super) fn convert(c: &mut Checker, raw: Vec<RawPool>) -> Vec<PoolConfig> {
             let role =
                 c.pick(&b.key("role"), &rb.role, &[("active", Role::Active), ("passive", Role::Passive)]);
             let admin_state = c.pick(&b.key("admin_state"), &rb.admin_state, &AdminState::NAMES);
+            if rb.weight > MAX_WEIGHT {
+                let message =
+                    format!("must be 0 to {MAX_WEIGHT} (0 takes no new clients), not {}", rb.weight);
+                c.report(&b.key("weight"), message);
+            }
+            let weight = rb.weight.min(MAX_WEIGHT);
             if let Some(id) = &id {
                 if let Some((_, first)) = ids.iter().find(|(seen, _)| seen == id) {
                     let message = format!("duplicate backend ID {:?} (also {first})", id.0);
@@ -365,13 +383,15 @@ pub(super) fn convert(c: &mut Checker, raw: Vec<RawPool>) -> Vec<PoolConfig> {
                     role,
                     embedded,
                     admin_state,
+                    weight,
                 });
             }
         }
         if !has_active {
             c.report(&p.key("backend"), format!("pool {:?} has no active backend", rp.name));
         }
-        pools.push(PoolConfig { name: rp.name, balance, affinity, health, tls, backends });
+        let slowstart = (rp.slowstart_s > 0).then(|| Duration::from_secs(rp.slowstart_s));
+        pools.push(PoolConfig { name: rp.name, balance, slowstart, affinity, health, tls, backends });
     }
     pools
 }
@@ -474,7 +494,19 @@ fn convert_health(c: &mut Checker, p: &KeyPath, raw: RawHealth) -> HealthConfig 
     if raw.fall == 0 {
         c.report(&p.key("fall"), "must be at least 1");
     }
-    HealthConfig { path: raw.path, interval, timeout, rise: raw.rise.max(1), fall: raw.fall.max(1) }
+    let expect = super::pool_health::expect(c, p, &raw.expect_status, raw.expect_body);
+    let host = raw.host.and_then(|h| match http::HeaderValue::from_str(&h) {
+        Ok(v) if !h.is_empty() => Some(v),
+        _ => {
+            c.report(
+                &p.key("host"),
+                format!("{h:?} is not a Host header value: write e.g. \"am.example.com\""),
+            );
+            None
+        }
+    });
+    let (rise, fall) = (raw.rise.max(1), raw.fall.max(1));
+    HealthConfig { path: raw.path, interval, timeout, rise, fall, expect, host }
 }
 
 /// `http://host[:port]` or `https://host[:port]`, nothing else: HTTP/1.1 to the node, in plain text or

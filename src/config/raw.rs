@@ -108,6 +108,10 @@ pub struct RawPool {
     /// `"round-robin"` (default) or `"least-conn"`.
     #[serde(default = "default_balance")]
     pub balance: String,
+    /// Seconds over which a node that comes back (health down → up, or admin maint → ready) ramps from
+    /// a sixteenth of its weight to all of it (HAProxy's `slowstart`). Default 0: at once.
+    #[serde(default)]
+    pub slowstart_s: u64,
     /// `[pool.affinity]`.
     #[serde(default)]
     pub affinity: RawAffinity,
@@ -183,11 +187,36 @@ pub struct RawHealth {
     pub rise: u32,
     /// Failures in a row to mark a node down. Default 2.
     pub fall: u32,
+    /// Statuses that pass: codes (`200`) and ranges (`"200-399"`). Default: any 2xx.
+    pub expect_status: Vec<RawStatus>,
+    /// A substring that must appear in the first 16 KiB of the check's body. Default: none.
+    pub expect_body: Option<String>,
+    /// `Host` header of the check. Default: the backend URL's `host:port`.
+    pub host: Option<String>,
+}
+
+/// One entry of `expect_status`: a code or a `"low-high"` range.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum RawStatus {
+    /// `200`.
+    Code(i64),
+    /// `"200-399"` (or `"204"`).
+    Range(String),
 }
 
 impl Default for RawHealth {
     fn default() -> Self {
-        Self { path: "/am/json/health/ready".into(), interval_ms: 1000, timeout_ms: 500, rise: 2, fall: 2 }
+        Self {
+            path: "/am/json/health/ready".into(),
+            interval_ms: 1000,
+            timeout_ms: 500,
+            rise: 2,
+            fall: 2,
+            expect_status: Vec::new(),
+            expect_body: None,
+            host: None,
+        }
     }
 }
 
@@ -223,6 +252,10 @@ pub struct RawBackend {
     /// `proxy.state_file` wins.
     #[serde(default = "default_admin_state")]
     pub admin_state: String,
+    /// Share of new clients, 0 to 256 (HAProxy's `weight`). Default 1; 0 takes no new clients but
+    /// keeps the pinned ones.
+    #[serde(default = "default_weight")]
+    pub weight: u32,
 }
 
 /// `[[route]]`.
@@ -427,6 +460,10 @@ fn default_handshake_timeout_ms() -> u64 {
 fn default_balance() -> String {
     "round-robin".into()
 }
+fn default_weight() -> u32 {
+    1
+}
+
 fn default_role() -> String {
     "active".into()
 }

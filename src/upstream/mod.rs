@@ -53,6 +53,10 @@ pub struct Backend {
     pub authority: Authority,
     /// Live state, shared with every snapshot that contains this ID.
     pub state: Arc<BackendState>,
+    /// Share of new clients (`weight`); 0 takes none but keeps its pinned clients, as HAProxy's.
+    pub weight: u32,
+    /// The pool's `slowstart_s`, for the time a returning node has left on its ramp.
+    pub slowstart: Option<std::time::Duration>,
     /// `Set-Cookie` pinning a client to this node, rendered once per snapshot.
     pub set_cookie: HeaderValue,
     /// The same with `Secure`, for TLS listeners.
@@ -70,6 +74,8 @@ pub struct Pool {
     pub name: String,
     /// How new clients are spread.
     pub balance: Balance,
+    /// Ramp of a node that comes back (`slowstart_s`).
+    pub slowstart: Option<std::time::Duration>,
     /// Cookie and hint policy.
     pub affinity: Affinity,
     /// Active check settings; `rise` and `fall` also govern failures seen on live traffic.
@@ -81,6 +87,14 @@ pub struct Pool {
     /// Traffic metrics of this pool.
     pub metrics: PoolMetrics,
     rr: AtomicUsize,
+}
+
+impl Backend {
+    /// Time left on the `slowstart` ramp of a node that came back, `None` when it is at full weight.
+    pub fn slowstart_left(&self) -> Option<std::time::Duration> {
+        let since = self.state.since_return()?;
+        self.slowstart.and_then(|ramp| ramp.checked_sub(since)).filter(|left| !left.is_zero())
+    }
 }
 
 impl Pool {
@@ -112,6 +126,7 @@ impl Upstreams {
             .map(|p| Pool {
                 name: p.name.clone(),
                 balance: p.balance,
+                slowstart: p.slowstart,
                 affinity: p.affinity.clone(),
                 health: p.health.clone(),
                 session_token: TokenPlaces::configured(p.affinity.session_cookie_or(auth_cookie)),
@@ -127,6 +142,8 @@ impl Upstreams {
                         Backend {
                             id: b.id.clone(),
                             role: b.role,
+                            weight: b.weight,
+                            slowstart: p.slowstart,
                             scheme: b.scheme.clone(),
                             authority: b.authority.clone(),
                             conns: state.conns(&b.authority, tls),

@@ -87,7 +87,7 @@ pub fn choose(pool: &Pool, hints: &Hints, exclude: Option<usize>) -> Result<Choi
 
 fn takes_new(pool: &Pool, i: usize, role: Role, exclude: Option<usize>) -> bool {
     let b = &pool.backends[i];
-    b.role == role && Some(i) != exclude && b.state.takes_new()
+    b.role == role && Some(i) != exclude && b.weight > 0 && b.state.takes_new()
 }
 
 fn tier_has(pool: &Pool, role: Role, exclude: Option<usize>) -> bool {
@@ -99,21 +99,91 @@ fn balance(pool: &Pool, exclude: Option<usize>) -> Result<usize, Unavailable> {
     let role = if tier_has(pool, Role::Active, exclude) { Role::Active } else { Role::Passive };
     let n = pool.backends.len();
     let candidates = || (0..n).filter(move |&i| takes_new(pool, i, role, exclude));
-    let count = candidates().count();
-    if count == 0 {
+    let total: usize = candidates().map(|i| weight(pool, i)).sum();
+    if total == 0 {
         return Err(Unavailable::NoBackend { pool: pool.name.clone() });
     }
     let ticket = pool.next_ticket();
     let chosen = match pool.balance {
-        Balance::RoundRobin => candidates().nth(ticket % count),
-        // Fewest in flight; the rotating start spreads ties instead of always picking the first.
-        Balance::LeastConn => candidates()
-            .cycle()
-            .skip(ticket % count)
-            .take(count)
-            .min_by_key(|&i| pool.backends[i].state.in_flight()),
+        Balance::RoundRobin => {
+            // In lowest terms, so equal weights alternate strictly (A B A B) whatever their scale.
+            let unit = candidates().fold(0, |g, i| gcd(g, weight(pool, i))).max(1);
+            weighted_slot(candidates(), |i| weight(pool, i) / unit, spread(ticket, total / unit))
+        }
+        // Fewest in flight per unit of weight, HAProxy's `leastconn` with weights: compares
+        // (in_flight + 1) / weight by cross-multiplying, so no division and no float. The rotating start
+        // spreads ties instead of always picking the first.
+        Balance::LeastConn => {
+            let count = candidates().count();
+            let load = |i: usize| pool.backends[i].state.in_flight().saturating_add(1);
+            candidates().cycle().skip(ticket % count).take(count).min_by(|&a, &b| {
+                let left = load(a).saturating_mul(weight(pool, b));
+                left.cmp(&load(b).saturating_mul(weight(pool, a)))
+            })
+        }
     };
     chosen.ok_or_else(|| Unavailable::NoBackend { pool: pool.name.clone() })
+}
+
+/// Steps of one unit of `weight`, so a ramp can start below the smallest weight (HAProxy scales weights
+/// the same way for `slowstart`).
+const STEPS: usize = 16;
+
+/// The node's weight now, in [`STEPS`] per unit: full, or on its `slowstart` ramp. The clock is read
+/// only in pools with `slowstart_s`.
+fn weight(pool: &Pool, i: usize) -> usize {
+    let b = &pool.backends[i];
+    let full = usize::try_from(b.weight).unwrap_or(usize::MAX).saturating_mul(STEPS);
+    match pool.slowstart.and_then(|ramp| b.state.since_return().map(|since| (ramp, since))) {
+        Some((ramp, since)) => ramped(full, since, ramp),
+        None => full,
+    }
+}
+
+/// `full` scaled by how far into the `ramp` a node is `since` its return: at least one step at once,
+/// all of it once the ramp is over (HAProxy's `slowstart`). Pure, so tests give explicit times.
+pub fn ramped(full: usize, since: std::time::Duration, ramp: std::time::Duration) -> usize {
+    if since >= ramp || full == 0 {
+        return full;
+    }
+    let share = full as u128 * since.as_millis() / ramp.as_millis().max(1);
+    usize::try_from(share).unwrap_or(full).clamp(1, full)
+}
+
+/// The slot of ticket number `ticket` in a cycle of `total` slots, scattered so that consecutive tickets
+/// fall in different nodes' ranges (weight 3:1 never gives a run of all of A's share before B's): a stride coprime with
+/// `total` visits every slot once per cycle, so the split per cycle is exactly the weights. This is the
+/// lock-free stand-in for nginx's smooth weighted round robin, which needs a lock around its counters.
+fn spread(ticket: usize, total: usize) -> usize {
+    // Near the golden ratio of the cycle, the stride that scatters consecutive tickets most evenly.
+    let mut stride = total * 618 / 1000 + 1;
+    while gcd(stride, total) != 1 {
+        stride += 1;
+    }
+    (ticket % total).wrapping_mul(stride) % total
+}
+
+fn gcd(mut a: usize, mut b: usize) -> usize {
+    while b != 0 {
+        (a, b) = (b, a % b);
+    }
+    a
+}
+
+/// The candidate whose cumulative weight range holds `slot`.
+fn weighted_slot(
+    candidates: impl Iterator<Item = usize>,
+    weight: impl Fn(usize) -> usize,
+    mut slot: usize,
+) -> Option<usize> {
+    for i in candidates {
+        let w = weight(i);
+        if slot < w {
+            return Some(i);
+        }
+        slot -= w;
+    }
+    None
 }
 
 #[cfg(test)]
@@ -251,6 +321,65 @@ pool = "am"
         for _ in 0..3 {
             assert_eq!(choose(pool, &Hints::default(), None).unwrap().index, 1);
         }
+    }
+
+    #[test]
+    fn round_robin_splits_new_clients_by_weight_and_interleaves() {
+        let mut u = pools("");
+        u.pools[0].backends[0].weight = 3;
+        let pool = &u.pools[0];
+        let picks: Vec<usize> =
+            (0..64).map(|_| choose(pool, &Hints::default(), None).unwrap().index).collect();
+        assert_eq!(picks.iter().filter(|&&i| i == 1).count(), 16, "exact split per cycle");
+        for window in picks.windows(8) {
+            let to_1 = window.iter().filter(|&&i| i == 1).count();
+            assert!((1..=3).contains(&to_1), "interleaved: {picks:?}");
+        }
+    }
+
+    #[test]
+    fn weight_zero_takes_no_new_clients_but_keeps_pinned_ones() {
+        let mut u = pools("");
+        u.pools[0].backends[0].weight = 0;
+        let pool = &u.pools[0];
+        assert_eq!(choose(pool, &pinned(0), None).unwrap().outcome, Outcome::Hit);
+        for _ in 0..4 {
+            assert_eq!(choose(pool, &Hints::default(), None).unwrap().index, 1);
+        }
+    }
+
+    #[test]
+    fn least_conn_compares_in_flight_per_weight() {
+        let mut u = pools("balance = \"least-conn\"");
+        u.pools[0].backends[0].weight = 3;
+        let pool = &u.pools[0];
+        // Node 0 with 2 in flight and weight 3 is less loaded than node 1 with 1 in flight and weight 1.
+        let _a = (pool.backends[0].state.begin(), pool.backends[0].state.begin());
+        let _b = pool.backends[1].state.begin();
+        for _ in 0..3 {
+            assert_eq!(choose(pool, &Hints::default(), None).unwrap().index, 0);
+        }
+    }
+
+    #[test]
+    fn slowstart_ramps_from_a_step_to_the_full_weight() {
+        let ramp = Duration::from_secs(10);
+        assert_eq!(ramped(16, Duration::ZERO, ramp), 1);
+        assert_eq!(ramped(16, Duration::from_secs(5), ramp), 8);
+        assert_eq!(ramped(48, Duration::from_millis(2500), ramp), 12);
+        assert_eq!(ramped(16, ramp, ramp), 16);
+        assert_eq!(ramped(16, Duration::from_secs(60), ramp), 16);
+        assert_eq!(ramped(0, Duration::ZERO, ramp), 0);
+    }
+
+    #[test]
+    fn a_node_back_from_maint_starts_its_slowstart_ramp() {
+        let u = pools("slowstart_s = 3600");
+        let pool = &u.pools[0];
+        pool.backends[0].state.set_admin(AdminState::Maint, None);
+        pool.backends[0].state.set_admin(AdminState::Ready, None);
+        let to_0 = (0..170).filter(|_| choose(pool, &Hints::default(), None).unwrap().index == 0).count();
+        assert!(to_0 <= 15, "a returning node got {to_0} of 170 new clients");
     }
 
     #[test]

@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use http::uri::Authority;
@@ -27,9 +27,14 @@ pub struct BackendState {
     /// Server ID, the key under which this state survives reloads.
     pub id: BackendId,
     health: NodeHealth,
+    /// Active checks stopped by the operator (HAProxy's `disable health`): the node then counts as up.
+    checks_disabled: AtomicBool,
     admin: AtomicU8,
     /// Milliseconds after `epoch` when a drain stops keeping pinned clients; `u64::MAX` = never.
     drain_until_ms: AtomicU64,
+    /// Milliseconds after `epoch` when the node last came back (health up, or maint → ready), for
+    /// `slowstart`; `u64::MAX` = never.
+    returned_ms: AtomicU64,
     in_flight: AtomicUsize,
     requests: AtomicU64,
     sticky_hits: AtomicU64,
@@ -44,8 +49,10 @@ impl BackendState {
         Self {
             id,
             health: NodeHealth::default(),
+            checks_disabled: AtomicBool::new(false),
             admin: AtomicU8::new(admin_code(admin)),
             drain_until_ms: AtomicU64::new(u64::MAX),
+            returned_ms: AtomicU64::new(u64::MAX),
             in_flight: AtomicUsize::new(0),
             requests: AtomicU64::new(0),
             sticky_hits: AtomicU64::new(0),
@@ -59,9 +66,21 @@ impl BackendState {
         u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
 
-    /// Current health.
+    /// Current health: up while the operator has disabled the checks, as HAProxy's `disable health`
+    /// (the operator vouches for the node, e.g. while its check endpoint is broken).
     pub fn health(&self) -> Health {
-        self.health.get()
+        if self.checks_disabled.load(Ordering::Relaxed) { Health::Up } else { self.health.get() }
+    }
+
+    /// Whether active checks run (`POST /backends/{id}/health/disable|enable`).
+    pub fn health_checks_enabled(&self) -> bool {
+        !self.checks_disabled.load(Ordering::Relaxed)
+    }
+
+    /// Stops or resumes the active checks; resuming starts from the health the checks last found.
+    pub fn set_health_checks(&self, enabled: bool) {
+        self.checks_disabled.store(!enabled, Ordering::Relaxed);
+        tracing::info!(backend = %self.id, enabled, "health checks changed");
     }
 
     /// A copy of the health details.
@@ -71,7 +90,17 @@ impl BackendState {
 
     /// Feeds an active check result.
     pub fn record_check(&self, pass: bool, detail: String, rise: u32, fall: u32) {
+        let was = self.health.get();
         self.health.record_check(&self.id, pass, detail, rise, fall);
+        if was == Health::Down && self.health.get() == Health::Up {
+            self.returned_ms.store(self.now_ms(), Ordering::Relaxed);
+        }
+    }
+
+    /// Time since the node last came back into service, if it ever did (for `slowstart`).
+    pub fn since_return(&self) -> Option<Duration> {
+        let at = self.returned_ms.load(Ordering::Relaxed);
+        (at != u64::MAX).then(|| Duration::from_millis(self.now_ms().saturating_sub(at)))
     }
 
     /// Records a failure seen on real traffic (connect refused or timed out): it counts as a failed
@@ -104,7 +133,10 @@ impl BackendState {
             _ => u64::MAX,
         };
         self.drain_until_ms.store(until, Ordering::Relaxed);
-        self.admin.store(admin_code(state), Ordering::Relaxed);
+        let was = self.admin.swap(admin_code(state), Ordering::Relaxed);
+        if was == admin_code(AdminState::Maint) && state == AdminState::Ready {
+            self.returned_ms.store(self.now_ms(), Ordering::Relaxed);
+        }
         // In the words of the admin API (`deadline_s`), and absent when there is none.
         match drain_deadline {
             Some(d) => {

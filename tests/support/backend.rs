@@ -185,6 +185,14 @@ async fn answer(state: &State, req: Request<Incoming>) -> Response<TestBody> {
         // Active health checks of the proxy; not traffic the tests count.
         return json(serde_json::json!({"backend": id, "health": "ok"}));
     }
+    if let Some(code) = path.strip_prefix("/check/") {
+        // A check path answering with the status it names and the `Host` it was sent, for
+        // `expect_status`, `expect_body` and `host`; not traffic the tests count either.
+        let host = req.headers().get("host").map(|h| String::from_utf8_lossy(h.as_bytes()).into_owned());
+        let mut resp = json(serde_json::json!({"backend": id, "host": host}));
+        *resp.status_mut() = code.parse().unwrap_or(http::StatusCode::BAD_REQUEST);
+        return resp;
+    }
     hits.fetch_add(1, Ordering::SeqCst);
     let mut resp = match path.as_str() {
         "/download" => {

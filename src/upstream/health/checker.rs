@@ -15,7 +15,7 @@ use ring::rand::{SecureRandom, SystemRandom};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::config::{BackendId, HealthConfig};
+use crate::config::{BackendId, HEALTH_BODY_LIMIT as BODY_LIMIT, HealthConfig};
 use crate::upstream::stream;
 use crate::upstream::{Backend, Upstreams};
 
@@ -23,7 +23,8 @@ use crate::upstream::{Backend, Upstreams};
 /// them: a pooled keep-alive connection can outlive a dead listener), over the node's scheme with the
 /// same TLS verification as requests: a certificate that does not verify fails the check with rustls'
 /// reason.
-async fn probe(backend: &Backend, path: &str, timeout: Duration) -> (bool, String) {
+async fn probe(backend: &Backend, health: &HealthConfig) -> (bool, String) {
+    let (path, timeout) = (health.path.as_str(), health.timeout);
     let check = async {
         let target: Uri = path.parse().map_err(|_| format!("invalid check path {path:?}"))?;
         let conn = stream::connect(&backend.authority, backend.conns.tls(), timeout).await?;
@@ -32,7 +33,9 @@ async fn probe(backend: &Backend, path: &str, timeout: Duration) -> (bool, Strin
         let mut req = Request::new(Empty::<bytes::Bytes>::new());
         *req.uri_mut() = target;
         // An authority is always a valid header value.
-        if let Ok(host) = http::HeaderValue::from_str(backend.authority.as_str()) {
+        let host =
+            health.host.clone().or_else(|| http::HeaderValue::from_str(backend.authority.as_str()).ok());
+        if let Some(host) = host {
             req.headers_mut().insert(http::header::HOST, host);
         }
         req.headers_mut()
@@ -48,15 +51,46 @@ async fn probe(backend: &Backend, path: &str, timeout: Duration) -> (bool, Strin
             }
             detail
         });
-        conn.abort();
         let resp = resp?;
-        Ok::<_, String>((resp.status().is_success(), resp.status().as_u16().to_string()))
+        let status = resp.status().as_u16();
+        let result = if !health.expect.status_passes(status) {
+            (false, status.to_string())
+        } else if health.expect.body.is_some() {
+            let body = read_prefix(resp.into_body(), BODY_LIMIT).await;
+            let found = health.expect.body_passes(&body);
+            (
+                found,
+                if found { status.to_string() } else { format!("{status}, expected body text not found") },
+            )
+        } else {
+            (true, status.to_string())
+        };
+        conn.abort();
+        Ok::<_, String>(result)
     };
     match tokio::time::timeout(timeout, check).await {
         Ok(Ok(result)) => result,
         Ok(Err(detail)) => (false, detail),
         Err(_) => (false, format!("timeout after {} ms", timeout.as_millis())),
     }
+}
+
+/// Up to `limit` bytes of `body` (a read error ends it: the text was then not found).
+async fn read_prefix(mut body: hyper::body::Incoming, limit: usize) -> Vec<u8> {
+    use http_body_util::BodyExt;
+    let mut out = Vec::new();
+    while out.len() < limit {
+        match body.frame().await {
+            Some(Ok(frame)) => {
+                if let Some(data) = frame.data_ref() {
+                    let take = data.len().min(limit - out.len());
+                    out.extend_from_slice(&data[..take]);
+                }
+            }
+            _ => break,
+        }
+    }
+    out
 }
 
 /// A hyper error with its causes, so the detail names the real problem (a TLS alert from a node that
@@ -88,8 +122,10 @@ pub async fn check_loop(backend: Backend, health: HealthConfig, stop: Cancellati
             () = stop.cancelled() => return,
             () = tokio::time::sleep(wait) => {}
         }
-        let (pass, detail) = probe(&backend, &health.path, health.timeout).await;
-        backend.state.record_check(pass, detail, health.rise, health.fall);
+        if backend.state.health_checks_enabled() {
+            let (pass, detail) = probe(&backend, &health).await;
+            backend.state.record_check(pass, detail, health.rise, health.fall);
+        }
         wait = health.interval + jitter(&rng, health.interval);
     }
 }

@@ -294,6 +294,8 @@ mod tests {
             timeout: std::time::Duration::from_secs(1),
             rise: 2,
             fall: 2,
+            expect: crate::config::Expect::default(),
+            host: None,
         };
         assert_eq!(node.get(), Health::Up);
         node.record_failure(&id, &health, "connect refused");
