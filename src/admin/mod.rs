@@ -22,6 +22,7 @@ use serde_json::json;
 use subtle::ConstantTimeEq;
 
 use crate::am::crest;
+use crate::am::request::query_param;
 use crate::auth::AuthNode;
 use crate::auth::session::SessionStore;
 use crate::body::Body;
@@ -116,7 +117,25 @@ impl Admin {
     /// taking a node out must not depend on a disk (HAProxy's runtime state is likewise independent of
     /// its state file). It is answered 500 naming the file, so a script sees that the state will not
     /// survive a restart, and retrying the same change is safe.
-    async fn set_state(&self, id: &str, action: &str, query: Option<&str>) -> Response<Body> {
+    async fn set_state(
+        &self,
+        id: &str,
+        action: &str,
+        deadline: Option<&str>,
+        caller: &Caller,
+    ) -> Response<Body> {
+        let resp = self.set_state_of(id, action, deadline).await;
+        // Who changed which node to what, and whether it took: the audit line of a drain.
+        tracing::info!(
+            target: ADMIN_LOG, backend = id, action, deadline_s = deadline, client = %caller.addr,
+            auth = caller.how.map_or("none", How::as_str), status = resp.status().as_u16(),
+            result = if resp.status().is_success() { "ok" } else { "refused" },
+            "admin change: backend state"
+        );
+        resp
+    }
+
+    async fn set_state_of(&self, id: &str, action: &str, deadline: Option<&str>) -> Response<Body> {
         let state = match action {
             "drain" => AdminState::Drain,
             "ready" => AdminState::Ready,
@@ -128,7 +147,7 @@ impl Admin {
                 );
             }
         };
-        let deadline = match query.and_then(|q| crate::am::request::query_param(q, "deadline_s")) {
+        let deadline = match deadline {
             None => None,
             Some(v) => match v.parse::<u64>() {
                 Ok(s) if state == AdminState::Drain => Some(Duration::from_secs(s)),
@@ -207,23 +226,69 @@ impl Admin {
 }
 
 impl Handler for Admin {
-    async fn call(&self, req: Request<Incoming>, _peer: Peer) -> Response<Body> {
+    async fn call(&self, req: Request<Incoming>, peer: Peer) -> Response<Body> {
+        let (method, path) = (req.method().clone(), req.uri().path().to_owned());
+        let caller = self.caller(req.headers(), &peer);
+        let resp = self.route(req, &caller).await;
+        // Every admin request, so an operator can tell who looked and who tried to act.
+        tracing::info!(
+            target: ADMIN_LOG, method = %method, path = %path, status = resp.status().as_u16(),
+            client = %caller.addr, auth = caller.how.map_or("none", How::as_str), "admin request"
+        );
+        resp
+    }
+}
+
+impl Admin {
+    /// Who sends a request: its address (the client a trusted proxy names, as the access line does)
+    /// and how it proved the `admin_token`, if it did.
+    fn caller(&self, headers: &http::HeaderMap, peer: &Peer) -> Caller {
+        let snap = self.proxy.snapshot();
+        let xff = headers.get_all("x-forwarded-for");
+        let forwarded = crate::proxy::headers::forwarded_client(
+            &snap.config.proxy.trusted_proxies,
+            peer.addr.ip(),
+            xff.iter().map(|v| v.as_bytes()),
+        );
+        let addr = forwarded.map_or_else(|| peer.addr.to_string(), |ip| ip.to_string());
+        let how = match snap.config.proxy.admin_token.as_deref() {
+            None => Some(How::Open),
+            Some(expected) => proven(headers, expected),
+        };
+        Caller { addr, how }
+    }
+
+    async fn route(&self, req: Request<Incoming>, caller: &Caller) -> Response<Body> {
         let (parts, body) = req.into_parts();
         let path = parts.uri.path();
         if parts.method == Method::POST {
             if let Some(refused) = refuse_cross_site(&parts) {
                 return refused;
             }
-            // The status page's buttons are plain HTML forms: they carry the token as a field and want
-            // to land back on the page, not on a JSON answer.
+            // The status page's buttons are plain HTML forms: they may carry the token as a field
+            // (older pages), a drain deadline, and want to land back on the page, not on JSON.
             let form = is_form(&parts.headers);
             let fields = if form { read_form(body).await } else { String::new() };
-            if let Some(refused) = self.refuse_without_token(&parts.headers, &fields) {
-                return refused;
-            }
+            let caller = match self.refuse_without_token(caller, &fields) {
+                Ok(caller) => caller,
+                Err(refused) => {
+                    tracing::warn!(
+                        target: ADMIN_LOG, method = "POST", path, client = %caller.addr,
+                        "admin change refused: no valid admin token"
+                    );
+                    return refused;
+                }
+            };
             let resp = match path.strip_prefix("/backends/") {
                 Some(rest) => match rest.split_once('/') {
-                    Some((id, action)) => self.set_state(id, action, parts.uri.query()).await,
+                    Some((id, action)) => {
+                        let deadline = parts.uri.query().and_then(|q| query_param(q, "deadline_s"));
+                        // A form's empty deadline field, or one sent with ready/maint, means none.
+                        let field = query_param(&fields, "deadline_s").filter(|v| !v.trim().is_empty());
+                        let field = field.filter(|_| action == "drain");
+                        let deadline = deadline.or(field).map(|v| v.trim().to_owned());
+                        self.set_state(id, action, deadline.as_deref(), &caller).await
+                    }
                     None => crest::error(StatusCode::NOT_FOUND, "Use /backends/{id}/drain, /ready or /maint"),
                 },
                 None if path == "/reload" => self.reload().await,
@@ -231,6 +296,15 @@ impl Handler for Admin {
                 None if path == "/sessions/unlock" => self.unlock(parts.uri.query()).await,
                 None => crest::error(StatusCode::NOT_FOUND, "No admin endpoint at this path"),
             };
+            if !path.starts_with("/backends/") && resp.status() != StatusCode::NOT_FOUND {
+                tracing::info!(
+                    target: ADMIN_LOG, action = path, query = parts.uri.query().unwrap_or(""),
+                    client = %caller.addr, auth = caller.how.map_or("none", How::as_str),
+                    status = resp.status().as_u16(),
+                    result = if resp.status().is_success() { "ok" } else { "refused" },
+                    "admin change"
+                );
+            }
             return if form && resp.status().is_success() { see_other("/status") } else { resp };
         }
         let read = parts.method == Method::GET || parts.method == Method::HEAD;
@@ -240,20 +314,28 @@ impl Handler for Admin {
             }
             "/healthz" => crest::json(StatusCode::OK, &json!({"status": "ok"})),
             "/readyz" => self.readyz(),
-            "/status.json" => {
-                let mut answer = status::json(&self.proxy.snapshot());
-                answer["auth_nodes"] = sessions::sessions_json(&self.sessions_per_node());
-                crest::json(StatusCode::OK, &answer)
-            }
+            "/status.json" => crest::json(StatusCode::OK, &self.status_model()),
             "/status" => {
                 let snap = self.proxy.snapshot();
-                let page = status::render(&snap, snap.config.proxy.admin_token.is_some());
-                html(sessions::with_sessions_table(page, &self.sessions_per_node()))
+                let view = status::View {
+                    token_required: snap.config.proxy.admin_token.is_some(),
+                    how: caller.how,
+                    refresh: parts.uri.query().and_then(|q| query_param(q, "refresh")).as_deref()
+                        != Some("off"),
+                };
+                drop(snap);
+                html(status::render(&self.status_model(), &view))
             }
+            // HTTP basic auth (RFC 7617) for browsers: the challenge makes the browser ask once, then
+            // it sends the credentials with every request to this listener.
+            "/login" => match caller.how {
+                Some(_) => see_other("/status"),
+                None => basic_challenge(),
+            },
             // It lists users' sessions: as guarded as a change.
-            "/sessions" => match self.refuse_without_token(&parts.headers, "") {
-                Some(refused) => refused,
-                None => self.list_sessions(parts.uri.query()).await,
+            "/sessions" => match self.refuse_without_token(caller, "") {
+                Err(refused) => refused,
+                Ok(_) => self.list_sessions(parts.uri.query()).await,
             },
             "/metrics" => self.metrics(),
             p if p.starts_with("/backends/")
@@ -266,26 +348,109 @@ impl Handler for Admin {
             _ => crest::error(StatusCode::NOT_FOUND, "No admin endpoint at this path"),
         }
     }
+
+    /// What `/status.json` answers and the status page shows: one model, so a key added to the JSON
+    /// shows on the page too.
+    fn status_model(&self) -> serde_json::Value {
+        let mut answer = status::json(&self.proxy.snapshot());
+        answer["auth_nodes"] = sessions::sessions_json(&self.sessions_per_node());
+        answer
+    }
 }
 
 impl Admin {
-    /// The 401 for a request without the `admin_token` (when one is set), by `Authorization: Bearer`
-    /// or the `token` field of a status page form in `fields`.
-    fn refuse_without_token(&self, headers: &http::HeaderMap, fields: &str) -> Option<Response<Body>> {
-        let expected = self.proxy.snapshot().config.proxy.admin_token.clone()?;
-        let given = bearer(headers)
-            .map(str::to_owned)
-            .or_else(|| crate::am::request::query_param(fields, "token").map(|t| t.into_owned()));
-        // Constant time in the token's content, so response timing does not leak how many leading
-        // bytes of a guess were right.
-        if given.is_some_and(|g| bool::from(g.as_bytes().ct_eq(expected.as_bytes()))) {
-            return None;
+    /// The 401 for a request without the `admin_token` (when one is set): `caller` proved it
+    /// (`Authorization: Bearer` or basic auth), or the `token` field of a status page form in `fields`
+    /// carries it. The caller as it proved it otherwise.
+    fn refuse_without_token(&self, caller: &Caller, fields: &str) -> Result<Caller, Response<Body>> {
+        if caller.how.is_some() {
+            return Ok(caller.clone());
         }
-        Some(crest::error(
+        let expected = self.proxy.snapshot().config.proxy.admin_token.clone().unwrap_or_default();
+        let field = query_param(fields, "token").map(|t| t.into_owned());
+        if field.is_some_and(|g| same_token(&g, &expected)) {
+            return Ok(Caller { addr: caller.addr.clone(), how: Some(How::Token) });
+        }
+        Err(crest::error(
             StatusCode::UNAUTHORIZED,
-            "This admin endpoint needs `Authorization: Bearer <admin_token>`",
+            "This admin endpoint needs `Authorization: Bearer <admin_token>` (or basic auth with the \
+             token as the password: open /login in a browser)",
         ))
     }
+}
+
+/// The log target of admin requests and changes.
+const ADMIN_LOG: &str = "tether::admin";
+
+/// Who made an admin request.
+#[derive(Debug, Clone)]
+struct Caller {
+    /// The client address.
+    addr: String,
+    /// How it proved the `admin_token`; `None`: it did not.
+    how: Option<How>,
+}
+
+/// How a caller proved the `admin_token`, as the logs and the status page name it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum How {
+    /// No `admin_token` is set: anyone on the admin listener may act.
+    Open,
+    /// `Authorization: Bearer`, or the token field of a form.
+    Token,
+    /// HTTP basic auth with the token as the password.
+    Basic,
+}
+
+impl How {
+    /// The word the logs use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Open => "open",
+            Self::Token => "token",
+            Self::Basic => "basic",
+        }
+    }
+}
+
+/// Constant time in the token's content, so response timing does not leak how many leading bytes of a
+/// guess were right.
+fn same_token(given: &str, expected: &str) -> bool {
+    bool::from(given.as_bytes().ct_eq(expected.as_bytes()))
+}
+
+/// How the request's `Authorization` proves `expected`: `Bearer <token>`, or `Basic` (RFC 7617) with
+/// any user name and the token as the password.
+fn proven(headers: &http::HeaderMap, expected: &str) -> Option<How> {
+    if bearer(headers).is_some_and(|t| same_token(t, expected)) {
+        return Some(How::Token);
+    }
+    let v = headers.get(http::header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, creds) = v.split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    use base64::Engine as _;
+    let decoded = base64::engine::general_purpose::STANDARD.decode(creds.trim()).ok()?;
+    let text = String::from_utf8(decoded).ok()?;
+    let (_user, password) = text.split_once(':')?;
+    same_token(password, expected).then_some(How::Basic)
+}
+
+/// The 401 that makes a browser ask for the token once (RFC 7617 section 2).
+fn basic_challenge() -> Response<Body> {
+    let mut resp = html(
+        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>tether admin</title></head>\
+         <body><p>The admin token is needed: enter it as the password (any user name).</p>\
+         <p><a href=\"/status\">Back to the status page</a></p></body></html>\n"
+            .to_owned(),
+    );
+    *resp.status_mut() = StatusCode::UNAUTHORIZED;
+    resp.headers_mut().insert(
+        http::header::WWW_AUTHENTICATE,
+        http::HeaderValue::from_static("Basic realm=\"tether admin\", charset=\"UTF-8\""),
+    );
+    resp
 }
 
 /// The 403 for a change sent by another site's page (CSRF): a browser names the page that sent a
