@@ -127,7 +127,8 @@ impl Admin {
         let resp = self.set_state_of(id, action, deadline).await;
         // Who changed which node to what, and whether it took: the audit line of a drain.
         tracing::info!(
-            target: ADMIN_LOG, backend = id, action, deadline_s = deadline, client = %caller.addr,
+            target: ADMIN_LOG, backend = id, action,
+            deadline_s = deadline.and_then(|d| d.parse::<u64>().ok()), client = %caller.addr,
             auth = caller.how.map_or("none", How::as_str), status = resp.status().as_u16(),
             result = if resp.status().is_success() { "ok" } else { "refused" },
             "admin change: backend state"
