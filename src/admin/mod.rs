@@ -9,6 +9,7 @@
 //! Kept apart from the public listener (HAProxy's `monitor-uri` shares it; Envoy's admin does not) so
 //! health probes and operator calls never compete with, or get routed like, client traffic.
 
+mod caller;
 pub mod metrics;
 mod sessions;
 pub mod status;
@@ -19,7 +20,6 @@ use std::time::Duration;
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use serde_json::json;
-use subtle::ConstantTimeEq;
 
 use crate::am::crest;
 use crate::am::request::query_param;
@@ -30,6 +30,8 @@ use crate::proxy::Proxy;
 use crate::reload::Reloader;
 use crate::server::{Handler, Peer};
 use crate::upstream::{AdminState, Health, StateFile};
+pub use caller::How;
+use caller::{ADMIN_LOG, Caller, basic_challenge, proven, same_token, unauthorized};
 
 /// The admin service. It reads the proxy's current snapshot on every request, so a reload shows at once.
 pub struct Admin {
@@ -270,14 +272,14 @@ impl Admin {
             // (older pages), a drain deadline, and want to land back on the page, not on JSON.
             let form = is_form(&parts.headers);
             let fields = if form { read_form(body).await } else { String::new() };
-            let caller = match self.refuse_without_token(caller, &fields) {
-                Ok(caller) => caller,
-                Err(refused) => {
+            let caller = match self.with_token(caller, &fields) {
+                Some(caller) => caller,
+                None => {
                     tracing::warn!(
                         target: ADMIN_LOG, method = "POST", path, client = %caller.addr,
                         "admin change refused: no valid admin token"
                     );
-                    return refused;
+                    return unauthorized();
                 }
             };
             let resp = match path.strip_prefix("/backends/") {
@@ -334,9 +336,9 @@ impl Admin {
                 None => basic_challenge(),
             },
             // It lists users' sessions: as guarded as a change.
-            "/sessions" => match self.refuse_without_token(caller, "") {
-                Err(refused) => refused,
-                Ok(_) => self.list_sessions(parts.uri.query()).await,
+            "/sessions" => match self.with_token(caller, "") {
+                None => unauthorized(),
+                Some(_) => self.list_sessions(parts.uri.query()).await,
             },
             "/metrics" => self.metrics(),
             p if p.starts_with("/backends/")
@@ -360,98 +362,18 @@ impl Admin {
 }
 
 impl Admin {
-    /// The 401 for a request without the `admin_token` (when one is set): `caller` proved it
-    /// (`Authorization: Bearer` or basic auth), or the `token` field of a status page form in `fields`
-    /// carries it. The caller as it proved it otherwise.
-    fn refuse_without_token(&self, caller: &Caller, fields: &str) -> Result<Caller, Response<Body>> {
+    /// The caller, if it proved the `admin_token` (or none is set): by `Authorization: Bearer` or basic
+    /// auth, or the `token` field of a status page form in `fields`. `None` is answered [`unauthorized`].
+    fn with_token(&self, caller: &Caller, fields: &str) -> Option<Caller> {
         if caller.how.is_some() {
-            return Ok(caller.clone());
+            return Some(caller.clone());
         }
         let expected = self.proxy.snapshot().config.proxy.admin_token.clone().unwrap_or_default();
         let field = query_param(fields, "token").map(|t| t.into_owned());
-        if field.is_some_and(|g| same_token(&g, &expected)) {
-            return Ok(Caller { addr: caller.addr.clone(), how: Some(How::Token) });
-        }
-        Err(crest::error(
-            StatusCode::UNAUTHORIZED,
-            "This admin endpoint needs `Authorization: Bearer <admin_token>` (or basic auth with the \
-             token as the password: open /login in a browser)",
-        ))
+        field
+            .is_some_and(|g| same_token(&g, &expected))
+            .then(|| Caller { addr: caller.addr.clone(), how: Some(How::Token) })
     }
-}
-
-/// The log target of admin requests and changes.
-const ADMIN_LOG: &str = "tether::admin";
-
-/// Who made an admin request.
-#[derive(Debug, Clone)]
-struct Caller {
-    /// The client address.
-    addr: String,
-    /// How it proved the `admin_token`; `None`: it did not.
-    how: Option<How>,
-}
-
-/// How a caller proved the `admin_token`, as the logs and the status page name it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum How {
-    /// No `admin_token` is set: anyone on the admin listener may act.
-    Open,
-    /// `Authorization: Bearer`, or the token field of a form.
-    Token,
-    /// HTTP basic auth with the token as the password.
-    Basic,
-}
-
-impl How {
-    /// The word the logs use.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Open => "open",
-            Self::Token => "token",
-            Self::Basic => "basic",
-        }
-    }
-}
-
-/// Constant time in the token's content, so response timing does not leak how many leading bytes of a
-/// guess were right.
-fn same_token(given: &str, expected: &str) -> bool {
-    bool::from(given.as_bytes().ct_eq(expected.as_bytes()))
-}
-
-/// How the request's `Authorization` proves `expected`: `Bearer <token>`, or `Basic` (RFC 7617) with
-/// any user name and the token as the password.
-fn proven(headers: &http::HeaderMap, expected: &str) -> Option<How> {
-    if bearer(headers).is_some_and(|t| same_token(t, expected)) {
-        return Some(How::Token);
-    }
-    let v = headers.get(http::header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, creds) = v.split_once(' ')?;
-    if !scheme.eq_ignore_ascii_case("basic") {
-        return None;
-    }
-    use base64::Engine as _;
-    let decoded = base64::engine::general_purpose::STANDARD.decode(creds.trim()).ok()?;
-    let text = String::from_utf8(decoded).ok()?;
-    let (_user, password) = text.split_once(':')?;
-    same_token(password, expected).then_some(How::Basic)
-}
-
-/// The 401 that makes a browser ask for the token once (RFC 7617 section 2).
-fn basic_challenge() -> Response<Body> {
-    let mut resp = html(
-        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>tether admin</title></head>\
-         <body><p>The admin token is needed: enter it as the password (any user name).</p>\
-         <p><a href=\"/status\">Back to the status page</a></p></body></html>\n"
-            .to_owned(),
-    );
-    *resp.status_mut() = StatusCode::UNAUTHORIZED;
-    resp.headers_mut().insert(
-        http::header::WWW_AUTHENTICATE,
-        http::HeaderValue::from_static("Basic realm=\"tether admin\", charset=\"UTF-8\""),
-    );
-    resp
 }
 
 /// The 403 for a change sent by another site's page (CSRF): a browser names the page that sent a
@@ -491,12 +413,6 @@ async fn read_form(body: Incoming) -> String {
         Ok(b) => String::from_utf8_lossy(&b.to_bytes()).into_owned(),
         Err(_) => String::new(),
     }
-}
-
-fn bearer(headers: &http::HeaderMap) -> Option<&str> {
-    let v = headers.get(http::header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, token) = v.split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
 fn see_other(location: &'static str) -> Response<Body> {

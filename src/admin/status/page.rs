@@ -114,9 +114,9 @@ fn render_at(model: &Value, view: &View, now: SystemTime) -> String {
     }
     sessions_table(&mut out, &model["auth_nodes"]);
     if view.refresh {
-        let _ = write!(
+        let _ = writeln!(
             out,
-            "<script>{}</script>\n",
+            "<script>{}</script>",
             SCRIPT.replace("REFRESH_MS", &(REFRESH_S * 1000).to_string())
         );
     }
@@ -148,12 +148,12 @@ fn process_block(out: &mut String, process: Option<&Value>) {
         }
         _ => "none since start".to_owned(),
     };
-    let _ = write!(
+    let _ = writeln!(
         out,
         "<section data-live=\"process\"><dl>\
          <div><dt>version</dt><dd>{}</dd></div><div><dt>started</dt><dd>{}</dd></div>\
          <div><dt>uptime</dt><dd>{}</dd></div><div><dt>config</dt><dd><code>{}</code></dd></div>\
-         <div><dt>reloads</dt><dd>{}</dd></div><div><dt>last reload</dt><dd>{reload}</dd></div>{}</dl></section>\n",
+         <div><dt>reloads</dt><dd>{}</dd></div><div><dt>last reload</dt><dd>{reload}</dd></div>{}</dl></section>",
         text(&p["version"]),
         text(&p["started_at"]),
         seconds(&p["uptime_s"]),
@@ -270,7 +270,7 @@ fn backend_row(out: &mut String, b: &Value, now: SystemTime) {
         Some("disabled") => " <small>(checks disabled)</small>",
         _ => "",
     };
-    let _ = write!(
+    let _ = writeln!(
         out,
         "<tr data-backend=\"{id}\" data-health=\"{health}\" data-admin=\"{admin}\">\
          <td class=\"act\">{actions}</td>\
@@ -290,7 +290,7 @@ fn backend_row(out: &mut String, b: &Value, now: SystemTime) {
          <td class=\"n\" data-live=\"{id}-check-age\">{age}</td>\
          <td class=\"n\" data-live=\"{id}-transitions\">{transitions}</td>\
          <td class=\"why\" data-live=\"{id}-reason\">{reason}</td>\
-         <td><code>{url}</code></td><td>{role}</td></tr>\n",
+         <td><code>{url}</code></td><td>{role}</td></tr>",
         actions = actions(&id),
         in_flight = text(&b["in_flight"]),
         failures = text(&b["passive_failures"]),
@@ -329,9 +329,9 @@ fn sessions_table(out: &mut String, nodes: &Value) {
     );
     for row in rows {
         let live = row["live_sessions"].as_u64().map_or_else(|| "in the store".to_owned(), |n| n.to_string());
-        let _ = write!(
+        let _ = writeln!(
             out,
-            "<tr data-sessions-node=\"{id}\"><td>{id}</td><td class=\"n\">{live}</td></tr>\n",
+            "<tr data-sessions-node=\"{id}\"><td>{id}</td><td class=\"n\">{live}</td></tr>",
             id = text(&row["id"])
         );
     }
