@@ -126,6 +126,7 @@ async fn the_status_page_acts_from_1280x900_after_one_login_and_keeps_what_is_ty
     assert_eq!(s02["admin"], "drain", "the drain form drained 02: {s02}");
     let left = s02["drain_left_s"].as_u64().unwrap_or(0);
     assert!((1..=600).contains(&left), "with the deadline typed: {s02}");
+    assert_eq!(backend_status(&proxy, "03").await["admin"], "maint", "the form works without JavaScript");
     assert_eq!(backend_status(&proxy, "01").await["admin"], "ready", "and nothing else");
 }
 

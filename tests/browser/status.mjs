@@ -5,7 +5,7 @@
 // At 1280x900: logs in once (HTTP basic auth at /login, the token as the password; no 401 after it), checks that every node's action controls are inside the viewport, types into a deadline
 // field and waits (polling) until the figures' rendered time changes, then checks the text is still
 // there; drains node 02 with a deadline from its form and polls /status.json until 02 is draining with
-// that deadline. Saves a viewport screenshot. Exit 0 on success; a failure prints what went wrong, exit 1.
+// that deadline; without JavaScript, pauses the reload and puts 03 in maint. Saves a viewport screenshot. Exit 0 on success; a failure prints what went wrong, exit 1.
 import { chromium } from 'playwright-core';
 import { launch } from '../chromium.mjs';
 
@@ -107,6 +107,27 @@ try {
     b = await backend('02');
   }
   if (b.drain_left_s > 600) fail(`02 drains for ${b.drain_left_s} s, more than the 600 typed`);
+  // Without JavaScript the forms still work: paused (no reload), put 03 in maint from its form.
+  const plain = await browser.newContext({
+    viewport: { width: WIDTH, height: HEIGHT },
+    javaScriptEnabled: false,
+    httpCredentials: { username: 'operator', password: token },
+  });
+  const noJs = await plain.newPage();
+  noJs.setDefaultTimeout(STEP_MS);
+  await noJs.goto(new URL('/login', base).href, { waitUntil: 'load' });
+  await noJs.locator('#pause').click();
+  await noJs.waitForURL((u) => u.search === '?refresh=off');
+  if ((await noJs.locator('meta[http-equiv="refresh"]').count()) !== 0) fail('the paused page still reloads');
+  await noJs.locator('tr[data-backend="03"] button[value="maint"]').click();
+  await noJs.waitForURL((u) => u.pathname === '/status' && u.search === '');
+  const deadlineNoJs = Date.now() + STEP_MS;
+  while ((await backend('03')).admin !== 'maint') {
+    if (Date.now() > deadlineNoJs) fail('the maint form without JavaScript did not put 03 in maint');
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  console.log('without JavaScript: paused, and the maint form put 03 in maint');
+
   // Chromium answered /login's challenge itself (the one prompt); any 401 the page saw after it would
   // be a second prompt.
   if (challenges.length !== 0) fail(`the token was asked for again: ${JSON.stringify(challenges)}`);
