@@ -9,6 +9,7 @@
 //! Kept apart from the public listener (HAProxy's `monitor-uri` shares it; Envoy's admin does not) so
 //! health probes and operator calls never compete with, or get routed like, client traffic.
 
+mod caller;
 pub mod metrics;
 mod sessions;
 pub mod status;
@@ -19,9 +20,9 @@ use std::time::Duration;
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use serde_json::json;
-use subtle::ConstantTimeEq;
 
 use crate::am::crest;
+use crate::am::request::query_param;
 use crate::auth::AuthNode;
 use crate::auth::session::SessionStore;
 use crate::body::Body;
@@ -29,6 +30,8 @@ use crate::proxy::Proxy;
 use crate::reload::Reloader;
 use crate::server::{Handler, Peer};
 use crate::upstream::{AdminState, Health, StateFile};
+pub use caller::How;
+use caller::{ADMIN_LOG, Caller, basic_challenge, proven, same_token, unauthorized};
 
 /// The admin service. It reads the proxy's current snapshot on every request, so a reload shows at once.
 pub struct Admin {
@@ -116,7 +119,26 @@ impl Admin {
     /// taking a node out must not depend on a disk (HAProxy's runtime state is likewise independent of
     /// its state file). It is answered 500 naming the file, so a script sees that the state will not
     /// survive a restart, and retrying the same change is safe.
-    async fn set_state(&self, id: &str, action: &str, query: Option<&str>) -> Response<Body> {
+    async fn set_state(
+        &self,
+        id: &str,
+        action: &str,
+        deadline: Option<&str>,
+        caller: &Caller,
+    ) -> Response<Body> {
+        let resp = self.set_state_of(id, action, deadline).await;
+        // Who changed which node to what, and whether it took: the audit line of a drain.
+        tracing::info!(
+            target: ADMIN_LOG, backend = id, action,
+            deadline_s = deadline.and_then(|d| d.parse::<u64>().ok()), client = %caller.addr,
+            auth = caller.how.map_or("none", How::as_str), status = resp.status().as_u16(),
+            result = if resp.status().is_success() { "ok" } else { "refused" },
+            "admin change: backend state"
+        );
+        resp
+    }
+
+    async fn set_state_of(&self, id: &str, action: &str, deadline: Option<&str>) -> Response<Body> {
         let state = match action {
             "drain" => AdminState::Drain,
             "ready" => AdminState::Ready,
@@ -128,7 +150,7 @@ impl Admin {
                 );
             }
         };
-        let deadline = match query.and_then(|q| crate::am::request::query_param(q, "deadline_s")) {
+        let deadline = match deadline {
             None => None,
             Some(v) => match v.parse::<u64>() {
                 Ok(s) if state == AdminState::Drain => Some(Duration::from_secs(s)),
@@ -219,25 +241,71 @@ impl Admin {
 }
 
 impl Handler for Admin {
-    async fn call(&self, req: Request<Incoming>, _peer: Peer) -> Response<Body> {
+    async fn call(&self, req: Request<Incoming>, peer: Peer) -> Response<Body> {
+        let (method, path) = (req.method().clone(), req.uri().path().to_owned());
+        let caller = self.caller(req.headers(), &peer);
+        let resp = self.route(req, &caller).await;
+        // Every admin request, so an operator can tell who looked and who tried to act.
+        tracing::info!(
+            target: ADMIN_LOG, method = %method, path = %path, status = resp.status().as_u16(),
+            client = %caller.addr, auth = caller.how.map_or("none", How::as_str), "admin request"
+        );
+        resp
+    }
+}
+
+impl Admin {
+    /// Who sends a request: its address (the client a trusted proxy names, as the access line does)
+    /// and how it proved the `admin_token`, if it did.
+    fn caller(&self, headers: &http::HeaderMap, peer: &Peer) -> Caller {
+        let snap = self.proxy.snapshot();
+        let xff = headers.get_all("x-forwarded-for");
+        let forwarded = crate::proxy::headers::forwarded_client(
+            &snap.config.proxy.trusted_proxies,
+            peer.addr.ip(),
+            xff.iter().map(|v| v.as_bytes()),
+        );
+        let addr = forwarded.map_or_else(|| peer.addr.to_string(), |ip| ip.to_string());
+        let how = match snap.config.proxy.admin_token.as_deref() {
+            None => Some(How::Open),
+            Some(expected) => proven(headers, expected),
+        };
+        Caller { addr, how }
+    }
+
+    async fn route(&self, req: Request<Incoming>, caller: &Caller) -> Response<Body> {
         let (parts, body) = req.into_parts();
         let path = parts.uri.path();
         if parts.method == Method::POST {
             if let Some(refused) = refuse_cross_site(&parts) {
                 return refused;
             }
-            // The status page's buttons are plain HTML forms: they carry the token as a field and want
-            // to land back on the page, not on a JSON answer.
+            // The status page's buttons are plain HTML forms: they may carry the token as a field
+            // (older pages), a drain deadline, and want to land back on the page, not on JSON.
             let form = is_form(&parts.headers);
             let fields = if form { read_form(body).await } else { String::new() };
-            if let Some(refused) = self.refuse_without_token(&parts.headers, &fields) {
-                return refused;
-            }
+            let caller = match self.with_token(caller, &fields) {
+                Some(caller) => caller,
+                None => {
+                    tracing::warn!(
+                        target: ADMIN_LOG, method = "POST", path, client = %caller.addr,
+                        "admin change refused: no valid admin token"
+                    );
+                    return unauthorized();
+                }
+            };
             let resp = match path.strip_prefix("/backends/") {
                 Some(rest) => match rest.split_once('/') {
                     Some((id, "health/disable")) => self.set_health_checks(id, false),
                     Some((id, "health/enable")) => self.set_health_checks(id, true),
-                    Some((id, action)) => self.set_state(id, action, parts.uri.query()).await,
+                    Some((id, action)) => {
+                        let deadline = parts.uri.query().and_then(|q| query_param(q, "deadline_s"));
+                        // A form's empty deadline field, or one sent with ready/maint, means none.
+                        let field = query_param(&fields, "deadline_s").filter(|v| !v.trim().is_empty());
+                        let field = field.filter(|_| action == "drain");
+                        let deadline = deadline.or(field).map(|v| v.trim().to_owned());
+                        self.set_state(id, action, deadline.as_deref(), &caller).await
+                    }
                     None => crest::error(StatusCode::NOT_FOUND, "Use /backends/{id}/drain, /ready or /maint"),
                 },
                 None if path == "/reload" => self.reload().await,
@@ -245,6 +313,18 @@ impl Handler for Admin {
                 None if path == "/sessions/unlock" => self.unlock(parts.uri.query()).await,
                 None => crest::error(StatusCode::NOT_FOUND, "No admin endpoint at this path"),
             };
+            // Backend state changes log their own line (with the deadline); the rest, health checks
+            // switched on or off among them, log this one.
+            let logged_by_set_state = path.starts_with("/backends/") && !path.contains("/health/");
+            if !logged_by_set_state && resp.status() != StatusCode::NOT_FOUND {
+                tracing::info!(
+                    target: ADMIN_LOG, action = path, query = parts.uri.query().unwrap_or(""),
+                    client = %caller.addr, auth = caller.how.map_or("none", How::as_str),
+                    status = resp.status().as_u16(),
+                    result = if resp.status().is_success() { "ok" } else { "refused" },
+                    "admin change"
+                );
+            }
             return if form && resp.status().is_success() { see_other("/status") } else { resp };
         }
         let read = parts.method == Method::GET || parts.method == Method::HEAD;
@@ -254,20 +334,28 @@ impl Handler for Admin {
             }
             "/healthz" => crest::json(StatusCode::OK, &json!({"status": "ok"})),
             "/readyz" => self.readyz(),
-            "/status.json" => {
-                let mut answer = status::json(&self.proxy.snapshot());
-                answer["auth_nodes"] = sessions::sessions_json(&self.sessions_per_node());
-                crest::json(StatusCode::OK, &answer)
-            }
+            "/status.json" => crest::json(StatusCode::OK, &self.status_model()),
             "/status" => {
                 let snap = self.proxy.snapshot();
-                let page = status::render(&snap, snap.config.proxy.admin_token.is_some());
-                html(sessions::with_sessions_table(page, &self.sessions_per_node()))
+                let view = status::View {
+                    token_required: snap.config.proxy.admin_token.is_some(),
+                    how: caller.how,
+                    refresh: parts.uri.query().and_then(|q| query_param(q, "refresh")).as_deref()
+                        != Some("off"),
+                };
+                drop(snap);
+                html(status::render(&self.status_model(), &view))
             }
+            // HTTP basic auth (RFC 7617) for browsers: the challenge makes the browser ask once, then
+            // it sends the credentials with every request to this listener.
+            "/login" => match caller.how {
+                Some(_) => see_other("/status"),
+                None => basic_challenge(),
+            },
             // It lists users' sessions: as guarded as a change.
-            "/sessions" => match self.refuse_without_token(&parts.headers, "") {
-                Some(refused) => refused,
-                None => self.list_sessions(parts.uri.query()).await,
+            "/sessions" => match self.with_token(caller, "") {
+                None => unauthorized(),
+                Some(_) => self.list_sessions(parts.uri.query()).await,
             },
             "/metrics" => self.metrics(),
             p if p.starts_with("/backends/")
@@ -280,25 +368,28 @@ impl Handler for Admin {
             _ => crest::error(StatusCode::NOT_FOUND, "No admin endpoint at this path"),
         }
     }
+
+    /// What `/status.json` answers and the status page shows: one model, so a key added to the JSON
+    /// shows on the page too.
+    fn status_model(&self) -> serde_json::Value {
+        let mut answer = status::json(&self.proxy.snapshot());
+        answer["auth_nodes"] = sessions::sessions_json(&self.sessions_per_node());
+        answer
+    }
 }
 
 impl Admin {
-    /// The 401 for a request without the `admin_token` (when one is set), by `Authorization: Bearer`
-    /// or the `token` field of a status page form in `fields`.
-    fn refuse_without_token(&self, headers: &http::HeaderMap, fields: &str) -> Option<Response<Body>> {
-        let expected = self.proxy.snapshot().config.proxy.admin_token.clone()?;
-        let given = bearer(headers)
-            .map(str::to_owned)
-            .or_else(|| crate::am::request::query_param(fields, "token").map(|t| t.into_owned()));
-        // Constant time in the token's content, so response timing does not leak how many leading
-        // bytes of a guess were right.
-        if given.is_some_and(|g| bool::from(g.as_bytes().ct_eq(expected.as_bytes()))) {
-            return None;
+    /// The caller, if it proved the `admin_token` (or none is set): by `Authorization: Bearer` or basic
+    /// auth, or the `token` field of a status page form in `fields`. `None` is answered [`unauthorized`].
+    fn with_token(&self, caller: &Caller, fields: &str) -> Option<Caller> {
+        if caller.how.is_some() {
+            return Some(caller.clone());
         }
-        Some(crest::error(
-            StatusCode::UNAUTHORIZED,
-            "This admin endpoint needs `Authorization: Bearer <admin_token>`",
-        ))
+        let expected = self.proxy.snapshot().config.proxy.admin_token.clone().unwrap_or_default();
+        let field = query_param(fields, "token").map(|t| t.into_owned());
+        field
+            .is_some_and(|g| same_token(&g, &expected))
+            .then(|| Caller { addr: caller.addr.clone(), how: Some(How::Token) })
     }
 }
 
@@ -339,12 +430,6 @@ async fn read_form(body: Incoming) -> String {
         Ok(b) => String::from_utf8_lossy(&b.to_bytes()).into_owned(),
         Err(_) => String::new(),
     }
-}
-
-fn bearer(headers: &http::HeaderMap) -> Option<&str> {
-    let v = headers.get(http::header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, token) = v.split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
 fn see_other(location: &'static str) -> Response<Body> {

@@ -143,25 +143,3 @@ fn listing_json(l: &SessionListing, clock: &Clock) -> Value {
 pub(super) fn sessions_json(rows: &[(String, Option<usize>)]) -> Value {
     rows.iter().map(|(id, live)| json!({"id": id, "live_sessions": live})).collect()
 }
-
-/// The status page's table of live sessions per embedded node, inserted before `</body>`.
-pub(super) fn with_sessions_table(mut page: String, rows: &[(String, Option<usize>)]) -> String {
-    if rows.is_empty() {
-        return page;
-    }
-    let mut table = String::from(
-        "<h2>Sessions <small>live, by the node that created them</small></h2>\n\
-         <div class=\"scroll\"><table><tr><th>node</th><th class=\"n\">live sessions</th></tr>\n",
-    );
-    for (id, live) in rows {
-        let live = live.map_or_else(|| "in the store".to_owned(), |n| n.to_string());
-        table.push_str(&format!(
-            "<tr data-sessions-node=\"{id}\"><td>{id}</td><td class=\"n\">{live}</td></tr>\n",
-            id = super::status::escape(id)
-        ));
-    }
-    table.push_str("</table></div>\n");
-    let at = page.rfind("</body>").unwrap_or(page.len());
-    page.insert_str(at, &table);
-    page
-}

@@ -317,7 +317,7 @@ impl Login {
             if let Some(user) = &claimed {
                 self.lockout.failed(user, now).await?;
             }
-            return Err(self.failed(&journey));
+            return Err(self.failed_as(&journey, claimed.as_deref()));
         };
         let code = passed
             .code_step
@@ -464,9 +464,15 @@ impl Login {
     }
 
     fn failed(&self, journey: &Journey) -> AuthError {
+        self.failed_as(journey, journey.username.as_deref())
+    }
+
+    /// A failed login, logged with the user it claimed (`-` when it named none): with the client
+    /// address on the request's span, what brute-force detection needs.
+    fn failed_as(&self, journey: &Journey, user: Option<&str>) -> AuthError {
         bump(&self.stats.logins_failed);
         tracing::info!(
-            target: LOG, node = %self.id, chain = %journey.index_value,
+            target: LOG, node = %self.id, user = user.unwrap_or("-"), chain = %journey.index_value,
             module = journey.current().map(ModuleKind::as_str), "authentication failed"
         );
         AuthError::Failed
