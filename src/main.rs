@@ -50,7 +50,8 @@ enum Command {
         #[arg(short, long, default_value = "proxy.toml")]
         config: PathBuf,
     },
-    /// Read a password on stdin and print its argon2id PHC hash for `[[auth.user]] password`.
+    /// Print the argon2id PHC hash of a password for `[[auth.user]] password`: asked twice without echo
+    /// on a terminal, read from stdin when piped.
     HashPassword,
 }
 
@@ -91,12 +92,9 @@ fn execute(command: Command) -> anyhow::Result<ExitCode> {
             }
         }),
         Command::HashPassword => {
-            let mut input = String::new();
-            std::io::stdin().read_to_string(&mut input).context("reading the password from stdin")?;
-            let password =
-                input.strip_suffix('\n').map(|p| p.strip_suffix('\r').unwrap_or(p)).unwrap_or(&input);
-            anyhow::ensure!(!password.is_empty(), "the password on stdin is empty");
-            println!("{}", tether::hash_password(password).map_err(anyhow::Error::msg)?);
+            let password = read_password()?;
+            anyhow::ensure!(!password.is_empty(), "the password is empty");
+            println!("{}", tether::hash_password(&password).map_err(anyhow::Error::msg)?);
             Ok(ExitCode::SUCCESS)
         }
         Command::Run { config } => {
@@ -120,6 +118,23 @@ fn execute(command: Command) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// The password for `hash-password`. On a terminal: asked twice, without echo (as `passwd` does), so it
+/// is neither shown nor mistyped unnoticed. Piped: stdin as it is, less one trailing newline, so scripts
+/// (`printf %s "$PW" | tether hash-password`) are unchanged.
+fn read_password() -> anyhow::Result<String> {
+    use std::io::IsTerminal;
+    if std::io::stdin().is_terminal() {
+        let first = rpassword::prompt_password("Password: ").context("reading the password")?;
+        let second = rpassword::prompt_password("Confirm: ").context("reading the confirmation")?;
+        anyhow::ensure!(first == second, "the two passwords differ; nothing was hashed, run it again");
+        return Ok(first);
+    }
+    let mut input = String::new();
+    std::io::stdin().read_to_string(&mut input).context("reading the password from stdin")?;
+    let password = input.strip_suffix('\n').map(|p| p.strip_suffix('\r').unwrap_or(p)).unwrap_or(&input);
+    Ok(password.to_owned())
 }
 
 /// The runtime: `[proxy] workers` threads, or one per core. One worker is tokio's current-thread

@@ -1,4 +1,5 @@
-//! The `tether` binary: `check` reports every problem, SIGTERM drains in-flight requests.
+//! The `tether` binary: `check` reports every problem, SIGTERM drains in-flight requests, `hash-password`
+//! asks without echo on a terminal and reads a pipe as it is.
 
 mod support;
 
@@ -161,4 +162,91 @@ fn check_accepts_the_redis_example_of_three_node_hosts_and_a_proxy() {
     let out = tether().args(["check", "-c", file]).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stdout).contains("3 backend(s) (0 embedded)"), "{out:?}");
+}
+
+/// Reads `from` until its output so far contains `text`; the output so far.
+fn read_until(from: &mut impl std::io::Read, seen: &mut String, text: &str) {
+    let mut buf = [0u8; 256];
+    while !seen.contains(text) {
+        let n = from.read(&mut buf).unwrap();
+        assert!(n > 0, "the output ended before {text:?}: {seen:?}");
+        seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+}
+
+/// `tether hash-password` under a pseudo-terminal (`script`, util-linux), answering each prompt once it
+/// is shown: everything the terminal displayed, and the exit status.
+fn hash_password_on_a_terminal(first: &str, second: &str) -> Option<(String, std::process::ExitStatus)> {
+    use std::io::Write;
+    use std::process::Stdio;
+    let command = format!("{} hash-password", env!("CARGO_BIN_EXE_tether"));
+    let Ok(mut child) = Command::new("script")
+        .args(["-q", "-e", "-c", &command, "/dev/null"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+    else {
+        assert!(std::env::var_os("CI").is_none(), "CI must run the terminal check, but `script` is missing");
+        println!("skipping the terminal check: no `script` (util-linux)");
+        return None;
+    };
+    let (mut stdin, mut stdout) = (child.stdin.take().unwrap(), child.stdout.take().unwrap());
+    // A deadline, so a binary that never prompts fails the test instead of hanging it: after 30 s the
+    // terminal is killed, its output ends, and `read_until` names what never came.
+    let (done, deadline) = std::sync::mpsc::channel::<()>();
+    let pid = child.id().to_string();
+    std::thread::spawn(move || {
+        if deadline.recv_timeout(Duration::from_secs(30)).is_err() {
+            let _ = Command::new("kill").args(["-KILL", &pid]).status();
+        }
+    });
+    let mut shown = String::new();
+    read_until(&mut stdout, &mut shown, "Password: ");
+    stdin.write_all(format!("{first}\r").as_bytes()).unwrap();
+    read_until(&mut stdout, &mut shown, "Confirm: ");
+    stdin.write_all(format!("{second}\r").as_bytes()).unwrap();
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stdout, &mut rest).unwrap();
+    shown.push_str(&rest);
+    let status = child.wait().unwrap();
+    let _ = done.send(());
+    Some((shown, status))
+}
+
+#[test]
+fn hash_password_on_a_terminal_prompts_twice_without_echo_and_refuses_a_mismatch() {
+    let Some((shown, status)) = hash_password_on_a_terminal("Tr0ub4dor&3", "Tr0ub4dor&3") else {
+        return;
+    };
+    assert!(status.success(), "{shown}");
+    assert!(!shown.contains("Tr0ub4dor"), "the terminal showed the password: {shown:?}");
+    let phc = shown.lines().map(str::trim).find(|l| l.starts_with("$argon2id$")).expect("a PHC hash");
+    let hash = argon2::PasswordHash::new(phc).unwrap();
+    use argon2::PasswordVerifier as _;
+    assert!(argon2::Argon2::default().verify_password(b"Tr0ub4dor&3", &hash).is_ok(), "{phc}");
+
+    let (shown, status) = hash_password_on_a_terminal("Tr0ub4dor&3", "Tr0ub4dor&4").unwrap();
+    assert!(!status.success(), "a mistyped confirmation is refused: {shown}");
+    assert!(shown.contains("the two passwords differ"), "{shown}");
+    assert!(!shown.contains("$argon2id$"), "{shown}");
+}
+
+#[test]
+fn hash_password_reads_a_piped_stdin_as_it_is() {
+    use std::io::Write;
+    let mut child = tether()
+        .arg("hash-password")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(b"s3cret pass\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    assert!(out.stderr.is_empty(), "no prompt when piped: {}", String::from_utf8_lossy(&out.stderr));
+    let phc = String::from_utf8(out.stdout).unwrap();
+    let hash = argon2::PasswordHash::new(phc.trim()).unwrap();
+    use argon2::PasswordVerifier as _;
+    assert!(argon2::Argon2::default().verify_password(b"s3cret pass", &hash).is_ok());
 }
