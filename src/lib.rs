@@ -37,6 +37,7 @@ mod nodes;
 mod proxy;
 mod reload;
 mod server;
+mod shutdown;
 mod tls;
 mod upstream;
 
@@ -117,9 +118,14 @@ impl Running {
     }
 }
 
-/// Binds every listener of `config` and starts serving; returns once all are bound.
+/// Binds every listener of `config` and starts serving; returns once all are bound. When `shutdown`
+/// fires, the listeners close in phases (the `shutdown` module): `/readyz` turns 503 at once, the
+/// public listener closes after `shutdown_delay_s` and drains, then the embedded nodes, then the admin
+/// listener.
 pub async fn start(mut config: Config, shutdown: CancellationToken) -> Result<Running, StartError> {
     let tasks = TaskTracker::new();
+    let phases = shutdown::Phases::default();
+    let node_tasks = TaskTracker::new();
     // The state file before anything starts: a node saved in maint must never take a request, so a
     // file that cannot be read stops the start. It is a few hundred bytes; reading it blocks briefly.
     let state_file = config.proxy.state_file.clone().map(|p| Arc::new(upstream::StateFile::new(p)));
@@ -128,7 +134,9 @@ pub async fn start(mut config: Config, shutdown: CancellationToken) -> Result<Ru
         None => None,
     };
     // Nodes first: a `:0` url gets its real port before the proxy reads the backend set.
-    let nodes = nodes::start_embedded(&mut config, &shutdown, &tasks).await?;
+    let nodes = nodes::start_embedded(&mut config, &phases.nodes, &node_tasks).await?;
+    // A start that fails from here on stops the nodes it started.
+    let stop_nodes = phases.nodes.clone().drop_guard();
     let admin_store = nodes::admin_store(&config)?;
     if !config.proxy.admin_listen.ip().is_loopback() && config.proxy.admin_token.is_none() {
         tracing::warn!(
@@ -172,7 +180,7 @@ pub async fn start(mut config: Config, shutdown: CancellationToken) -> Result<Ru
         let snap = proxy.snapshot();
         file.apply(saved, &snap.config, &snap.upstreams);
     }
-    let checkers = Arc::new(upstream::health::Checkers::new(shutdown.clone(), tasks.clone()));
+    let checkers = Arc::new(upstream::health::Checkers::new(phases.nodes.clone(), tasks.clone()));
     checkers.sync(&proxy.snapshot().upstreams);
     let reloader = Arc::new(reload::Reloader::new(
         Arc::clone(&proxy),
@@ -180,7 +188,7 @@ pub async fn start(mut config: Config, shutdown: CancellationToken) -> Result<Ru
         tls.as_ref().map(|(t, _)| Arc::clone(t)),
         &nodes,
     ));
-    tasks.spawn(server::serve(public, Arc::clone(&proxy), public_opts, shutdown.clone()));
+    let public = tasks.spawn(server::serve(public, Arc::clone(&proxy), public_opts, phases.public.clone()));
     tasks.spawn(server::serve(
         admin,
         Arc::new(
@@ -190,17 +198,20 @@ pub async fn start(mut config: Config, shutdown: CancellationToken) -> Result<Ru
                 nodes.iter().map(|n| Arc::clone(&n.node)).collect(),
                 state_file,
             )
-            .with_session_store(admin_store),
+            .with_session_store(admin_store)
+            .with_shutdown(shutdown.clone()),
         ),
         admin_opts,
-        shutdown,
+        phases.admin.clone(),
     ));
+    tasks.spawn(shutdown::run(shutdown, phases, Arc::clone(&proxy), public, node_tasks));
+    stop_nodes.disarm();
     let node_addrs: Vec<String> = nodes.iter().map(|n| format!("{}={}", n.node.id(), n.addr)).collect();
     tracing::info!(%listen, admin = %admin_addr, nodes = %node_addrs.join(" "), max_connections, "tether is serving");
     Ok(Running { listen, admin: admin_addr, proxy, nodes, reloader, tasks })
 }
 
-/// Serves `config` until `shutdown` fires, then drains in-flight requests and returns.
+/// Serves `config` until `shutdown` fires, then closes the listeners in phases and returns.
 pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), StartError> {
     start(config, shutdown).await?.wait().await;
     Ok(())

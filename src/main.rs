@@ -153,7 +153,7 @@ fn runtime(workers: Option<usize>) -> anyhow::Result<tokio::runtime::Runtime> {
     builder.enable_all().build().context("starting the tokio runtime")
 }
 
-/// SIGTERM and SIGINT start a graceful drain; SIGHUP reloads the config file.
+/// SIGTERM and SIGINT start the phased shutdown (`tether::start`); SIGHUP reloads the config file.
 async fn on_signals(shutdown: CancellationToken, reloader: Option<Arc<tether::Reloader>>) {
     use tokio::signal::unix::{SignalKind, signal};
     let (Ok(mut term), Ok(mut int), Ok(mut hup)) =
@@ -164,8 +164,8 @@ async fn on_signals(shutdown: CancellationToken, reloader: Option<Arc<tether::Re
     };
     loop {
         tokio::select! {
-            _ = term.recv() => { tracing::info!("SIGTERM: draining"); break; }
-            _ = int.recv() => { tracing::info!("SIGINT: draining"); break; }
+            _ = term.recv() => { tracing::info!("SIGTERM: shutting down in phases"); break; }
+            _ = int.recv() => { tracing::info!("SIGINT: shutting down in phases"); break; }
             _ = hup.recv() => match &reloader {
                 // The reloader logs the outcome; a refused file leaves the running config as it was.
                 Some(r) => { let r = Arc::clone(r); let _ = tokio::task::spawn_blocking(move || r.reload()).await; }

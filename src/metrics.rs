@@ -58,6 +58,7 @@ pub struct Metrics {
     connections: Family<Labels, Gauge>,
     max_connections: Family<Labels, Gauge>,
     limit_reached: Family<Labels, Counter>,
+    shutting_down: Gauge,
 }
 
 impl Default for Metrics {
@@ -99,7 +100,23 @@ impl Default for Metrics {
             "Times a listener stopped accepting at max_connections, new connections waiting in the backlog",
             limit_reached.clone(),
         );
-        Self { registry, requests, latency, affinity, retries, connections, max_connections, limit_reached }
+        let shutting_down = Gauge::default();
+        registry.register(
+            "shutting_down",
+            "1 from SIGTERM/SIGINT on: /readyz answers 503 and the listeners close in turn",
+            shutting_down.clone(),
+        );
+        Self {
+            registry,
+            requests,
+            latency,
+            affinity,
+            retries,
+            connections,
+            max_connections,
+            limit_reached,
+            shutting_down,
+        }
     }
 }
 
@@ -171,6 +188,11 @@ impl Metrics {
         let labels = vec![("listener", listener.to_string())];
         self.max_connections.get_or_create(&labels).set(i64::try_from(max).unwrap_or(i64::MAX));
         self.limit_reached.get_or_create_owned(&labels)
+    }
+
+    /// 1 once the phased shutdown has begun.
+    pub fn shutting_down(&self) -> &Gauge {
+        &self.shutting_down
     }
 
     /// The registry of the traffic families, for the exposition.

@@ -228,7 +228,7 @@ fn dashboard_queries() -> Vec<(String, String)> {
             queries.push((panel["title"].as_str().unwrap().to_string(), expr));
         }
     }
-    assert!(queries.len() >= 30, "the dashboard has {} queries", queries.len());
+    assert!(queries.len() >= 15, "the dashboard has {} queries", queries.len());
     queries
 }
 

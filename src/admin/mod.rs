@@ -20,6 +20,7 @@ use std::time::Duration;
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use serde_json::json;
+use tokio_util::sync::CancellationToken;
 
 use crate::am::crest;
 use crate::am::request::query_param;
@@ -42,6 +43,8 @@ pub struct Admin {
     state_file: Option<Arc<StateFile>>,
     /// The store to administer sessions in when no embedded node holds one ([`sessions`]).
     session_store: Option<Arc<dyn SessionStore>>,
+    /// Cancelled at SIGTERM/SIGINT: from then on `/readyz` answers 503 while the listeners close in turn.
+    shutting_down: CancellationToken,
 }
 
 impl Admin {
@@ -52,7 +55,20 @@ impl Admin {
         nodes: Vec<Arc<AuthNode>>,
         state_file: Option<Arc<StateFile>>,
     ) -> Self {
-        Self { proxy, reloader, nodes, state_file, session_store: None }
+        Self {
+            proxy,
+            reloader,
+            nodes,
+            state_file,
+            session_store: None,
+            shutting_down: CancellationToken::new(),
+        }
+    }
+
+    /// `/readyz` answers 503 once `shutdown` is cancelled (the start of the phased shutdown).
+    pub fn with_shutdown(mut self, shutdown: CancellationToken) -> Self {
+        self.shutting_down = shutdown;
+        self
     }
 
     /// `GET /metrics`: Prometheus text exposition.
@@ -103,7 +119,11 @@ impl Admin {
                 unready_pools.push(pool.name.as_str());
             }
         }
-        if unready_pools.is_empty() {
+        if self.shutting_down.is_cancelled() {
+            // Kubernetes and load balancers probing readiness take the process out while the public
+            // listener still serves for `shutdown_delay_s` (the preStop pattern).
+            crest::json(StatusCode::SERVICE_UNAVAILABLE, &json!({"status": "shutting down", "down": down}))
+        } else if unready_pools.is_empty() {
             crest::json(StatusCode::OK, &json!({"status": "ready", "down": down}))
         } else {
             crest::json(

@@ -36,6 +36,10 @@ pub struct ProxySettings {
     pub max_connections: Option<usize>,
     /// Time in-flight requests get after SIGTERM.
     pub shutdown_grace: Duration,
+    /// Time the public listener keeps serving after SIGTERM while `/readyz` answers 503: a load
+    /// balancer or Kubernetes, probing readiness, takes the process out before it stops accepting (the
+    /// preStop pattern). Read at SIGTERM, so a reload applies it.
+    pub shutdown_delay: Duration,
     /// Idle upstream connections are closed after this.
     pub pool_idle_timeout: Duration,
     /// Idle upstream connections kept per backend.
@@ -237,6 +241,7 @@ pub(super) fn convert(c: &mut Checker, raw: RawProxy) -> Option<ProxySettings> {
         client_send_timeout,
         max_connections: raw.max_connections,
         shutdown_grace: Duration::from_secs(raw.shutdown_grace_s),
+        shutdown_delay: Duration::from_secs(raw.shutdown_delay_s),
         pool_idle_timeout,
         pool_max_idle_per_backend: raw.pool_max_idle_per_backend,
         admin_token,
@@ -292,6 +297,7 @@ mod tests {
         assert_eq!(config.proxy.request_id_header, "x-forgerock-transactionid");
         assert_eq!(config.proxy.client_send_timeout, Duration::from_secs(30));
         assert_eq!(config.proxy.max_connections, None);
+        assert_eq!(config.proxy.shutdown_delay, Duration::ZERO);
         assert!(crate::config::parse(&format!("{BASE}{TAIL}")).unwrap().proxy.trusted_proxies.is_empty());
     }
 

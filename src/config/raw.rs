@@ -64,6 +64,10 @@ pub struct RawProxy {
     /// How long in-flight requests may run after SIGTERM/SIGINT. Default 10.
     #[serde(default = "default_shutdown_grace_s")]
     pub shutdown_grace_s: u64,
+    /// Seconds between SIGTERM/SIGINT and the public listener closing, while `/readyz` answers 503,
+    /// so load balancers stop sending first. Default 0.
+    #[serde(default)]
+    pub shutdown_delay_s: u64,
     /// Idle keep-alive connections to backends are closed after this long. Default 90.
     #[serde(default = "default_pool_idle_timeout_s")]
     pub pool_idle_timeout_s: u64,
