@@ -11,11 +11,7 @@ use toml::Value;
 
 /// An empty directory under the target directory, unique per test.
 fn scratch(name: &str) -> PathBuf {
-    let dir =
-        PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("admin-state-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+    support::scratch_dir("admin-state", name)
 }
 
 /// Writes `cluster` as `proxy.toml` in `dir` and loads it from there, as `tether run -c` does (relative
@@ -207,7 +203,7 @@ async fn tether_run_refuses_a_corrupt_state_file_naming_it() {
         .spawn()
         .unwrap();
     // Bounded: a tether that started anyway is killed (also when the wait below fails the test).
-    let mut child = KillOnDrop(Some(child));
+    let mut child = support::KillOnDrop(Some(child));
     let mut exited = None;
     eventually("tether exits", std::time::Duration::from_secs(30), async || {
         exited = child.0.as_mut().unwrap().try_wait().unwrap();
@@ -218,15 +214,4 @@ async fn tether_run_refuses_a_corrupt_state_file_naming_it() {
     assert_eq!(exited.and_then(|s| s.code()), Some(1), "tether must not start");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("tether.state is corrupt at line 1") && err.contains("delete the file"), "{err}");
-}
-
-/// Kills the child process when the test ends, whichever way it ends.
-struct KillOnDrop(Option<std::process::Child>);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        if let Some(child) = &mut self.0 {
-            let _ = child.kill();
-        }
-    }
 }

@@ -33,11 +33,7 @@ fn tool(name: &str, package: &str, check: &str) -> Option<PathBuf> {
 
 /// A fresh directory under the target directory.
 fn scratch(name: &str) -> PathBuf {
-    let dir =
-        PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("packaging-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+    support::scratch_dir("packaging", name)
 }
 
 fn read(path: &str) -> String {
@@ -205,16 +201,6 @@ fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
-/// A child process killed when the test ends, whichever way it ends.
-struct Killed(std::process::Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// Every PromQL expression of the dashboard, with Grafana's variables replaced as Grafana would for one
 /// job and a 1-minute rate interval.
 fn dashboard_queries() -> Vec<(String, String)> {
@@ -307,7 +293,7 @@ async fn every_query_of_the_grafana_dashboard_returns_data_from_a_live_tether() 
         ),
     )
     .unwrap();
-    let _prometheus = Killed(
+    let _prometheus = support::KillOnDrop(Some(
         Command::new(prometheus)
             .arg(format!("--config.file={}", prom_dir.join("prometheus.yml").display()))
             .arg(format!("--storage.tsdb.path={}", prom_dir.join("data").display()))
@@ -316,7 +302,7 @@ async fn every_query_of_the_grafana_dashboard_returns_data_from_a_live_tether() 
             .stderr(Stdio::null())
             .spawn()
             .unwrap(),
-    );
+    ));
     let query = async |expr: &str| -> Option<Vec<serde_json::Value>> {
         let query: String =
             form_urlencoded::Serializer::new(String::new()).append_pair("query", expr).finish();

@@ -91,3 +91,24 @@ pub async fn eventually(what: &str, deadline: Duration, mut check: impl AsyncFnM
         assert!(tokio::time::Instant::now() < end, "timed out waiting for: {what}");
     }
 }
+
+/// An empty directory under the target directory, unique per test binary run: `{prefix}-{pid}-{name}`.
+pub fn scratch_dir(prefix: &str, name: &str) -> std::path::PathBuf {
+    let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("{prefix}-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// A child process killed (and reaped) when the test ends, whichever way it ends.
+pub struct KillOnDrop(pub Option<std::process::Child>);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Some(child) = &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
