@@ -28,6 +28,7 @@
 // tests, the benches and the examples need are re-exported below.
 pub mod am;
 pub mod config;
+pub mod terminal;
 
 mod admin;
 mod auth;

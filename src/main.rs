@@ -126,8 +126,10 @@ fn execute(command: Command) -> anyhow::Result<ExitCode> {
 fn read_password() -> anyhow::Result<String> {
     use std::io::IsTerminal;
     if std::io::stdin().is_terminal() {
-        let first = rpassword::prompt_password("Password: ").context("reading the password")?;
-        let second = rpassword::prompt_password("Confirm: ").context("reading the confirmation")?;
+        let mut terminal = tether::terminal::Terminal::without_echo().context("opening the terminal")?;
+        let first = terminal.ask("Password: ").context("reading the password")?;
+        let second = terminal.ask("Confirm: ").context("reading the confirmation")?;
+        drop(terminal);
         anyhow::ensure!(first == second, "the two passwords differ; nothing was hashed, run it again");
         return Ok(first);
     }
