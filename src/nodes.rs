@@ -27,7 +27,7 @@ use crate::auth::session::{MemoryStore, SessionStore};
 use crate::auth::store::RedisStore;
 use crate::auth::{Denylist, JourneyStore, MemoryDenylist, MemoryJourneys};
 use crate::body::Body;
-use crate::config::{AuthConfig, BackendConfig, Config, SessionStoreMode};
+use crate::config::{AuthConfig, BackendConfig, Config, SessionStoreMode, TrustedProxies};
 use crate::server::{self, Handler, Peer, ServeOptions};
 
 /// How often expired sessions and journeys are swept (they are also dropped lazily when met).
@@ -86,6 +86,7 @@ struct Shared {
     auth: Arc<AuthConfig>,
     keys: Keys,
     stores: Stores,
+    trusted_proxies: TrustedProxies,
 }
 
 impl Shared {
@@ -106,7 +107,7 @@ impl Shared {
             }
             _ => Stores::memory(),
         };
-        Ok(Self { auth: Arc::new(auth), keys, stores })
+        Ok(Self { auth: Arc::new(auth), keys, stores, trusted_proxies: config.proxy.trusted_proxies.clone() })
     }
 
     /// The stores for one node: the shared ones, or its own.
@@ -120,6 +121,7 @@ impl Shared {
         AuthNode::new(backend.id.clone(), Arc::clone(&self.auth), self.keys.clone(), sessions, journeys)
             .with_denylist(denylist)
             .with_guard(guard)
+            .with_trusted_proxies(self.trusted_proxies.clone())
     }
 }
 
@@ -233,11 +235,11 @@ pub async fn run_node(config: Config, id: &str, shutdown: CancellationToken) -> 
     }
     let shared = Shared::new(&config)?;
     let listener = server::bind("auth node", bind_addr(&backend)?).await?;
-    let addr = listener.local_addr().ok();
+    let addr = listener.local_addr().map_or_else(|_| "-".to_owned(), |a| a.to_string());
     let node = Arc::new(shared.node(&backend));
     let tasks = TaskTracker::new();
     serve_node(node, listener, &config.proxy, &shutdown, &tasks);
-    tracing::info!(node = %backend.id, addr = ?addr, "auth node is serving");
+    tracing::info!(node = %backend.id, %addr, "auth node is serving");
     tasks.close();
     tasks.wait().await;
     Ok(())

@@ -136,8 +136,8 @@ fn client_no_redirect() -> reqwest::Client {
     reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap()
 }
 
-/// A failed login's line names the user and the client (the address the proxy trusts: here the one a
-/// trusted proxy's `X-Forwarded-For` names), and so does the lockout's; an admin drain's line names its
+/// A failed login's line names the user and the client (the address the proxy trusts: here the right-most
+/// one a trusted proxy's `X-Forwarded-For` names, not the spoofable left-most), and so does the lockout's; an admin drain's line names its
 /// caller, how it authenticated and the result, and every admin request has an access line.
 #[tokio::test]
 async fn failed_logins_lockouts_and_admin_changes_are_logged_with_who() {
@@ -160,7 +160,9 @@ async fn failed_logins_lockouts_and_admin_changes_are_logged_with_who() {
             .post(format!("http://{}/am/json/realms/root/authenticate", tether.listen()))
             .header("X-OpenAM-Username", "demo")
             .header("X-OpenAM-Password", "wrong-password")
-            .header("X-Forwarded-For", "203.0.113.9")
+            // What a trusted load balancer sends for a client that wrote its own `X-Forwarded-For`:
+            // the client's words on the left, the address the balancer saw on the right.
+            .header("X-Forwarded-For", "198.51.100.66, 203.0.113.9")
             .header("content-type", "application/json")
             .body("{}")
             .send()

@@ -14,7 +14,7 @@ use crate::auth::lockout::LoginGuard;
 use crate::auth::login::{AuthStats, LOG, Login};
 use crate::auth::pending::JourneyStore;
 use crate::auth::session::{SessionStore, StoreError};
-use crate::config::{AuthConfig, BackendId};
+use crate::config::{AuthConfig, BackendId, TrustedProxies};
 
 /// An embedded, AM-compatible auth node.
 ///
@@ -31,6 +31,8 @@ pub struct AuthNode {
     pub(super) token_places: TokenPlaces,
     /// Logged-out client-side sessions (`session_location = "client"`); see [`AuthNode::with_denylist`].
     pub(super) denylist: Arc<dyn Denylist>,
+    /// `[proxy] trusted_proxies`, to find the client in `X-Forwarded-For` for the login's log lines.
+    pub(super) trusted_proxies: TrustedProxies,
     ready: AtomicBool,
 }
 
@@ -63,7 +65,17 @@ impl AuthNode {
         let token_places = TokenPlaces::configured(&auth.session_cookie);
         let login = Login::new(id.clone(), Arc::clone(&auth), keys, Arc::clone(&store), journeys, clock);
         let denylist = Arc::new(MemoryDenylist::new());
-        AuthNode { id, auth, login, store, clock, token_places, denylist, ready: AtomicBool::new(true) }
+        AuthNode {
+            id,
+            auth,
+            login,
+            store,
+            clock,
+            token_places,
+            denylist,
+            trusted_proxies: TrustedProxies::default(),
+            ready: AtomicBool::new(true),
+        }
     }
 
     /// The node with `denylist` for logged-out client-side sessions instead of its own in-process one:
@@ -80,6 +92,13 @@ impl AuthNode {
     #[must_use]
     pub fn with_guard(mut self, guard: Arc<dyn LoginGuard>) -> Self {
         self.login.set_guard(guard);
+        self
+    }
+
+    /// The node trusting `trusted` proxies' `X-Forwarded-For` entries when it names a login's client.
+    #[must_use]
+    pub fn with_trusted_proxies(mut self, trusted: TrustedProxies) -> Self {
+        self.trusted_proxies = trusted;
         self
     }
 

@@ -25,6 +25,8 @@ use crate::auth::error::AuthError;
 use crate::auth::journey::{callbacks, stage};
 use crate::auth::login::{Credentials, LOG, Step};
 use crate::body::Body;
+use crate::config::TrustedProxies;
+use crate::proxy::headers::rightmost_untrusted;
 
 impl AuthNode {
     /// Answers one `authenticate` request whose `body` was read already; `realm` comes from the path.
@@ -36,10 +38,10 @@ impl AuthNode {
     ) -> Result<Response<Body>, AuthError> {
         let now = Instant::now();
         let step = step_body(body)?;
-        // Every log line of the login names the client: AM's client IP header (`X-Forwarded-For`, its
-        // first entry: the proxy replaces it for untrusted peers) and the connection's peer.
+        // Every log line of the login names the client (from `X-Forwarded-For`, which the proxy in front
+        // writes) and the connection's peer.
         let peer = parts.extensions.get::<SocketAddr>().map_or_else(|| "-".to_owned(), SocketAddr::to_string);
-        let span = tracing::info_span!("login", client = %client(parts), %peer);
+        let span = tracing::info_span!("login", client = %client(parts, &self.trusted_proxies), %peer);
         self.authenticate_step(parts, &step, realm, now).instrument(span).await
     }
 
@@ -111,11 +113,14 @@ impl AuthNode {
     }
 }
 
-/// The client a login comes from, for logs: the first `X-Forwarded-For` entry, else the peer, else `-`.
-fn client(parts: &Parts) -> String {
-    let forwarded = parts.headers.get("x-forwarded-for").and_then(|v| v.to_str().ok());
-    match forwarded.and_then(|v| v.split(',').next()).map(str::trim).filter(|v| !v.is_empty()) {
-        Some(first) => first.to_owned(),
+/// The client a login comes from, for logs: the right-most `X-Forwarded-For` address that is not one of
+/// `[proxy] trusted_proxies` (the proxy in front always writes the field, so its right-most entry is the
+/// peer the proxy saw; entries left of a trusted proxy's are the client's own words, which a brute-force
+/// detector must not believe), else the peer, else `-`.
+fn client(parts: &Parts, trusted: &TrustedProxies) -> String {
+    let forwarded = parts.headers.get_all("x-forwarded-for");
+    match rightmost_untrusted(trusted, forwarded.iter().map(|v| v.as_bytes())) {
+        Some(ip) => ip.to_string(),
         None => parts.extensions.get::<SocketAddr>().map_or_else(|| "-".to_owned(), |p| p.ip().to_string()),
     }
 }
