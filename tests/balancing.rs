@@ -277,3 +277,48 @@ async fn a_reload_raising_maxconn_admits_the_queued_request() {
     node.release();
     assert_eq!(held.await.unwrap().unwrap().status(), 200);
 }
+
+/// The slot is held until the answer's body is relayed, not only its head, on both paths: a request
+/// queues behind a download the client has not read yet.
+#[tokio::test]
+async fn the_slot_is_held_until_the_body_is_relayed() {
+    const SIZE: usize = 32 << 20;
+    for (path, http) in [("fast path", client()), ("hyper path", h2c_client())] {
+        let node = TestBackend::start("01").await;
+        let proxy = Cluster::of(&[&node]).set("pool.0.backend.0.maxconn", 1).start().await;
+        let mut download = http.get(proxy.url(&format!("/download?bytes={SIZE}"))).send().await.unwrap();
+        let mut got = download.chunk().await.unwrap().map_or(0, |c| c.len());
+        let waiting = tokio::spawn(http.get(proxy.url("/am/json/x")).send());
+        queued(&proxy, "01", 1).await;
+        while let Some(chunk) = download.chunk().await.unwrap() {
+            got += chunk.len();
+        }
+        assert_eq!(got, SIZE, "{path}");
+        assert_eq!(waiting.await.unwrap().unwrap().status(), 200, "{path}");
+    }
+}
+
+/// An HTTP/2 client that gives up while queued resets its stream: the request leaves the queue at once,
+/// long before `queue_timeout_ms`, and takes no slot with it.
+#[tokio::test]
+async fn a_client_gone_while_queued_leaves_the_queue() {
+    let node = TestBackend::start("01").await;
+    let proxy = Cluster::of(&[&node])
+        .set("pool.0.backend.0.maxconn", 1)
+        .set("pool.0.queue_timeout_ms", 60_000)
+        .start()
+        .await;
+    let http = h2c_client();
+    let held = tokio::spawn(http.get(proxy.url("/slow")).send());
+    eventually("the first request at the node", Duration::from_secs(10), async || node.slow_started() == 1)
+        .await;
+    let waiting = tokio::spawn(http.get(proxy.url("/am/json/x")).send());
+    queued(&proxy, "01", 1).await;
+    waiting.abort();
+    queued(&proxy, "01", 0).await;
+    node.release();
+    assert_eq!(held.await.unwrap().unwrap().status(), 200);
+    let resp = client().get(proxy.url("/am/json/x")).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(backend_status(&proxy, "01").await["in_flight"], 0);
+}
