@@ -77,14 +77,11 @@ impl Failover {
 /// pinned client no other node has its login state, and an unpinned one was sent here because every node
 /// was full.
 pub(super) async fn admit(pool: &Pool, backend: &Backend) -> Result<InFlight, ProxyError> {
-    backend.state.admit(pool.queue_timeout).await.map_err(|_| {
-        let err = ProxyError::QueueTimeout {
-            backend: backend.id.clone(),
-            maxconn: backend.maxconn.map_or(0, std::num::NonZeroU32::get),
-            timeout_ms: pool.queue_timeout.as_millis(),
-        };
-        tracing::warn!(pool = %pool.name, backend = %backend.id, error = %err, "queue timeout");
-        err
+    // Counted in `backend_queue_timeouts_total`; the answer is logged as every synthetic one is.
+    backend.state.admit(pool.queue_timeout).await.map_err(|_| ProxyError::QueueTimeout {
+        backend: backend.id.clone(),
+        maxconn: backend.maxconn.map_or(0, std::num::NonZeroU32::get),
+        timeout_ms: pool.queue_timeout.as_millis(),
     })
 }
 
