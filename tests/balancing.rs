@@ -1,10 +1,11 @@
-//! Balancing as HAProxy does it: per-backend `weight` splits new clients.
+//! Balancing as HAProxy does it: per-backend `weight` splits new clients, `maxconn` queues the requests
+//! over a node's limit for `queue_timeout_ms`.
 
 mod support;
 
 use std::time::Duration;
 
-use support::{Cluster, TestBackend, backend_status, client, eventually, served_by};
+use support::{Cluster, TestBackend, backend_status, client, eventually, h2c_client, served_by};
 
 #[tokio::test]
 async fn new_clients_split_by_weight_for_each_balance() {
@@ -159,4 +160,165 @@ async fn a_node_back_from_maint_ramps_up_over_slowstart() {
     .await;
     let late = share(&proxy, "01", 100).await;
     assert!((40..=60).contains(&late), "after the ramp the returning node got {late} of 100");
+}
+
+/// The value of the `/metrics` row of `family` for backend `id`, if there is one.
+async fn metric(proxy: &support::ProxyHandle, family: &str, id: &str) -> Option<f64> {
+    let text = client().get(proxy.admin_url("/metrics")).send().await.unwrap().text().await.unwrap();
+    let backend = format!("backend=\"{id}\"");
+    text.lines()
+        .filter(|l| l.starts_with(&format!("{family}{{")) && l.contains(&backend))
+        .find_map(|l| l.rsplit_once(' ').and_then(|(_, v)| v.parse().ok()))
+}
+
+/// Polls until node `id` has `n` requests in its `maxconn` queue.
+async fn queued(proxy: &support::ProxyHandle, id: &str, n: u64) {
+    eventually(&format!("{n} queued on {id}"), Duration::from_secs(10), async || {
+        backend_status(proxy, id).await["queued"] == n
+    })
+    .await;
+}
+
+/// A request while `/slow` holds the node's one slot: queued (on the fast path and on hyper's), then
+/// served once the held answer is done.
+#[tokio::test]
+async fn maxconn_queues_a_request_until_the_slot_is_free() {
+    for (path, http) in [("fast path", client()), ("hyper path", h2c_client())] {
+        let node = TestBackend::start("01").await;
+        let proxy = Cluster::of(&[&node]).set("pool.0.backend.0.maxconn", 1).start().await;
+        let held = tokio::spawn(http.get(proxy.url("/slow")).send());
+        eventually("the first request at the node", Duration::from_secs(10), async || {
+            node.slow_started() == 1
+        })
+        .await;
+        let waiting = tokio::spawn(http.get(proxy.url("/am/json/x")).send());
+        queued(&proxy, "01", 1).await;
+        assert_eq!(metric(&proxy, "tether_backend_queue_length", "01").await, Some(1.0), "{path}");
+        assert_eq!(metric(&proxy, "tether_backend_max_connections", "01").await, Some(1.0), "{path}");
+        assert_eq!(backend_status(&proxy, "01").await["maxconn"], 1, "{path}");
+        assert_eq!(node.hits(), 1, "{path}: the queued request must not reach the node yet");
+        node.release();
+        assert_eq!(held.await.unwrap().unwrap().status(), 200, "{path}");
+        let resp = waiting.await.unwrap().unwrap();
+        assert_eq!(resp.status(), 200, "{path}");
+        assert_eq!(served_by(resp).await, "01", "{path}");
+        let row = backend_status(&proxy, "01").await;
+        assert_eq!((row["queued"].as_u64(), row["in_flight"].as_u64()), (Some(0), Some(0)), "{path}");
+    }
+}
+
+/// Past `queue_timeout_ms` a queued request is answered 503 in AM's shape, naming the node and the
+/// timeout, and the node's queue timeout counter goes up.
+#[tokio::test]
+async fn a_request_queued_past_queue_timeout_ms_gets_503_and_is_counted() {
+    for (path, http) in [("fast path", client()), ("hyper path", h2c_client())] {
+        let node = TestBackend::start("01").await;
+        let proxy = Cluster::of(&[&node])
+            .set("pool.0.backend.0.maxconn", 1)
+            .set("pool.0.queue_timeout_ms", 200)
+            .start()
+            .await;
+        let held = tokio::spawn(http.get(proxy.url("/slow")).send());
+        eventually("the first request at the node", Duration::from_secs(10), async || {
+            node.slow_started() == 1
+        })
+        .await;
+        let resp = http.get(proxy.url("/am/json/x")).send().await.unwrap();
+        assert_eq!(resp.status(), 503, "{path}");
+        let body: serde_json::Value = resp.json().await.unwrap();
+        assert_eq!(
+            (body["code"].as_u64(), body["reason"].as_str()),
+            (Some(503), Some("Service Unavailable"))
+        );
+        let message = body["message"].as_str().unwrap();
+        assert!(message.contains("backend 01") && message.contains("queue_timeout_ms = 200"), "{message}");
+        assert_eq!(metric(&proxy, "tether_backend_queue_timeouts_total", "01").await, Some(1.0), "{path}");
+        assert_eq!(backend_status(&proxy, "01").await["queued"], 0, "{path}");
+        node.release();
+        assert_eq!(held.await.unwrap().unwrap().status(), 200, "{path}");
+    }
+}
+
+/// A new client goes to the node with room; a client pinned to the full node waits for it, since its
+/// login state is there.
+#[tokio::test]
+async fn new_clients_go_to_a_node_with_room_and_pinned_ones_wait_for_theirs() {
+    let (full, other) = (TestBackend::start("01").await, TestBackend::start("02").await);
+    let proxy = Cluster::of(&[&full, &other]).set("pool.0.backend.0.maxconn", 1).start().await;
+    let http = client();
+    let pinned = |path: &str| http.get(proxy.url(path)).header("cookie", "amlbcookie=01").send();
+    let held = tokio::spawn(pinned("/slow"));
+    eventually("the first request at 01", Duration::from_secs(10), async || full.slow_started() == 1).await;
+    assert_eq!(share(&proxy, "02", 20).await, 20, "new clients skip the full node");
+    let waiting = tokio::spawn(pinned("/am/json/x"));
+    queued(&proxy, "01", 1).await;
+    full.release();
+    assert_eq!(held.await.unwrap().unwrap().status(), 200);
+    assert_eq!(served_by(waiting.await.unwrap().unwrap()).await, "01");
+}
+
+/// A reload that raises `maxconn` lets the queued request in at once, while the first is still held.
+#[tokio::test]
+async fn a_reload_raising_maxconn_admits_the_queued_request() {
+    let node = TestBackend::start("01").await;
+    let cluster = Cluster::of(&[&node]).set("pool.0.backend.0.maxconn", 1);
+    let proxy = cluster.clone().start().await;
+    let http = client();
+    let held = tokio::spawn(http.get(proxy.url("/slow")).send());
+    eventually("the first request at the node", Duration::from_secs(10), async || node.slow_started() == 1)
+        .await;
+    let waiting = tokio::spawn(http.get(proxy.url("/am/json/x")).send());
+    queued(&proxy, "01", 1).await;
+    proxy.proxy.reload(std::sync::Arc::new(cluster.set("pool.0.backend.0.maxconn", 2).config()));
+    let resp = waiting.await.unwrap().unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(node.slow_started(), 1, "the first request is still held");
+    assert_eq!(backend_status(&proxy, "01").await["maxconn"], 2);
+    node.release();
+    assert_eq!(held.await.unwrap().unwrap().status(), 200);
+}
+
+/// The slot is held until the answer's body is relayed, not only its head, on both paths: a request
+/// queues behind a download the client has not read yet.
+#[tokio::test]
+async fn the_slot_is_held_until_the_body_is_relayed() {
+    const SIZE: usize = 32 << 20;
+    for (path, http) in [("fast path", client()), ("hyper path", h2c_client())] {
+        let node = TestBackend::start("01").await;
+        let proxy = Cluster::of(&[&node]).set("pool.0.backend.0.maxconn", 1).start().await;
+        let mut download = http.get(proxy.url(&format!("/download?bytes={SIZE}"))).send().await.unwrap();
+        let mut got = download.chunk().await.unwrap().map_or(0, |c| c.len());
+        let waiting = tokio::spawn(http.get(proxy.url("/am/json/x")).send());
+        queued(&proxy, "01", 1).await;
+        while let Some(chunk) = download.chunk().await.unwrap() {
+            got += chunk.len();
+        }
+        assert_eq!(got, SIZE, "{path}");
+        assert_eq!(waiting.await.unwrap().unwrap().status(), 200, "{path}");
+    }
+}
+
+/// An HTTP/2 client that gives up while queued resets its stream: the request leaves the queue at once,
+/// long before `queue_timeout_ms`, and takes no slot with it.
+#[tokio::test]
+async fn a_client_gone_while_queued_leaves_the_queue() {
+    let node = TestBackend::start("01").await;
+    let proxy = Cluster::of(&[&node])
+        .set("pool.0.backend.0.maxconn", 1)
+        .set("pool.0.queue_timeout_ms", 60_000)
+        .start()
+        .await;
+    let http = h2c_client();
+    let held = tokio::spawn(http.get(proxy.url("/slow")).send());
+    eventually("the first request at the node", Duration::from_secs(10), async || node.slow_started() == 1)
+        .await;
+    let waiting = tokio::spawn(http.get(proxy.url("/am/json/x")).send());
+    queued(&proxy, "01", 1).await;
+    waiting.abort();
+    queued(&proxy, "01", 0).await;
+    node.release();
+    assert_eq!(held.await.unwrap().unwrap().status(), 200);
+    let resp = client().get(proxy.url("/am/json/x")).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(backend_status(&proxy, "01").await["in_flight"], 0);
 }

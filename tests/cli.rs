@@ -141,6 +141,26 @@ async fn the_demo_cluster_from_the_root_config_completes_an_mfa_login() {
     assert_eq!(tether.exit_code().await, Some(0));
 }
 
+/// `maxconn = 0` and `queue_timeout_ms = 0` are refused by `check`, with their keys, lines and the fix; a
+/// text where a number belongs is named in words.
+#[test]
+fn check_refuses_a_zero_maxconn_and_queue_timeout() {
+    let text = "[proxy]\nlisten = \"127.0.0.1:8080\"\n\n[[pool]]\nname = \"am\"\nqueue_timeout_ms = 0\n  \
+                [[pool.backend]]\n  id = \"01\"\n  url = \"http://127.0.0.1:8081\"\n  maxconn = 0\n  \
+                [[pool.backend]]\n  id = \"02\"\n  url = \"http://127.0.0.1:8082\"\n  maxconn = \"10\"\n\n\
+                [[route]]\npath_prefix = \"/\"\npool = \"am\"\n";
+    let out = tether().args(["check", "-c"]).arg(scratch("maxconn", text)).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    for expected in [
+        "line 6: `pool[0].queue_timeout_ms`: must be greater than 0",
+        "line 10: `pool[0].backend[0].maxconn`: must be 1 or more, not 0: leave maxconn out for no limit",
+        "line 14: `pool[0].backend[1].maxconn`: expected a whole number, found the string \"10\"; write 10",
+    ] {
+        assert!(err.contains(expected), "missing {expected:?} in:\n{err}");
+    }
+}
+
 #[test]
 fn check_accepts_the_standalone_example() {
     let file = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/standalone/proxy.toml");

@@ -46,6 +46,10 @@ struct BackendRow {
     admin: AdminState,
     in_flight: usize,
     weight: u32,
+    /// `maxconn`, `None` when unlimited (then no `backend_max_connections` row).
+    maxconn: Option<u32>,
+    queued: usize,
+    queue_timeouts: u64,
     failures: u64,
     checks: u64,
     to_up: u64,
@@ -69,6 +73,9 @@ fn backend_rows(upstreams: &Upstreams) -> Vec<BackendRow> {
                 admin: b.state.admin(),
                 in_flight: b.state.in_flight(),
                 weight: b.weight,
+                maxconn: b.maxconn.map(std::num::NonZeroU32::get),
+                queued: b.state.slots.queued(),
+                queue_timeouts: b.state.slots.timeouts(),
                 failures: b.state.failures(),
                 checks: info.checks,
                 to_up: info.transitions_up,
@@ -231,6 +238,17 @@ impl Collector for StateCollector {
         family(e, "backend_in_flight", "Requests in flight to the backend", in_flight)?;
         let weight = self.per_backend(|r| vec![(None, gauge(i64::from(r.weight)))]);
         family(e, "backend_weight", "Configured share of new clients (0 takes none)", weight)?;
+        let max = self.per_backend(|r| r.maxconn.map(|m| (None, gauge(i64::from(m)))).into_iter().collect());
+        family(e, "backend_max_connections", "Configured maxconn: most requests in flight at once", max)?;
+        let queued = self.per_backend(|r| vec![(None, gauge(r.queued))]);
+        family(e, "backend_queue_length", "Requests waiting for a maxconn slot of the backend", queued)?;
+        let timeouts = self.per_backend(|r| vec![(None, ConstCounter::new(r.queue_timeouts))]);
+        family(
+            e,
+            "backend_queue_timeouts",
+            "Requests answered 503 after queue_timeout_ms in the queue",
+            timeouts,
+        )?;
         let failures = self.per_backend(|r| vec![(None, ConstCounter::new(r.failures))]);
         family(e, "backend_passive_failures", "Connect failures and timeouts on live traffic", failures)?;
         let checks = self.per_backend(|r| vec![(None, ConstCounter::new(r.checks))]);

@@ -484,6 +484,34 @@ cluster = ["redis://b:2"]"#,
     }
 
     #[test]
+    fn maxconn_is_optional_and_zero_is_refused_with_the_fix() {
+        let c = parse(MINIMAL).unwrap();
+        let five_s = std::time::Duration::from_secs(5);
+        assert_eq!((c.pools[0].backends[0].maxconn, c.pools[0].queue_timeout), (None, five_s));
+        let with = |maxconn: &str, queue: &str| {
+            let backend = format!("url = \"http://127.0.0.1:8081\"\n  maxconn = {maxconn}");
+            let pool = format!("name = \"am\"\nqueue_timeout_ms = {queue}");
+            parse(
+                &MINIMAL.replace("url = \"http://127.0.0.1:8081\"", &backend).replace("name = \"am\"", &pool),
+            )
+        };
+        let c = with("4", "250").unwrap();
+        assert_eq!(c.pools[0].backends[0].maxconn.map(|m| m.get()), Some(4));
+        assert_eq!(c.pools[0].queue_timeout, std::time::Duration::from_millis(250));
+        let err = with("0", "0").unwrap_err();
+        let shown: Vec<String> = err.problems.iter().map(|p| format!("{}: {}", p.key, p.message)).collect();
+        assert_eq!(
+            shown,
+            [
+                "pool[0].queue_timeout_ms: must be greater than 0",
+                "pool[0].backend[0].maxconn: must be 1 or more, not 0: leave maxconn out for no limit",
+            ],
+            "{err}"
+        );
+        assert!(err.problems.iter().all(|p| p.line.is_some()), "{err}");
+    }
+
+    #[test]
     fn a_pool_without_an_active_backend_is_refused() {
         let text = MINIMAL.replace(
             "  url = \"http://127.0.0.1:8081\"",

@@ -3,6 +3,7 @@
 
 use std::collections::HashSet;
 use std::fmt;
+use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -53,6 +54,8 @@ pub struct PoolConfig {
     pub balance: Balance,
     /// `slowstart_s`: the ramp of a node that comes back; `None` = at once.
     pub slowstart: Option<Duration>,
+    /// `queue_timeout_ms`: how long a request waits for a slot of a node at its `maxconn`.
+    pub queue_timeout: Duration,
     /// `[pool.affinity]`.
     pub affinity: Affinity,
     /// `[pool.health]`.
@@ -279,6 +282,8 @@ pub struct BackendConfig {
     pub admin_state: AdminState,
     /// Share of new clients relative to the other nodes of its tier, 0 to [`MAX_WEIGHT`].
     pub weight: u32,
+    /// `maxconn`: most requests in flight to the node at once; `None` = no limit.
+    pub maxconn: Option<NonZeroU32>,
 }
 
 /// The largest `weight`, as HAProxy's: enough resolution for any split, small enough that weight sums
@@ -337,6 +342,11 @@ pub(super) fn convert(c: &mut Checker, raw: Vec<RawPool>) -> Vec<PoolConfig> {
                 c.report(&b.key("weight"), message);
             }
             let weight = rb.weight.min(MAX_WEIGHT);
+            // 0 would refuse every request after a wait: say how to mean "no limit" instead.
+            let maxconn = rb.maxconn.and_then(NonZeroU32::new);
+            if rb.maxconn == Some(0) {
+                c.report(&b.key("maxconn"), "must be 1 or more, not 0: leave maxconn out for no limit");
+            }
             if let Some(id) = &id {
                 if let Some((_, first)) = ids.iter().find(|(seen, _)| seen == id) {
                     let message = format!("duplicate backend ID {:?} (also {first})", id.0);
@@ -384,6 +394,7 @@ pub(super) fn convert(c: &mut Checker, raw: Vec<RawPool>) -> Vec<PoolConfig> {
                     embedded,
                     admin_state,
                     weight,
+                    maxconn,
                 });
             }
         }
@@ -391,7 +402,18 @@ pub(super) fn convert(c: &mut Checker, raw: Vec<RawPool>) -> Vec<PoolConfig> {
             c.report(&p.key("backend"), format!("pool {:?} has no active backend", rp.name));
         }
         let slowstart = (rp.slowstart_s > 0).then(|| Duration::from_secs(rp.slowstart_s));
-        pools.push(PoolConfig { name: rp.name, balance, slowstart, affinity, health, tls, backends });
+        let queue_timeout =
+            c.duration(&p.key("queue_timeout_ms"), rp.queue_timeout_ms, Duration::from_millis);
+        pools.push(PoolConfig {
+            name: rp.name,
+            balance,
+            slowstart,
+            queue_timeout,
+            affinity,
+            health,
+            tls,
+            backends,
+        });
     }
     pools
 }

@@ -116,6 +116,10 @@ pub struct RawPool {
     /// a sixteenth of its weight to all of it (HAProxy's `slowstart`). Default 0: at once.
     #[serde(default)]
     pub slowstart_s: u64,
+    /// Time a request waits for a free slot of a node at its `maxconn` before it is answered 503
+    /// (HAProxy's `timeout queue`). Default 5000.
+    #[serde(default = "default_queue_timeout_ms")]
+    pub queue_timeout_ms: u64,
     /// `[pool.affinity]`.
     #[serde(default)]
     pub affinity: RawAffinity,
@@ -260,6 +264,9 @@ pub struct RawBackend {
     /// keeps the pinned ones.
     #[serde(default = "default_weight")]
     pub weight: u32,
+    /// Most requests in flight to this node at once; more wait in its queue for `queue_timeout_ms`
+    /// (HAProxy's server `maxconn`). Absent: no limit.
+    pub maxconn: Option<u32>,
 }
 
 /// `[[route]]`.
@@ -464,6 +471,10 @@ fn default_handshake_timeout_ms() -> u64 {
 fn default_balance() -> String {
     "round-robin".into()
 }
+fn default_queue_timeout_ms() -> u64 {
+    5000
+}
+
 fn default_weight() -> u32 {
     1
 }

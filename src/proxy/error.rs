@@ -33,6 +33,12 @@ pub enum ProxyError {
     /// The node sent no response headers in time.
     #[error("backend {backend} sent no response within {timeout_ms} ms")]
     Timeout { backend: BackendId, timeout_ms: u128 },
+    /// The node is at its `maxconn` and no slot came free within the pool's `queue_timeout_ms`
+    /// (HAProxy answers 503 on `timeout queue` too).
+    #[error(
+        "backend {backend} is at its maxconn of {maxconn} and no slot came free within queue_timeout_ms = {timeout_ms}"
+    )]
+    QueueTimeout { backend: BackendId, maxconn: u32, timeout_ms: u128 },
     /// The request cannot be forwarded as it is.
     #[error("{0}")]
     BadRequest(String),
@@ -46,7 +52,7 @@ impl ProxyError {
     pub fn status(&self) -> StatusCode {
         match self {
             Self::NoRoute => StatusCode::NOT_FOUND,
-            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Unavailable(_) | Self::QueueTimeout { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::Connect { .. } | Self::Upstream { .. } => StatusCode::BAD_GATEWAY,
             Self::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,

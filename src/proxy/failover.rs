@@ -6,9 +6,9 @@
 //! learns what went wrong with the first one rather than "no backend".
 
 use super::ProxyError;
-use crate::upstream::Pool;
 use crate::upstream::affinity::Hints;
 use crate::upstream::select::{self, Choice};
+use crate::upstream::{Backend, InFlight, Pool};
 
 /// What the proxy decided for one request, for logs and metrics.
 #[derive(Debug, Clone, Default)]
@@ -70,6 +70,19 @@ impl Failover {
         self.first_error = Some(err);
         Ok(())
     }
+}
+
+/// Counts the request in flight on `backend` once it has a `maxconn` slot, waiting in the node's queue
+/// for at most the pool's `queue_timeout_ms`. A queue timeout is answered 503 and never retried: for a
+/// pinned client no other node has its login state, and an unpinned one was sent here because every node
+/// was full.
+pub(super) async fn admit(pool: &Pool, backend: &Backend) -> Result<InFlight, ProxyError> {
+    // Counted in `backend_queue_timeouts_total`; the answer is logged as every synthetic one is.
+    backend.state.admit(pool.queue_timeout).await.map_err(|_| ProxyError::QueueTimeout {
+        backend: backend.id.clone(),
+        maxconn: backend.maxconn.map_or(0, std::num::NonZeroU32::get),
+        timeout_ms: pool.queue_timeout.as_millis(),
+    })
 }
 
 /// Records that `choice` answered: it ends an open failure streak, and counts a sticky hit.

@@ -20,7 +20,7 @@ use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use tokio::time::{Instant, Sleep};
 
-use super::failover::{Failover, Trace, idempotent, served};
+use super::failover::{Failover, Trace, admit, idempotent, served};
 use super::{ProxyError, Snapshot, headers};
 use crate::body::{self, Body};
 use crate::config::BodyDeadline;
@@ -192,12 +192,12 @@ pub async fn to_pool(
     loop {
         let choice = failover.choose(pool, trace)?;
         let backend = &pool.backends[choice.index];
+        let guard = admit(pool, backend).await?;
         // Only a replayable request keeps its head for a second attempt (and sends a copy); any other
         // request hands its head over.
         let replayable = outgoing.replayable() && trace.retries == 0;
         let head = if replayable { head_copy(&parts) } else { std::mem::replace(&mut parts, empty_head()) };
         let attempt = upstream_request(head, backend, outgoing.take());
-        let guard = backend.state.begin();
         match send(snap, backend, attempt).await {
             Ok((resp, lease)) => {
                 served(pool, choice);

@@ -9,7 +9,8 @@
 //! - [`health`]: the rise/fall machine and the bookkeeping of check results (pure), and the active
 //!   checker ([`health::Checkers`]).
 //! - [`sticky`]: node hints read from a request, and the affinity cookie.
-//! - [`select`]: the choice of node (tier, balance, health, admin state).
+//! - [`select`]: the choice of node (tier, balance, health, admin state, free `maxconn` slots).
+//! - [`slots`]: `maxconn` slots and the queue of requests waiting for one.
 //! - [`conns`]: keep-alive connections to one node address.
 //! - [`stream`]: one connection to a node, plain or TLS, and how it is opened.
 //! - [`stats`]: the traffic metric handles of a snapshot.
@@ -20,6 +21,7 @@ pub mod affinity;
 pub mod conns;
 pub mod health;
 pub mod select;
+pub mod slots;
 pub mod state;
 pub mod state_file;
 pub mod stats;
@@ -57,6 +59,8 @@ pub struct Backend {
     pub weight: u32,
     /// The pool's `slowstart_s`, for the time a returning node has left on its ramp.
     pub slowstart: Option<std::time::Duration>,
+    /// Most requests in flight at once (`maxconn`), `None` = no limit; the slots are in `state`.
+    pub maxconn: Option<std::num::NonZeroU32>,
     /// `Set-Cookie` pinning a client to this node, rendered once per snapshot.
     pub set_cookie: HeaderValue,
     /// The same with `Secure`, for TLS listeners.
@@ -76,6 +80,8 @@ pub struct Pool {
     pub balance: Balance,
     /// Ramp of a node that comes back (`slowstart_s`).
     pub slowstart: Option<std::time::Duration>,
+    /// How long a request waits for a slot of a node at its `maxconn` (`queue_timeout_ms`).
+    pub queue_timeout: std::time::Duration,
     /// Cookie and hint policy.
     pub affinity: Affinity,
     /// Active check settings; `rise` and `fall` also govern failures seen on live traffic.
@@ -127,6 +133,7 @@ impl Upstreams {
                 name: p.name.clone(),
                 balance: p.balance,
                 slowstart: p.slowstart,
+                queue_timeout: p.queue_timeout,
                 affinity: p.affinity.clone(),
                 health: p.health.clone(),
                 session_token: TokenPlaces::configured(p.affinity.session_cookie_or(auth_cookie)),
@@ -137,6 +144,8 @@ impl Upstreams {
                     .iter()
                     .map(|b| {
                         let state = registry.get(&b.id, b.admin_state);
+                        // A reload's new limit applies to the next requests; queued ones keep their place.
+                        state.slots.set_max(b.maxconn);
                         let tls = p.tls.as_ref().zip(b.server_name.clone());
                         let tls = tls.map(|(tls, name)| stream::TlsTarget::new(tls, name));
                         Backend {
@@ -144,6 +153,7 @@ impl Upstreams {
                             role: b.role,
                             weight: b.weight,
                             slowstart: p.slowstart,
+                            maxconn: b.maxconn,
                             scheme: b.scheme.clone(),
                             authority: b.authority.clone(),
                             conns: state.conns(&b.authority, tls),

@@ -5,7 +5,9 @@
 //! (HAProxy's `backup` servers). A pinned node that is down is left per `on_down`: `redispatch` balances
 //! and marks the answer for a cookie rewrite, `strict` refuses. A client pinned to a passive node moves to
 //! an active one only with `failback = "primary"`; with `"sticky"` it stays, so its in-memory journey on
-//! that node survives (the fix for HAProxy #2729 is a choice, not a surprise).
+//! that node survives (the fix for HAProxy #2729 is a choice, not a surprise). A pinned client waits for
+//! its node's `maxconn` slot (its login state is there); a new one is balanced over the nodes with a free
+//! slot when there are any.
 
 use super::affinity::Hints;
 use super::{Health, Pool};
@@ -98,7 +100,11 @@ fn tier_has(pool: &Pool, role: Role, exclude: Option<usize>) -> bool {
 fn balance(pool: &Pool, exclude: Option<usize>) -> Result<usize, Unavailable> {
     let role = if tier_has(pool, Role::Active, exclude) { Role::Active } else { Role::Passive };
     let n = pool.backends.len();
-    let candidates = || (0..n).filter(move |&i| takes_new(pool, i, role, exclude));
+    let room = |i: usize| pool.backends[i].state.slots.has_room();
+    // A new client goes to a node with a free `maxconn` slot when its tier has one, and queues on a
+    // full node only when all are full (HAProxy queues in the backend only when no server has room).
+    let roomy = (0..n).any(|i| takes_new(pool, i, role, exclude) && room(i));
+    let candidates = || (0..n).filter(move |&i| takes_new(pool, i, role, exclude) && (!roomy || room(i)));
     let total: usize = candidates().map(|i| weight(pool, i)).sum();
     if total == 0 {
         return Err(Unavailable::NoBackend { pool: pool.name.clone() });
@@ -380,6 +386,26 @@ pool = "am"
         pool.backends[0].state.set_admin(AdminState::Ready, None);
         let to_0 = (0..170).filter(|_| choose(pool, &Hints::default(), None).unwrap().index == 0).count();
         assert!(to_0 <= 15, "a returning node got {to_0} of 170 new clients");
+    }
+
+    #[tokio::test]
+    async fn new_clients_skip_a_full_node_and_pinned_ones_wait_for_theirs() {
+        let u = pools("");
+        let pool = &u.pools[0];
+        let limit = std::num::NonZeroU32::new(1);
+        pool.backends[0].state.slots.set_max(limit);
+        pool.backends[1].state.slots.set_max(limit);
+        let wait = Duration::from_secs(5);
+        let _full = pool.backends[0].state.admit(wait).await.unwrap();
+        for _ in 0..4 {
+            assert_eq!(choose(pool, &Hints::default(), None).unwrap().index, 1);
+        }
+        assert_eq!(choose(pool, &pinned(0), None).unwrap(), Choice { index: 0, outcome: Outcome::Hit });
+        // All full: balanced as usual, to queue on the chosen node (never moved to the passive tier).
+        let _also = pool.backends[1].state.admit(wait).await.unwrap();
+        let picks: Vec<usize> =
+            (0..4).map(|_| choose(pool, &Hints::default(), None).unwrap().index).collect();
+        assert!(picks.contains(&0) && picks.contains(&1), "{picks:?}");
     }
 
     #[test]

@@ -17,6 +17,7 @@ use tokio::time::Instant;
 
 use super::conns::Conns;
 use super::health::{Health, HealthInfo, NodeHealth};
+use super::slots::{QueueTimeout, Slot, Slots};
 use super::stream::TlsTarget;
 pub use crate::config::AdminState;
 use crate::config::{BackendId, HealthConfig};
@@ -42,6 +43,8 @@ pub struct BackendState {
     epoch: Instant,
     /// Keep-alive connections, for the address of the newest snapshot that built this node.
     conns: Mutex<Option<Arc<Conns>>>,
+    /// `maxconn` slots and queue, resized by each snapshot that builds this node.
+    pub slots: Arc<Slots>,
 }
 
 impl BackendState {
@@ -59,6 +62,7 @@ impl BackendState {
             failures: AtomicU64::new(0),
             epoch: Instant::now(),
             conns: Mutex::new(None),
+            slots: Arc::default(),
         }
     }
 
@@ -212,7 +216,17 @@ impl BackendState {
     pub fn begin(self: &Arc<Self>) -> InFlight {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
         self.requests.fetch_add(1, Ordering::Relaxed);
-        InFlight(Arc::clone(self))
+        InFlight(Arc::clone(self), None)
+    }
+
+    /// [`Self::begin`] once the node has a free `maxconn` slot, waiting in its queue for at most
+    /// `queue_timeout`; the slot is held as long as the in-flight count (until the answer's body is
+    /// relayed or the request is dropped), as HAProxy holds a server's connection slot.
+    pub async fn admit(self: &Arc<Self>, queue_timeout: Duration) -> Result<InFlight, QueueTimeout> {
+        let slot = self.slots.acquire(queue_timeout).await?;
+        let mut guard = self.begin();
+        guard.1 = slot;
+        Ok(guard)
     }
 }
 
@@ -225,9 +239,10 @@ fn admin_code(state: AdminState) -> u8 {
     }
 }
 
-/// Decrements the in-flight count on drop (also when a client goes away mid-response).
+/// Decrements the in-flight count on drop (also when a client goes away mid-response), and gives back
+/// the node's `maxconn` slot when it took one.
 #[derive(Debug)]
-pub struct InFlight(Arc<BackendState>);
+pub struct InFlight(Arc<BackendState>, Option<Slot>);
 
 impl Drop for InFlight {
     fn drop(&mut self) {

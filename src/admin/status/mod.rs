@@ -44,9 +44,8 @@ pub fn backend_json(b: &Backend) -> Value {
         "drain_left_s": b.state.drain_left().map(|d| d.as_secs()),
         "in_flight": b.state.in_flight(),
         "weight": b.weight,
-        // No `maxconn` yet: every node is unlimited and nothing queues.
-        "maxconn": null,
-        "queued": 0,
+        "maxconn": b.maxconn.map(std::num::NonZeroU32::get),
+        "queued": b.state.slots.queued(),
         "slowstart_left_s": b.slowstart_left().map(|d| d.as_secs_f64()),
         "health_checks": if b.state.health_checks_enabled() { "enabled" } else { "disabled" },
         "requests": b.state.requests(),

@@ -21,7 +21,7 @@ use super::request::{Request, Upload};
 use super::response::{AnswerArgs, AnswerError, MAX_RESPONSE_HEAD, ResponseHead, take_head};
 use super::{Client, Done, Next, read_scratch};
 use crate::config::BodyDeadline;
-use crate::proxy::failover::{Failover, Trace, idempotent, served};
+use crate::proxy::failover::{Failover, Trace, admit, idempotent, served};
 use crate::proxy::{ProxyError, Snapshot};
 use crate::server::{ClientStream, PIECE};
 use crate::upstream::affinity;
@@ -58,7 +58,7 @@ pub(super) async fn to_pool(
     loop {
         let choice = failover.choose(pool, trace)?;
         let backend = &pool.backends[choice.index];
-        let guard = backend.state.begin();
+        let guard = admit(pool, backend).await?;
         let args = AnswerArgs {
             cookie_name: pool.affinity.cookie.as_bytes(),
             // `Secure` over TLS (or when the pool asks for it).
