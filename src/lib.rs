@@ -171,6 +171,9 @@ pub async fn start(mut config: Config, shutdown: CancellationToken) -> Result<Ru
         } else {
             Counter::default()
         },
+        accepted: metrics.accepted(name),
+        tls_failures: metrics.tls_handshake_failures().clone(),
+        client_traffic: name == "public",
         send_timeout: config.proxy.client_send_timeout,
         proxy_protocol: name == "public" && config.proxy.proxy_protocol,
         h2: config.proxy.h2.clone(),

@@ -84,6 +84,23 @@ fn execute(command: Command) -> anyhow::Result<ExitCode> {
         Command::Check { config } => Ok(match tether::config::load(&config) {
             Ok(c) => {
                 println!("{}: ok: {}", config.display(), c.summary());
+                // A warning, not a failure: the certificate still serves today, and a deploy gate that
+                // failed 30 days early would be bypassed rather than heeded.
+                let now = std::time::SystemTime::now();
+                for e in c.expiring_certificates(now, tether::config::EXPIRY_WARNING) {
+                    let at = std::time::UNIX_EPOCH
+                        + std::time::Duration::from_secs(u64::try_from(e.not_after).unwrap_or(0));
+                    let days = (e.not_after - unix_now(now)) / 86_400;
+                    let when =
+                        if days < 0 { "expired".to_owned() } else { format!("expires in {days} day(s)") };
+                    println!(
+                        "{}: warning: {}: the certificate {} {when}, on {}",
+                        config.display(),
+                        e.key,
+                        e.file.display(),
+                        tether::am::time::iso_utc_of(at)
+                    );
+                }
                 ExitCode::SUCCESS
             }
             Err(e) => {
@@ -118,6 +135,11 @@ fn execute(command: Command) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// Seconds since the Unix epoch of `now`.
+fn unix_now(now: std::time::SystemTime) -> i64 {
+    now.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
 /// The password for `hash-password`. On a terminal: asked twice, without echo (as `passwd` does), so it

@@ -17,7 +17,11 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::Registry;
+
+/// The crate version, for `tether_build_info` and `/status.json`.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// Label pairs of one series.
 pub type Labels = Vec<(&'static str, String)>;
@@ -59,6 +63,9 @@ pub struct Metrics {
     max_connections: Family<Labels, Gauge>,
     limit_reached: Family<Labels, Counter>,
     shutting_down: Gauge,
+    accepted: Family<Labels, Counter>,
+    tls_handshake_failures: Counter,
+    cert_expiry: Family<Labels, Gauge>,
 }
 
 impl Default for Metrics {
@@ -106,8 +113,31 @@ impl Default for Metrics {
             "1 from SIGTERM/SIGINT on: /readyz answers 503 and the listeners close in turn",
             shutting_down.clone(),
         );
+        // `_info` with the value 1, as the Prometheus naming conventions have build information.
+        registry.register("build", "The version of tether running", Info::new(vec![("version", VERSION)]));
+        let accepted = Family::<Labels, Counter>::default();
+        registry.register(
+            "connections_accepted",
+            "Client connections accepted, by listener",
+            accepted.clone(),
+        );
+        let tls_handshake_failures = Counter::default();
+        registry.register(
+            "tls_handshake_failures",
+            "TLS handshakes on the public listener that failed or timed out (handshake_timeout_ms)",
+            tls_handshake_failures.clone(),
+        );
+        let cert_expiry = Family::<Labels, Gauge>::default();
+        registry.register(
+            "tls_certificate_expiry_timestamp_seconds",
+            "When the certificate chain served stops being valid (its earliest not-after), by file",
+            cert_expiry.clone(),
+        );
         Self {
             registry,
+            accepted,
+            tls_handshake_failures,
+            cert_expiry,
             requests,
             latency,
             affinity,
@@ -188,6 +218,25 @@ impl Metrics {
         let labels = vec![("listener", listener.to_string())];
         self.max_connections.get_or_create(&labels).set(i64::try_from(max).unwrap_or(i64::MAX));
         self.limit_reached.get_or_create_owned(&labels)
+    }
+
+    /// The accepted-connections counter of a listener.
+    pub fn accepted(&self, listener: &str) -> Counter {
+        self.accepted.get_or_create_owned(&vec![("listener", listener.to_string())])
+    }
+
+    /// The counter of failed TLS handshakes.
+    pub fn tls_handshake_failures(&self) -> &Counter {
+        &self.tls_handshake_failures
+    }
+
+    /// Sets the certificate expiry series to `certs` (file, not-after in Unix seconds), dropping those
+    /// of files no longer served, so a reload that changes the file leaves no stale series.
+    pub fn set_certificate_expiry(&self, certs: &[(String, i64)]) {
+        self.cert_expiry.clear();
+        for (file, at) in certs {
+            self.cert_expiry.get_or_create(&vec![("file", file.clone())]).set(*at);
+        }
     }
 
     /// 1 once the phased shutdown has begun.

@@ -11,6 +11,8 @@
 //! applied in part: a half-applied reload is harder to reason about than a restart.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use parking_lot::Mutex;
 
@@ -37,6 +39,79 @@ pub enum ReloadError {
     Tls(#[from] TlsError),
 }
 
+/// The outcome of the last reload, for `/metrics` and `/status.json`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LastReload {
+    /// When it ended, in milliseconds since the Unix epoch.
+    pub at_unix_ms: u64,
+    /// `None` when it applied; else why nothing changed, as the log line and `/reload` said it.
+    pub error: Option<String>,
+}
+
+/// Reloads counted since start (Prometheus `tether_config_reloads_total{result}`).
+#[derive(Debug)]
+pub struct ReloadStats {
+    ok: AtomicU64,
+    error: AtomicU64,
+    last: Mutex<Option<LastReload>>,
+    /// When the config running at start was loaded, in milliseconds since the Unix epoch.
+    loaded_at_unix_ms: u64,
+}
+
+fn unix_ms_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+impl ReloadStats {
+    fn new() -> Self {
+        Self {
+            ok: AtomicU64::new(0),
+            error: AtomicU64::new(0),
+            last: Mutex::new(None),
+            loaded_at_unix_ms: unix_ms_now(),
+        }
+    }
+
+    /// Whether the last load of the file applied and when, in milliseconds since the Unix epoch: the
+    /// start's load until the first reload (as Prometheus's own `config_last_reload_successful`).
+    pub fn last_load(&self) -> (bool, u64) {
+        match &*self.last.lock() {
+            Some(last) => (last.error.is_none(), last.at_unix_ms),
+            None => (true, self.loaded_at_unix_ms),
+        }
+    }
+
+    /// Reloads applied and refused.
+    pub fn counts(&self) -> (u64, u64) {
+        (self.ok.load(Ordering::Relaxed), self.error.load(Ordering::Relaxed))
+    }
+
+    /// The last reload, `None` before the first.
+    pub fn last(&self) -> Option<LastReload> {
+        self.last.lock().clone()
+    }
+
+    fn record(&self, result: &Result<String, ReloadError>) {
+        let counter = if result.is_ok() { &self.ok } else { &self.error };
+        counter.fetch_add(1, Ordering::Relaxed);
+        let last =
+            LastReload { at_unix_ms: unix_ms_now(), error: result.as_ref().err().map(ToString::to_string) };
+        *self.last.lock() = Some(last);
+    }
+}
+
+/// The not-after date of each certificate file of `config`, for the metric. A file that cannot be read
+/// now (it was read when the config loaded) is left out rather than shown as expired.
+fn certificate_expiry(config: &Config) -> Vec<(String, i64)> {
+    config
+        .certificate_files()
+        .into_iter()
+        .filter_map(|(_, file)| Some((file.display().to_string(), config::not_after(file).ok()?)))
+        .collect()
+}
+
 /// Re-reads and applies the config file.
 pub struct Reloader {
     proxy: Arc<Proxy>,
@@ -45,6 +120,7 @@ pub struct Reloader {
     /// Embedded nodes and where they really listen (their url may say `:0`).
     nodes: Vec<(BackendId, http::uri::Authority)>,
     one_at_a_time: Mutex<()>,
+    stats: ReloadStats,
 }
 
 impl Reloader {
@@ -58,7 +134,13 @@ impl Reloader {
             .iter()
             .filter_map(|n| Some((n.node.id().clone(), n.addr.to_string().parse().ok()?)))
             .collect();
-        Self { proxy, checkers, tls, nodes, one_at_a_time: Mutex::new(()) }
+        proxy.metrics().set_certificate_expiry(&certificate_expiry(&proxy.snapshot().config));
+        Self { proxy, checkers, tls, nodes, one_at_a_time: Mutex::new(()), stats: ReloadStats::new() }
+    }
+
+    /// The reloads so far.
+    pub fn stats(&self) -> &ReloadStats {
+        &self.stats
     }
 
     /// Reloads the file; on success returns the new config's summary.
@@ -67,6 +149,7 @@ impl Reloader {
         let old = Arc::clone(&self.proxy.snapshot().config);
         let path = old.source.clone().ok_or(ReloadError::NoSource)?;
         let result = config::load(&path).map_err(ReloadError::from).and_then(|new| self.apply(&old, new));
+        self.stats.record(&result);
         match &result {
             Ok(summary) => tracing::info!(file = %path.display(), summary, "config reloaded"),
             Err(e) => {
@@ -129,6 +212,7 @@ impl Reloader {
             }
         }
         let summary = new.summary();
+        self.proxy.metrics().set_certificate_expiry(&certificate_expiry(&new));
         self.proxy.reload(Arc::new(new));
         self.checkers.sync(&self.proxy.snapshot().upstreams);
         Ok(summary)

@@ -39,7 +39,7 @@ mod stream;
 
 pub use limit::default_max_connections;
 pub use send_deadline::{PIECE, SendDeadline};
-pub use stream::{ClientStream, Rewind};
+pub use stream::{ClientStream, Rewind, client_bytes};
 
 use crate::body::Body;
 use crate::tls::{self, SharedTls};
@@ -187,6 +187,13 @@ pub struct ServeOptions {
     pub max_connections: Option<usize>,
     /// Counts the times accepting paused at `max_connections`.
     pub limit_reached: Counter,
+    /// Counts the connections accepted (`tether_connections_accepted_total`).
+    pub accepted: Counter,
+    /// Counts the TLS handshakes that failed or timed out (`tether_tls_handshake_failures_total`).
+    pub tls_failures: Counter,
+    /// The bytes of plain-text connections are client traffic ([`stream::client_bytes`]): the public
+    /// listener's; not the admin listener's or an auth node's. TLS connections always count.
+    pub client_traffic: bool,
     /// Time a client has to take each piece of an answer on a connection hyper serves.
     pub send_timeout: Duration,
     /// Every connection starts with a PROXY protocol header, read within `header_timeout`.
@@ -328,11 +335,13 @@ pub async fn serve<H: Handler>(
             },
         };
         let _ = stream.set_nodelay(true);
+        opts.accepted.inc();
         let handler = Arc::clone(&handler);
         let open = slots.take();
         let addrs = Addresses::new(addr, local_port);
-        let (proxy_protocol, header_timeout, send_timeout) =
-            (opts.proxy_protocol, opts.header_timeout, opts.send_timeout);
+        let (proxy_protocol, header_timeout, send_timeout, client_traffic) =
+            (opts.proxy_protocol, opts.header_timeout, opts.send_timeout, opts.client_traffic);
+        let tls_failures = opts.tls_failures.clone();
         let ctx = ConnContext { header_timeout: opts.header_timeout, shutdown: shutdown.clone() };
         let tls = opts.tls.as_ref().map(|(tls, timeout)| (TlsAcceptor::from(tls.load_full()), *timeout));
         let (builder, watcher) = (Arc::clone(&builder), graceful.watcher());
@@ -344,14 +353,21 @@ pub async fn serve<H: Handler>(
                 return;
             };
             let start = match tls {
-                None => Handoff { stream: ClientStream::Plain(start.stream), read: start.read },
+                None if client_traffic => {
+                    Handoff { stream: ClientStream::Plain(start.stream), read: start.read }
+                }
+                None => Handoff { stream: ClientStream::Internal(start.stream), read: start.read },
                 Some((acceptor, timeout)) => {
                     match tokio::time::timeout(timeout, acceptor.accept(start)).await {
                         Ok(Ok(s)) => Handoff { stream: ClientStream::Tls(Box::new(s)), read: Bytes::new() },
                         Ok(Err(e)) => {
+                            tls_failures.inc();
                             return tracing::debug!(peer = %addr, error = %e, "TLS handshake failed");
                         }
-                        Err(_) => return tracing::debug!(peer = %addr, "TLS handshake timed out"),
+                        Err(_) => {
+                            tls_failures.inc();
+                            return tracing::debug!(peer = %addr, "TLS handshake timed out");
+                        }
                     }
                 }
             };

@@ -154,6 +154,9 @@ async fn https_node(
         connections: Default::default(),
         max_connections: None,
         limit_reached: Default::default(),
+        accepted: Default::default(),
+        tls_failures: Default::default(),
+        client_traffic: false,
         send_timeout: Duration::from_secs(30),
         h2: Default::default(),
     };

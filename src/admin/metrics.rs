@@ -1,5 +1,5 @@
-//! `GET /metrics`: the traffic families of [`Metrics`] plus the node and auth-node state, read at
-//! scrape time.
+//! `GET /metrics`: the traffic families of [`Metrics`] plus the node and auth-node state, the reloads,
+//! the client bytes and the process figures ([`super::process`]), read at scrape time.
 //!
 //! Health, admin state, transitions, checks, in-flight counts and the auth nodes' counters already live
 //! in atomics; mirroring them into the registry would cost the request path for nothing, so a scrape
@@ -16,26 +16,115 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 use tokio::time::Instant;
 
+use super::process;
 use crate::auth::AuthNode;
 use crate::auth::session::SessionStore;
 use crate::auth::store::StoreStats;
 use crate::metrics::{Labels, Metrics};
+use crate::reload::ReloadStats;
 use crate::upstream::{AdminState, Health, Upstreams};
 
-/// The exposition text: traffic from the registry, state read now from `upstreams` and `nodes`.
-pub fn render(metrics: &Metrics, upstreams: &Upstreams, nodes: &[Arc<AuthNode>]) -> String {
+/// The exposition text: traffic from the registry, state read now from `upstreams`, `nodes`, the
+/// reloads and `/proc/self`.
+pub fn render(
+    metrics: &Metrics,
+    upstreams: &Upstreams,
+    nodes: &[Arc<AuthNode>],
+    reloads: &ReloadStats,
+) -> String {
     let mut state = Registry::with_prefix("tether");
     state.register_collector(Box::new(StateCollector {
         rows: backend_rows(upstreams),
         auth: auth_rows(nodes),
         stores: store_stats(nodes),
     }));
+    let (ok, error) = reloads.counts();
+    let (last_ok, last_at_ms) = reloads.last_load();
+    state.register_collector(Box::new(ProcessCollector {
+        reloads: [("ok", ok), ("error", error)],
+        last_ok,
+        last_at_s: last_at_ms as f64 / 1000.0,
+        client: crate::server::client_bytes(),
+    }));
+    // The process collector's names, without the `tether_` prefix: dashboards share them across jobs.
+    let mut process = Registry::default();
+    process.register_collector(Box::new(ProcessFigures(process::read())));
     let mut out = String::new();
     // Writing into a String cannot fail.
     let _ = text::encode_registry(&mut out, metrics.registry());
     let _ = text::encode_registry(&mut out, &state);
+    let _ = text::encode_registry(&mut out, &process);
     let _ = text::encode_eof(&mut out);
     out
+}
+
+/// The reloads and the client bytes.
+#[derive(Debug)]
+struct ProcessCollector {
+    reloads: [(&'static str, u64); 2],
+    last_ok: bool,
+    last_at_s: f64,
+    client: (u64, u64),
+}
+
+impl Collector for ProcessCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let e = &mut encoder;
+        let rows =
+            self.reloads.iter().map(|(r, n)| (vec![("result", (*r).to_owned())], ConstCounter::new(*n)));
+        family(
+            e,
+            "config_reloads",
+            "Config reloads (SIGHUP, POST /reload), by result (ok|error)",
+            rows.collect(),
+        )?;
+        let last = vec![(vec![], gauge(i64::from(self.last_ok)))];
+        family(e, "config_last_reload_successful", "1 when the last load of the config file applied", last)?;
+        let at = vec![(vec![], ConstGauge::new(self.last_at_s))];
+        family(
+            e,
+            "config_last_reload_timestamp_seconds",
+            "When the config file was last loaded (the start, before any reload)",
+            at,
+        )?;
+        let received = vec![(vec![], ConstCounter::new(self.client.0))];
+        family(
+            e,
+            "client_received_bytes",
+            "Bytes of HTTP received from clients of the public listener",
+            received,
+        )?;
+        let sent = vec![(vec![], ConstCounter::new(self.client.1))];
+        family(e, "client_sent_bytes", "Bytes of HTTP sent to clients of the public listener", sent)
+    }
+}
+
+/// `process_*` as the Prometheus client libraries name them; a figure that could not be read is absent.
+#[derive(Debug)]
+struct ProcessFigures(process::Figures);
+
+impl Collector for ProcessFigures {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let (e, f) = (&mut encoder, &self.0);
+        let one = |v: Option<f64>| v.map(|v| (Labels::new(), ConstGauge::new(v))).into_iter().collect();
+        family(
+            e,
+            "process_start_time_seconds",
+            "Start time of the process since the Unix epoch",
+            one(f.start_time_s),
+        )?;
+        let bytes = f.resident_bytes.map(|b| b as f64);
+        family(e, "process_resident_memory_bytes", "Resident memory size in bytes", one(bytes))?;
+        let cpu = f.cpu_seconds.map(|s| (Labels::new(), ConstCounter::new(s))).into_iter().collect();
+        family(e, "process_cpu_seconds", "Total user and system CPU time spent in seconds", cpu)?;
+        family(e, "process_open_fds", "Number of open file descriptors", one(f.open_fds.map(|n| n as f64)))?;
+        family(
+            e,
+            "process_max_fds",
+            "Maximum number of open file descriptors",
+            one(f.max_fds.map(|n| n as f64)),
+        )
+    }
 }
 
 /// One backend's state, read at scrape time.
@@ -51,6 +140,11 @@ struct BackendRow {
     queued: usize,
     queue_timeouts: u64,
     failures: u64,
+    bytes_to: u64,
+    bytes_from: u64,
+    /// Seconds since the Unix epoch.
+    state_since_s: f64,
+    last_request_s: Option<f64>,
     checks: u64,
     to_up: u64,
     to_down: u64,
@@ -77,6 +171,10 @@ fn backend_rows(upstreams: &Upstreams) -> Vec<BackendRow> {
                 queued: b.state.slots.queued(),
                 queue_timeouts: b.state.slots.timeouts(),
                 failures: b.state.failures(),
+                bytes_to: b.state.traffic().sent(),
+                bytes_from: b.state.traffic().received(),
+                state_since_s: b.state.state_since_unix_ms() as f64 / 1000.0,
+                last_request_s: b.state.last_request_unix_ms().map(|ms| ms as f64 / 1000.0),
                 checks: info.checks,
                 to_up: info.transitions_up,
                 to_down: info.transitions_down,
@@ -251,6 +349,25 @@ impl Collector for StateCollector {
         )?;
         let failures = self.per_backend(|r| vec![(None, ConstCounter::new(r.failures))]);
         family(e, "backend_passive_failures", "Connect failures and timeouts on live traffic", failures)?;
+        let sent = self.per_backend(|r| vec![(None, ConstCounter::new(r.bytes_to))]);
+        family(e, "backend_sent_bytes", "Bytes of HTTP sent to the node (health checks not included)", sent)?;
+        let received = self.per_backend(|r| vec![(None, ConstCounter::new(r.bytes_from))]);
+        family(e, "backend_received_bytes", "Bytes of HTTP received from the node", received)?;
+        let since = self.per_backend(|r| vec![(None, ConstGauge::new(r.state_since_s))]);
+        family(
+            e,
+            "backend_last_transition_timestamp_seconds",
+            "When health or admin state last changed (first seen, if never)",
+            since,
+        )?;
+        let last =
+            self.per_backend(|r| r.last_request_s.map(|s| (None, ConstGauge::new(s))).into_iter().collect());
+        family(
+            e,
+            "backend_last_request_timestamp_seconds",
+            "When the last request to the node began (absent before the first)",
+            last,
+        )?;
         let checks = self.per_backend(|r| vec![(None, ConstCounter::new(r.checks))]);
         family(e, "health_checks", "Active health checks run", checks)?;
         let transitions = self.per_backend(|r| {

@@ -11,6 +11,7 @@
 
 mod caller;
 pub mod metrics;
+mod process;
 mod sessions;
 pub mod status;
 
@@ -73,7 +74,12 @@ impl Admin {
 
     /// `GET /metrics`: Prometheus text exposition.
     fn metrics(&self) -> Response<Body> {
-        let text = metrics::render(self.proxy.metrics(), &self.proxy.snapshot().upstreams, &self.nodes);
+        let text = metrics::render(
+            self.proxy.metrics(),
+            &self.proxy.snapshot().upstreams,
+            &self.nodes,
+            self.reloader.stats(),
+        );
         let mut resp = Response::new(crate::body::full(text));
         resp.headers_mut().insert(
             http::header::CONTENT_TYPE,
@@ -392,7 +398,11 @@ impl Admin {
     /// What `/status.json` answers and the status page shows: one model, so a key added to the JSON
     /// shows on the page too.
     fn status_model(&self) -> serde_json::Value {
-        let mut answer = status::json(&self.proxy.snapshot());
+        let snap = self.proxy.snapshot();
+        let mut answer = status::json(&snap);
+        let figures = process::read();
+        let stopping = self.shutting_down.is_cancelled();
+        answer["process"] = status::process_json(&snap, &figures, self.reloader.stats(), stopping);
         answer["auth_nodes"] = sessions::sessions_json(&self.sessions_per_node());
         answer
     }

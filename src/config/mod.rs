@@ -13,6 +13,7 @@
 //! - `problem`: [`Problem`] (key path, line, message with the fix) and [`ConfigError`], which lists them
 //!   all, so `tether check` reports everything in one run.
 //! - `proxy`: `[proxy]`, listeners, TLS files and timeouts ([`ProxySettings`], [`TlsFiles`]).
+//! - `cert_expiry`: the not-after date of the TLS certificates, for `tether check` and `/metrics`.
 //! - `h2`: `[proxy.h2]`, the HTTP/2 limits of the listeners ([`H2Settings`]).
 //! - `pool`: `[[pool]]`, backends and their IDs, balance, affinity and health ([`PoolConfig`],
 //!   [`BackendId`]).
@@ -27,6 +28,7 @@
 //! none stops at the first problem. This module depends on no other part of tether.
 
 mod auth;
+mod cert_expiry;
 mod h2;
 mod load;
 mod lockout;
@@ -53,6 +55,7 @@ pub use auth::{
     AuthConfig, AuthSessionMode, ChainConfig, ExhaustionAction, ModuleKind, QuotaConfig, SessionLocation,
     SessionStoreMode, StoreConfig, StoreServers, UnknownExhaustionAction, UserConfig, totp_key,
 };
+pub use cert_expiry::{CertExpiryError, EXPIRY_WARNING, Expiring, not_after};
 pub use h2::H2Settings;
 pub use load::{load, parse};
 pub use lockout::LockoutConfig;

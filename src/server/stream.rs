@@ -1,23 +1,52 @@
 //! The client connection as the HTTP/1.1 fast path and hyper read it: plain TCP or TLS terminated by
 //! rustls ([`ClientStream`]), and the bytes already read from it put back in front ([`Rewind`]).
+//!
+//! The bytes of the public listener's connections are counted here, above TLS (the HTTP messages, as
+//! HAProxy's `bytes_in`/`bytes_out` count them), into two process-wide atomics ([`client_bytes`]): a field per
+//! connection would grow every idle connection's task (see the size test of `proxy::h1`). The admin
+//! listener and the embedded nodes' own listeners are not client traffic (a node's bytes are the
+//! proxy's backend bytes already), so their connections are [`ClientStream::Internal`] and not counted.
 
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
+
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::{Buf, Bytes};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::server::TlsStream;
 
+/// Bytes of HTTP read from the public listener's clients (decrypted, for TLS).
+static RECEIVED: AtomicU64 = AtomicU64::new(0);
+/// Bytes of HTTP written to the public listener's clients (before encryption, for TLS).
+static SENT: AtomicU64 = AtomicU64::new(0);
+
+/// Bytes received from and sent to the public listener's clients since the process started (every
+/// tether started in this process, for the tests that start several).
+pub fn client_bytes() -> (u64, u64) {
+    (RECEIVED.load(Ordering::Relaxed), SENT.load(Ordering::Relaxed))
+}
+
+fn count(counter: &AtomicU64, result: Poll<io::Result<usize>>) -> Poll<io::Result<usize>> {
+    if let Poll::Ready(Ok(n)) = &result {
+        counter.fetch_add(*n as u64, Ordering::Relaxed);
+    }
+    result
+}
+
 /// A client connection: plain text, or TLS over the socket (with what a PROXY protocol header left).
 #[derive(Debug)]
 pub enum ClientStream {
-    /// Plain text.
+    /// Plain text, on the public listener (counted).
     Plain(TcpStream),
-    /// TLS, handshake done. Boxed: rustls's session is large, and an idle plain-text connection's task
-    /// holds this enum.
+    /// TLS, handshake done, on the public listener (counted). Boxed: rustls's session is large, and an
+    /// idle plain-text connection's task holds this enum.
     Tls(Box<TlsStream<Rewind<TcpStream>>>),
+    /// Plain text on a listener whose bytes are not client traffic (admin, embedded nodes). A variant
+    /// rather than a flag: it costs no byte per connection.
+    Internal(TcpStream),
 }
 
 impl ClientStream {
@@ -26,7 +55,7 @@ impl ClientStream {
     /// nothing more.
     pub fn poll_idle(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         match self {
-            Self::Plain(s) => s.poll_read_ready(cx).map(|_| ()),
+            Self::Plain(s) | Self::Internal(s) => s.poll_read_ready(cx).map(|_| ()),
             Self::Tls(s) => {
                 let (io, session) = s.get_mut();
                 // A read of the previous request may have left whole records behind, decrypted or not:
@@ -44,7 +73,7 @@ impl ClientStream {
     /// The TLS version negotiated (`TLSv1.3`), for the access line; `None` for plain text.
     pub fn tls_version(&self) -> Option<&'static str> {
         match self {
-            Self::Plain(_) => None,
+            Self::Plain(_) | Self::Internal(_) => None,
             Self::Tls(s) => Some(match s.get_ref().1.protocol_version() {
                 Some(rustls::ProtocolVersion::TLSv1_3) => "TLSv1.3",
                 Some(rustls::ProtocolVersion::TLSv1_2) => "TLSv1.2",
@@ -71,18 +100,23 @@ impl ClientStream {
 
 impl AsyncRead for ClientStream {
     fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
+        let before = buf.filled().len();
+        let result = match self.get_mut() {
             Self::Plain(s) => Pin::new(s).poll_read(cx, buf),
             Self::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
-        }
+            Self::Internal(s) => return Pin::new(s).poll_read(cx, buf),
+        };
+        RECEIVED.fetch_add((buf.filled().len() - before) as u64, Ordering::Relaxed);
+        result
     }
 }
 
 impl AsyncWrite for ClientStream {
     fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         match self.get_mut() {
-            Self::Plain(s) => Pin::new(s).poll_write(cx, buf),
-            Self::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+            Self::Plain(s) => count(&SENT, Pin::new(s).poll_write(cx, buf)),
+            Self::Tls(s) => count(&SENT, Pin::new(s.as_mut()).poll_write(cx, buf)),
+            Self::Internal(s) => Pin::new(s).poll_write(cx, buf),
         }
     }
 
@@ -92,28 +126,29 @@ impl AsyncWrite for ClientStream {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         match self.get_mut() {
-            Self::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
-            Self::Tls(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
+            Self::Plain(s) => count(&SENT, Pin::new(s).poll_write_vectored(cx, bufs)),
+            Self::Tls(s) => count(&SENT, Pin::new(s.as_mut()).poll_write_vectored(cx, bufs)),
+            Self::Internal(s) => Pin::new(s).poll_write_vectored(cx, bufs),
         }
     }
 
     fn is_write_vectored(&self) -> bool {
         match self {
-            Self::Plain(s) => s.is_write_vectored(),
+            Self::Plain(s) | Self::Internal(s) => s.is_write_vectored(),
             Self::Tls(s) => s.is_write_vectored(),
         }
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
-            Self::Plain(s) => Pin::new(s).poll_flush(cx),
+            Self::Plain(s) | Self::Internal(s) => Pin::new(s).poll_flush(cx),
             Self::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
         }
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
-            Self::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Self::Plain(s) | Self::Internal(s) => Pin::new(s).poll_shutdown(cx),
             Self::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
         }
     }

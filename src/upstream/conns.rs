@@ -32,7 +32,7 @@ use hyper_util::rt::TokioIo;
 use parking_lot::{Mutex, MutexGuard};
 use tokio::time::Instant;
 
-use super::stream::{self, NodeStream, TlsTarget};
+use super::stream::{self, NodeStream, TlsTarget, Traffic};
 use crate::body::{Body, BoxError};
 
 /// How a request failed to reach a node. The variant is what a retry decision needs: nothing was sent,
@@ -77,17 +77,20 @@ pub struct Conns {
     idle_timeout_ms: AtomicU64,
     /// The reaper task was started (on the first request, from inside the runtime).
     reaping: AtomicBool,
+    /// The node's byte counters, which every connection made here adds to.
+    traffic: Arc<Traffic>,
 }
 
 /// Extra attempts on a fresh connection when a pooled one gave the request back unsent.
 const UNSENT_RETRIES: usize = 2;
 
 impl Conns {
-    /// No connections yet, to `authority`, over TLS when `tls` is given.
-    pub fn new(authority: Authority, tls: Option<TlsTarget>) -> Self {
+    /// No connections yet, to `authority`, over TLS when `tls` is given, counting bytes in `traffic`.
+    pub fn new(authority: Authority, tls: Option<TlsTarget>, traffic: Arc<Traffic>) -> Self {
         Self {
             authority,
             tls,
+            traffic,
             idle: IdleStack::default(),
             streams: IdleStack::default(),
             idle_timeout_ms: AtomicU64::new(u64::MAX),
@@ -159,9 +162,14 @@ impl Conns {
 
     /// A new connection within the connect timeout (TCP, and TLS for `https://` nodes).
     async fn connect_stream(&self, settings: &ConnSettings) -> Result<NodeStream, SendError> {
-        stream::connect(&self.authority, self.tls.as_ref(), settings.connect_timeout)
-            .await
-            .map_err(SendError::Connect)
+        stream::connect(
+            &self.authority,
+            self.tls.as_ref(),
+            settings.connect_timeout,
+            Arc::clone(&self.traffic),
+        )
+        .await
+        .map_err(SendError::Connect)
     }
 
     /// A connection for the fast path and whether it was reused: the most recently used idle one that
@@ -449,7 +457,7 @@ mod tests {
     #[tokio::test]
     async fn a_connection_is_reused_once_its_body_was_read() {
         let (authority, accepted) = node().await;
-        let conns = Arc::new(Conns::new(authority, None));
+        let conns = Arc::new(Conns::new(authority, None, Arc::default()));
         for _ in 0..3 {
             let (resp, lease) = conns.send(get(), settings()).await.expect("send");
             let body = LeasedBody::new(resp.into_body(), lease, ());
@@ -462,7 +470,7 @@ mod tests {
     #[tokio::test]
     async fn a_body_dropped_after_its_last_byte_returns_its_connection() {
         let (authority, accepted) = node().await;
-        let conns = Arc::new(Conns::new(authority, None));
+        let conns = Arc::new(Conns::new(authority, None, Arc::default()));
         for _ in 0..3 {
             let (resp, lease) = conns.send(get(), settings()).await.expect("send");
             let mut body = LeasedBody::new(resp.into_body(), lease, ());
@@ -479,7 +487,7 @@ mod tests {
     #[tokio::test]
     async fn a_body_dropped_early_drops_its_connection() {
         let (authority, accepted) = node().await;
-        let conns = Arc::new(Conns::new(authority, None));
+        let conns = Arc::new(Conns::new(authority, None, Arc::default()));
         let (resp, lease) = conns.send(get(), settings()).await.expect("send");
         drop(LeasedBody::new(resp.into_body(), lease, ()));
         assert_eq!(conns.idle_count(), 0);
@@ -495,7 +503,7 @@ mod tests {
         let authority: Authority =
             listener.local_addr().expect("addr").to_string().parse().expect("authority");
         drop(listener);
-        let conns = Arc::new(Conns::new(authority, None));
+        let conns = Arc::new(Conns::new(authority, None, Arc::default()));
         assert!(matches!(conns.send(get(), settings()).await, Err(SendError::Connect(_))));
     }
 }
@@ -604,7 +612,7 @@ mod tls_tests {
     #[tokio::test]
     async fn tls_connections_are_kept_alive_on_both_paths_and_resume_their_session() {
         let (authority, target, accepted, resumed) = tls_node().await;
-        let conns = Arc::new(Conns::new(authority, Some(target)));
+        let conns = Arc::new(Conns::new(authority, Some(target), Arc::default()));
         for _ in 0..3 {
             let (resp, lease) = conns.send(get(), settings()).await.expect("send");
             let body = LeasedBody::new(resp.into_body(), lease, ());

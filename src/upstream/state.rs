@@ -5,11 +5,16 @@
 //! that keeps an ID keeps its state and its in-flight counts. A node starts in its configured
 //! `admin_state` the first time its ID is seen; the state file ([`super::state_file`]) may then restore
 //! an operator's earlier choice. The request path reads only atomics.
+//!
+//! Times are kept as milliseconds after the state's `epoch` (tokio's clock, so paused-time tests control
+//! them) in atomics; the wall-clock time of that epoch turns them into Unix timestamps for `/metrics`.
+//! "State" for `state_since` is what HAProxy's `lastchg` tracks: health (up/down) and the operator
+//! state together; a change of either starts a new one.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use http::uri::Authority;
 use parking_lot::Mutex;
@@ -18,7 +23,7 @@ use tokio::time::Instant;
 use super::conns::Conns;
 use super::health::{Health, HealthInfo, NodeHealth};
 use super::slots::{QueueTimeout, Slot, Slots};
-use super::stream::TlsTarget;
+use super::stream::{TlsTarget, Traffic};
 pub use crate::config::AdminState;
 use crate::config::{BackendId, HealthConfig};
 
@@ -40,7 +45,15 @@ pub struct BackendState {
     requests: AtomicU64,
     sticky_hits: AtomicU64,
     failures: AtomicU64,
+    /// Milliseconds after `epoch`, plus one, when the last request began (`begin`); 0 = never.
+    last_request_ms: AtomicU64,
+    /// Milliseconds after `epoch` when health or the operator state last changed (0: since first seen).
+    state_since_ms: AtomicU64,
+    /// Bytes to and from the node, counted by its connections.
+    traffic: Arc<Traffic>,
     epoch: Instant,
+    /// `epoch` on the wall clock, in milliseconds since the Unix epoch.
+    epoch_unix_ms: u64,
     /// Keep-alive connections, for the address of the newest snapshot that built this node.
     conns: Mutex<Option<Arc<Conns>>>,
     /// `maxconn` slots and queue, resized by each snapshot that builds this node.
@@ -60,7 +73,13 @@ impl BackendState {
             requests: AtomicU64::new(0),
             sticky_hits: AtomicU64::new(0),
             failures: AtomicU64::new(0),
+            last_request_ms: AtomicU64::new(0),
+            state_since_ms: AtomicU64::new(0),
+            traffic: Arc::default(),
             epoch: Instant::now(),
+            epoch_unix_ms: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
             conns: Mutex::new(None),
             slots: Arc::default(),
         }
@@ -68,6 +87,44 @@ impl BackendState {
 
     fn now_ms(&self) -> u64 {
         u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// Runs `change` and starts a new state when it changed the health.
+    fn noting_health(&self, change: impl FnOnce()) {
+        let was = self.health();
+        change();
+        if self.health() != was {
+            self.state_since_ms.store(self.now_ms(), Ordering::Relaxed);
+        }
+    }
+
+    /// Bytes to and from the node.
+    pub fn traffic(&self) -> &Traffic {
+        &self.traffic
+    }
+
+    /// When the last request to the node began, in milliseconds since the Unix epoch; `None` before
+    /// the first.
+    pub fn last_request_unix_ms(&self) -> Option<u64> {
+        let at = self.last_request_ms.load(Ordering::Relaxed);
+        (at != 0).then(|| self.epoch_unix_ms.saturating_add(at - 1))
+    }
+
+    /// Time since the last request began (HAProxy's `lastsess`): how an operator knows a drain is done.
+    pub fn last_request_age(&self) -> Option<Duration> {
+        let at = self.last_request_ms.load(Ordering::Relaxed);
+        (at != 0).then(|| Duration::from_millis(self.now_ms().saturating_sub(at - 1)))
+    }
+
+    /// When the current state (health and operator state) began, in milliseconds since the Unix epoch:
+    /// when the node was first seen if it never changed.
+    pub fn state_since_unix_ms(&self) -> u64 {
+        self.epoch_unix_ms.saturating_add(self.state_since_ms.load(Ordering::Relaxed))
+    }
+
+    /// Time in the current state (HAProxy's `lastchg`).
+    pub fn time_in_state(&self) -> Duration {
+        Duration::from_millis(self.now_ms().saturating_sub(self.state_since_ms.load(Ordering::Relaxed)))
     }
 
     /// Current health: up while the operator has disabled the checks, as HAProxy's `disable health`
@@ -83,7 +140,7 @@ impl BackendState {
 
     /// Stops or resumes the active checks; resuming starts from the health the checks last found.
     pub fn set_health_checks(&self, enabled: bool) {
-        self.checks_disabled.store(!enabled, Ordering::Relaxed);
+        self.noting_health(|| self.checks_disabled.store(!enabled, Ordering::Relaxed));
         tracing::info!(backend = %self.id, enabled, "health checks changed");
     }
 
@@ -95,7 +152,7 @@ impl BackendState {
     /// Feeds an active check result.
     pub fn record_check(&self, pass: bool, detail: String, rise: u32, fall: u32) {
         let was = self.health.get();
-        self.health.record_check(&self.id, pass, detail, rise, fall);
+        self.noting_health(|| self.health.record_check(&self.id, pass, detail, rise, fall));
         if was == Health::Down && self.health.get() == Health::Up {
             self.returned_ms.store(self.now_ms(), Ordering::Relaxed);
         }
@@ -111,12 +168,12 @@ impl BackendState {
     /// check at once.
     pub fn record_passive_failure(&self, health: &HealthConfig, what: &str) {
         self.failures.fetch_add(1, Ordering::Relaxed);
-        self.health.record_failure(&self.id, health, what);
+        self.noting_health(|| self.health.record_failure(&self.id, health, what));
     }
 
     /// Records a success on real traffic: it ends an open failure streak (cheap when there is none).
     pub fn record_success(&self, health: &HealthConfig) {
-        self.health.record_success(&self.id, health);
+        self.noting_health(|| self.health.record_success(&self.id, health));
     }
 
     /// Operator-set state.
@@ -138,6 +195,9 @@ impl BackendState {
         };
         self.drain_until_ms.store(until, Ordering::Relaxed);
         let was = self.admin.swap(admin_code(state), Ordering::Relaxed);
+        if was != admin_code(state) {
+            self.state_since_ms.store(self.now_ms(), Ordering::Relaxed);
+        }
         if was == admin_code(AdminState::Maint) && state == AdminState::Ready {
             self.returned_ms.store(self.now_ms(), Ordering::Relaxed);
         }
@@ -205,7 +265,7 @@ impl BackendState {
         match &*slot {
             Some(conns) if conns.serves(authority, tls.as_ref()) => Arc::clone(conns),
             _ => {
-                let conns = Arc::new(Conns::new(authority.clone(), tls));
+                let conns = Arc::new(Conns::new(authority.clone(), tls, Arc::clone(&self.traffic)));
                 *slot = Some(Arc::clone(&conns));
                 conns
             }
@@ -216,6 +276,7 @@ impl BackendState {
     pub fn begin(self: &Arc<Self>) -> InFlight {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
         self.requests.fetch_add(1, Ordering::Relaxed);
+        self.last_request_ms.store(self.now_ms().saturating_add(1), Ordering::Relaxed);
         InFlight(Arc::clone(self), None)
     }
 
@@ -268,6 +329,28 @@ impl StateRegistry {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn last_request_and_state_since_follow_the_node() {
+        let registry = StateRegistry::default();
+        let state = registry.get(&BackendId::new("01").expect("id"), AdminState::Ready);
+        assert_eq!((state.last_request_unix_ms(), state.last_request_age()), (None, None));
+        let first_seen = state.state_since_unix_ms();
+        tokio::time::advance(Duration::from_secs(5)).await;
+        drop(state.begin());
+        assert_eq!(state.last_request_unix_ms(), Some(first_seen + 5000));
+        assert_eq!(state.time_in_state(), Duration::from_secs(5));
+        tokio::time::advance(Duration::from_secs(2)).await;
+        assert_eq!(state.last_request_age(), Some(Duration::from_secs(2)));
+        state.set_admin(AdminState::Drain, None);
+        assert_eq!(state.state_since_unix_ms(), first_seen + 7000);
+        assert_eq!(state.time_in_state(), Duration::ZERO);
+        tokio::time::advance(Duration::from_secs(1)).await;
+        state.set_admin(AdminState::Drain, None);
+        assert_eq!(state.time_in_state(), Duration::from_secs(1), "the same state again is no change");
+        state.record_check(false, "refused".into(), 1, 1);
+        assert_eq!(state.state_since_unix_ms(), first_seen + 8000, "health down is a new state");
+    }
 
     #[test]
     fn a_node_keeps_its_connections_until_its_address_changes() {

@@ -3,10 +3,16 @@
 //! Both request paths use it: hyper's client runs over it, and the fast path writes and reads it itself.
 //! The plain case stays a `TcpStream` in an enum (no box, no dynamic call); only the TLS case is boxed,
 //! as its session state is large (rustls keeps its buffers in it).
+//!
+//! Each connection adds what it writes and reads to its node's [`Traffic`] (HTTP bytes, above TLS, as
+//! HAProxy's server `bin`/`bout`): one shared pair of atomics per node, so both request paths count
+//! alike and the totals survive reloads with the node's state.
 
 use std::fmt;
 use std::io::{self, IoSlice};
 use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -45,8 +51,39 @@ impl fmt::Debug for TlsTarget {
     }
 }
 
-/// An open connection to a node.
-pub enum NodeStream {
+/// Bytes sent to and received from one node by its connections (health checks not included).
+#[derive(Debug, Default)]
+pub struct Traffic {
+    sent: AtomicU64,
+    received: AtomicU64,
+}
+
+impl Traffic {
+    /// Bytes sent to the node.
+    pub fn sent(&self) -> u64 {
+        self.sent.load(Ordering::Relaxed)
+    }
+
+    /// Bytes received from the node.
+    pub fn received(&self) -> u64 {
+        self.received.load(Ordering::Relaxed)
+    }
+
+    fn count_sent(&self, result: Poll<io::Result<usize>>) -> Poll<io::Result<usize>> {
+        if let Poll::Ready(Ok(n)) = &result {
+            self.sent.fetch_add(*n as u64, Ordering::Relaxed);
+        }
+        result
+    }
+}
+
+/// An open connection to a node, and the node's byte counters.
+pub struct NodeStream {
+    io: Io,
+    traffic: Arc<Traffic>,
+}
+
+enum Io {
     /// `http://`.
     Plain(TcpStream),
     /// `https://`, handshake done and the certificate verified.
@@ -55,28 +92,30 @@ pub enum NodeStream {
 
 impl fmt::Debug for NodeStream {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Plain(s) => f.debug_tuple("Plain").field(s).finish(),
-            Self::Tls(s) => f.debug_tuple("Tls").field(s.get_ref().0).finish(),
+        match &self.io {
+            Io::Plain(s) => f.debug_tuple("Plain").field(s).finish(),
+            Io::Tls(s) => f.debug_tuple("Tls").field(s.get_ref().0).finish(),
         }
     }
 }
 
 /// Opens a connection to `authority` within `timeout` (TCP connect and TLS handshake together), without
 /// Nagle's delay. The error is a sentence naming the address and what failed; for a certificate that
-/// does not verify it carries rustls' reason (`invalid peer certificate: UnknownIssuer`).
+/// does not verify it carries rustls' reason (`invalid peer certificate: UnknownIssuer`). Its bytes
+/// count in `traffic`.
 pub async fn connect(
     authority: &Authority,
     tls: Option<&TlsTarget>,
     timeout: Duration,
+    traffic: Arc<Traffic>,
 ) -> Result<NodeStream, String> {
     let addr = authority.as_str();
     let open = async {
         let stream = TcpStream::connect(addr).await.map_err(|e| format!("connect to {addr}: {e}"))?;
         stream.set_nodelay(true).map_err(|e| format!("set_nodelay: {e}"))?;
-        let Some(tls) = tls else { return Ok(NodeStream::Plain(stream)) };
+        let Some(tls) = tls else { return Ok(NodeStream { io: Io::Plain(stream), traffic }) };
         match tls.connector.connect(tls.server_name.clone(), stream).await {
-            Ok(stream) => Ok(NodeStream::Tls(Box::new(stream))),
+            Ok(stream) => Ok(NodeStream { io: Io::Tls(Box::new(stream)), traffic }),
             Err(e) => Err(format!("TLS handshake with {addr} ({}): {e}", tls.server_name.to_str())),
         }
     };
@@ -91,15 +130,15 @@ impl NodeStream {
     /// leave the connection quiet.
     pub fn quiet(&mut self) -> bool {
         let mut cx = Context::from_waker(std::task::Waker::noop());
-        match self {
-            Self::Plain(stream) => {
+        match &mut self.io {
+            Io::Plain(stream) => {
                 if stream.poll_read_ready(&mut cx).is_pending() {
                     return true;
                 }
                 let mut probe = [0u8; 1];
                 matches!(stream.try_read(&mut probe), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
             }
-            Self::Tls(stream) => {
+            Io::Tls(stream) => {
                 if stream.get_ref().0.poll_read_ready(&mut cx).is_pending() {
                     return true;
                 }
@@ -114,20 +153,26 @@ impl NodeStream {
 impl AsyncRead for NodeStream {
     #[inline]
     fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Self::Plain(s) => Pin::new(s).poll_read(cx, buf),
-            Self::Tls(s) => Pin::new(&mut **s).poll_read(cx, buf),
-        }
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let result = match &mut this.io {
+            Io::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Io::Tls(s) => Pin::new(&mut **s).poll_read(cx, buf),
+        };
+        this.traffic.received.fetch_add((buf.filled().len() - before) as u64, Ordering::Relaxed);
+        result
     }
 }
 
 impl AsyncWrite for NodeStream {
     #[inline]
     fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            Self::Plain(s) => Pin::new(s).poll_write(cx, buf),
-            Self::Tls(s) => Pin::new(&mut **s).poll_write(cx, buf),
-        }
+        let this = self.get_mut();
+        let result = match &mut this.io {
+            Io::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Io::Tls(s) => Pin::new(&mut **s).poll_write(cx, buf),
+        };
+        this.traffic.count_sent(result)
     }
 
     #[inline]
@@ -136,31 +181,33 @@ impl AsyncWrite for NodeStream {
         cx: &mut Context<'_>,
         bufs: &[IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            Self::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
-            Self::Tls(s) => Pin::new(&mut **s).poll_write_vectored(cx, bufs),
-        }
+        let this = self.get_mut();
+        let result = match &mut this.io {
+            Io::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            Io::Tls(s) => Pin::new(&mut **s).poll_write_vectored(cx, bufs),
+        };
+        this.traffic.count_sent(result)
     }
 
     fn is_write_vectored(&self) -> bool {
-        match self {
-            Self::Plain(s) => s.is_write_vectored(),
-            Self::Tls(s) => s.is_write_vectored(),
+        match &self.io {
+            Io::Plain(s) => s.is_write_vectored(),
+            Io::Tls(s) => s.is_write_vectored(),
         }
     }
 
     #[inline]
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Self::Plain(s) => Pin::new(s).poll_flush(cx),
-            Self::Tls(s) => Pin::new(&mut **s).poll_flush(cx),
+        match &mut self.get_mut().io {
+            Io::Plain(s) => Pin::new(s).poll_flush(cx),
+            Io::Tls(s) => Pin::new(&mut **s).poll_flush(cx),
         }
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Self::Plain(s) => Pin::new(s).poll_shutdown(cx),
-            Self::Tls(s) => Pin::new(&mut **s).poll_shutdown(cx),
+        match &mut self.get_mut().io {
+            Io::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Io::Tls(s) => Pin::new(&mut **s).poll_shutdown(cx),
         }
     }
 }

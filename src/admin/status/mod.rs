@@ -7,7 +7,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
 
+use super::process::Figures;
+use crate::am::time::iso_utc_of;
 use crate::proxy::Snapshot;
+use crate::reload::ReloadStats;
 use crate::upstream::{Backend, Health};
 
 pub use page::{View, render};
@@ -31,6 +34,32 @@ pub fn json(snap: &Snapshot) -> Value {
     json!({"pools": pools})
 }
 
+/// The `process` block of `/status.json`: what an operator checks first (which version, since when,
+/// from which file, whether the last reload applied) and the process figures of `/metrics`.
+pub fn process_json(snap: &Snapshot, figures: &Figures, reloads: &ReloadStats, shutting_down: bool) -> Value {
+    let now = SystemTime::now();
+    let now_s = now.duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64());
+    let at = |unix_ms: u64| iso_utc_of(UNIX_EPOCH + std::time::Duration::from_millis(unix_ms));
+    let (ok, error) = reloads.counts();
+    let last =
+        reloads.last().map(|l| json!({"at": at(l.at_unix_ms), "ok": l.error.is_none(), "error": l.error}));
+    let started = figures.start_time_s.unwrap_or(reloads.last_load().1 as f64 / 1000.0);
+    json!({
+        "version": crate::metrics::VERSION,
+        "started_at": at((started * 1000.0) as u64),
+        "uptime_s": (now_s - started).max(0.0),
+        "config_file": snap.config.source.as_ref().map(|p| p.display().to_string()),
+        "reloads": ok + error,
+        "reloads_failed": error,
+        "last_reload": last,
+        "shutting_down": shutting_down,
+        "rss_bytes": figures.resident_bytes,
+        "open_fds": figures.open_fds,
+        "max_fds": figures.max_fds,
+        "cpu_s": figures.cpu_seconds,
+    })
+}
+
 /// One backend as `/status.json` shows it; `at_unix` of the last check is in whole seconds.
 pub fn backend_json(b: &Backend) -> Value {
     let info = b.state.health_info();
@@ -51,6 +80,11 @@ pub fn backend_json(b: &Backend) -> Value {
         "requests": b.state.requests(),
         "sticky_hits": b.state.sticky_hits(),
         "passive_failures": b.state.failures(),
+        "last_request_age_s": b.state.last_request_age().map(|d| d.as_secs_f64()),
+        "state_since": iso_utc_of(UNIX_EPOCH + std::time::Duration::from_millis(b.state.state_since_unix_ms())),
+        "time_in_state_s": b.state.time_in_state().as_secs_f64(),
+        "bytes_to_node": b.state.traffic().sent(),
+        "bytes_from_node": b.state.traffic().received(),
         "transitions": info.transitions,
         "checks": info.checks,
         "last_transition": info.last_reason,

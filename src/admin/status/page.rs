@@ -153,12 +153,21 @@ fn process_block(out: &mut String, process: Option<&Value>) {
         "<section data-live=\"process\"><dl>\
          <div><dt>version</dt><dd>{}</dd></div><div><dt>started</dt><dd>{}</dd></div>\
          <div><dt>uptime</dt><dd>{}</dd></div><div><dt>config</dt><dd><code>{}</code></dd></div>\
-         <div><dt>reloads</dt><dd>{}</dd></div><div><dt>last reload</dt><dd>{reload}</dd></div>{}</dl></section>",
+         <div><dt>reloads</dt><dd>{}</dd></div><div><dt>last reload</dt><dd>{reload}</dd></div>\
+         <div><dt>memory (RSS)</dt><dd>{}</dd></div><div><dt>open fds</dt><dd>{}</dd></div>{}</dl></section>",
         text(&p["version"]),
         text(&p["started_at"]),
         seconds(&p["uptime_s"]),
         text(&p["config_file"]),
         text(&p["reloads"]),
+        p["rss_bytes"]
+            .as_u64()
+            .map_or_else(|| NONE.to_owned(), |b| format!("{:.1} MiB", b as f64 / 1_048_576.0)),
+        match (p["open_fds"].as_u64(), p["max_fds"].as_u64()) {
+            (Some(open), Some(max)) => format!("{open} of {max}"),
+            (Some(open), None) => open.to_string(),
+            _ => NONE.to_owned(),
+        },
         if p["shutting_down"] == true {
             "<div><dt>state</dt><dd class=\"fail\">shutting down</dd></div>"
         } else {

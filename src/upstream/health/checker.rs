@@ -27,7 +27,9 @@ async fn probe(backend: &Backend, health: &HealthConfig) -> (bool, String) {
     let (path, timeout) = (health.path.as_str(), health.timeout);
     let check = async {
         let target: Uri = path.parse().map_err(|_| format!("invalid check path {path:?}"))?;
-        let conn = stream::connect(&backend.authority, backend.conns.tls(), timeout).await?;
+        // Checks are not traffic: their bytes are not the node's (HAProxy's `bin`/`bout` leave them out).
+        let uncounted = std::sync::Arc::default();
+        let conn = stream::connect(&backend.authority, backend.conns.tls(), timeout, uncounted).await?;
         let (mut sender, conn) = http1::handshake(TokioIo::new(conn)).await.map_err(|e| with_causes(&e))?;
         let conn = tokio::spawn(conn);
         let mut req = Request::new(Empty::<bytes::Bytes>::new());

@@ -91,6 +91,7 @@ fn live_state_and_keys_added_to_the_model_show_up_escaped() {
     let mut model = model_of(&snap);
     model["process"] = json!({"version": "9.9.9", "started_at": "2026-12-02T18:00:00Z", "uptime_s": 61.5,
         "config_file": "/etc/tether/tether.toml", "reloads": 1, "shutting_down": false,
+        "rss_bytes": 12_582_912, "open_fds": 17, "max_fds": 1024,
         "last_reload": {"at": "2026-12-02T18:01:00Z", "ok": false, "error": "bad <key>"}});
     let backend = &mut model["pools"][0]["backends"][0];
     backend["last_request_age_s"] = json!(3.7);
@@ -106,6 +107,7 @@ fn live_state_and_keys_added_to_the_model_show_up_escaped() {
     assert!(r01.contains(">3 s ago</td>") && r01.contains(">120 s</td>"), "{r01}");
     assert!(r01.contains(">100 / 2000</td>") && r01.contains(">3 / – / 0</td>"), "{r01}");
     assert!(page.contains("<dd>9.9.9</dd>") && page.contains("<dd>61 s</dd>"), "process block");
+    assert!(page.contains("<dd>12.0 MiB</dd>") && page.contains("<dd>17 of 1024</dd>"), "process figures");
     assert!(page.contains("failed</span> at 2026-12-02T18:01:00Z: bad &lt;key&gt;"), "last reload");
     let r02 = row(&page, "02");
     assert!(r02.starts_with("<tr data-backend=\"02\" data-health=\"down\" data-admin=\"drain\">"));
