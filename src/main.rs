@@ -90,11 +90,15 @@ fn execute(command: Command) -> anyhow::Result<ExitCode> {
                 for e in c.expiring_certificates(now, tether::config::EXPIRY_WARNING) {
                     let at = std::time::UNIX_EPOCH
                         + std::time::Duration::from_secs(u64::try_from(e.not_after).unwrap_or(0));
-                    let days = (e.not_after - unix_now(now)) / 86_400;
-                    let when =
-                        if days < 0 { "expired".to_owned() } else { format!("expires in {days} day(s)") };
-                    println!(
-                        "{}: warning: {}: the certificate {} {when}, on {}",
+                    let left = e.not_after - unix_now(now);
+                    let when = if left <= 0 {
+                        "has expired".to_owned()
+                    } else {
+                        // Rounded: a certificate made for 10 days says 10 until half a day has passed.
+                        format!("expires in {} day(s)", (left + 43_200) / 86_400)
+                    };
+                    eprintln!(
+                        "{}: warning: `{}`: the certificate {} {when}, on {}: renew it before then",
                         config.display(),
                         e.key,
                         e.file.display(),

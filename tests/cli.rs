@@ -161,6 +161,29 @@ fn check_refuses_a_zero_maxconn_and_queue_timeout() {
     }
 }
 
+/// A certificate that expires within 30 days is a warning, not a failure: `check` exits 0 and names the
+/// key, the file and the date; one valid for a year passes without it.
+#[test]
+fn check_warns_of_a_certificate_expiring_within_30_days() {
+    let config = |cert: &std::path::Path, key: &std::path::Path| {
+        Cluster::of(&[]).backend_at(0, "01", "http://127.0.0.1:1", "active").tls(cert, key).toml()
+    };
+    let (cert, key, _, not_after) = support::cert_valid_for("expiring", 10);
+    let out = tether().args(["check", "-c"]).arg(scratch("expiring", &config(&cert, &key))).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    let date = tether::am::time::iso_utc(u64::try_from(not_after).unwrap());
+    let expected = format!(
+        "warning: `proxy.tls.cert`: the certificate {} expires in 10 day(s), on {date}",
+        cert.display()
+    );
+    assert!(err.contains(&expected), "missing {expected:?} in:\n{err}");
+    let (cert, key, _, _) = support::cert_valid_for("lasting", 365);
+    let out = tether().args(["check", "-c"]).arg(scratch("lasting", &config(&cert, &key))).output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("warning"), "a year is far enough");
+}
+
 #[test]
 fn check_accepts_the_standalone_example() {
     let file = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/standalone/proxy.toml");

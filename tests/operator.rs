@@ -3,43 +3,10 @@
 
 mod support;
 
-use std::collections::BTreeMap;
-
+use support::exposition::{Sample, parse, sum};
 use support::{Cluster, Journey, METRICS, ProxyHandle, TestBackend, TetherProcess, client, eventually};
 
-/// Parses Prometheus/OpenMetrics text into `(name, labels) → value`.
-fn parse(text: &str) -> Vec<(String, BTreeMap<String, String>, f64)> {
-    text.lines()
-        .filter(|l| !l.starts_with('#') && !l.is_empty())
-        .map(|l| {
-            let (series, value) = l.rsplit_once(' ').expect("name value");
-            let (name, labels) = match series.split_once('{') {
-                Some((n, rest)) => (n, rest.trim_end_matches('}')),
-                None => (series, ""),
-            };
-            let labels = labels
-                .split("\",")
-                .filter(|p| !p.is_empty())
-                .map(|p| {
-                    let (k, v) = p.split_once('=').unwrap();
-                    (k.to_string(), v.trim_matches('"').to_string())
-                })
-                .collect();
-            (name.to_string(), labels, value.parse().expect("number"))
-        })
-        .collect()
-}
-
-/// The sum of every series of `name` whose labels include all of `want`.
-fn sum(metrics: &[(String, BTreeMap<String, String>, f64)], name: &str, want: &[(&str, &str)]) -> f64 {
-    metrics
-        .iter()
-        .filter(|(n, l, _)| n == name && want.iter().all(|(k, v)| l.get(*k).map(String::as_str) == Some(*v)))
-        .map(|(_, _, v)| v)
-        .sum()
-}
-
-async fn scrape(proxy: &ProxyHandle) -> Vec<(String, BTreeMap<String, String>, f64)> {
+async fn scrape(proxy: &ProxyHandle) -> Vec<Sample> {
     parse(&client().get(proxy.admin_url("/metrics")).send().await.unwrap().text().await.unwrap())
 }
 

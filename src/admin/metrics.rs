@@ -106,25 +106,20 @@ struct ProcessFigures(process::Figures);
 impl Collector for ProcessFigures {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let (e, f) = (&mut encoder, &self.0);
-        let one = |v: Option<f64>| v.map(|v| (Labels::new(), ConstGauge::new(v))).into_iter().collect();
-        family(
-            e,
-            "process_start_time_seconds",
-            "Start time of the process since the Unix epoch",
-            one(f.start_time_s),
-        )?;
-        let bytes = f.resident_bytes.map(|b| b as f64);
-        family(e, "process_resident_memory_bytes", "Resident memory size in bytes", one(bytes))?;
-        let cpu = f.cpu_seconds.map(|s| (Labels::new(), ConstCounter::new(s))).into_iter().collect();
+        let start = one(f.start_time_s.map(ConstGauge::new));
+        family(e, "process_start_time_seconds", "Start time of the process since the Unix epoch", start)?;
+        let rss = one(f.resident_bytes.map(gauge));
+        family(e, "process_resident_memory_bytes", "Resident memory size in bytes", rss)?;
+        let cpu = one(f.cpu_seconds.map(ConstCounter::new));
         family(e, "process_cpu_seconds", "Total user and system CPU time spent in seconds", cpu)?;
-        family(e, "process_open_fds", "Number of open file descriptors", one(f.open_fds.map(|n| n as f64)))?;
-        family(
-            e,
-            "process_max_fds",
-            "Maximum number of open file descriptors",
-            one(f.max_fds.map(|n| n as f64)),
-        )
+        family(e, "process_open_fds", "Number of open file descriptors", one(f.open_fds.map(gauge)))?;
+        family(e, "process_max_fds", "Maximum number of open file descriptors", one(f.max_fds.map(gauge)))
     }
+}
+
+/// The one unlabelled row of a family, or none.
+fn one<M>(metric: Option<M>) -> Vec<(Labels, M)> {
+    metric.map(|m| (Labels::new(), m)).into_iter().collect()
 }
 
 /// One backend's state, read at scrape time.
@@ -292,6 +287,12 @@ fn family<M: EncodeMetric>(
 ) -> Result<(), std::fmt::Error> {
     let Some(kind) = rows.first().map(|(_, m)| m.metric_type()) else { return Ok(()) };
     let mut m = encoder.encode_descriptor(name, help, None, kind)?;
+    if let [(labels, v)] = rows.as_slice()
+        && labels.is_empty()
+    {
+        // A series without labels is written `name value`, not `name{} value`.
+        return v.encode(m);
+    }
     for (labels, v) in &rows {
         v.encode(m.encode_family(labels)?)?;
     }

@@ -2,6 +2,7 @@
 //! builder or a start function returning a handle with its address and a way to stop it, so tests read
 //! like the scenario they check.
 //!
+//! - `exposition`: a reader of the `/metrics` text, for asserting values.
 //! - `config`: the named TOML files of `tests/fixtures/` and the editor tests change keys with.
 //! - `cluster`: [`Cluster`], the builder that starts tether in-process, and its [`ProxyHandle`].
 //! - `backend`: [`TestBackend`], an echo server that counts, holds and streams.
@@ -23,6 +24,7 @@ mod browser;
 mod cluster;
 mod config;
 mod deployment;
+pub mod exposition;
 mod journey;
 mod local;
 mod process;
@@ -52,7 +54,7 @@ pub use process::TetherProcess;
 #[allow(unused_imports)]
 pub use redis::{RedisCluster, RedisServer, command as redis_command};
 #[allow(unused_imports)]
-pub use tls::{https_client, localhost_cert};
+pub use tls::{cert_valid_for, https_client, localhost_cert};
 
 /// Installs the ring provider for rustls once (reqwest is built without a provider of its own).
 pub fn init() {

@@ -30,3 +30,24 @@ pub fn https_client(pem: &str, addr: SocketAddr, http1_only: bool) -> reqwest::C
     }
     b.build().unwrap()
 }
+
+/// A self-signed `localhost` certificate valid for `days` from now, as PEM files under the target
+/// directory; returns `(cert path, key path, cert PEM, not-after in Unix seconds)`. X.509 dates are
+/// whole seconds, so the not-after is too.
+pub fn cert_valid_for(name: &str, days: i64) -> (std::path::PathBuf, std::path::PathBuf, String, i64) {
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let not_after = now + days * 86_400;
+    let mut params = rcgen::CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+    params.not_before = time::OffsetDateTime::from_unix_timestamp(now - 60).unwrap();
+    params.not_after = time::OffsetDateTime::from_unix_timestamp(not_after).unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = params.self_signed(&key).unwrap();
+    let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("tls-{}-{name}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (cert_file, key_file) = (dir.join("cert.pem"), dir.join("key.pem"));
+    let pem = cert.pem();
+    std::fs::write(&cert_file, &pem).unwrap();
+    std::fs::write(&key_file, key.serialize_pem()).unwrap();
+    (cert_file, key_file, pem, not_after)
+}
