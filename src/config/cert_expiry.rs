@@ -96,3 +96,39 @@ impl Config {
             .collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cert(not_after: i64) -> String {
+        let mut params = rcgen::CertificateParams::new(vec!["localhost".to_string()]).expect("params");
+        params.not_after = time::OffsetDateTime::from_unix_timestamp(not_after).expect("date");
+        params.self_signed(&rcgen::KeyPair::generate().expect("key")).expect("cert").pem()
+    }
+
+    fn file(name: &str, text: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("tether-expiry-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let path = dir.join(name);
+        std::fs::write(&path, text).expect("write");
+        path
+    }
+
+    #[test]
+    fn a_chain_expires_with_its_earliest_certificate() {
+        let (leaf, intermediate) = (2_000_000_000, 1_900_000_000);
+        let chain = file("chain.pem", &format!("{}{}", cert(leaf), cert(intermediate)));
+        assert_eq!(not_after(&chain).expect("dates"), intermediate);
+    }
+
+    #[test]
+    fn garbage_and_empty_files_are_errors_naming_the_file() {
+        let body = "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n";
+        let garbage = file("garbage.pem", body);
+        let e = not_after(&garbage).expect_err("not X.509").to_string();
+        assert!(e.contains("certificate 1 of") && e.contains("garbage.pem"), "{e}");
+        let empty = file("empty.pem", "no PEM here\n");
+        assert!(matches!(not_after(&empty), Err(CertExpiryError::Empty(_))));
+    }
+}
