@@ -356,7 +356,7 @@ pub async fn serve<H: Handler>(
                 None if client_traffic => {
                     Handoff { stream: ClientStream::Plain(start.stream), read: start.read }
                 }
-                None => Handoff { stream: ClientStream::Internal(start.stream), read: start.read },
+                None => Handoff { stream: ClientStream::Internal(Box::new(start.stream)), read: start.read },
                 Some((acceptor, timeout)) => {
                     match tokio::time::timeout(timeout, acceptor.accept(start)).await {
                         Ok(Ok(s)) => Handoff { stream: ClientStream::Tls(Box::new(s)), read: Bytes::new() },
