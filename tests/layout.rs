@@ -13,6 +13,7 @@ const MAY_USE: &[(&str, &[&str])] = &[
     ("config", &[]),
     ("body", &[]),
     ("metrics", &[]),
+    ("terminal", &[]),
     ("am", &["body"]),
     ("tls", &["config"]),
     ("server", &["config", "body", "tls"]),
@@ -21,6 +22,7 @@ const MAY_USE: &[(&str, &[&str])] = &[
     ("auth", &["config", "body", "am"]),
     ("nodes", &["config", "body", "am", "auth", "server"]),
     ("reload", &["config", "tls", "upstream", "proxy", "nodes"]),
+    ("shutdown", &["proxy"]),
     (
         "admin",
         &["config", "body", "metrics", "am", "tls", "server", "upstream", "proxy", "auth", "nodes", "reload"],

@@ -71,6 +71,26 @@ impl TrustedProxies {
         Self(nets)
     }
 
+    /// The right-most `X-Forwarded-For` address that is not a trusted proxy, or the left-most when all
+    /// are: the first hop no trusted proxy vouches for. Entries to its left were written by the client and
+    /// may be anything. `None` for an empty list or an entry that is not an address.
+    pub fn rightmost_untrusted<'a>(
+        &self,
+        forwarded_for: impl DoubleEndedIterator<Item = &'a [u8]>,
+    ) -> Option<IpAddr> {
+        let mut leftmost = None;
+        for value in forwarded_for.rev() {
+            for element in value.rsplit(|&b| b == b',') {
+                let ip = std::str::from_utf8(element.trim_ascii()).ok()?.parse::<IpAddr>().ok()?;
+                if !self.contains(ip) {
+                    return Some(ip);
+                }
+                leftmost = Some(ip);
+            }
+        }
+        leftmost
+    }
+
     /// Whether `ip` is in one of the networks. An IPv4 peer on a dual-stack socket (`::ffff:a.b.c.d`)
     /// is matched as the IPv4 address it is.
     pub fn contains(&self, ip: IpAddr) -> bool {

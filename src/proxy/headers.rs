@@ -232,27 +232,7 @@ pub fn forwarded_client<'a>(
     if !trusted.contains(peer) {
         return None;
     }
-    rightmost_untrusted(trusted, forwarded_for)
-}
-
-/// The right-most `X-Forwarded-For` address that is not a trusted proxy, or the left-most when all are:
-/// the first hop no trusted proxy vouches for. Entries to its left were written by the client and may be
-/// anything. `None` for an empty list or an entry that is not an address.
-pub fn rightmost_untrusted<'a>(
-    trusted: &crate::config::TrustedProxies,
-    forwarded_for: impl DoubleEndedIterator<Item = &'a [u8]>,
-) -> Option<IpAddr> {
-    let mut leftmost = None;
-    for value in forwarded_for.rev() {
-        for element in value.rsplit(|&b| b == b',') {
-            let ip = std::str::from_utf8(element.trim_ascii()).ok()?.parse::<IpAddr>().ok()?;
-            if !trusted.contains(ip) {
-                return Some(ip);
-            }
-            leftmost = Some(ip);
-        }
-    }
-    leftmost
+    trusted.rightmost_untrusted(forwarded_for)
 }
 
 /// Whether a response field is relayed as bytes by the fast path, which relays the body with the framing

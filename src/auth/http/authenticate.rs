@@ -26,7 +26,6 @@ use crate::auth::journey::{callbacks, stage};
 use crate::auth::login::{Credentials, LOG, Step};
 use crate::body::Body;
 use crate::config::TrustedProxies;
-use crate::proxy::headers::rightmost_untrusted;
 
 impl AuthNode {
     /// Answers one `authenticate` request whose `body` was read already; `realm` comes from the path.
@@ -119,7 +118,7 @@ impl AuthNode {
 /// detector must not believe), else the peer, else `-`.
 fn client(parts: &Parts, trusted: &TrustedProxies) -> String {
     let forwarded = parts.headers.get_all("x-forwarded-for");
-    match rightmost_untrusted(trusted, forwarded.iter().map(|v| v.as_bytes())) {
+    match trusted.rightmost_untrusted(forwarded.iter().map(|v| v.as_bytes())) {
         Some(ip) => ip.to_string(),
         None => parts.extensions.get::<SocketAddr>().map_or_else(|| "-".to_owned(), |p| p.ip().to_string()),
     }
