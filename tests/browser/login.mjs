@@ -42,7 +42,9 @@ try {
 
   // Every authenticate POST passes through unchanged, except one: to see the page handle AM's "Session
   // has timed out" (401, errorCode 110), one step is sent with the authId of a step already answered, a
-  // replay the node itself refuses with 110.
+  // replay the node itself refuses with 110. And every first step (no authId) is held back a little, as
+  // a slow network would: after a failure the page must not invite typing into a form it is about to
+  // replace, or what is typed is lost.
   let lastAuthId = null;
   let replay = null;
   await page.route('**/json/realms/root/authenticate*', async (route) => {
@@ -53,6 +55,7 @@ try {
       return route.continue({ postData: JSON.stringify(body) });
     }
     if (body.authId) lastAuthId = body.authId;
+    else await new Promise((resolve) => setTimeout(resolve, 400));
     return route.continue();
   });
 
