@@ -225,6 +225,7 @@ async fn a_request_queued_past_queue_timeout_ms_gets_503_and_is_counted() {
         .await;
         let resp = http.get(proxy.url("/am/json/x")).send().await.unwrap();
         assert_eq!(resp.status(), 503, "{path}");
+        assert_eq!(resp.headers()["retry-after"], "1", "{path}: a full queue drains within moments");
         let body: serde_json::Value = resp.json().await.unwrap();
         assert_eq!(
             (body["code"].as_u64(), body["reason"].as_str()),

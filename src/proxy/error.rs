@@ -7,6 +7,7 @@
 //! request paths render it through [`crate::am::crest`] only: hyper's as a response
 //! ([`ProxyError::to_response`]), the fast path as bytes from the same status and message.
 
+use http::header::{HeaderValue, RETRY_AFTER};
 use http::{Response, StatusCode};
 
 use crate::am::crest;
@@ -72,6 +73,16 @@ impl ProxyError {
         }
     }
 
+    /// The `Retry-After` of the answer, in seconds (RFC 9110 §10.2.3): a full queue drains within
+    /// moments, so a client may try again after one second. A pool without a serving node says nothing:
+    /// when it comes back depends on the node, not on tether.
+    pub fn retry_after(&self) -> Option<u32> {
+        match self {
+            Self::QueueTimeout { .. } => Some(1),
+            _ => None,
+        }
+    }
+
     /// Whether the failure says something about the node's health (passive checks).
     pub fn blames_backend(&self) -> Option<&BackendId> {
         match self {
@@ -82,7 +93,11 @@ impl ProxyError {
 
     /// The AM-shaped answer.
     pub fn to_response(&self) -> Response<Body> {
-        crest::error(self.status(), &self.to_string())
+        let mut resp = crest::error(self.status(), &self.to_string());
+        if let Some(seconds) = self.retry_after() {
+            resp.headers_mut().insert(RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        resp
     }
 }
 
@@ -113,5 +128,14 @@ mod tests {
         assert!(connect.retryable(false) && connect.retryable(true));
         assert!(upstream.retryable(true) && !upstream.retryable(false));
         assert!(!timeout.retryable(true));
+    }
+
+    #[test]
+    fn a_queue_timeout_says_when_to_try_again_and_no_other_answer_does() {
+        let id = BackendId::new("01").unwrap();
+        let queued = ProxyError::QueueTimeout { backend: id.clone(), maxconn: 1, timeout_ms: 200 };
+        assert_eq!(queued.to_response().headers()[RETRY_AFTER], "1");
+        let down = ProxyError::from(Unavailable::NoBackend { pool: "am".into() });
+        assert!(down.to_response().headers().get(RETRY_AFTER).is_none());
     }
 }

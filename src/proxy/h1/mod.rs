@@ -244,7 +244,8 @@ async fn one_request(
                 let status = ProxyError::ClientTimeout.status();
                 let message = ProxyError::ClientTimeout.to_string();
                 let send = (deadline, snap.config.proxy.client_send_timeout);
-                return synthetic(&mut client.stream, status, &message, (true, false), send).await.next;
+                let answer = Answer(status, message, None);
+                return synthetic(&mut client.stream, &answer, (true, false), send).await.next;
             }
             // Closed, failed or too slow: as with hyper, the connection just ends.
             _ => return Next::Close,
@@ -254,9 +255,9 @@ async fn one_request(
     let mut close = req.close || shutdown.is_cancelled();
     let mut trace = Trace { hints: req.hints, ..Trace::default() };
     let (result, pool) = match (req.refused, req.action.clone()) {
-        (Some(reason), _) => (Err(Answer(StatusCode::BAD_REQUEST, reason.to_owned())), None),
+        (Some(reason), _) => (Err(Answer(StatusCode::BAD_REQUEST, reason.to_owned(), None)), None),
         (None, None) => (Err(Answer::from(ProxyError::NoRoute)), None),
-        (None, Some(RouteAction::Status(status))) => (Err(Answer(status, NOT_SERVED.to_owned())), None),
+        (None, Some(RouteAction::Status(status))) => (Err(Answer(status, NOT_SERVED.to_owned(), None)), None),
         (None, Some(RouteAction::Pool(i))) => {
             let pool = &snap.upstreams.pools[i];
             let forwarded = exchange::to_pool(&snap, pool, &req, client, close, &mut trace, deadline).await;
@@ -268,10 +269,10 @@ async fn one_request(
     };
     let done = match result {
         Ok(done) => done,
-        Err(Answer(status, message)) => {
-            tracing::debug!(status = status.as_u16(), message, "synthetic answer");
+        Err(answer) => {
+            tracing::debug!(status = answer.0.as_u16(), message = answer.1, "synthetic answer");
             let send = (deadline, snap.config.proxy.client_send_timeout);
-            synthetic(&mut client.stream, status, &message, (close, req.method == Method::HEAD), send).await
+            synthetic(&mut client.stream, &answer, (close, req.method == Method::HEAD), send).await
         }
     };
     if let Some(line) = proxy.record(pool, &trace, req.method, done.status, req.seen.map(|s| *s), started) {
@@ -280,12 +281,12 @@ async fn one_request(
     done.next
 }
 
-/// A synthetic answer to write: status and message.
-struct Answer(StatusCode, String);
+/// A synthetic answer to write: status, message and `Retry-After` seconds.
+struct Answer(StatusCode, String, Option<u32>);
 
 impl From<ProxyError> for Answer {
     fn from(e: ProxyError) -> Self {
-        Self(e.status(), e.to_string())
+        Self(e.status(), e.to_string(), e.retry_after())
     }
 }
 
@@ -293,12 +294,11 @@ impl From<ProxyError> for Answer {
 /// `close` says so and leaving the body out for a `head` request, within the send timeout.
 async fn synthetic(
     client: &mut ClientStream,
-    status: StatusCode,
-    message: &str,
+    &Answer(status, ref message, retry_after): &Answer,
     (close, head): (bool, bool),
     (deadline, send_timeout): (&mut Deadline<'_>, std::time::Duration),
 ) -> Done {
-    let (out, body_len) = response::synthetic(status, message, close, head);
+    let (out, body_len) = response::synthetic(status, message, retry_after, (close, head));
     let sent = exchange::send_client(client, &out, deadline, send_timeout).await;
     Done {
         status,

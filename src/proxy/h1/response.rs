@@ -190,8 +190,14 @@ pub(super) fn take_head(
 }
 
 /// The fast path's own answer, AM-shaped (the fields of [`crest::error`]), and its body's length.
-/// `head_only`: the request was `HEAD`, so the body is left out.
-pub(super) fn synthetic(status: StatusCode, message: &str, close: bool, head_only: bool) -> (Vec<u8>, usize) {
+/// `retry_after`: seconds for `Retry-After`, when the error has one. `head_only`: the request was `HEAD`,
+/// so the body is left out.
+pub(super) fn synthetic(
+    status: StatusCode,
+    message: &str,
+    retry_after: Option<u32>,
+    (close, head_only): (bool, bool),
+) -> (Vec<u8>, usize) {
     let body = crest::error_body(status, message);
     let mut out = Vec::with_capacity(body.len() + 160);
     status_line(&mut out, status.as_u16(), status.canonical_reason().unwrap_or(""));
@@ -201,6 +207,11 @@ pub(super) fn synthetic(status: StatusCode, message: &str, close: bool, head_onl
     );
     out.extend_from_slice(body.len().to_string().as_bytes());
     out.extend_from_slice(b"\r\n");
+    if let Some(seconds) = retry_after {
+        out.extend_from_slice(b"retry-after: ");
+        out.extend_from_slice(seconds.to_string().as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
     if close {
         out.extend_from_slice(b"connection: close\r\n");
     }
@@ -327,7 +338,7 @@ mod tests {
 
     #[test]
     fn synthetic_answers_are_am_shaped() {
-        let (out, len) = synthetic(StatusCode::SERVICE_UNAVAILABLE, "no node", true, false);
+        let (out, len) = synthetic(StatusCode::SERVICE_UNAVAILABLE, "no node", None, (true, false));
         let text = String::from_utf8(out).unwrap();
         let (head, body) = text.split_once("\r\n\r\n").unwrap();
         assert_eq!(
@@ -339,7 +350,11 @@ mod tests {
             )
         );
         assert_eq!(body, crest::error_body(StatusCode::SERVICE_UNAVAILABLE, "no node"));
-        let (out, _) = synthetic(StatusCode::NOT_FOUND, "x", false, true);
+        let (out, _) = synthetic(StatusCode::NOT_FOUND, "x", None, (false, true));
         assert!(out.ends_with(b"\r\n\r\n"), "HEAD: no body");
+        let (out, _) = synthetic(StatusCode::SERVICE_UNAVAILABLE, "queued", Some(1), (false, false));
+        let text = String::from_utf8(out).unwrap();
+        let head = text.split_once("\r\n\r\n").unwrap().0;
+        assert!(head.ends_with("\r\nretry-after: 1"), "{head}");
     }
 }
