@@ -5,6 +5,7 @@
 mod support;
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use support::{Cluster, ProxyHandle, TestBackend, backend_status, client, eventually, served_by};
 use toml::Value;
@@ -86,6 +87,43 @@ async fn a_drain_with_a_deadline_survives_with_its_deadline() {
     assert!((580..=600).contains(&left), "the deadline is the saved one, not a new one: {left} s left");
     assert!(new_clients(&proxy, 6).await.iter().all(|s| s == "01"), "a draining node takes no new client");
     assert_eq!(pinned(&proxy, "02").await, "02", "a pinned client is served until the deadline");
+    proxy.shutdown().await;
+}
+
+/// HAProxy's `disable health` is an operator's word that the node is fine while its check endpoint is
+/// not: a restart must not bring the checks back and take the node out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn disabled_health_checks_stay_disabled_after_a_restart_until_enabled() {
+    let (a, b) = (TestBackend::start("01").await, TestBackend::start("02").await);
+    let dir = scratch("checks");
+    let cluster = Cluster::of(&[&a, &b]).fast_checks().proxy("state_file", "tether.state");
+    let saved = || -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(dir.join("tether.state")).unwrap()).unwrap()
+    };
+
+    let proxy = ProxyHandle::start(config_in(&dir, &cluster)).await;
+    assert_eq!(post(&proxy, "/backends/02/health/disable").await.status(), 200);
+    assert_eq!(saved()["backends"], serde_json::json!({"02": {"health_checks": "disabled"}}));
+    proxy.shutdown().await;
+
+    // 02's checks would now fail, and would take it out if they ran.
+    b.shutdown();
+    let proxy = ProxyHandle::start(config_in(&dir, &cluster)).await;
+    eventually("01 checked a few times", Duration::from_secs(10), async || {
+        backend_status(&proxy, "01").await["checks"].as_u64().unwrap() >= 3
+    })
+    .await;
+    let row = backend_status(&proxy, "02").await;
+    assert_eq!(row["health_checks"], "disabled", "{row}");
+    assert_eq!((row["health"].as_str(), row["checks"].as_u64()), (Some("up"), Some(0)), "{row}");
+    assert_eq!(backend_status(&proxy, "02").await["admin"], "ready");
+
+    assert_eq!(post(&proxy, "/backends/02/health/enable").await.status(), 200);
+    assert!(saved()["backends"].get("02").is_none(), "enabled checks drop the entry: {}", saved());
+    eventually("02's checks find it down", Duration::from_secs(10), async || {
+        backend_status(&proxy, "02").await["health"] == "down"
+    })
+    .await;
     proxy.shutdown().await;
 }
 

@@ -196,42 +196,44 @@ impl Admin {
         backend.state.set_admin(state, deadline);
         let answer = status::backend_json(backend);
         drop(snap);
-        if let Some(file) = &self.state_file {
-            let (file, proxy) = (Arc::clone(file), Arc::clone(&self.proxy));
-            // Blocking file work, off the async workers; the writer's lock lives inside it. The states
-            // are read after that lock is taken, so the last write to land holds the newest state.
-            let saved = tokio::task::spawn_blocking(move || {
-                let snap = proxy.snapshot();
-                file.save(&snap.config, &snap.upstreams)
-            })
-            .await;
-            let error = match saved {
-                Ok(Ok(())) => None,
-                Ok(Err(e)) => Some(e.to_string()),
-                Err(_) => {
-                    Some("the state file writer failed; the new state applies but was not saved".into())
-                }
-            };
-            if let Some(error) = error {
-                tracing::error!(backend = id, state = state.as_str(), %error, "admin state not saved");
-                return crest::error_with(StatusCode::INTERNAL_SERVER_ERROR, &error, Some(answer));
-            }
-        }
-        crest::json(StatusCode::OK, &answer)
+        self.saved(id, answer).await
+    }
+
+    /// Saves every node's operator state to the state file, if there is one, and answers with the
+    /// node's `answer`: 200, or 500 naming the file when the save failed (the change applies anyway).
+    async fn saved(&self, id: &str, answer: serde_json::Value) -> Response<Body> {
+        let Some(file) = &self.state_file else { return crest::json(StatusCode::OK, &answer) };
+        let (file, proxy) = (Arc::clone(file), Arc::clone(&self.proxy));
+        // Blocking file work, off the async workers; the writer's lock lives inside it. The states
+        // are read after that lock is taken, so the last write to land holds the newest state.
+        let saved = tokio::task::spawn_blocking(move || {
+            let snap = proxy.snapshot();
+            file.save(&snap.config, &snap.upstreams)
+        })
+        .await;
+        let error = match saved {
+            Ok(Ok(())) => return crest::json(StatusCode::OK, &answer),
+            Ok(Err(e)) => e.to_string(),
+            Err(_) => "the state file writer failed; the new state applies but was not saved".into(),
+        };
+        tracing::error!(backend = id, %error, "admin state not saved");
+        crest::error_with(StatusCode::INTERNAL_SERVER_ERROR, &error, Some(answer))
     }
 }
 
 impl Admin {
     /// `POST /backends/{id}/health/disable|enable`: HAProxy's `disable health` / `enable health`. While
-    /// disabled no check runs and the node counts as up. Not saved in the state file yet: it lasts
-    /// until the process restarts.
-    fn set_health_checks(&self, id: &str, enabled: bool) -> Response<Body> {
+    /// disabled no check runs and the node counts as up. Saved in the state file like an admin state
+    /// (a restart must not bring back the checks an operator turned off for a broken check endpoint).
+    async fn set_health_checks(&self, id: &str, enabled: bool) -> Response<Body> {
         let snap = self.proxy.snapshot();
         let Some(backend) = snap.upstreams.backend(id) else {
             return crest::error(StatusCode::NOT_FOUND, &format!("No backend has id '{id}'"));
         };
         backend.state.set_health_checks(enabled);
-        crest::json(StatusCode::OK, &status::backend_json(backend))
+        let answer = status::backend_json(backend);
+        drop(snap);
+        self.saved(id, answer).await
     }
 
     /// `POST /sessions/unlock?user=NAME`: ends the user's lockout in every guard this process's nodes
@@ -322,8 +324,8 @@ impl Admin {
             };
             let resp = match path.strip_prefix("/backends/") {
                 Some(rest) => match rest.split_once('/') {
-                    Some((id, "health/disable")) => self.set_health_checks(id, false),
-                    Some((id, "health/enable")) => self.set_health_checks(id, true),
+                    Some((id, "health/disable")) => self.set_health_checks(id, false).await,
+                    Some((id, "health/enable")) => self.set_health_checks(id, true).await,
                     Some((id, action)) => {
                         let deadline = parts.uri.query().and_then(|q| query_param(q, "deadline_s"));
                         // A form's empty deadline field, or one sent with ready/maint, means none.

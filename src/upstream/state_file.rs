@@ -1,14 +1,18 @@
 //! The admin state file (`proxy.state_file`): operator states saved on every change and read at start,
-//! so a restart does not put a node in maintenance back into service.
+//! so a restart does not put a node in maintenance back into service, nor turn back on the health checks
+//! an operator turned off.
 //!
 //! Modelled on HAProxy's `server-state-file` (`load-server-state-from-file`): at start the file's entry
 //! for a node wins over its configured `admin_state`. The file records what operators changed: it lists
 //! the nodes whose state differs from their configured `admin_state` (a drain with a deadline always
 //! differs), so editing `admin_state` in the config still takes effect for every node an operator has not
-//! overridden. Versioned JSON, one entry per server ID:
+//! overridden, and the nodes whose health checks are disabled (`POST /backends/{id}/health/disable`;
+//! the config has no setting for it). Versioned JSON, one entry per server ID, each with a `state`, a
+//! `health_checks`, or both:
 //!
 //! ```text
-//! {"version": 1, "backends": {"02": {"state": "maint"}, "03": {"state": "drain", "until_unix": 1764620000}}}
+//! {"version": 1, "backends": {"02": {"state": "maint"}, "03": {"state": "drain", "until_unix": 1764620000},
+//!                             "04": {"health_checks": "disabled"}}}
 //! ```
 //!
 //! A drain's deadline is wall-clock (`until_unix`), so the time a restart took counts against it. Entries
@@ -81,12 +85,14 @@ pub enum StateFileError {
 }
 
 /// One node's saved state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Saved {
-    /// The operator state.
-    pub state: AdminState,
+    /// The operator state; `None` = the configured `admin_state`.
+    pub state: Option<AdminState>,
     /// For a drain: when it stops holding pinned clients (unix seconds); `None` = no deadline.
     pub until_unix: Option<u64>,
+    /// The operator disabled the node's active checks (it counts as up until they are enabled).
+    pub checks_disabled: bool,
 }
 
 /// The entries of a state file, by server ID.
@@ -105,9 +111,20 @@ struct FileRepr {
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct EntryRepr {
-    state: StateName,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    state: Option<StateName>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     until_unix: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    health_checks: Option<ChecksName>,
+}
+
+/// `health_checks`: only a disabled one is written; `"enabled"` is read as no entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum ChecksName {
+    Enabled,
+    Disabled,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
@@ -164,8 +181,8 @@ impl StateFile {
         }
     }
 
-    /// Writes the states of every node of `upstreams` that differ from `config`'s `admin_state`.
-    /// Blocking: call it on a blocking thread.
+    /// Writes the states of every node of `upstreams` that differ from `config`'s `admin_state`, and
+    /// which nodes have their health checks disabled. Blocking: call it on a blocking thread.
     pub fn save(&self, config: &Config, upstreams: &Upstreams) -> Result<(), StateFileError> {
         let _one = self.writing.lock();
         let now = self.clock.unix_now();
@@ -174,8 +191,10 @@ impl StateFile {
             let state = b.state.admin();
             let until_unix = b.state.drain_left().map(|left| ceil_secs(now.saturating_add(left)));
             let configured = config.backend(b.id.as_str()).map_or(AdminState::Ready, |c| c.admin_state);
-            if state != configured || until_unix.is_some() {
-                backends.insert(b.id.to_string(), EntryRepr { state: state.into(), until_unix });
+            let state = (state != configured || until_unix.is_some()).then_some(state.into());
+            let health_checks = (!b.state.health_checks_enabled()).then_some(ChecksName::Disabled);
+            if state.is_some() || health_checks.is_some() {
+                backends.insert(b.id.to_string(), EntryRepr { state, until_unix, health_checks });
             }
         }
         let mut text = serde_json::to_vec_pretty(&FileRepr { version: VERSION, backends })
@@ -191,16 +210,22 @@ impl StateFile {
         let now = self.clock.unix_now().as_secs();
         for (id, entry) in &saved.0 {
             let Some(backend) = upstreams.backend(id) else {
-                tracing::warn!(file = %self.path.display(), backend = %id, state = entry.state.as_str(), "the state file names a backend the config does not have: ignored, and dropped at the next write");
+                tracing::warn!(file = %self.path.display(), backend = %id, state = entry.state.map(AdminState::as_str), checks_disabled = entry.checks_disabled, "the state file names a backend the config does not have: ignored, and dropped at the next write");
                 continue;
             };
-            if let Some(c) = config.backend(id)
-                && c.admin_state != entry.state
-            {
-                tracing::info!(file = %self.path.display(), backend = %id, saved = entry.state.as_str(), configured = c.admin_state.as_str(), "the state file's entry wins over the configured admin_state");
+            if let Some(state) = entry.state {
+                if let Some(c) = config.backend(id)
+                    && c.admin_state != state
+                {
+                    tracing::info!(file = %self.path.display(), backend = %id, saved = state.as_str(), configured = c.admin_state.as_str(), "the state file's entry wins over the configured admin_state");
+                }
+                let deadline = entry.until_unix.map(|u| Duration::from_secs(u.saturating_sub(now)));
+                backend.state.set_admin(state, deadline);
             }
-            let deadline = entry.until_unix.map(|u| Duration::from_secs(u.saturating_sub(now)));
-            backend.state.set_admin(entry.state, deadline);
+            if entry.checks_disabled {
+                tracing::info!(file = %self.path.display(), backend = %id, "health checks stay disabled, as saved in the state file");
+                backend.state.set_health_checks(false);
+            }
         }
     }
 }
@@ -232,13 +257,19 @@ fn parse(path: &Path, bytes: &[u8]) -> Result<SavedStates, StateFileError> {
     let text = String::from_utf8_lossy(bytes);
     let mut saved = BTreeMap::new();
     for (id, entry) in file.backends {
-        let state = AdminState::from(entry.state);
-        if entry.until_unix.is_some() && state != AdminState::Drain {
-            let reason =
-                format!("backend {id:?} is {} but has an until_unix, which only a drain has", state.as_str());
-            return Err(corrupt(line_of(&text, &format!("\"{id}\"")), reason));
+        let line = || line_of(&text, &format!("\"{id}\""));
+        let state = entry.state.map(AdminState::from);
+        if entry.until_unix.is_some() && state != Some(AdminState::Drain) {
+            let is = state.map_or("not drained", AdminState::as_str);
+            let reason = format!("backend {id:?} is {is} but has an until_unix, which only a drain has");
+            return Err(corrupt(line(), reason));
         }
-        saved.insert(id, Saved { state, until_unix: entry.until_unix });
+        if state.is_none() && entry.health_checks.is_none() {
+            let reason = format!("backend {id:?} has neither a \"state\" nor \"health_checks\"");
+            return Err(corrupt(line(), reason));
+        }
+        let checks_disabled = entry.health_checks == Some(ChecksName::Disabled);
+        saved.insert(id, Saved { state, until_unix: entry.until_unix, checks_disabled });
     }
     Ok(SavedStates(saved))
 }
@@ -293,9 +324,57 @@ mod tests {
             r#"{"version": 1, "backends": {"01": {"state": "maint"}, "02": {"state": "drain", "until_unix": 17}, "03": {"state": "ready"}}}"#,
         )
         .expect("valid");
-        assert_eq!(saved.0["01"], Saved { state: AdminState::Maint, until_unix: None });
-        assert_eq!(saved.0["02"], Saved { state: AdminState::Drain, until_unix: Some(17) });
-        assert_eq!(saved.0["03"].state, AdminState::Ready);
+        assert_eq!(saved.0["01"], Saved { state: Some(AdminState::Maint), ..Saved::default() });
+        assert_eq!(
+            saved.0["02"],
+            Saved { state: Some(AdminState::Drain), until_unix: Some(17), ..Saved::default() }
+        );
+        assert_eq!(saved.0["03"].state, Some(AdminState::Ready));
+    }
+
+    #[test]
+    fn reads_disabled_health_checks_with_or_without_a_state() {
+        let saved = parsed(
+            r#"{"version": 1, "backends": {"01": {"health_checks": "disabled"}, "02": {"state": "maint", "health_checks": "disabled"}, "03": {"state": "drain", "health_checks": "enabled"}}}"#,
+        )
+        .expect("valid");
+        assert_eq!(saved.0["01"], Saved { checks_disabled: true, ..Saved::default() });
+        assert_eq!(
+            saved.0["02"],
+            Saved { state: Some(AdminState::Maint), checks_disabled: true, ..Saved::default() }
+        );
+        assert_eq!(saved.0["03"], Saved { state: Some(AdminState::Drain), ..Saved::default() });
+    }
+
+    #[test]
+    fn saves_disabled_checks_without_pinning_the_configured_state() {
+        let dir = std::env::temp_dir().join(format!("tether-state-checks-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let text = "[proxy]\nlisten = \"127.0.0.1:0\"\n[[pool]]\nname = \"am\"\n[[route]]\npath_prefix = \"/\"\npool = \"am\"\n\
+                    [[pool.backend]]\nid = \"01\"\nurl = \"http://127.0.0.1:1\"\n\
+                    [[pool.backend]]\nid = \"02\"\nurl = \"http://127.0.0.1:2\"\n";
+        let config = crate::config::parse(text).expect("config");
+        let upstreams = Upstreams::build(
+            &config,
+            &super::super::StateRegistry::default(),
+            &crate::metrics::Metrics::default(),
+        );
+        let file = StateFile::new(dir.join("tether.state"));
+        upstreams.backend("02").expect("02").state.set_health_checks(false);
+        file.save(&config, &upstreams).expect("saved");
+        let written = std::fs::read_to_string(dir.join("tether.state")).expect("written");
+        let tree: serde_json::Value = serde_json::from_str(&written).expect("json");
+        assert_eq!(tree["backends"], serde_json::json!({"02": {"health_checks": "disabled"}}), "{written}");
+
+        let fresh = Upstreams::build(
+            &config,
+            &super::super::StateRegistry::default(),
+            &crate::metrics::Metrics::default(),
+        );
+        file.apply(&file.read().expect("read").expect("some"), &config, &fresh);
+        assert!(!fresh.backend("02").expect("02").state.health_checks_enabled(), "restored");
+        assert!(fresh.backend("01").expect("01").state.health_checks_enabled());
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
@@ -319,6 +398,12 @@ mod tests {
             ),
             ("{\"version\": 1,\n \"backends\": {\n  \"01\": ", 3, "EOF"),
             ("{\"backends\": {}}", 1, "no \"version\""),
+            ("{\"version\": 1,\n \"backends\": {\n  \"01\": {}}}", 3, "neither"),
+            (
+                "{\"version\": 1,\n \"backends\": {\n  \"01\": {\"health_checks\": \"off\"}}}",
+                3,
+                "unknown variant `off`",
+            ),
             ("\u{0}\u{1}", 1, "expected value"),
         ];
         for (text, line, what) in cases {
@@ -374,7 +459,12 @@ mod tests {
         });
         let saved = file.read().expect("a whole file").expect("written");
         for b in &upstreams.pools[0].backends {
-            assert_eq!(saved.0[b.id.as_str()].state, b.state.admin(), "{} holds its newest state", b.id);
+            assert_eq!(
+                saved.0[b.id.as_str()].state,
+                Some(b.state.admin()),
+                "{} holds its newest state",
+                b.id
+            );
         }
         let _ = std::fs::remove_dir_all(&dir);
     }
