@@ -299,27 +299,43 @@ async fn the_slot_is_held_until_the_body_is_relayed() {
     }
 }
 
-/// An HTTP/2 client that gives up while queued resets its stream: the request leaves the queue at once,
-/// long before `queue_timeout_ms`, and takes no slot with it.
+/// A client that gives up while queued leaves the queue at once, long before `queue_timeout_ms`, takes
+/// no slot with it and sends the node nothing (HAProxy's `option abortonclose`): an HTTP/1.1 client
+/// closes its connection (the fast path sees the hang-up, over TLS too), an HTTP/2 one resets its stream.
 #[tokio::test]
 async fn a_client_gone_while_queued_leaves_the_queue() {
-    let node = TestBackend::start("01").await;
-    let proxy = Cluster::of(&[&node])
-        .set("pool.0.backend.0.maxconn", 1)
-        .set("pool.0.queue_timeout_ms", 60_000)
-        .start()
+    let (cert, key, pem) = support::localhost_cert("queue-gone");
+    for path in ["fast path", "fast path over TLS", "hyper path"] {
+        let node = TestBackend::start("01").await;
+        let mut cluster =
+            Cluster::of(&[&node]).set("pool.0.backend.0.maxconn", 1).set("pool.0.queue_timeout_ms", 60_000);
+        if path.ends_with("TLS") {
+            cluster = cluster.tls(&cert, &key);
+        }
+        let proxy = cluster.start().await;
+        let (http, url) = match path {
+            "fast path" => (client(), proxy.url("")),
+            "hyper path" => (h2c_client(), proxy.url("")),
+            _ => (
+                support::https_client(&pem, proxy.addr, true),
+                format!("https://localhost:{}", proxy.addr.port()),
+            ),
+        };
+        let held = tokio::spawn(http.get(format!("{url}/slow")).send());
+        eventually("the first request at the node", Duration::from_secs(10), async || {
+            node.slow_started() == 1
+        })
         .await;
-    let http = h2c_client();
-    let held = tokio::spawn(http.get(proxy.url("/slow")).send());
-    eventually("the first request at the node", Duration::from_secs(10), async || node.slow_started() == 1)
-        .await;
-    let waiting = tokio::spawn(http.get(proxy.url("/am/json/x")).send());
-    queued(&proxy, "01", 1).await;
-    waiting.abort();
-    queued(&proxy, "01", 0).await;
-    node.release();
-    assert_eq!(held.await.unwrap().unwrap().status(), 200);
-    let resp = client().get(proxy.url("/am/json/x")).send().await.unwrap();
-    assert_eq!(resp.status(), 200);
-    assert_eq!(backend_status(&proxy, "01").await["in_flight"], 0);
+        let waiting = tokio::spawn(http.get(format!("{url}/am/json/x")).send());
+        queued(&proxy, "01", 1).await;
+        waiting.abort();
+        queued(&proxy, "01", 0).await;
+        node.release();
+        assert_eq!(held.await.unwrap().unwrap().status(), 200, "{path}");
+        let resp = http.get(format!("{url}/am/json/x")).send().await.unwrap();
+        assert_eq!(resp.status(), 200, "{path}");
+        assert_eq!(node.hits(), 2, "{path}: the abandoned request never reached the node");
+        assert_eq!(backend_status(&proxy, "01").await["in_flight"], 0, "{path}");
+        assert_eq!(metric(&proxy, "tether_backend_queue_timeouts_total", "01").await, Some(0.0), "{path}");
+    }
 }

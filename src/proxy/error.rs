@@ -46,7 +46,17 @@ pub enum ProxyError {
     /// The client did not send its (small, peeked) body in time.
     #[error("the request body did not arrive in time")]
     ClientTimeout,
+    /// The client hung up while its request waited for a `maxconn` slot: nothing was sent to a node.
+    #[error("the client closed the connection while its request was queued for backend {backend}")]
+    ClientGone { backend: BackendId },
 }
+
+/// The status logged and counted for a request whose client hung up before it was answered (nginx's
+/// 499; no answer is sent, so no client sees it).
+pub const CLIENT_CLOSED: StatusCode = match StatusCode::from_u16(499) {
+    Ok(status) => status,
+    Err(_) => unreachable!(),
+};
 
 impl ProxyError {
     /// The status of the synthetic answer.
@@ -58,6 +68,7 @@ impl ProxyError {
             Self::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::ClientTimeout => StatusCode::REQUEST_TIMEOUT,
+            Self::ClientGone { .. } => CLIENT_CLOSED,
         }
     }
 
@@ -128,6 +139,12 @@ mod tests {
         assert!(connect.retryable(false) && connect.retryable(true));
         assert!(upstream.retryable(true) && !upstream.retryable(false));
         assert!(!timeout.retryable(true));
+        let gone = ProxyError::ClientGone { backend: BackendId::new("01").unwrap() };
+        assert_eq!(gone.status().as_u16(), 499);
+        assert!(
+            !gone.retryable(true) && gone.blames_backend().is_none(),
+            "nobody to retry for, not the node's fault"
+        );
     }
 
     #[test]

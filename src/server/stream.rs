@@ -72,6 +72,33 @@ impl ClientStream {
         }
     }
 
+    /// Resolves when the client has hung up (FIN or RST seen on the socket) while nothing of it is left
+    /// to read, as HAProxy's `option abortonclose` sees a client give up on a queued request. Once there
+    /// are bytes to read (a pipelined request, a body, a TLS record) only a read could tell them from a
+    /// hang-up, and none is made here: it then never resolves, and the caller goes on as if the client
+    /// were still there. Reads nothing and waits in the socket's own waker slot.
+    pub async fn hung_up(&mut self) {
+        let tcp = match self {
+            Self::Plain(s) => &*s,
+            Self::Internal(s) => &**s,
+            Self::Tls(s) => {
+                let (io, session) = s.get_mut();
+                let buffered =
+                    session.process_new_packets().map_or(true, |state| state.plaintext_bytes_to_read() > 0);
+                if buffered || !io.read.is_empty() {
+                    return std::future::pending().await;
+                }
+                &io.stream
+            }
+        };
+        match tcp.ready(tokio::io::Interest::READABLE).await {
+            // epoll's RDHUP: the peer shut its side, whatever it left unread.
+            Ok(ready) if ready.is_read_closed() => {}
+            Err(_) => {}
+            Ok(_) => std::future::pending().await,
+        }
+    }
+
     /// The TLS version negotiated (`TLSv1.3`), for the access line; `None` for plain text.
     pub fn tls_version(&self) -> Option<&'static str> {
         match self {

@@ -58,7 +58,17 @@ pub(super) async fn to_pool(
     loop {
         let choice = failover.choose(pool, trace)?;
         let backend = &pool.backends[choice.index];
-        let guard = admit(pool, backend).await?;
+        // A client that gives up while its request waits for a `maxconn` slot leaves the queue at
+        // once (HAProxy's `option abortonclose`), rather than holding its place until
+        // `queue_timeout_ms` and then sending a node work nobody waits for.
+        // Biased: a node with a free slot admits on the first poll, and the client is never looked at.
+        let guard = tokio::select! {
+            biased;
+            admitted = admit(pool, backend) => admitted?,
+            () = client.stream.hung_up() => {
+                return Err(ProxyError::ClientGone { backend: backend.id.clone() });
+            }
+        };
         let args = AnswerArgs {
             cookie_name: pool.affinity.cookie.as_bytes(),
             // `Secure` over TLS (or when the pool asks for it).

@@ -48,6 +48,7 @@ use tokio_util::sync::CancellationToken;
 use self::deadline::{Deadline, before};
 pub use self::request::{Decision, MAX_HEAD, decide, forwarded_request};
 use self::request::{Parse, Request, Upload};
+use super::error::CLIENT_CLOSED;
 use super::failover::Trace;
 use super::{NOT_SERVED, Proxy, ProxyError};
 use crate::config::RouteAction;
@@ -269,6 +270,10 @@ async fn one_request(
     };
     let done = match result {
         Ok(done) => done,
+        // Nobody is left to answer.
+        Err(Answer(status, ..)) if status == CLIENT_CLOSED => {
+            Done { status, bytes: 0, complete: false, next: Next::Close }
+        }
         Err(answer) => {
             tracing::debug!(status = answer.0.as_u16(), message = answer.1, "synthetic answer");
             let send = (deadline, snap.config.proxy.client_send_timeout);
