@@ -22,6 +22,8 @@ use prometheus_client::registry::Registry;
 
 /// The crate version, for `tether_build_info` and `/status.json`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+/// The git commit built (12 hex digits), or `unknown` when built outside a git checkout (`build.rs`).
+pub const REVISION: &str = env!("TETHER_REVISION");
 
 /// Label pairs of one series.
 pub type Labels = Vec<(&'static str, String)>;
@@ -114,7 +116,11 @@ impl Default for Metrics {
             shutting_down.clone(),
         );
         // `_info` with the value 1, as the Prometheus naming conventions have build information.
-        registry.register("build", "The version of tether running", Info::new(vec![("version", VERSION)]));
+        registry.register(
+            "build",
+            "The version of tether running",
+            Info::new(vec![("version", VERSION), ("revision", REVISION)]),
+        );
         let accepted = Family::<Labels, Counter>::default();
         registry.register(
             "connections_accepted",

@@ -22,6 +22,16 @@ async fn scrape(proxy: &ProxyHandle) -> Vec<Sample> {
 }
 
 /// The value of the one series of `name` with `labels`.
+/// The commit checked out here, as `build.rs` reads it (12 hex digits); `None` outside git.
+fn git_head() -> Option<String> {
+    let out = std::process::Command::new("git")
+        .args(["rev-parse", "--short=12", "HEAD"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .ok()?;
+    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
+}
+
 fn one(m: &[Sample], name: &str, labels: &[(&str, &str)]) -> f64 {
     let found: Vec<_> = matching(m, name, labels).collect();
     assert_eq!(found.len(), 1, "one series {name}{labels:?}: {found:?}");
@@ -68,7 +78,9 @@ async fn a_scripted_scenario_shows_in_the_new_metrics() {
     .await;
     let window_end = unix_now().ceil();
 
-    let build = one(&m, "tether_build_info", &[("version", env!("CARGO_PKG_VERSION"))]);
+    let revision = git_head().unwrap_or_else(|| "unknown".to_owned());
+    let build =
+        one(&m, "tether_build_info", &[("version", env!("CARGO_PKG_VERSION")), ("revision", &revision)]);
     assert_eq!(build, 1.0);
     assert_eq!(one(&m, "tether_config_reloads_total", &[("result", "ok")]), 1.0);
     assert_eq!(one(&m, "tether_config_reloads_total", &[("result", "error")]), 1.0);
@@ -112,6 +124,7 @@ async fn a_scripted_scenario_shows_in_the_new_metrics() {
         admin.get(proxy.admin_url("/status.json")).send().await.unwrap().json().await.unwrap();
     let p = &status["process"];
     assert_eq!(p["version"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(p["revision"].as_str(), Some(revision.as_str()), "the commit built");
     assert_eq!(p["config_file"], file.to_str().unwrap());
     assert_eq!((p["reloads"].as_u64(), p["last_reload"]["ok"].as_bool()), (Some(2), Some(false)));
     assert!(p["last_reload"]["error"].as_str().is_some_and(|e| e.contains("tether.toml")), "{p}");

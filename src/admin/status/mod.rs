@@ -46,6 +46,7 @@ pub fn process_json(snap: &Snapshot, figures: &Figures, reloads: &ReloadStats, s
     let started = figures.start_time_s.unwrap_or(reloads.last_load().1 as f64 / 1000.0);
     json!({
         "version": crate::metrics::VERSION,
+        "revision": crate::metrics::REVISION,
         "started_at": at((started * 1000.0) as u64),
         "uptime_s": (now_s - started).max(0.0),
         "config_file": snap.config.source.as_ref().map(|p| p.display().to_string()),

@@ -151,11 +151,12 @@ fn process_block(out: &mut String, process: Option<&Value>) {
     let _ = writeln!(
         out,
         "<section data-live=\"process\"><dl>\
-         <div><dt>version</dt><dd>{}</dd></div><div><dt>started</dt><dd>{}</dd></div>\
+         <div><dt>version</dt><dd>{} ({})</dd></div><div><dt>started</dt><dd>{}</dd></div>\
          <div><dt>uptime</dt><dd>{}</dd></div><div><dt>config</dt><dd><code>{}</code></dd></div>\
          <div><dt>reloads</dt><dd>{}</dd></div><div><dt>last reload</dt><dd>{reload}</dd></div>\
          <div><dt>memory (RSS)</dt><dd>{}</dd></div><div><dt>open fds</dt><dd>{}</dd></div>{}</dl></section>",
         text(&p["version"]),
+        text(&p["revision"]),
         text(&p["started_at"]),
         seconds(&p["uptime_s"]),
         text(&p["config_file"]),

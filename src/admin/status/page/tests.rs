@@ -89,7 +89,7 @@ fn live_state_and_keys_added_to_the_model_show_up_escaped() {
     b.record_check(false, "<script>alert('x')</script> & co".into(), 2, 1);
     b.set_admin(AdminState::Drain, Some(Duration::from_secs(30)));
     let mut model = model_of(&snap);
-    model["process"] = json!({"version": "9.9.9", "started_at": "2026-12-02T18:00:00Z", "uptime_s": 61.5,
+    model["process"] = json!({"version": "9.9.9", "revision": "0123456789ab", "started_at": "2026-12-02T18:00:00Z", "uptime_s": 61.5,
         "config_file": "/etc/tether/tether.toml", "reloads": 1, "shutting_down": false,
         "rss_bytes": 12_582_912, "open_fds": 17, "max_fds": 1024,
         "last_reload": {"at": "2026-12-02T18:01:00Z", "ok": false, "error": "bad <key>"}});
@@ -106,7 +106,10 @@ fn live_state_and_keys_added_to_the_model_show_up_escaped() {
     assert!(r01.contains(">4</td>") && r01.contains(">25.0%</td>"), "requests, share: {r01}");
     assert!(r01.contains(">3 s ago</td>") && r01.contains(">120 s</td>"), "{r01}");
     assert!(r01.contains(">100 / 2000</td>") && r01.contains(">3 / – / 0</td>"), "{r01}");
-    assert!(page.contains("<dd>9.9.9</dd>") && page.contains("<dd>61 s</dd>"), "process block");
+    assert!(
+        page.contains("<dd>9.9.9 (0123456789ab)</dd>") && page.contains("<dd>61 s</dd>"),
+        "process block"
+    );
     assert!(page.contains("<dd>12.0 MiB</dd>") && page.contains("<dd>17 of 1024</dd>"), "process figures");
     assert!(page.contains("failed</span> at 2026-12-02T18:01:00Z: bad &lt;key&gt;"), "last reload");
     let r02 = row(&page, "02");
