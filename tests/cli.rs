@@ -182,6 +182,25 @@ fn check_warns_of_a_certificate_expiring_within_30_days() {
     let out = tether().args(["check", "-c"]).arg(scratch("lasting", &config(&cert, &key))).output().unwrap();
     assert_eq!(out.status.code(), Some(0));
     assert!(!String::from_utf8_lossy(&out.stderr).contains("warning"), "a year is far enough");
+
+    // The client certificate a pool shows its https:// nodes: when it expires, every node refuses it.
+    let (client_cert, client_key, _, not_after) = support::cert_valid_for("expiring-client", 5);
+    let path = |p: &std::path::Path| p.to_str().unwrap().to_owned();
+    let toml = Cluster::of(&[])
+        .backend_at(0, "01", "https://127.0.0.1:1", "active")
+        .set("pool.0.tls.ca_file", path(&cert))
+        .set("pool.0.tls.client_cert", path(&client_cert))
+        .set("pool.0.tls.client_key", path(&client_key))
+        .toml();
+    let out = tether().args(["check", "-c"]).arg(scratch("expiring-client", &toml)).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    let date = tether::am::time::iso_utc(u64::try_from(not_after).unwrap());
+    let expected = format!(
+        "warning: `pool[0].tls.client_cert`: the certificate {} expires in 5 day(s), on {date}",
+        client_cert.display()
+    );
+    assert!(err.contains(&expected), "missing {expected:?} in:\n{err}");
 }
 
 #[test]

@@ -46,7 +46,15 @@ async fn a_scripted_scenario_shows_in_the_new_metrics() {
     let (cert, key, pem, not_after) = cert_valid_for("metrics", 10);
     let dir = scratch_dir("metrics", "scenario");
     let file = dir.join("tether.toml");
-    let toml = Cluster::of(&[&a, &b]).tls(&cert, &key).toml();
+    // The client certificate the pool would show https:// nodes is watched too.
+    let (client_cert, client_key, _, client_not_after) = cert_valid_for("metrics-client", 20);
+    let path = |p: &std::path::Path| p.to_str().unwrap().to_owned();
+    let toml = Cluster::of(&[&a, &b])
+        .tls(&cert, &key)
+        .set("pool.0.tls.ca_file", path(&cert))
+        .set("pool.0.tls.client_cert", path(&client_cert))
+        .set("pool.0.tls.client_key", path(&client_key))
+        .toml();
     std::fs::write(&file, &toml).unwrap();
     let proxy = ProxyHandle::start(tether::config::load(&file).expect("config")).await;
 
@@ -111,6 +119,9 @@ async fn a_scripted_scenario_shows_in_the_new_metrics() {
     let expiry =
         one(&m, "tether_tls_certificate_expiry_timestamp_seconds", &[("file", cert.to_str().unwrap())]);
     assert_eq!(expiry, not_after as f64, "the test certificate's not-after");
+    let file_label = [("file", client_cert.to_str().unwrap())];
+    let client_expiry = one(&m, "tether_tls_certificate_expiry_timestamp_seconds", &file_label);
+    assert_eq!(client_expiry, client_not_after as f64, "the pool's client certificate");
     let start = one(&m, "process_start_time_seconds", &[]);
     assert!(start > 1.6e9 && start <= window_end, "process start {start}");
     for name in

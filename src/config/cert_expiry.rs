@@ -65,8 +65,8 @@ pub fn not_after(file: &Path) -> Result<i64, CertExpiryError> {
 /// A certificate of the config that expires soon (or has expired).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Expiring {
-    /// The key that names the file, as in the file (`proxy.tls.cert`).
-    pub key: &'static str,
+    /// The key that names the file, as problems name it (`proxy.tls.cert`, `pool[0].tls.client_cert`).
+    pub key: String,
     /// The file.
     pub file: PathBuf,
     /// Its earliest not-after, in seconds since the Unix epoch.
@@ -74,9 +74,15 @@ pub struct Expiring {
 }
 
 impl Config {
-    /// The certificate files of the config (key and path), for their expiry.
-    pub fn certificate_files(&self) -> Vec<(&'static str, &Path)> {
-        self.proxy.tls.iter().map(|t| ("proxy.tls.cert", t.cert.as_path())).collect()
+    /// The certificate files of the config (key and path), for their expiry: the listener's, and the
+    /// client certificate each pool shows its `https://` nodes.
+    pub fn certificate_files(&self) -> Vec<(String, &Path)> {
+        let listener = self.proxy.tls.iter().map(|t| ("proxy.tls.cert".to_owned(), t.cert.as_path()));
+        let pools = self.pools.iter().enumerate().filter_map(|(i, pool)| {
+            let file = pool.tls.as_ref()?.client_cert.as_deref()?;
+            Some((format!("pool[{i}].tls.client_cert"), file))
+        });
+        listener.chain(pools).collect()
     }
 
     /// The certificates that expire before `now + within`. A file that cannot be read is left out: the

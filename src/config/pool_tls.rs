@@ -25,6 +25,9 @@ pub struct PoolTls {
     pub client: Arc<ClientConfig>,
     /// `server_name`, when set: sent as SNI and verified instead of each backend's host.
     pub server_name: Option<ServerName<'static>>,
+    /// `client_cert`, resolved: the chain shown to the nodes, watched for its expiry like the
+    /// listener's (a node refusing an expired client certificate takes the whole pool down).
+    pub client_cert: Option<std::path::PathBuf>,
     /// SHA-256 of everything the config was built from (roots, client certificate and key, name): equal
     /// after a reload that changed none of it, so pooled connections (verified under the same rules)
     /// are kept.
@@ -87,6 +90,7 @@ pub(super) fn convert(c: &mut Checker, p: &KeyPath, raw: RawPoolTls) -> Option<P
         material.update(name.as_bytes());
         parsed
     });
+    let client_cert = raw.client_cert.as_ref().map(|f| c.file(f));
     let client_auth = match (&raw.client_cert, &raw.client_key) {
         (None, None) => None,
         (Some(_), None) => {
@@ -138,7 +142,7 @@ pub(super) fn convert(c: &mut Checker, p: &KeyPath, raw: RawPoolTls) -> Option<P
     client.alpn_protocols = vec![b"http/1.1".to_vec()];
     let mut fingerprint = [0u8; 32];
     fingerprint.copy_from_slice(material.finish().as_ref());
-    Some(PoolTls { client: Arc::new(client), server_name, fingerprint })
+    Some(PoolTls { client: Arc::new(client), server_name, client_cert, fingerprint })
 }
 
 /// The system's roots; a system without any is a problem only a `ca_file` can fix.
