@@ -165,19 +165,23 @@ fn check_refuses_a_zero_maxconn_and_queue_timeout() {
 /// key, the file and the date; one valid for a year passes without it.
 #[test]
 fn check_warns_of_a_certificate_expiring_within_30_days() {
+    // `tether check` on `toml` passes (exit 0) and warns that `file`, named by `key`, expires in `days`.
+    let warns = |name: &str, toml: &str, (key, file, days, not_after): (&str, &std::path::Path, i64, i64)| {
+        let out = tether().args(["check", "-c"]).arg(scratch(name, toml)).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{err}");
+        let date = tether::am::time::iso_utc(u64::try_from(not_after).unwrap());
+        let expected = format!(
+            "warning: `{key}`: the certificate {} expires in {days} day(s), on {date}",
+            file.display()
+        );
+        assert!(err.contains(&expected), "missing {expected:?} in:\n{err}");
+    };
     let config = |cert: &std::path::Path, key: &std::path::Path| {
         Cluster::of(&[]).backend_at(0, "01", "http://127.0.0.1:1", "active").tls(cert, key).toml()
     };
     let (cert, key, _, not_after) = support::cert_valid_for("expiring", 10);
-    let out = tether().args(["check", "-c"]).arg(scratch("expiring", &config(&cert, &key))).output().unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(0), "{err}");
-    let date = tether::am::time::iso_utc(u64::try_from(not_after).unwrap());
-    let expected = format!(
-        "warning: `proxy.tls.cert`: the certificate {} expires in 10 day(s), on {date}",
-        cert.display()
-    );
-    assert!(err.contains(&expected), "missing {expected:?} in:\n{err}");
+    warns("expiring", &config(&cert, &key), ("proxy.tls.cert", &cert, 10, not_after));
     let (cert, key, _, _) = support::cert_valid_for("lasting", 365);
     let out = tether().args(["check", "-c"]).arg(scratch("lasting", &config(&cert, &key))).output().unwrap();
     assert_eq!(out.status.code(), Some(0));
@@ -192,15 +196,7 @@ fn check_warns_of_a_certificate_expiring_within_30_days() {
         .set("pool.0.tls.client_cert", path(&client_cert))
         .set("pool.0.tls.client_key", path(&client_key))
         .toml();
-    let out = tether().args(["check", "-c"]).arg(scratch("expiring-client", &toml)).output().unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(0), "{err}");
-    let date = tether::am::time::iso_utc(u64::try_from(not_after).unwrap());
-    let expected = format!(
-        "warning: `pool[0].tls.client_cert`: the certificate {} expires in 5 day(s), on {date}",
-        client_cert.display()
-    );
-    assert!(err.contains(&expected), "missing {expected:?} in:\n{err}");
+    warns("expiring-client", &toml, ("pool[0].tls.client_cert", &client_cert, 5, not_after));
 }
 
 #[test]
