@@ -13,12 +13,17 @@
 //!
 //! This module knows label *values* only as strings, so it depends on nothing else in the crate.
 
+use std::io;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::Poll;
+
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::Registry;
+use tokio::io::ReadBuf;
 
 /// The crate version, for `tether_build_info` and `/status.json`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -32,6 +37,36 @@ pub type Labels = Vec<(&'static str, String)>;
 const METHODS: [&str; 6] = ["GET", "HEAD", "POST", "PUT", "DELETE", "OTHER"];
 /// Status classes: the first digit tells failures from answers and keeps the number of series fixed.
 const STATUSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
+
+/// Bytes a stream moved, added where it is read or written: the client side (`server`) and each node's
+/// connections (`upstream`) count alike. One atomic; `const` so a process-wide count can be a static.
+#[derive(Debug, Default)]
+pub struct ByteCount(AtomicU64);
+
+impl ByteCount {
+    /// Zero.
+    pub const fn new() -> Self {
+        Self(AtomicU64::new(0))
+    }
+
+    /// The bytes counted.
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+
+    /// Adds what a read put in `buf` beyond its first `before` bytes.
+    pub fn read(&self, before: usize, buf: &ReadBuf<'_>) {
+        self.0.fetch_add((buf.filled().len() - before) as u64, Ordering::Relaxed);
+    }
+
+    /// Adds what a write took, and hands its result on.
+    pub fn written(&self, result: Poll<io::Result<usize>>) -> Poll<io::Result<usize>> {
+        if let Poll::Ready(Ok(n)) = &result {
+            self.0.fetch_add(*n as u64, Ordering::Relaxed);
+        }
+        result
+    }
+}
 
 fn latency_histogram() -> Histogram {
     // 0.5 ms to about 8 s.

@@ -16,7 +16,7 @@ const MAY_USE: &[(&str, &[&str])] = &[
     ("terminal", &[]),
     ("am", &["body"]),
     ("tls", &["config"]),
-    ("server", &["config", "body", "tls"]),
+    ("server", &["config", "body", "metrics", "tls"]),
     ("upstream", &["config", "body", "metrics", "am"]),
     ("proxy", &["config", "body", "metrics", "am", "server", "upstream"]),
     ("auth", &["config", "body", "am"]),

@@ -40,7 +40,7 @@ pub fn render(
     }));
     let (ok, error) = reloads.counts();
     let (last_ok, last_at_ms) = reloads.last_load();
-    state.register_collector(Box::new(ProcessCollector {
+    state.register_collector(Box::new(ReloadsAndClientBytes {
         reloads: [("ok", ok), ("error", error)],
         last_ok,
         last_at_s: last_at_ms as f64 / 1000.0,
@@ -60,14 +60,14 @@ pub fn render(
 
 /// The reloads and the client bytes.
 #[derive(Debug)]
-struct ProcessCollector {
+struct ReloadsAndClientBytes {
     reloads: [(&'static str, u64); 2],
     last_ok: bool,
     last_at_s: f64,
     client: (u64, u64),
 }
 
-impl Collector for ProcessCollector {
+impl Collector for ReloadsAndClientBytes {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let e = &mut encoder;
         let rows =

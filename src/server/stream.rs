@@ -11,29 +11,22 @@ use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use std::sync::atomic::{AtomicU64, Ordering};
-
 use bytes::{Buf, Bytes};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::server::TlsStream;
 
+use crate::metrics::ByteCount;
+
 /// Bytes of HTTP read from the public listener's clients (decrypted, for TLS).
-static RECEIVED: AtomicU64 = AtomicU64::new(0);
+static RECEIVED: ByteCount = ByteCount::new();
 /// Bytes of HTTP written to the public listener's clients (before encryption, for TLS).
-static SENT: AtomicU64 = AtomicU64::new(0);
+static SENT: ByteCount = ByteCount::new();
 
 /// Bytes received from and sent to the public listener's clients since the process started (every
 /// tether started in this process, for the tests that start several).
 pub fn client_bytes() -> (u64, u64) {
-    (RECEIVED.load(Ordering::Relaxed), SENT.load(Ordering::Relaxed))
-}
-
-fn count(counter: &AtomicU64, result: Poll<io::Result<usize>>) -> Poll<io::Result<usize>> {
-    if let Poll::Ready(Ok(n)) = &result {
-        counter.fetch_add(*n as u64, Ordering::Relaxed);
-    }
-    result
+    (RECEIVED.get(), SENT.get())
 }
 
 /// A client connection: plain text, or TLS over the socket (with what a PROXY protocol header left).
@@ -135,7 +128,7 @@ impl AsyncRead for ClientStream {
             Self::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
             Self::Internal(s) => return Pin::new(s.as_mut()).poll_read(cx, buf),
         };
-        RECEIVED.fetch_add((buf.filled().len() - before) as u64, Ordering::Relaxed);
+        RECEIVED.read(before, buf);
         result
     }
 }
@@ -143,8 +136,8 @@ impl AsyncRead for ClientStream {
 impl AsyncWrite for ClientStream {
     fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         match self.get_mut() {
-            Self::Plain(s) => count(&SENT, Pin::new(s).poll_write(cx, buf)),
-            Self::Tls(s) => count(&SENT, Pin::new(s.as_mut()).poll_write(cx, buf)),
+            Self::Plain(s) => SENT.written(Pin::new(s).poll_write(cx, buf)),
+            Self::Tls(s) => SENT.written(Pin::new(s.as_mut()).poll_write(cx, buf)),
             Self::Internal(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
         }
     }
@@ -155,8 +148,8 @@ impl AsyncWrite for ClientStream {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         match self.get_mut() {
-            Self::Plain(s) => count(&SENT, Pin::new(s).poll_write_vectored(cx, bufs)),
-            Self::Tls(s) => count(&SENT, Pin::new(s.as_mut()).poll_write_vectored(cx, bufs)),
+            Self::Plain(s) => SENT.written(Pin::new(s).poll_write_vectored(cx, bufs)),
+            Self::Tls(s) => SENT.written(Pin::new(s.as_mut()).poll_write_vectored(cx, bufs)),
             Self::Internal(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
         }
     }

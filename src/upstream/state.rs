@@ -7,14 +7,14 @@
 //! an operator's earlier choice. The request path reads only atomics.
 //!
 //! Times are kept as milliseconds after the state's `epoch` (tokio's clock, so paused-time tests control
-//! them) in atomics; the wall-clock time of that epoch turns them into Unix timestamps for `/metrics`.
+//! them) in atomics; a [`Clock`] read at the same moment turns them into Unix timestamps for `/metrics`.
 //! "State" for `state_since` is what HAProxy's `lastchg` tracks: health (up/down) and the operator
 //! state together; a change of either starts a new one.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use http::uri::Authority;
 use parking_lot::Mutex;
@@ -24,6 +24,7 @@ use super::conns::Conns;
 use super::health::{Health, HealthInfo, NodeHealth};
 use super::slots::{QueueTimeout, Slot, Slots};
 use super::stream::{TlsTarget, Traffic};
+use crate::am::time::Clock;
 pub use crate::config::AdminState;
 use crate::config::{BackendId, HealthConfig};
 
@@ -52,8 +53,8 @@ pub struct BackendState {
     /// Bytes to and from the node, counted by its connections.
     traffic: Arc<Traffic>,
     epoch: Instant,
-    /// `epoch` on the wall clock, in milliseconds since the Unix epoch.
-    epoch_unix_ms: u64,
+    /// The wall clock, following tokio's from `epoch` on.
+    clock: Clock,
     /// Keep-alive connections, for the address of the newest snapshot that built this node.
     conns: Mutex<Option<Arc<Conns>>>,
     /// `maxconn` slots and queue, resized by each snapshot that builds this node.
@@ -77,9 +78,7 @@ impl BackendState {
             state_since_ms: AtomicU64::new(0),
             traffic: Arc::default(),
             epoch: Instant::now(),
-            epoch_unix_ms: SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+            clock: Clock::new(),
             conns: Mutex::new(None),
             slots: Arc::default(),
         }
@@ -107,7 +106,7 @@ impl BackendState {
     /// the first.
     pub fn last_request_unix_ms(&self) -> Option<u64> {
         let at = self.last_request_ms.load(Ordering::Relaxed);
-        (at != 0).then(|| self.epoch_unix_ms.saturating_add(at - 1))
+        (at != 0).then(|| self.unix_ms_after_epoch(at - 1))
     }
 
     /// Time since the last request began (HAProxy's `lastsess`): how an operator knows a drain is done.
@@ -119,7 +118,13 @@ impl BackendState {
     /// When the current state (health and operator state) began, in milliseconds since the Unix epoch:
     /// when the node was first seen if it never changed.
     pub fn state_since_unix_ms(&self) -> u64 {
-        self.epoch_unix_ms.saturating_add(self.state_since_ms.load(Ordering::Relaxed))
+        self.unix_ms_after_epoch(self.state_since_ms.load(Ordering::Relaxed))
+    }
+
+    /// `ms` after `epoch` on the wall clock, in milliseconds since the Unix epoch.
+    fn unix_ms_after_epoch(&self, ms: u64) -> u64 {
+        let unix = self.clock.unix_at(self.epoch + Duration::from_millis(ms));
+        u64::try_from(unix.as_millis()).unwrap_or(u64::MAX)
     }
 
     /// Time in the current state (HAProxy's `lastchg`).

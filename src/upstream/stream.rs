@@ -12,7 +12,6 @@ use std::fmt;
 use std::io::{self, IoSlice};
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -24,6 +23,7 @@ use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
 use crate::config::PoolTls;
+use crate::metrics::ByteCount;
 
 /// How to speak TLS to one node: the pool's client config and the name verified.
 #[derive(Clone)]
@@ -54,26 +54,19 @@ impl fmt::Debug for TlsTarget {
 /// Bytes sent to and received from one node by its connections (health checks not included).
 #[derive(Debug, Default)]
 pub struct Traffic {
-    sent: AtomicU64,
-    received: AtomicU64,
+    sent: ByteCount,
+    received: ByteCount,
 }
 
 impl Traffic {
     /// Bytes sent to the node.
     pub fn sent(&self) -> u64 {
-        self.sent.load(Ordering::Relaxed)
+        self.sent.get()
     }
 
     /// Bytes received from the node.
     pub fn received(&self) -> u64 {
-        self.received.load(Ordering::Relaxed)
-    }
-
-    fn count_sent(&self, result: Poll<io::Result<usize>>) -> Poll<io::Result<usize>> {
-        if let Poll::Ready(Ok(n)) = &result {
-            self.sent.fetch_add(*n as u64, Ordering::Relaxed);
-        }
-        result
+        self.received.get()
     }
 }
 
@@ -159,7 +152,7 @@ impl AsyncRead for NodeStream {
             Io::Plain(s) => Pin::new(s).poll_read(cx, buf),
             Io::Tls(s) => Pin::new(&mut **s).poll_read(cx, buf),
         };
-        this.traffic.received.fetch_add((buf.filled().len() - before) as u64, Ordering::Relaxed);
+        this.traffic.received.read(before, buf);
         result
     }
 }
@@ -172,7 +165,7 @@ impl AsyncWrite for NodeStream {
             Io::Plain(s) => Pin::new(s).poll_write(cx, buf),
             Io::Tls(s) => Pin::new(&mut **s).poll_write(cx, buf),
         };
-        this.traffic.count_sent(result)
+        this.traffic.sent.written(result)
     }
 
     #[inline]
@@ -186,7 +179,7 @@ impl AsyncWrite for NodeStream {
             Io::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
             Io::Tls(s) => Pin::new(&mut **s).poll_write_vectored(cx, bufs),
         };
-        this.traffic.count_sent(result)
+        this.traffic.sent.written(result)
     }
 
     fn is_write_vectored(&self) -> bool {

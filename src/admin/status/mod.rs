@@ -8,7 +8,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde_json::{Value, json};
 
 use super::process::Figures;
-use crate::am::time::iso_utc_of;
+use crate::am::time::iso_utc;
 use crate::proxy::Snapshot;
 use crate::reload::ReloadStats;
 use crate::upstream::{Backend, Health};
@@ -39,7 +39,7 @@ pub fn json(snap: &Snapshot) -> Value {
 pub fn process_json(snap: &Snapshot, figures: &Figures, reloads: &ReloadStats, shutting_down: bool) -> Value {
     let now = SystemTime::now();
     let now_s = now.duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64());
-    let at = |unix_ms: u64| iso_utc_of(UNIX_EPOCH + std::time::Duration::from_millis(unix_ms));
+    let at = |unix_ms: u64| iso_utc(unix_ms / 1000);
     let (ok, error) = reloads.counts();
     let last =
         reloads.last().map(|l| json!({"at": at(l.at_unix_ms), "ok": l.error.is_none(), "error": l.error}));
@@ -82,7 +82,7 @@ pub fn backend_json(b: &Backend) -> Value {
         "sticky_hits": b.state.sticky_hits(),
         "passive_failures": b.state.failures(),
         "last_request_age_s": b.state.last_request_age().map(|d| d.as_secs_f64()),
-        "state_since": iso_utc_of(UNIX_EPOCH + std::time::Duration::from_millis(b.state.state_since_unix_ms())),
+        "state_since": iso_utc(b.state.state_since_unix_ms() / 1000),
         "time_in_state_s": b.state.time_in_state().as_secs_f64(),
         "bytes_to_node": b.state.traffic().sent(),
         "bytes_from_node": b.state.traffic().received(),
