@@ -29,6 +29,9 @@ pub fn client_bytes() -> (u64, u64) {
     (RECEIVED.get(), SENT.get())
 }
 
+/// How often [`ClientStream::hung_up`] looks again at a socket that unread bytes keep readable.
+const HANG_UP_RECHECK: std::time::Duration = std::time::Duration::from_millis(100);
+
 /// A client connection: plain text, or TLS over the socket (with what a PROXY protocol header left).
 #[derive(Debug)]
 pub enum ClientStream {
@@ -65,30 +68,27 @@ impl ClientStream {
         }
     }
 
-    /// Resolves when the client has hung up (FIN or RST seen on the socket) while nothing of it is left
-    /// to read, as HAProxy's `option abortonclose` sees a client give up on a queued request. Once there
-    /// are bytes to read (a pipelined request, a body, a TLS record) only a read could tell them from a
-    /// hang-up, and none is made here: it then never resolves, and the caller goes on as if the client
-    /// were still there. Reads nothing and waits in the socket's own waker slot.
+    /// Resolves when the client has hung up (FIN or RST seen on the socket), as HAProxy's
+    /// `option abortonclose` sees a client give up on a queued request: a half-close counts, whatever
+    /// the client sent before it (a pipelined request, a body, a TLS `close_notify`). Reads nothing.
+    ///
+    /// epoll reports the hang-up as RDHUP, and tokio keeps that bit once seen (reads clear only the
+    /// readable one). But a socket left readable arms no waker for a later RDHUP: unread bytes leave it
+    /// so, and a FIN itself may first wake the task as readable alone (seen on Linux loopback). So
+    /// until the bit shows the readiness is looked at again every 100 ms (`HANG_UP_RECHECK`): ten
+    /// cheap checks a second, and only while the request waits in a queue.
     pub async fn hung_up(&mut self) {
         let tcp = match self {
             Self::Plain(s) => &*s,
             Self::Internal(s) => &**s,
-            Self::Tls(s) => {
-                let (io, session) = s.get_mut();
-                let buffered =
-                    session.process_new_packets().map_or(true, |state| state.plaintext_bytes_to_read() > 0);
-                if buffered || !io.read.is_empty() {
-                    return std::future::pending().await;
-                }
-                &io.stream
-            }
+            Self::Tls(s) => &s.get_ref().0.stream,
         };
-        match tcp.ready(tokio::io::Interest::READABLE).await {
-            // epoll's RDHUP: the peer shut its side, whatever it left unread.
-            Ok(ready) if ready.is_read_closed() => {}
-            Err(_) => {}
-            Ok(_) => std::future::pending().await,
+        loop {
+            match tcp.ready(tokio::io::Interest::READABLE).await {
+                Ok(ready) if ready.is_read_closed() => return,
+                Err(_) => return,
+                Ok(_) => tokio::time::sleep(HANG_UP_RECHECK).await,
+            }
         }
     }
 
@@ -233,6 +233,8 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Rewind<S> {
 
 #[cfg(test)]
 mod tests {
+    use std::future::Future;
+
     use super::*;
 
     /// Every idle fast-path connection holds one: the uncounted variant must not make it bigger than a
@@ -240,5 +242,59 @@ mod tests {
     #[test]
     fn the_uncounted_variant_costs_no_byte() {
         assert!(std::mem::size_of::<ClientStream>() <= 40, "{}", std::mem::size_of::<ClientStream>());
+    }
+
+    /// A connected pair on loopback: the client's end, and the proxy's as the public listener has it.
+    async fn connected() -> (TcpStream, ClientStream) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        (client, ClientStream::Plain(server))
+    }
+
+    /// Polls `future` once: whether it is already done.
+    async fn poll_once<F: Future + Unpin>(future: &mut F) -> bool {
+        std::future::poll_fn(|cx| Poll::Ready(Future::poll(Pin::new(&mut *future), cx).is_ready())).await
+    }
+
+    #[tokio::test]
+    async fn a_client_that_hangs_up_with_nothing_unread_is_gone() {
+        let (client, mut stream) = connected().await;
+        let mut gone = Box::pin(stream.hung_up());
+        assert!(!poll_once(&mut gone).await, "gone before the client did anything");
+        drop(client);
+        tokio::time::timeout(std::time::Duration::from_secs(5), gone)
+            .await
+            .expect("the hang-up was not seen");
+    }
+
+    /// The case no waker covers: the socket was already readable (a pipelined request waits unread)
+    /// when the wait began, and the FIN comes after.
+    #[tokio::test]
+    async fn a_client_that_sent_more_and_then_hung_up_is_gone() {
+        use tokio::io::AsyncWriteExt as _;
+        let (mut client, mut stream) = connected().await;
+        client.write_all(b"GET /next HTTP/1.1\r\n").await.unwrap();
+        let ClientStream::Plain(tcp) = &stream else { unreachable!() };
+        let ready = tcp.ready(tokio::io::Interest::READABLE).await.unwrap();
+        assert!(ready.is_readable() && !ready.is_read_closed(), "{ready:?}");
+
+        let mut gone = Box::pin(stream.hung_up());
+        assert!(!poll_once(&mut gone).await, "unread bytes taken for a hang-up");
+        client.shutdown().await.unwrap();
+        tokio::time::timeout(std::time::Duration::from_secs(5), gone)
+            .await
+            .expect("the hang-up was not seen");
+    }
+
+    /// Paused time: the 300 ms pass at once, and the rechecks with them.
+    #[tokio::test(start_paused = true)]
+    async fn a_client_that_only_sends_more_is_not_gone() {
+        use tokio::io::AsyncWriteExt as _;
+        let (mut client, mut stream) = connected().await;
+        client.write_all(b"GET /next HTTP/1.1\r\n").await.unwrap();
+        let gone = stream.hung_up();
+        assert!(tokio::time::timeout(std::time::Duration::from_millis(300), gone).await.is_err());
+        drop(client);
     }
 }
