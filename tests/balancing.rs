@@ -339,3 +339,46 @@ async fn a_client_gone_while_queued_leaves_the_queue() {
         assert_eq!(metric(&proxy, "tether_backend_queue_timeouts_total", "01").await, Some(0.0), "{path}");
     }
 }
+
+/// HTTP/1 clients written by hand that give up while queued, each by closing its sending side: one
+/// that pipelined part of a second request first (its bytes wait unread on the socket), and an HTTP/1.0
+/// one, which the fast path hands to hyper.
+#[tokio::test]
+async fn a_half_closing_client_leaves_the_queue_even_with_bytes_unread() {
+    use tokio::io::AsyncWriteExt as _;
+    let cases = [
+        (
+            "pipelined, then half-closed",
+            "GET /am/json/x HTTP/1.1\r\nHost: t\r\n\r\n",
+            "GET /am/json/y HTTP/1.1\r\n",
+        ),
+        ("HTTP/1.0, served by hyper", "GET /am/json/x HTTP/1.0\r\nHost: t\r\n\r\n", ""),
+    ];
+    for (case, request, more) in cases {
+        let node = TestBackend::start("01").await;
+        let proxy = Cluster::of(&[&node])
+            .set("pool.0.backend.0.maxconn", 1)
+            .set("pool.0.queue_timeout_ms", 60_000)
+            .start()
+            .await;
+        let held = tokio::spawn(client().get(proxy.url("/slow")).send());
+        eventually("the first request at the node", Duration::from_secs(10), async || {
+            node.slow_started() == 1
+        })
+        .await;
+        let mut raw = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
+        raw.write_all(request.as_bytes()).await.unwrap();
+        queued(&proxy, "01", 1).await;
+        raw.write_all(more.as_bytes()).await.unwrap();
+        // More bytes are not a hang-up; and this round trip to the admin listener lets the proxy see
+        // them before the FIN, the order a readiness wait alone would miss.
+        queued(&proxy, "01", 1).await;
+        raw.shutdown().await.unwrap();
+        queued(&proxy, "01", 0).await;
+        node.release();
+        assert_eq!(held.await.unwrap().unwrap().status(), 200, "{case}");
+        assert_eq!(client().get(proxy.url("/am/json/x")).send().await.unwrap().status(), 200, "{case}");
+        assert_eq!(node.hits(), 2, "{case}: the abandoned request never reached the node");
+        assert_eq!(backend_status(&proxy, "01").await["in_flight"], 0, "{case}");
+    }
+}
