@@ -171,6 +171,19 @@ async fn metric(proxy: &support::ProxyHandle, family: &str, id: &str) -> Option<
         .find_map(|l| l.rsplit_once(' ').and_then(|(_, v)| v.parse().ok()))
 }
 
+/// Takes the node's one `maxconn` slot with a `/slow` request (answered on `node.release()`) from `url`
+/// (ending in `/slow`), once the node holds it.
+async fn hold_the_slot(
+    node: &support::BackendHandle,
+    http: &reqwest::Client,
+    url: String,
+) -> tokio::task::JoinHandle<reqwest::Result<reqwest::Response>> {
+    let held = tokio::spawn(http.get(url).send());
+    eventually("the first request at the node", Duration::from_secs(10), async || node.slow_started() == 1)
+        .await;
+    held
+}
+
 /// Polls until node `id` has `n` requests in its `maxconn` queue.
 async fn queued(proxy: &support::ProxyHandle, id: &str, n: u64) {
     eventually(&format!("{n} queued on {id}"), Duration::from_secs(10), async || {
@@ -186,11 +199,7 @@ async fn maxconn_queues_a_request_until_the_slot_is_free() {
     for (path, http) in [("fast path", client()), ("hyper path", h2c_client())] {
         let node = TestBackend::start("01").await;
         let proxy = Cluster::of(&[&node]).set("pool.0.backend.0.maxconn", 1).start().await;
-        let held = tokio::spawn(http.get(proxy.url("/slow")).send());
-        eventually("the first request at the node", Duration::from_secs(10), async || {
-            node.slow_started() == 1
-        })
-        .await;
+        let held = hold_the_slot(&node, &http, proxy.url("/slow")).await;
         let waiting = tokio::spawn(http.get(proxy.url("/am/json/x")).send());
         queued(&proxy, "01", 1).await;
         assert_eq!(metric(&proxy, "tether_backend_queue_length", "01").await, Some(1.0), "{path}");
@@ -218,11 +227,7 @@ async fn a_request_queued_past_queue_timeout_ms_gets_503_and_is_counted() {
             .set("pool.0.queue_timeout_ms", 200)
             .start()
             .await;
-        let held = tokio::spawn(http.get(proxy.url("/slow")).send());
-        eventually("the first request at the node", Duration::from_secs(10), async || {
-            node.slow_started() == 1
-        })
-        .await;
+        let held = hold_the_slot(&node, &http, proxy.url("/slow")).await;
         let resp = http.get(proxy.url("/am/json/x")).send().await.unwrap();
         assert_eq!(resp.status(), 503, "{path}");
         assert_eq!(resp.headers()["retry-after"], "1", "{path}: a full queue drains within moments");
@@ -265,9 +270,7 @@ async fn a_reload_raising_maxconn_admits_the_queued_request() {
     let cluster = Cluster::of(&[&node]).set("pool.0.backend.0.maxconn", 1);
     let proxy = cluster.clone().start().await;
     let http = client();
-    let held = tokio::spawn(http.get(proxy.url("/slow")).send());
-    eventually("the first request at the node", Duration::from_secs(10), async || node.slow_started() == 1)
-        .await;
+    let held = hold_the_slot(&node, &http, proxy.url("/slow")).await;
     let waiting = tokio::spawn(http.get(proxy.url("/am/json/x")).send());
     queued(&proxy, "01", 1).await;
     proxy.proxy.reload(std::sync::Arc::new(cluster.set("pool.0.backend.0.maxconn", 2).config()));
@@ -321,11 +324,7 @@ async fn a_client_gone_while_queued_leaves_the_queue() {
                 format!("https://localhost:{}", proxy.addr.port()),
             ),
         };
-        let held = tokio::spawn(http.get(format!("{url}/slow")).send());
-        eventually("the first request at the node", Duration::from_secs(10), async || {
-            node.slow_started() == 1
-        })
-        .await;
+        let held = hold_the_slot(&node, &http, format!("{url}/slow")).await;
         let waiting = tokio::spawn(http.get(format!("{url}/am/json/x")).send());
         queued(&proxy, "01", 1).await;
         waiting.abort();
@@ -361,11 +360,7 @@ async fn a_half_closing_client_leaves_the_queue_even_with_bytes_unread() {
             .set("pool.0.queue_timeout_ms", 60_000)
             .start()
             .await;
-        let held = tokio::spawn(client().get(proxy.url("/slow")).send());
-        eventually("the first request at the node", Duration::from_secs(10), async || {
-            node.slow_started() == 1
-        })
-        .await;
+        let held = hold_the_slot(&node, &client(), proxy.url("/slow")).await;
         let mut raw = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
         raw.write_all(request.as_bytes()).await.unwrap();
         queued(&proxy, "01", 1).await;
