@@ -171,6 +171,11 @@ async fn metric(proxy: &support::ProxyHandle, family: &str, id: &str) -> Option<
         .find_map(|l| l.rsplit_once(' ').and_then(|(_, v)| v.parse().ok()))
 }
 
+/// A cluster of `node` alone, with one `maxconn` slot and a queue that waits `queue_timeout_ms`.
+fn one_slot(node: &support::BackendHandle, queue_timeout_ms: i64) -> Cluster {
+    Cluster::of(&[node]).set("pool.0.backend.0.maxconn", 1).set("pool.0.queue_timeout_ms", queue_timeout_ms)
+}
+
 /// Takes the node's one `maxconn` slot with a `/slow` request (answered on `node.release()`) from `url`
 /// (ending in `/slow`), once the node holds it.
 async fn hold_the_slot(
@@ -222,11 +227,7 @@ async fn maxconn_queues_a_request_until_the_slot_is_free() {
 async fn a_request_queued_past_queue_timeout_ms_gets_503_and_is_counted() {
     for (path, http) in [("fast path", client()), ("hyper path", h2c_client())] {
         let node = TestBackend::start("01").await;
-        let proxy = Cluster::of(&[&node])
-            .set("pool.0.backend.0.maxconn", 1)
-            .set("pool.0.queue_timeout_ms", 200)
-            .start()
-            .await;
+        let proxy = one_slot(&node, 200).start().await;
         let held = hold_the_slot(&node, &http, proxy.url("/slow")).await;
         let resp = http.get(proxy.url("/am/json/x")).send().await.unwrap();
         assert_eq!(resp.status(), 503, "{path}");
@@ -310,8 +311,7 @@ async fn a_client_gone_while_queued_leaves_the_queue() {
     let (cert, key, pem) = support::localhost_cert("queue-gone");
     for path in ["fast path", "fast path over TLS", "hyper path"] {
         let node = TestBackend::start("01").await;
-        let mut cluster =
-            Cluster::of(&[&node]).set("pool.0.backend.0.maxconn", 1).set("pool.0.queue_timeout_ms", 60_000);
+        let mut cluster = one_slot(&node, 60_000);
         if path.ends_with("TLS") {
             cluster = cluster.tls(&cert, &key);
         }
@@ -355,11 +355,7 @@ async fn a_half_closing_client_leaves_the_queue_even_with_bytes_unread() {
     ];
     for (case, request, more) in cases {
         let node = TestBackend::start("01").await;
-        let proxy = Cluster::of(&[&node])
-            .set("pool.0.backend.0.maxconn", 1)
-            .set("pool.0.queue_timeout_ms", 60_000)
-            .start()
-            .await;
+        let proxy = one_slot(&node, 60_000).start().await;
         let held = hold_the_slot(&node, &client(), proxy.url("/slow")).await;
         let mut raw = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
         raw.write_all(request.as_bytes()).await.unwrap();
